@@ -1,0 +1,39 @@
+//! `storage:` — where and how long samples are kept.
+
+use serde::{Deserialize, Serialize};
+
+use super::PromDuration;
+
+/// The SQLite time-series store.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (default `data/`).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// How long raw samples are kept (default 15d).
+    #[serde(default = "default_retention")]
+    pub retention: PromDuration,
+    /// Largest the store may grow to (e.g. `10GB`); oldest data goes first.
+    #[serde(default)]
+    pub retention_size: Option<String>,
+    /// Prometheus' TSDB settings: accepted and warned about, no effect here.
+    #[serde(default, skip_serializing)]
+    pub tsdb: Option<serde_yaml_ng::Value>,
+    /// Prometheus' exemplar storage: accepted and warned about, no effect here.
+    #[serde(default, skip_serializing)]
+    pub exemplars: Option<serde_yaml_ng::Value>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("empty storage config deserializes")
+    }
+}
+
+fn default_path() -> String {
+    "data/".to_string()
+}
+fn default_retention() -> PromDuration {
+    PromDuration::from_secs(15 * 24 * 3600)
+}

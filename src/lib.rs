@@ -1,0 +1,30 @@
+//! infermon: one binary for one GPU box that serves a text model and watches it.
+//!
+//! The parts, following Prometheus' split plus the model server:
+//!
+//! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
+//! - [`model`]: labels, matchers and samples every part shares.
+//! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
+//! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
+//! - [`rules`]: Prometheus rule files; decides which alerts fire.
+//! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
+//! - [`shutdown`]: the stop signal every long-running task listens to.
+//!
+//! [`run`] is the composition root: it builds every part from a [`config::Config`]
+//! and stops them in order when the shutdown signal fires.
+
+pub mod config;
+pub mod model;
+pub mod rules;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+pub mod util;
+pub mod web;
+
+mod app;
+
+pub use app::{Error, run};
+
+/// Git revision infermon was built from (`unknown` outside a checkout).
+pub const REVISION: &str = env!("INFERMON_REVISION");

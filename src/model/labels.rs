@@ -1,0 +1,160 @@
+//! A sorted, duplicate-free set of labels, as Prometheus keeps them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One label.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Label {
+    /// Label name.
+    pub name: String,
+    /// Label value (never empty in a stored series: empty means absent).
+    pub value: String,
+}
+
+/// Labels sorted by name, each name once. Equality and hashing follow the
+/// sorted order, so two sets with the same pairs are equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// Builds a set from pairs; later duplicates win; empty values are dropped.
+    pub fn new<I, N, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        let mut v: Vec<Label> = Vec::new();
+        for (n, val) in pairs {
+            let name = n.into();
+            let value = val.into();
+            match v.iter_mut().find(|l| l.name == name) {
+                Some(l) => l.value = value,
+                None => v.push(Label { name, value }),
+            }
+        }
+        v.retain(|l| !l.value.is_empty());
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Labels(v)
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// The metric name (`__name__`).
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// Sets `name` to `value` (removes it when `value` is empty).
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].value = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, Label { name: name.to_string(), value: value.to_string() }),
+        }
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.set(name, "");
+    }
+
+    /// The labels in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keeps only labels for which `keep` is true.
+    pub fn retain(&mut self, keep: impl FnMut(&Label) -> bool) {
+        self.0.retain(keep);
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' text form: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = self.metric_name() {
+            f.write_str(name)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}=\"{}\"", l.name, escape_label_value(&l.value))?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Escapes `\`, `"` and newlines as the exposition format does.
+pub fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Serialize for Labels {
+    /// As a JSON object, the Prometheus API's `metric` shape.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in &self.0 {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Labels::new(m))
+    }
+}
+
+impl FromIterator<Label> for Labels {
+    fn from_iter<T: IntoIterator<Item = Label>>(iter: T) -> Self {
+        Labels::new(iter.into_iter().map(|l| (l.name, l.value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_unique_and_displayed() {
+        let mut l = Labels::new([("job", "a"), ("__name__", "up"), ("instance", "x:1"), ("job", "b")]);
+        assert_eq!(l.get("job"), Some("b"));
+        assert_eq!(l.to_string(), r#"up{instance="x:1", job="b"}"#);
+        l.set("env", "prod");
+        l.remove("instance");
+        assert_eq!(l.to_string(), r#"up{env="prod", job="b"}"#);
+        assert_eq!(Labels::new([("a", "")]).len(), 0);
+    }
+}

@@ -1,0 +1,75 @@
+//! The time-series store boundary: [`Appender`] for writers (scrape, rule
+//! results, remote-write receive) and [`Querier`] for readers (PromQL, export).
+//!
+//! Everything reads and writes samples through these traits; only the
+//! implementations know how samples are kept. [`MemoryStorage`] serves unit
+//! tests and the PromQL test runner.
+
+mod memory;
+
+pub use memory::MemoryStorage;
+
+use crate::model::{Labels, Matcher, Sample};
+
+/// Errors of the storage part.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A sample was refused (out of order, bad labels…); nothing of the batch was stored.
+    #[error("sample rejected: {0}")]
+    Rejected(String),
+    /// The backing store failed.
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// The query would touch more samples than allowed.
+    #[error("query processing would load too many samples into memory")]
+    TooManySamples,
+}
+
+/// One sample of one series, as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendSample {
+    /// Series labels, including `__name__`.
+    pub labels: Labels,
+    /// The sample.
+    pub sample: Sample,
+}
+
+/// One series with its samples in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels, including `__name__`.
+    pub labels: Labels,
+    /// Samples sorted by timestamp, within the asked range.
+    pub samples: Vec<Sample>,
+}
+
+/// Writes samples. A batch is atomic: all of it is stored, or none.
+pub trait Appender: Send + Sync {
+    /// Stores a batch; returns once it is durable.
+    fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError>;
+}
+
+/// Reads samples.
+pub trait Querier: Send + Sync {
+    /// Series matching every matcher, with their samples in `[mint, maxt]`
+    /// (milliseconds, inclusive). Series without samples in range are left out.
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError>;
+
+    /// Label names of the series matching `matchers` (all series when empty)
+    /// with samples in range, sorted.
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError>;
+
+    /// Values of `name` on the series matching `matchers` with samples in range, sorted.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
+}
+
+/// A store that can be written and read.
+pub trait Storage: Appender + Querier {}
+
+impl<T: Appender + Querier> Storage for T {}

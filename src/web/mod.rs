@@ -1,0 +1,65 @@
+//! The HTTP server: one axum router for the model API, the Prometheus API,
+//! the dashboard, `/metrics`, `/health` and `/ready`.
+//!
+//! Handlers stay thin: each part hands in its own routes; this module adds
+//! the layers every request passes (JSON errors, metrics, auth, body limit).
+
+mod auth;
+mod error;
+mod extract;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use auth::Authenticator;
+pub use error::ApiError;
+pub use extract::ApiJson;
+pub use health::Readiness;
+
+use crate::telemetry::{Telemetry, track_http};
+
+/// Everything the router is built from.
+pub struct WebParts {
+    /// Registry and HTTP metrics.
+    pub telemetry: Telemetry,
+    /// Component readiness for `/ready`.
+    pub readiness: Readiness,
+    /// Credentials check, when `server.auth` is set.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Routes contributed by the other parts (inference, API, pages).
+    pub routes: Vec<Router>,
+}
+
+/// Builds the application router.
+pub fn router(parts: WebParts) -> Router {
+    let mut app = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready).with_state(parts.readiness))
+        .route("/metrics", get(metrics).with_state(parts.telemetry.clone()));
+    for routes in parts.routes {
+        app = app.merge(routes);
+    }
+    // Layers run outside-in in the reverse order they are added here:
+    // json_errors → http metrics → auth → body limit → handler.
+    let app = app
+        .layer(DefaultBodyLimit::max(parts.max_body_bytes))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(parts.max_body_bytes));
+    let app = match parts.auth {
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(auth, auth::require_auth)),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn_with_state(parts.telemetry.http.clone(), track_http))
+        .layer(axum::middleware::from_fn(error::json_errors))
+}
+
+async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], telemetry.render())
+}

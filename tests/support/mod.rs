@@ -1,0 +1,143 @@
+//! Starts the real `infermon` binary for integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root (tests read `../shared` relative to it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("../shared/fixtures").join(name)
+}
+
+/// The default model unpacked by `scripts/fetch-model.sh`.
+pub fn minilm_dir() -> PathBuf {
+    repo_root().join("models/all-MiniLM-L6-v2")
+}
+
+/// The test binary.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_infermon")
+}
+
+/// A running infermon, killed on drop.
+pub struct TestServer {
+    /// The child process.
+    pub child: Child,
+    /// `127.0.0.1:<port>` it listens on.
+    pub addr: String,
+    /// Its data/config directory (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// Everything it logged to stderr so far.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// Writes `config_yaml` to a temp dir and starts `infermon serve` on it.
+    /// The config should use `listen: 127.0.0.1:0`; `{dir}` in it is replaced
+    /// by the temp dir, `{repo}` by the repository root.
+    pub fn start(config_yaml: &str) -> TestServer {
+        Self::try_start(config_yaml).unwrap_or_else(|log| panic!("infermon did not start:\n{log}"))
+    }
+
+    /// Like [`start`], returning the log on failure.
+    pub fn try_start(config_yaml: &str) -> Result<TestServer, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = config_yaml
+            .replace("{dir}", &dir.path().display().to_string())
+            .replace("{repo}", &repo_root().display().to_string());
+        let path = dir.path().join("infermon.yml");
+        std::fs::write(&path, text).expect("write config");
+        Self::spawn(&path, dir)
+    }
+
+    fn spawn(config: &Path, dir: tempfile::TempDir) -> Result<TestServer, String> {
+        let mut child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .current_dir(dir.path())
+            .env("INFERMON_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn infermon");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on ") {
+                    let addr = line[i + 13..].split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+                return Ok(TestServer { child, addr, dir, log });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(log.lock().unwrap().clone());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("timed out waiting for 'listening on'\n{}", log.lock().unwrap()));
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for exit up to `timeout`; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for tests.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+}
