@@ -4,7 +4,9 @@
 
 mod file;
 
-pub use file::{RuleFile, RuleGroup, RuleSpec, check_rule_file, parse_rule_file, resolve_rule_files};
+pub use file::{
+    RuleFile, RuleGroup, RuleSpec, check_rule_file, parse_rule_file, resolve_rule_files,
+};
 
 /// Errors of the rules part.
 #[derive(Debug, thiserror::Error)]
