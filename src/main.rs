@@ -125,7 +125,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(file: &PathBuf) -> ExitCode {
+fn check(file: &std::path::Path) -> ExitCode {
     match Config::load_file(file) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
