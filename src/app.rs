@@ -58,9 +58,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         return Err(Error::Unprotected(addr));
     }
 
-    let gpu: Option<Box<dyn GpuSource>> =
-        NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
-    let telemetry = Telemetry::new(gpu)?;
+    let gpu: Option<Box<dyn GpuSource>> = if config.collectors.gpu.enabled {
+        NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>)
+    } else {
+        None
+    };
+    let telemetry = Telemetry::new(gpu, &config.collectors)?;
     let readiness = Readiness::default();
 
     let routes = Vec::new();

@@ -6,6 +6,7 @@
 //! its `file:line:col`. `${VAR}` is replaced from the environment before parsing.
 
 mod alerting;
+mod collectors;
 mod duration;
 mod expand;
 mod global;
@@ -30,6 +31,7 @@ pub use alerting::{
     AlertingConfig, AlertmanagerConfig, EmailConfig, InhibitRule, Receiver, RobotConfig, Route,
     WebhookConfig,
 };
+pub use collectors::{CollectorsConfig, GpuCollectorConfig, HostCollectorsConfig};
 pub use duration::{PromDuration, parse_duration};
 pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
@@ -78,6 +80,9 @@ pub struct Config {
     /// Daily snapshots.
     #[serde(default)]
     pub snapshots: SnapshotsConfig,
+    /// Built-in host and GPU collectors.
+    #[serde(default)]
+    pub collectors: CollectorsConfig,
     /// Prometheus' remote_read: accepted and warned about.
     #[serde(default, skip_serializing)]
     pub remote_read: Option<serde_yaml_ng::Value>,

@@ -1,12 +1,17 @@
 //! infermon's own `/metrics`: one registry, HTTP middleware, build info,
 //! process metrics and GPU readings taken at scrape time.
 
+mod family;
 mod gpu;
+mod host;
 mod http;
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::config::CollectorsConfig;
+
 pub use gpu::{GpuCollector, GpuError, GpuReading, GpuSource, NvmlSource};
+pub use host::{HostCollector, HostError};
 pub use http::{HttpMetrics, track_http};
 
 /// Errors of the telemetry part.
@@ -15,6 +20,9 @@ pub enum TelemetryError {
     /// A metric could not be registered (a duplicate name is a bug).
     #[error("cannot register metric: {0}")]
     Register(#[from] prometheus::Error),
+    /// The host collector's settings are invalid.
+    #[error(transparent)]
+    Host(#[from] HostError),
 }
 
 /// The registry every part registers its metrics in, plus the HTTP metrics.
@@ -29,7 +37,10 @@ pub struct Telemetry {
 impl Telemetry {
     /// Builds the registry with build info, process metrics, HTTP metrics and
     /// the GPU collector over `gpu` (absent GPU: `infermon_gpu_available 0`).
-    pub fn new(gpu: Option<Box<dyn GpuSource>>) -> Result<Self, TelemetryError> {
+    pub fn new(
+        gpu: Option<Box<dyn GpuSource>>,
+        collectors: &CollectorsConfig,
+    ) -> Result<Self, TelemetryError> {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
             Opts::new(
@@ -47,6 +58,8 @@ impl Telemetry {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         registry.register(Box::new(GpuCollector::new(gpu)?))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(HostCollector::new(&collectors.host)?))?;
         let http = HttpMetrics::new(&registry)?;
         Ok(Telemetry { registry, http })
     }

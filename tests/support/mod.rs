@@ -156,3 +156,90 @@ pub fn client() -> reqwest::blocking::Client {
         .build()
         .expect("client")
 }
+
+/// One sample line of the text exposition format: name, sorted labels, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpositionSample {
+    /// Metric name.
+    pub name: String,
+    /// Labels sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Value.
+    pub value: f64,
+}
+
+/// A small parser for test assertions (label values without escaped quotes
+/// or commas are enough for what tests compare).
+pub fn parse_exposition(text: &str) -> Vec<ExpositionSample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = match line.rfind('}') {
+            Some(i) => (&line[..=i], line[i + 1..].trim()),
+            None => line.split_once(' ').unwrap_or((line, "")),
+        };
+        let value = value.split_whitespace().next().unwrap_or("");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or(f64::NAN),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let inner = rest.trim_end_matches('}');
+                let mut labels = Vec::new();
+                let mut rest = inner;
+                while let Some(eq) = rest.find("=\"") {
+                    let key = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+                    let after = &rest[eq + 2..];
+                    let mut end = 0;
+                    let bytes = after.as_bytes();
+                    while end < bytes.len()
+                        && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+                    {
+                        end += 1;
+                    }
+                    labels.push((key, after[..end].to_string()));
+                    rest = after.get(end + 1..).unwrap_or("");
+                }
+                labels.sort();
+                (n.to_string(), labels)
+            }
+            None => (series.trim().to_string(), Vec::new()),
+        };
+        out.push(ExpositionSample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// A free TCP port on 127.0.0.1 (for peers started by tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `url` answers 200, up to `timeout`.
+pub fn wait_http_ok(url: &str, timeout: Duration) -> bool {
+    let c = client();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if c.get(url)
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
