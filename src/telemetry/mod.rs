@@ -10,7 +10,7 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::config::CollectorsConfig;
 
-pub use gpu::{GpuCollector, GpuError, GpuReading, GpuSource, NvmlSource};
+pub use gpu::{EccErrors, GpuCollector, GpuError, GpuProcess, GpuReading, GpuSource, NvmlSource};
 pub use host::{HostCollector, HostError};
 pub use http::{HttpMetrics, track_http};
 
@@ -57,7 +57,7 @@ impl Telemetry {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        registry.register(Box::new(GpuCollector::new(gpu)?))?;
+        registry.register(Box::new(GpuCollector::new(gpu, collectors.gpu.dcgm_names)))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(HostCollector::new(&collectors.host)?))?;
         let http = HttpMetrics::new(&registry)?;
