@@ -254,7 +254,8 @@ pub struct GpuCollector {
     source: Option<Box<dyn GpuSource>>,
     dcgm_names: bool,
     hostname: String,
-    // Families are built at scrape time; none are declared up front.
+    // The registry identifies collectors by their descriptors; the families
+    // are built at scrape time, so one stands for all of them.
     descs: Vec<Desc>,
 }
 
