@@ -7,6 +7,7 @@
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
+//! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod model;
 pub mod rules;
 pub mod shutdown;
+pub mod snapshot;
 pub mod storage;
 pub mod telemetry;
 pub mod util;

@@ -3,8 +3,8 @@
 mod labels;
 mod matcher;
 
-pub use labels::{Label, Labels, METRIC_NAME};
-pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use labels::{Label, Labels, METRIC_NAME, escape_label_value};
+pub use matcher::{MatchOp, Matcher, MatcherError, parse_selector};
 
 /// One float sample: milliseconds since the epoch and a value.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,0 +1,326 @@
+//! Daily snapshots: every morning yesterday's metrics land on disk as
+//! OpenMetrics (backfillable with promtool), CSV, a human summary and a
+//! manifest with checksums; written under a temporary name and renamed so a
+//! crash never leaves a half snapshot that looks complete.
+
+mod csv;
+mod day;
+mod manifest;
+mod openmetrics;
+mod routes;
+mod summary;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+pub use day::{day_range, folder_name, local_zone, parse_folder_name, yesterday};
+pub use manifest::{FileEntry, Manifest};
+pub use routes::routes;
+pub use summary::{Summary, histogram_quantile, summarize};
+
+use crate::config::SnapshotsConfig;
+use crate::model::{MatchOp, Matcher};
+use crate::shutdown::Shutdown;
+use crate::storage::{Querier, Series, StorageError};
+
+/// The files of a snapshot folder, in the order they are written.
+pub const FILES: [&str; 4] = [
+    "metrics.om.gz",
+    "metrics.csv.gz",
+    "summary.json",
+    "manifest.json",
+];
+
+/// Errors of the snapshot part.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading the store failed.
+    #[error("cannot read metrics: {0}")]
+    Storage(#[from] StorageError),
+    /// Writing files failed.
+    #[error("cannot write snapshot: {0}")]
+    Io(#[from] std::io::Error),
+    /// CSV encoding failed.
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] ::csv::Error),
+    /// JSON encoding failed.
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `snapshots.timezone` is not an IANA zone.
+    #[error("snapshots.timezone {0:?} is not an IANA time zone like Asia/Shanghai")]
+    TimeZone(String),
+    /// The cron expression is invalid or the scheduler failed.
+    #[error("snapshot schedule: {0}")]
+    Schedule(String),
+}
+
+/// Writes, lists and prunes snapshots of one store.
+pub struct Snapshotter {
+    dir: PathBuf,
+    tz: Tz,
+    keep: usize,
+    querier: Arc<dyn Querier>,
+}
+
+/// A snapshot on disk, for listings.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// The day.
+    pub day: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+impl Snapshotter {
+    /// From `snapshots:`; `storage_path` is the default parent of the folder.
+    pub fn new(
+        config: &SnapshotsConfig,
+        storage_path: &Path,
+        querier: Arc<dyn Querier>,
+    ) -> Result<Self, SnapshotError> {
+        let tz = match &config.timezone {
+            Some(name) => name
+                .parse()
+                .map_err(|_| SnapshotError::TimeZone(name.clone()))?,
+            None => local_zone(),
+        };
+        let dir = config
+            .dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| storage_path.join("snapshots"));
+        Ok(Snapshotter {
+            dir,
+            tz,
+            keep: config.keep,
+            querier,
+        })
+    }
+
+    /// The folder holding the `YYYY-MM-DD/` snapshots.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The time zone days are counted in.
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// Writes the snapshot of `day` (replacing an existing one) and returns its manifest.
+    pub fn take(&self, day: NaiveDate) -> Result<Manifest, SnapshotError> {
+        let (from, to) = day_range(day, self.tz);
+        let all = [Matcher::new("__name__", MatchOp::Regex, ".+")
+            .map_err(|e| SnapshotError::Schedule(e.to_string()))?];
+        let mut series = self.querier.select(&all, from, to - 1)?;
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        std::fs::create_dir_all(&self.dir)?;
+        let name = folder_name(day);
+        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let manifest = self.write_folder(&tmp, day, from, to, &series)?;
+        let final_dir = self.dir.join(&name);
+        if final_dir.exists() {
+            let old = self.dir.join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(&final_dir, &old)?;
+            std::fs::rename(&tmp, &final_dir)?;
+            std::fs::remove_dir_all(&old)?;
+        } else {
+            std::fs::rename(&tmp, &final_dir)?;
+        }
+        sync_dir(&self.dir);
+        tracing::info!(day = %name, series = manifest.series, samples = manifest.samples, "snapshot written");
+        Ok(manifest)
+    }
+
+    fn write_folder(
+        &self,
+        tmp: &Path,
+        day: NaiveDate,
+        from: i64,
+        to: i64,
+        series: &[Series],
+    ) -> Result<Manifest, SnapshotError> {
+        let samples = write_gz(&tmp.join(FILES[0]), |w| {
+            openmetrics::write(w, series).map_err(SnapshotError::from)
+        })?;
+        write_gz(&tmp.join(FILES[1]), |w| {
+            csv::write(w, series).map_err(SnapshotError::from)
+        })?;
+        let report = summarize(series, (to - from) as f64 / 1000.0);
+        write_synced(&tmp.join(FILES[2]), &serde_json::to_vec_pretty(&report)?)?;
+        let files = FILES[..3]
+            .iter()
+            .map(|f| manifest::describe(&tmp.join(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let manifest = Manifest {
+            format: 1,
+            infermon_version: env!("CARGO_PKG_VERSION").to_string(),
+            day: folder_name(day),
+            timezone: self.tz.name().to_string(),
+            from_ms: from,
+            to_ms: to,
+            series: series.len() as u64,
+            samples,
+            files,
+            created_ms: crate::util::now_ms(),
+        };
+        write_synced(&tmp.join(FILES[3]), &serde_json::to_vec_pretty(&manifest)?)?;
+        Ok(manifest)
+    }
+
+    /// Complete snapshots, newest first (folders without a readable manifest are skipped).
+    pub fn list(&self) -> Vec<SnapshotInfo> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<SnapshotInfo> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                parse_folder_name(&name)?;
+                let text = std::fs::read(e.path().join("manifest.json")).ok()?;
+                let manifest: Manifest = serde_json::from_slice(&text).ok()?;
+                Some(SnapshotInfo {
+                    day: name,
+                    manifest,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.day.cmp(&a.day));
+        out
+    }
+
+    /// Removes all but the newest `keep` snapshots and leftovers of crashed
+    /// writes; returns how many snapshots went.
+    pub fn prune(&self) -> Result<usize, SnapshotError> {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
+                    std::fs::remove_dir_all(e.path())?;
+                }
+            }
+        }
+        let mut removed = 0;
+        for old in self.list().into_iter().skip(self.keep) {
+            std::fs::remove_dir_all(self.dir.join(&old.day))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The path of a snapshot file, only for a strict `YYYY-MM-DD` day and
+    /// one of [`FILES`] — never anything outside the folder.
+    pub fn file_path(&self, day: &str, file: &str) -> Option<PathBuf> {
+        parse_folder_name(day)?;
+        if !FILES.contains(&file) {
+            return None;
+        }
+        let p = self.dir.join(day).join(file);
+        p.is_file().then_some(p)
+    }
+
+    /// Takes yesterday's snapshot if it is missing (infermon was down when
+    /// the schedule fired), then prunes.
+    pub fn catch_up(&self, now_ms: i64) -> Result<Option<Manifest>, SnapshotError> {
+        let day = yesterday(now_ms, self.tz);
+        let taken = if self
+            .dir
+            .join(folder_name(day))
+            .join("manifest.json")
+            .exists()
+        {
+            None
+        } else {
+            Some(self.take(day)?)
+        };
+        self.prune()?;
+        Ok(taken)
+    }
+
+    /// Runs the schedule until `shutdown`: a missed run first, then one
+    /// snapshot of the previous day each time `schedule` fires (in the zone).
+    pub async fn run(
+        self: Arc<Self>,
+        schedule: String,
+        shutdown: Shutdown,
+    ) -> Result<(), SnapshotError> {
+        use tokio_cron_scheduler::{Job, JobScheduler};
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.catch_up(crate::util::now_ms())).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "missed snapshot could not be taken"),
+            Err(e) => tracing::warn!(error = %e, "missed snapshot task failed"),
+            Ok(Ok(_)) => {}
+        }
+        let sched_err =
+            |e: tokio_cron_scheduler::JobSchedulerError| SnapshotError::Schedule(e.to_string());
+        let mut scheduler = JobScheduler::new().await.map_err(sched_err)?;
+        let me = self.clone();
+        let job = Job::new_async_tz(schedule.as_str(), self.tz, move |_, _| {
+            let me = me.clone();
+            Box::pin(async move {
+                let day = yesterday(crate::util::now_ms(), me.tz);
+                let worker = me.clone();
+                match tokio::task::spawn_blocking(move || {
+                    worker.take(day).and_then(|m| worker.prune().map(|_| m))
+                })
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "daily snapshot failed"),
+                    Err(e) => tracing::error!(error = %e, "daily snapshot task failed"),
+                }
+            })
+        })
+        .map_err(sched_err)?;
+        scheduler.add(job).await.map_err(sched_err)?;
+        scheduler.start().await.map_err(sched_err)?;
+        shutdown.wait().await;
+        scheduler.shutdown().await.map_err(sched_err)?;
+        Ok(())
+    }
+}
+
+/// Checks a cron expression the way the scheduler will read it.
+pub fn validate_schedule(schedule: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn write_gz<T>(
+    path: &Path,
+    body: impl FnOnce(&mut GzEncoder<std::io::BufWriter<std::fs::File>>) -> Result<T, SnapshotError>,
+) -> Result<T, SnapshotError> {
+    let file = std::fs::File::create(path)?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::default());
+    let out = body(&mut gz)?;
+    let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(out)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! HTTP: list snapshots, download their files, take one now, and export any
+//! range of raw samples (what `infermon export` reads from a running box).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+
+use super::{Snapshotter, csv, openmetrics, parse_folder_name, yesterday};
+use crate::model::Matcher;
+use crate::web::ApiError;
+
+/// `GET /api/v1/snapshots`, `GET /snapshots/{day}/{file}`,
+/// `POST /api/v1/admin/snapshot[?day=YYYY-MM-DD]`, `GET /api/v1/export`.
+pub fn routes(snapshots: Arc<Snapshotter>) -> Router {
+    Router::new()
+        .route("/api/v1/snapshots", get(list))
+        .route("/snapshots/{day}/{file}", get(download))
+        .route("/api/v1/admin/snapshot", post(take_now))
+        .route("/api/v1/export", get(export))
+        .with_state(snapshots)
+}
+
+async fn list(State(s): State<Arc<Snapshotter>>) -> Response {
+    let s2 = s.clone();
+    let list = tokio::task::spawn_blocking(move || s2.list())
+        .await
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({"status": "success", "data": list, "dir": s.dir().display().to_string()})).into_response()
+}
+
+async fn download(
+    State(s): State<Arc<Snapshotter>>,
+    Path((day, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no snapshot file {day}/{file}; see GET /api/v1/snapshots"
+        ))
+    };
+    let path = s.file_path(&day, &file).ok_or_else(not_found)?;
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let content_type = if file.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/gzip"
+    };
+    let mut response = Response::new(Body::from(bytes));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{day}-{file}\"")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+async fn take_now(
+    State(s): State<Arc<Snapshotter>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = pairs(query.as_deref());
+    let day = match params.iter().find(|(k, _)| k == "day") {
+        Some((_, d)) => parse_folder_name(d)
+            .ok_or_else(|| ApiError::bad_request(format!("day {d:?} is not YYYY-MM-DD")))?,
+        None => yesterday(crate::util::now_ms(), s.timezone()),
+    };
+    let worker = s.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        worker.take(day).and_then(|m| worker.prune().map(|_| m))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
+}
+
+/// Output format of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// OpenMetrics text with timestamps.
+    OpenMetrics,
+    /// Long-format CSV.
+    Csv,
+    /// One JSON object per series per line: `{"metric":{...},"values":[[ms,v],...]}`.
+    Json,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "openmetrics" | "om" => Ok(Self::OpenMetrics),
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            other => Err(format!("format {other:?} is not openmetrics, csv or json")),
+        }
+    }
+}
+
+/// Parses `1700000000`, `1700000000.5` (seconds) or RFC 3339 into milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+            .unwrap_or(0));
+    }
+    Err(format!(
+        "cannot parse {s:?} as a time: use unix seconds or RFC 3339"
+    ))
+}
+
+fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn export(
+    State(s): State<Arc<Snapshotter>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = pairs(query.as_deref());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let now = crate::util::now_ms();
+    let start = get("start")
+        .map(parse_time)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or(now - 3_600_000);
+    let end = get("end")
+        .map(parse_time)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or(now);
+    if end < start {
+        return Err(ApiError::bad_request("end is before start"));
+    }
+    let format: ExportFormat = get("format")
+        .unwrap_or("openmetrics")
+        .parse()
+        .map_err(ApiError::bad_request)?;
+    let selectors: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let mut groups: Vec<Vec<Matcher>> = Vec::new();
+    for sel in if selectors.is_empty() {
+        vec!["{__name__=~\".+\"}"]
+    } else {
+        selectors
+    } {
+        groups.push(
+            crate::model::parse_selector(sel).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
+    }
+    let querier = s.querier.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let mut series = Vec::new();
+        for m in &groups {
+            series.extend(querier.select(m, start, end).map_err(|e| e.to_string())?);
+        }
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        series.dedup_by(|a, b| a.labels == b.labels);
+        let mut out = Vec::new();
+        match format {
+            ExportFormat::OpenMetrics => {
+                openmetrics::write(&mut out, &series).map_err(|e| e.to_string())?;
+            }
+            ExportFormat::Csv => {
+                csv::write(&mut out, &series).map_err(|e| e.to_string())?;
+            }
+            ExportFormat::Json => {
+                for s in &series {
+                    let values: Vec<(i64, f64)> = s
+                        .samples
+                        .iter()
+                        .filter(|x| !crate::model::is_stale_nan(x.value))
+                        .map(|x| (x.timestamp_ms, x.value))
+                        .collect();
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({"metric": s.labels, "values": values}),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    out.push(b'\n');
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("export task failed: {e}")))?
+    .map_err(ApiError::internal)?;
+    let content_type = match format {
+        ExportFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ExportFormat::Csv => "text/csv; charset=utf-8",
+        ExportFormat::Json => "application/x-ndjson",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
