@@ -19,6 +19,7 @@ pub(super) fn validate(config: &Config) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     v.models();
     v.alerting();
     v.rule_files();
+    v.snapshots();
     (v.warnings, v.errors)
 }
 
@@ -304,6 +305,26 @@ impl Validator<'_> {
             self.error(
                 "language:",
                 format!("alerting.language: {lang:?} is not en or zh"),
+            );
+        }
+    }
+
+    fn snapshots(&mut self) {
+        let s = &self.config.snapshots;
+        for (key, schedule) in [
+            ("schedule", &s.schedule),
+            ("backup_schedule", &s.backup_schedule),
+        ] {
+            if crate::snapshot::validate_schedule(schedule).is_err() {
+                self.error(&format!("{key}:"), format!("snapshots.{key}: {schedule:?} is not a cron schedule with seconds (sec min hour day month weekday)"));
+            }
+        }
+        if let Some(tz) = &s.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            self.error(
+                "timezone:",
+                format!("snapshots.timezone: {tz:?} is not an IANA time zone like Asia/Shanghai"),
             );
         }
     }
