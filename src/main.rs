@@ -51,6 +51,30 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// Export raw samples of a time range from a running infermon.
+    Export {
+        /// Start: unix seconds, RFC 3339 or YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// End: unix seconds, RFC 3339 or YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// Series selectors (repeatable), e.g. --match 'up{job="node"}'; all series when absent.
+        #[arg(long = "match")]
+        matchers: Vec<String>,
+        /// openmetrics, csv or json (one object per series per line).
+        #[arg(long, default_value = "openmetrics")]
+        format: String,
+        /// File to write (written to a temporary name, then renamed).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Base URL of the running infermon.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key, when server.auth is on.
+        #[arg(long, env = "INFERMON_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
     /// Print the version and git revision.
     Version,
 }
@@ -75,6 +99,34 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Export {
+            from,
+            to,
+            matchers,
+            format,
+            output,
+            url,
+            api_key,
+        } => {
+            match export(
+                &from,
+                &to,
+                &matchers,
+                &format,
+                &output,
+                &url,
+                api_key.as_deref(),
+            ) {
+                Ok(bytes) => {
+                    eprintln!("wrote {bytes} bytes to {}", output.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("infermon: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!(
                 "infermon {} (revision {})",
@@ -157,6 +209,50 @@ fn check(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn export(
+    from: &str,
+    to: &str,
+    matchers: &[String],
+    format: &str,
+    output: &std::path::Path,
+    url: &str,
+    api_key: Option<&str>,
+) -> anyhow::Result<usize> {
+    let mut query = vec![
+        ("start", from.to_string()),
+        ("end", to.to_string()),
+        ("format", format.to_string()),
+    ];
+    query.extend(matchers.iter().map(|m| ("match[]", m.clone())));
+    let endpoint = format!("{}/api/v1/export", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = runtime.block_on(async {
+        let mut request = reqwest::Client::new().get(&endpoint).query(&query);
+        if let Some(key) = api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {endpoint}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{endpoint} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Ok::<_, anyhow::Error>(bytes)
+    })?;
+    let tmp = output.with_extension("partial");
+    std::fs::write(&tmp, &body).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, output)
+        .with_context(|| format!("cannot rename to {}", output.display()))?;
+    Ok(body.len())
 }
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {
