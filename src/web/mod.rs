@@ -5,9 +5,11 @@
 //! the layers every request passes (JSON errors, metrics, auth, body limit).
 
 mod auth;
+pub mod charts;
 mod error;
 mod extract;
 mod health;
+pub mod pages;
 
 use std::sync::Arc;
 

@@ -1,0 +1,426 @@
+//! SVG charts drawn on the server: time series (lines or stacked areas),
+//! heatmaps and bar charts. Pages work without JavaScript; the small script
+//! in `static/app.js` only adds tooltips, zoom and refresh on top.
+
+use std::fmt::Write;
+
+use super::scale::{nice_ticks, time_ticks};
+use super::units;
+
+/// Series colours, readable on white and in grey-scale print.
+pub const PALETTE: [&str; 10] = [
+    "#3274d9", "#e0752d", "#37872d", "#c4162a", "#8f3bb8", "#1f78c1", "#b877d9", "#705da0",
+    "#508642", "#cca300",
+];
+
+/// One line of a time-series chart; NaN values are gaps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChartSeries {
+    /// Legend text.
+    pub name: String,
+    /// (milliseconds, value), time-ordered.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// What a time-series chart shows.
+pub struct TimeSeriesChart<'a> {
+    /// The lines.
+    pub series: &'a [ChartSeries],
+    /// Range start, ms.
+    pub start: i64,
+    /// Range end, ms.
+    pub end: i64,
+    /// Query step, ms: points further apart than 1.5 steps are a gap.
+    pub step: i64,
+    /// Unit of the values (see [`units::format`]).
+    pub unit: &'a str,
+    /// Dashed horizontal lines (alert thresholds).
+    pub thresholds: &'a [f64],
+    /// Stack the series as areas.
+    pub stacked: bool,
+}
+
+const W: f64 = 600.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 8.0;
+const TOP: f64 = 8.0;
+const BOTTOM: f64 = 22.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Splits points into runs without gaps (NaN, or a jump over 1.5 steps).
+pub fn segments(points: &[(i64, f64)], step: i64) -> Vec<Vec<(i64, f64)>> {
+    let mut out: Vec<Vec<(i64, f64)>> = Vec::new();
+    let mut current: Vec<(i64, f64)> = Vec::new();
+    let mut last_t: Option<i64> = None;
+    for &(t, v) in points {
+        let gap = v.is_nan() || last_t.is_some_and(|lt| (t - lt) as f64 > 1.5 * step.max(1) as f64);
+        if gap && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        if !v.is_nan() {
+            current.push((t, v));
+            last_t = Some(t);
+        } else {
+            last_t = None;
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Renders a time-series chart as an SVG element.
+pub fn time_series(c: &TimeSeriesChart) -> String {
+    // Stacked: each series drawn on top of the sum of those before it.
+    let drawn: Vec<ChartSeries> = if c.stacked {
+        let mut acc: std::collections::BTreeMap<i64, f64> = Default::default();
+        c.series
+            .iter()
+            .map(|s| ChartSeries {
+                name: s.name.clone(),
+                points: s
+                    .points
+                    .iter()
+                    .map(|&(t, v)| {
+                        if v.is_nan() {
+                            (t, v)
+                        } else {
+                            let e = acc.entry(t).or_insert(0.0);
+                            *e += v;
+                            (t, *e)
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    } else {
+        c.series.to_vec()
+    };
+    let values = drawn
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .chain(c.thresholds.iter().copied());
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if lo > 0.0 {
+        lo = 0.0;
+    }
+    let ticks = nice_ticks(lo, hi, 4);
+    let (y0, y1) = (ticks[0], *ticks.last().unwrap_or(&1.0));
+    let span_t = (c.end - c.start).max(1) as f64;
+    let x = |t: i64| LEFT + (t - c.start) as f64 / span_t * (W - LEFT - RIGHT);
+    let y = |v: f64| TOP + (1.0 - (v - y0) / (y1 - y0).max(f64::MIN_POSITIVE)) * (H - TOP - BOTTOM);
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" data-start="{}" data-end="{}" data-unit="{}" data-step="{}">"#,
+        c.start,
+        c.end,
+        esc(c.unit),
+        c.step
+    );
+    for v in &ticks {
+        let yy = y(*v);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}"/><text class="ylabel" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 4.0,
+            yy + 3.5,
+            esc(&units::format(*v, c.unit))
+        );
+    }
+    for t in time_ticks(c.start, c.end, 6) {
+        let xx = x(t);
+        let _ = write!(
+            svg,
+            r#"<text class="xlabel" x="{xx:.1}" y="{}" text-anchor="middle" data-ts="{t}">{}</text>"#,
+            H - 6.0,
+            chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| d.format("%H:%M").to_string())
+                .unwrap_or_default()
+        );
+    }
+    for (i, s) in drawn.iter().enumerate().rev() {
+        let color = PALETTE[i % PALETTE.len()];
+        let mut d = String::new();
+        for seg in segments(&s.points, c.step) {
+            for (j, (t, v)) in seg.iter().enumerate() {
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if j == 0 { "M" } else { "L" },
+                    x(*t),
+                    y(*v)
+                );
+            }
+            if c.stacked && seg.len() > 1 {
+                let (first, last) = (seg[0].0, seg[seg.len() - 1].0);
+                let _ = write!(
+                    d,
+                    "L{:.1},{:.1}L{:.1},{:.1}Z",
+                    x(last),
+                    y(y0.max(0.0)),
+                    x(first),
+                    y(y0.max(0.0))
+                );
+            }
+        }
+        let fill = if c.stacked {
+            format!(r#" fill="{color}" fill-opacity="0.35""#)
+        } else {
+            r#" fill="none""#.to_string()
+        };
+        let data: Vec<String> = c.series[i]
+            .points
+            .iter()
+            .map(|(t, v)| format!("[{t},{}]", json_num(*v)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<path class="series" d="{d}" stroke="{color}"{fill} data-name="{}" data-points="[{}]"/>"#,
+            esc(&s.name),
+            data.join(",")
+        );
+    }
+    for th in c.thresholds {
+        let yy = y(*th);
+        let _ = write!(
+            svg,
+            r#"<line class="threshold" x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke-dasharray="6 4"/>"#,
+            W - RIGHT
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".to_string()
+    }
+}
+
+/// One column of a heatmap: time and per-bucket counts (not cumulative).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatColumn {
+    /// Milliseconds.
+    pub t: i64,
+    /// Count per bucket, same order as the bucket bounds.
+    pub counts: Vec<f64>,
+}
+
+/// Turns cumulative `le` buckets (upper bound, cumulative count) into
+/// per-bucket counts in bound order; `+Inf` last.
+pub fn decumulate(buckets: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut b = buckets.to_vec();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut prev = 0.0;
+    b.into_iter()
+        .map(|(le, c)| {
+            let own = (c - prev).max(0.0);
+            prev = c.max(prev);
+            (le, own)
+        })
+        .collect()
+}
+
+/// Renders a heatmap: one row per bucket (bounds in `unit`), darker = more.
+pub fn heatmap(bounds: &[f64], columns: &[HeatColumn], start: i64, end: i64, unit: &str) -> String {
+    let rows = bounds.len().max(1);
+    let max = columns
+        .iter()
+        .flat_map(|c| c.counts.iter().copied())
+        .fold(0.0, f64::max);
+    let span_t = (end - start).max(1) as f64;
+    let cell_w = if columns.len() > 1 {
+        (W - LEFT - RIGHT) / columns.len() as f64
+    } else {
+        W - LEFT - RIGHT
+    };
+    let cell_h = (H - TOP - BOTTOM) / rows as f64;
+    let mut svg = format!(
+        r#"<svg class="chart heatmap" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" data-start="{start}" data-end="{end}">"#
+    );
+    for (i, b) in bounds.iter().enumerate() {
+        let yy = H - BOTTOM - (i as f64 + 0.5) * cell_h;
+        let label = if b.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            units::format(*b, unit)
+        };
+        let _ = write!(
+            svg,
+            r#"<text class="ylabel" x="{}" y="{:.1}" text-anchor="end">≤ {}</text>"#,
+            LEFT - 4.0,
+            yy + 3.5,
+            esc(&label)
+        );
+    }
+    for col in columns {
+        let xx = LEFT + (col.t - start) as f64 / span_t * (W - LEFT - RIGHT) - cell_w / 2.0;
+        for (i, count) in col.counts.iter().enumerate() {
+            if *count <= 0.0 || max <= 0.0 {
+                continue;
+            }
+            let opacity = 0.15 + 0.85 * (count / max);
+            let _ = write!(
+                svg,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c4162a" fill-opacity="{opacity:.2}"><title>{}: {}</title></rect>"##,
+                xx.max(LEFT),
+                H - BOTTOM - (i + 1) as f64 * cell_h,
+                cell_w.max(1.0),
+                cell_h,
+                esc(&bounds
+                    .get(i)
+                    .map(|b| units::format(*b, unit))
+                    .unwrap_or_default()),
+                units::format(*count, "short")
+            );
+        }
+    }
+    for t in time_ticks(start, end, 6) {
+        let xx = LEFT + (t - start) as f64 / span_t * (W - LEFT - RIGHT);
+        let _ = write!(
+            svg,
+            r#"<text class="xlabel" x="{xx:.1}" y="{}" text-anchor="middle" data-ts="{t}">{}</text>"#,
+            H - 6.0,
+            chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| d.format("%H:%M").to_string())
+                .unwrap_or_default()
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Renders vertical bars (e.g. a score distribution): (label, value).
+pub fn bars(items: &[(String, f64)], unit: &str) -> String {
+    let max = items.iter().map(|i| i.1).fold(0.0, f64::max);
+    let ticks = nice_ticks(0.0, if max > 0.0 { max } else { 1.0 }, 4);
+    let top = *ticks.last().unwrap_or(&1.0);
+    let n = items.len().max(1) as f64;
+    let bw = (W - LEFT - RIGHT) / n;
+    let mut svg = format!(
+        r#"<svg class="chart bars" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img">"#
+    );
+    for v in &ticks {
+        let yy = TOP + (1.0 - v / top) * (H - TOP - BOTTOM);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}"/><text class="ylabel" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 4.0,
+            yy + 3.5,
+            esc(&units::format(*v, unit))
+        );
+    }
+    for (i, (label, v)) in items.iter().enumerate() {
+        let h = v / top * (H - TOP - BOTTOM);
+        let xx = LEFT + i as f64 * bw;
+        let _ = write!(
+            svg,
+            r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect><text class="xlabel" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            xx + bw * 0.1,
+            H - BOTTOM - h,
+            bw * 0.8,
+            PALETTE[0],
+            esc(label),
+            esc(&units::format(*v, unit)),
+            xx + bw / 2.0,
+            H - 6.0,
+            esc(label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_split_lines() {
+        let p = [
+            (0, 1.0),
+            (10, 2.0),
+            (20, f64::NAN),
+            (30, 3.0),
+            (40, 4.0),
+            (100, 5.0),
+        ];
+        let s = segments(&p, 10);
+        assert_eq!(
+            s,
+            vec![
+                vec![(0, 1.0), (10, 2.0)],
+                vec![(30, 3.0), (40, 4.0)],
+                vec![(100, 5.0)]
+            ]
+        );
+    }
+
+    #[test]
+    fn chart_has_one_path_per_series_threshold_and_units() {
+        let series = vec![
+            ChartSeries {
+                name: "p95".into(),
+                points: vec![(0, 0.5), (60_000, 1.5)],
+            },
+            ChartSeries {
+                name: "a<b".into(),
+                points: vec![(0, 0.1), (60_000, f64::NAN)],
+            },
+        ];
+        let svg = time_series(&TimeSeriesChart {
+            series: &series,
+            start: 0,
+            end: 60_000,
+            step: 60_000,
+            unit: "s",
+            thresholds: &[2.0],
+            stacked: false,
+        });
+        assert_eq!(svg.matches("class=\"series\"").count(), 2);
+        assert_eq!(svg.matches("class=\"threshold\"").count(), 1);
+        assert!(svg.contains("2 s"), "threshold in range: {svg}");
+        assert!(svg.contains("a&lt;b"), "names escaped");
+        assert!(svg.contains("[60000,null]"), "gaps kept for tooltips");
+    }
+
+    #[test]
+    fn heatmap_buckets_decumulate() {
+        let b = decumulate(&[(1.0, 7.0), (0.1, 5.0), (f64::INFINITY, 10.0)]);
+        assert_eq!(b, vec![(0.1, 5.0), (1.0, 2.0), (f64::INFINITY, 3.0)]);
+        let svg = heatmap(
+            &[0.1, 1.0, f64::INFINITY],
+            &[HeatColumn {
+                t: 0,
+                counts: vec![5.0, 2.0, 3.0],
+            }],
+            0,
+            60_000,
+            "s",
+        );
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains("≤ 100 ms"));
+    }
+}

@@ -1,0 +1,338 @@
+//! Turns dashboard panels into HTML: runs their queries through the query
+//! API and draws SVG charts, stat tiles and tables.
+
+use futures::future::BoxFuture;
+
+use super::grafana::{Panel, legend, substitute};
+use super::i18n::Lang;
+use crate::model::Labels;
+use crate::web::charts::{self, ChartSeries, HeatColumn, PALETTE, units};
+
+/// A range query result: labels and (ms, value) points.
+pub type RangeResult = Vec<(Labels, Vec<(i64, f64)>)>;
+
+/// How pages read metrics: PromQL through whatever engine is wired in.
+pub trait QueryApi: Send + Sync {
+    /// Range query, `[start, end]` every `step` ms.
+    fn range(
+        &self,
+        expr: String,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> BoxFuture<'static, Result<RangeResult, String>>;
+    /// Instant query at `t` ms.
+    fn instant(
+        &self,
+        expr: String,
+        t: i64,
+    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, String>>;
+}
+
+/// The time window of a page.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    /// Start, ms.
+    pub start: i64,
+    /// End, ms.
+    pub end: i64,
+    /// Query step, ms.
+    pub step: i64,
+}
+
+/// A legend entry.
+#[derive(Clone, Debug)]
+pub struct LegendItem {
+    /// Colour.
+    pub color: &'static str,
+    /// Text.
+    pub name: String,
+}
+
+/// A panel ready for the template.
+#[derive(Clone, Debug)]
+pub struct PanelView {
+    /// Title.
+    pub title: String,
+    /// Panel type.
+    pub kind: String,
+    /// CSS grid classes from gridPos.
+    pub grid: String,
+    /// Rendered body (trusted HTML built here, every text escaped).
+    pub html: String,
+    /// Legend.
+    pub legend: Vec<LegendItem>,
+    /// Query error, shown instead of the body.
+    pub error: Option<String>,
+    /// Number of series drawn (tests and the page's data attribute).
+    pub series: usize,
+}
+
+/// HTML-escapes text.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn grid_classes(p: &Panel) -> String {
+    let w = p.grid_pos.w.clamp(1, 24);
+    let x = p.grid_pos.x.min(23) + 1;
+    let h = p.grid_pos.h.clamp(1, 40);
+    format!("w{w} x{x} h{h}")
+}
+
+/// Renders one panel.
+pub async fn render_panel(
+    q: &dyn QueryApi,
+    panel: &Panel,
+    w: Window,
+    vars: &[(String, String)],
+    lang: Lang,
+) -> PanelView {
+    let mut view = PanelView {
+        title: panel.title.clone(),
+        kind: panel.kind.clone(),
+        grid: grid_classes(panel),
+        html: String::new(),
+        legend: Vec::new(),
+        error: None,
+        series: 0,
+    };
+    let unit = panel.unit();
+    let targets: Vec<_> = panel
+        .targets
+        .iter()
+        .filter(|t| !t.hide && !t.expr.trim().is_empty())
+        .collect();
+    let supported = matches!(
+        panel.kind.as_str(),
+        "timeseries"
+            | "graph"
+            | "stat"
+            | "singlestat"
+            | "gauge"
+            | "bargauge"
+            | "heatmap"
+            | "histogram"
+            | "barchart"
+            | "table"
+            | "row"
+            | "text"
+    );
+    if !supported || !panel.is_prometheus() {
+        let what = if supported {
+            format!("{} (non-Prometheus data source)", panel.kind)
+        } else {
+            panel.kind.clone()
+        };
+        view.html = format!(
+            r#"<div class="placeholder">{}: {}</div>"#,
+            lang.t("Unsupported panel type"),
+            esc(&what)
+        );
+        return view;
+    }
+    let exprs: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| {
+            (
+                substitute(&t.expr, w.step, w.end - w.start, vars),
+                t.legend_format.clone(),
+            )
+        })
+        .collect();
+    match panel.kind.as_str() {
+        "row" | "text" => {}
+        "timeseries" | "graph" => {
+            let mut series = Vec::new();
+            for (expr, fmt) in &exprs {
+                match q.range(expr.clone(), w.start, w.end, w.step).await {
+                    Ok(result) => {
+                        for (labels, points) in result {
+                            series.push(ChartSeries {
+                                name: legend(fmt, &labels),
+                                points,
+                            });
+                        }
+                    }
+                    Err(e) => view.error = Some(e),
+                }
+            }
+            view.series = series.len();
+            view.legend = series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LegendItem {
+                    color: PALETTE[i % PALETTE.len()],
+                    name: s.name.clone(),
+                })
+                .collect();
+            view.html = charts::time_series(&charts::TimeSeriesChart {
+                series: &series,
+                start: w.start,
+                end: w.end,
+                step: w.step,
+                unit: &unit,
+                thresholds: &panel.thresholds(),
+                stacked: panel.stacked(),
+            });
+        }
+        "stat" | "singlestat" | "gauge" | "bargauge" => {
+            let mut tiles = String::new();
+            for (expr, fmt) in &exprs {
+                match q.instant(expr.clone(), w.end).await {
+                    Ok(result) if result.is_empty() => {
+                        tiles.push_str(&format!(
+                            r#"<div class="stat nodata">{}</div>"#,
+                            lang.t("No data")
+                        ));
+                    }
+                    Ok(result) => {
+                        for (labels, v) in result {
+                            view.series += 1;
+                            let level = panel.thresholds().iter().filter(|t| v >= **t).count();
+                            let name = if fmt.is_empty() && labels.len() <= 1 {
+                                String::new()
+                            } else {
+                                legend(fmt, &labels)
+                            };
+                            tiles.push_str(&format!(
+                                r#"<div class="stat level{level}" data-value="{v}"><span class="value">{}</span><span class="name">{}</span></div>"#,
+                                esc(&units::format(v, &unit)),
+                                esc(&name)
+                            ));
+                        }
+                    }
+                    Err(e) => view.error = Some(e),
+                }
+            }
+            view.html = format!(r#"<div class="stats">{tiles}</div>"#);
+        }
+        "heatmap" => {
+            if let Some((expr, _)) = exprs.first() {
+                match q.range(expr.clone(), w.start, w.end, w.step).await {
+                    Ok(result) => {
+                        let (bounds, columns) = heat_columns(&result);
+                        view.series = bounds.len();
+                        view.html = charts::heatmap(&bounds, &columns, w.start, w.end, &unit);
+                    }
+                    Err(e) => view.error = Some(e),
+                }
+            }
+        }
+        "histogram" | "barchart" => {
+            let mut items = Vec::new();
+            for (expr, fmt) in &exprs {
+                match q.instant(expr.clone(), w.end).await {
+                    Ok(result) => {
+                        let mut pairs: Vec<(f64, String, f64)> = result
+                            .into_iter()
+                            .map(|(l, v)| {
+                                let le = l
+                                    .get("le")
+                                    .and_then(|x| x.parse::<f64>().ok())
+                                    .unwrap_or(f64::NAN);
+                                (le, legend(fmt, &l), v)
+                            })
+                            .collect();
+                        if pairs.iter().all(|p| !p.0.is_nan()) {
+                            pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                            let own = charts::decumulate(
+                                &pairs.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>(),
+                            );
+                            items.extend(own.into_iter().map(|(le, c)| {
+                                (
+                                    if le.is_infinite() {
+                                        "+Inf".to_string()
+                                    } else {
+                                        format!("≤{}", units::format(le, "short"))
+                                    },
+                                    c,
+                                )
+                            }));
+                        } else {
+                            items.extend(pairs.into_iter().map(|p| (p.1, p.2)));
+                        }
+                    }
+                    Err(e) => view.error = Some(e),
+                }
+            }
+            view.series = items.len();
+            view.html = charts::bars(&items, "short");
+        }
+        "table" => {
+            let mut rows = String::new();
+            for (expr, fmt) in &exprs {
+                match q.instant(expr.clone(), w.end).await {
+                    Ok(result) => {
+                        for (labels, v) in result {
+                            view.series += 1;
+                            rows.push_str(&format!(
+                                "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
+                                esc(&legend(fmt, &labels)),
+                                esc(&units::format(v, &unit))
+                            ));
+                        }
+                    }
+                    Err(e) => view.error = Some(e),
+                }
+            }
+            view.html = format!(
+                r#"<table class="data"><thead><tr><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>"#,
+                lang.t("Labels"),
+                lang.t("Value")
+            );
+        }
+        _ => {}
+    }
+    view
+}
+
+/// Bucket series (`le` label, cumulative per point) into heatmap columns.
+pub fn heat_columns(result: &RangeResult) -> (Vec<f64>, Vec<HeatColumn>) {
+    let mut by_le: Vec<(f64, &Vec<(i64, f64)>)> = result
+        .iter()
+        .filter_map(|(l, pts)| {
+            l.get("le")
+                .and_then(|le| le.parse::<f64>().ok())
+                .map(|le| (le, pts))
+        })
+        .collect();
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let bounds: Vec<f64> = by_le.iter().map(|b| b.0).collect();
+    let mut times: Vec<i64> = by_le
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.0))
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    let columns = times
+        .into_iter()
+        .map(|t| {
+            let cumulative: Vec<(f64, f64)> = by_le
+                .iter()
+                .map(|(le, pts)| {
+                    (
+                        *le,
+                        pts.iter()
+                            .find(|p| p.0 == t)
+                            .map(|p| p.1)
+                            .filter(|v| !v.is_nan())
+                            .unwrap_or(0.0),
+                    )
+                })
+                .collect();
+            HeatColumn {
+                t,
+                counts: charts::decumulate(&cumulative)
+                    .into_iter()
+                    .map(|x| x.1)
+                    .collect(),
+            }
+        })
+        .collect();
+    (bounds, columns)
+}

@@ -1,0 +1,237 @@
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use futures::FutureExt;
+use tower::ServiceExt;
+
+use super::*;
+use crate::model::Labels;
+
+/// Answers every query with two series (or an error for `bad(`).
+struct Fake;
+
+impl QueryApi for Fake {
+    fn range(
+        &self,
+        expr: String,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, String>> {
+        async move {
+            if expr.contains("bad(") {
+                return Err("parse error: unexpected end of input".to_string());
+            }
+            let pts: Vec<(i64, f64)> = (0..)
+                .map(|i| start + i * step)
+                .take_while(|t| *t <= end)
+                .map(|t| (t, (t % 7) as f64))
+                .collect();
+            Ok(vec![
+                (
+                    Labels::new([("__name__", "x"), ("route", "/embed"), ("le", "0.1")]),
+                    pts.clone(),
+                ),
+                (
+                    Labels::new([("__name__", "x"), ("route", "/rerank"), ("le", "+Inf")]),
+                    pts,
+                ),
+            ])
+        }
+        .boxed()
+    }
+    fn instant(
+        &self,
+        expr: String,
+        _t: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+        async move {
+            if expr.contains("bad(") {
+                return Err("parse error".to_string());
+            }
+            Ok(vec![(
+                Labels::new([
+                    ("model", "all-MiniLM-L6-v2"),
+                    ("route", "/embed"),
+                    ("le", "1"),
+                ]),
+                2.5,
+            )])
+        }
+        .boxed()
+    }
+}
+
+fn app() -> axum::Router {
+    let config = crate::config::Config::load_default().unwrap().config;
+    routes(Arc::new(Pages {
+        query: Arc::new(Fake),
+        config: Arc::new(config),
+        started_ms: crate::util::now_ms(),
+        dashboards: Pages::load_dashboards(&[]).unwrap(),
+        snapshots: None,
+        facts: Arc::new(Vec::new),
+    }))
+}
+
+async fn get(path: &str, lang: Option<&str>) -> (u16, axum::http::HeaderMap, String) {
+    let mut req = Request::builder().uri(path);
+    if let Some(l) = lang {
+        req = req.header("accept-language", l);
+    }
+    let resp = app()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn overview_renders_every_panel_with_a_strict_csp() {
+    let (status, headers, body) = get("/?range=6h", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let d = &Pages::load_dashboards(&[]).unwrap()[0].1;
+    let panels = d.flat_panels().iter().filter(|p| p.kind != "row").count();
+    assert_eq!(body.matches("<article class=\"panel").count(), panels);
+    assert!(body.contains("data-kind=\"heatmap\""));
+    assert!(
+        body.contains("class=\"threshold\""),
+        "error-ratio threshold drawn"
+    );
+    assert!(!body.contains("style="), "no inline styles under the CSP");
+    assert!(body.contains("<option value=\"6h\" selected>"));
+}
+
+#[tokio::test]
+async fn explore_shows_graph_table_and_errors() {
+    let (_, _, body) = get("/explore?q=rate(x%5B5m%5D)&view=graph", None).await;
+    assert_eq!(body.matches("class=\"series\"").count(), 2, "{body}");
+    let (_, _, body) = get("/explore?q=x&view=table", None).await;
+    assert!(
+        body.contains("<table class=\"data\">") && body.contains("2.5"),
+        "{body}"
+    );
+    let (_, _, body) = get("/explore?q=bad(", None).await;
+    assert!(
+        body.contains("id=\"query-error\"") && body.contains("parse error"),
+        "{body}"
+    );
+    assert!(body.contains("bad("), "the query stays in the box");
+}
+
+#[tokio::test]
+async fn chinese_from_accept_language_and_switch_remembered() {
+    let (_, _, body) = get("/status", Some("zh-CN,zh;q=0.9")).await;
+    assert!(
+        body.contains("<html lang=\"zh-CN\">") && body.contains("运行时间"),
+        "{body}"
+    );
+    let (_, headers, body) = get("/status?lang=en", Some("zh-CN")).await;
+    assert!(body.contains("Uptime"));
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("lang=en")
+    );
+}
+
+#[tokio::test]
+async fn status_redacts_secrets_and_static_assets_are_served() {
+    let (_, _, body) = get("/status", None).await;
+    assert!(body.contains("listen: 127.0.0.1:8080"), "{body}");
+    let (status, headers, js) = get("/static/app.js", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(js.contains("DOMContentLoaded"));
+    assert_eq!(get("/static/../Cargo.toml", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_grafana_dashboard_with_each_panel_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.json");
+    let panel = |t: &str, x: u32| {
+        format!(
+            r#"{{"type":"{t}","title":"{t} panel","gridPos":{{"h":6,"w":8,"x":{x},"y":0}},"datasource":{{"type":"prometheus","uid":"p"}},"targets":[{{"expr":"up","legendFormat":"{{{{route}}}}"}}],"fieldConfig":{{"defaults":{{"unit":"bytes"}}}}}}"#
+        )
+    };
+    let kinds = [
+        "timeseries",
+        "graph",
+        "stat",
+        "gauge",
+        "bargauge",
+        "heatmap",
+        "histogram",
+        "barchart",
+        "table",
+        "piechart",
+    ];
+    let panels: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| panel(k, (i as u32 % 3) * 8))
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"title":"Mine","uid":"mine","panels":[{}]}}"#,
+            panels.join(",")
+        ),
+    )
+    .unwrap();
+    let dashboards = Pages::load_dashboards(&[file]).unwrap();
+    let config = crate::config::Config::load_default().unwrap().config;
+    let router = routes(Arc::new(Pages {
+        query: Arc::new(Fake),
+        config: Arc::new(config),
+        started_ms: 0,
+        dashboards,
+        snapshots: None,
+        facts: Arc::new(Vec::new),
+    }));
+    let resp = router
+        .oneshot(
+            Request::builder()
+                .uri("/dashboards/mine")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(body.matches("<article class=\"panel").count(), kinds.len());
+    for k in kinds {
+        assert!(body.contains(&format!("data-kind=\"{k}\"")), "{k}");
+    }
+    assert!(
+        body.contains("Unsupported panel type: piechart"),
+        "unsupported types get a placeholder"
+    );
+    assert!(body.contains("2.5 B"), "stat in the panel's unit");
+    assert!(body.contains("/embed"), "legendFormat applied");
+}
