@@ -73,8 +73,13 @@ pub trait Querier: Send + Sync {
     fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError>;
 
     /// Values of `name` on the series matching `matchers` with samples in range, sorted.
-    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64)
-    -> Result<Vec<String>, StorageError>;
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
 }
 
 /// A store that can be written and read.
