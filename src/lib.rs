@@ -5,6 +5,7 @@
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
 //! - [`model`]: labels, matchers and samples every part shares.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
+//! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod model;
 pub mod rules;
+pub mod scrape;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
