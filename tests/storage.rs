@@ -208,3 +208,62 @@ fn kill_9_during_ingest_loses_no_acknowledged_batch() {
     }
     assert!(next > 40, "the child made progress: {next}");
 }
+
+#[test]
+fn compaction_merges_finished_days_and_keeps_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(dir.path(), opts()).unwrap();
+    let day = 24 * 3600 * 1000;
+    let now = 100 * day + 3 * 3600 * 1000;
+    let labels: Vec<Labels> = (0..3).map(|i| series("compact", i)).collect();
+    let mut v = 0.0;
+    // Three days at a 60s step, in batches of 10 steps.
+    for chunk_start in ((now - 3 * day)..now).step_by(600_000) {
+        let mut batch = Vec::new();
+        for t in (chunk_start..chunk_start + 600_000).step_by(60_000) {
+            v += 3.0;
+            for (i, l) in labels.iter().enumerate() {
+                let value = if t % (7 * 3_600_000) == 0 && i == 1 { stale_nan() } else { v * (i + 1) as f64 };
+                batch.push(sample(l, t, value));
+            }
+        }
+        store.append(&batch).unwrap();
+    }
+    let everything = |s: &SqliteStorage| s.select(&[m("job", MatchOp::Equal, "compact")], 0, i64::MAX).unwrap();
+    let before = everything(&store);
+    let chunks_before = store.stats().chunks;
+    let report = store.maintain(now).unwrap();
+    assert!(report.chunks_compacted > 0, "{report:?}");
+    let after = everything(&store);
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.samples.len(), a.samples.len());
+        assert!(
+            b.samples
+                .iter()
+                .zip(&a.samples)
+                .all(|(x, y)| x.timestamp_ms == y.timestamp_ms && x.value.to_bits() == y.value.to_bits())
+        );
+    }
+    assert!(after[1].samples.iter().any(|s| s.value.to_bits() == STALE_NAN_BITS));
+    // Two finished days (one chunk per series each) plus today's chunks.
+    assert!(store.stats().chunks < chunks_before / 3, "{} → {}", chunks_before, store.stats().chunks);
+    let bytes_before = store.used_bytes().unwrap();
+    assert!(store.compact(now, true).unwrap() > 0, "forced compaction merges today too");
+    let forced = everything(&store);
+    assert!(
+        forced.iter().zip(&after).all(|(x, y)| x.labels == y.labels
+            && x.samples.len() == y.samples.len()
+            && x.samples
+                .iter()
+                .zip(&y.samples)
+                .all(|(p, q)| p.timestamp_ms == q.timestamp_ms && p.value.to_bits() == q.value.to_bits())),
+        "forced compaction changed the data"
+    );
+    drop(store);
+    let store = SqliteStorage::open(dir.path(), opts()).unwrap();
+    assert_eq!(everything(&store).len(), 3);
+    assert!(store.used_bytes().unwrap() <= bytes_before + 4096 * 4);
+    // Appending continues after compaction.
+    store.append(&[sample(&labels[0], now, 1.0)]).unwrap();
+}

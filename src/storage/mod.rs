@@ -7,9 +7,11 @@
 //! (schema and chunk format in `FORMAT.md` beside this file).
 
 pub mod chunk;
+mod compaction;
 mod head;
 mod index;
 mod memory;
+pub mod pco_chunk;
 mod retention;
 mod schema;
 mod sqlite;

@@ -25,6 +25,8 @@ pub struct MaintenanceReport {
     pub size_evicted_chunks: usize,
     /// Series forgotten because no sample of theirs is left.
     pub series_removed: usize,
+    /// Chunks rewritten by compaction of finished days.
+    pub chunks_compacted: usize,
 }
 
 /// Bytes of every file under `dir` (everything infermon writes there).
@@ -168,8 +170,10 @@ impl SqliteStorage {
             }
             report.series_removed = empty.len();
         }
-        if report.expired_chunks > 0 || report.series_removed > 0 {
-            w.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(backend)?;
+        drop(w);
+        report.chunks_compacted = self.compact(now_ms, false)?;
+        if report != MaintenanceReport::default() {
+            lock(&self.inner.writer).conn.execute_batch("PRAGMA incremental_vacuum;").map_err(backend)?;
         }
         Ok(report)
     }

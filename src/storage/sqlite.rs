@@ -18,6 +18,7 @@ use rusqlite::{Connection, params};
 use super::chunk::{self, ChunkEncoder};
 use super::head::{Admission, ChunkPolicy, ClosedChunk, Head, HeadSeries};
 use super::index::{SeriesId, SeriesIndex};
+use super::pco_chunk::{self, Encoding};
 use super::{AppendSample, Appender, Querier, Series, StorageError, schema, wal};
 use crate::config::StorageConfig;
 use crate::model::{Labels, Matcher, Sample};
@@ -49,7 +50,7 @@ impl Default for StorageOptions {
             retention_size: None,
             min_free_disk: 256 << 20,
             chunk: ChunkPolicy::default(),
-            checkpoint_wal_bytes: 64 << 20,
+            checkpoint_wal_bytes: 16 << 20,
             checkpoint_interval: Duration::from_secs(300),
         }
     }
@@ -261,7 +262,8 @@ impl SqliteStorage {
             return Ok(());
         }
         self.checkpoint_locked(&mut w)?;
-        w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)?;
+        // Give the pages of the emptied WAL rows back before the files are left.
+        w.conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)?;
         w.closed = true;
         Ok(())
     }
@@ -364,14 +366,19 @@ fn load_head(conn: &Connection) -> Result<Head, StorageError> {
     // refused across restarts too.
     let mut stmt = conn
         .prepare(
-            "SELECT c.series_id, c.data FROM chunks c
+            "SELECT c.series_id, c.data, c.encoding FROM chunks c
              WHERE c.min_t = (SELECT MAX(min_t) FROM chunks WHERE series_id = c.series_id)",
         )
         .map_err(backend)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+        .map_err(backend)?;
     for row in rows {
-        let (id, data) = row.map_err(backend)?;
-        if let Some(last) = chunk::decode(&data).ok().and_then(|s| s.last().copied()) {
+        let (id, data, encoding) = row.map_err(backend)?;
+        let mut samples = Vec::new();
+        let decoded = Encoding::from_code(encoding)
+            .and_then(|enc| pco_chunk::decode_any(enc, &data, i64::MIN, i64::MAX, &mut samples));
+        if let Some(last) = decoded.ok().and_then(|_| samples.last().copied()) {
             let hs = head.series.entry(id).or_default();
             hs.last_t = Some(last.timestamp_ms);
             hs.last_v = last.value.to_bits();
@@ -523,7 +530,7 @@ impl Querier for SqliteStorage {
         self.with_snapshot(&ids, |conn, heads| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT data FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+                    "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
@@ -532,7 +539,8 @@ impl Querier for SqliteStorage {
                 let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
                 while let Some(row) = rows.next().map_err(backend)? {
                     let data: Vec<u8> = row.get(0).map_err(backend)?;
-                    chunk::decode_into(&data, mint, maxt, &mut samples)
+                    Encoding::from_code(row.get(1).map_err(backend)?)
+                        .and_then(|enc| pco_chunk::decode_any(enc, &data, mint, maxt, &mut samples))
                         .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
                 }
                 if let Some(bytes) = heads.get(&id) {
