@@ -7,14 +7,20 @@ CREATE TABLE series (
 );
 
 -- Closed chunks: one series' consecutive samples, encoded (FORMAT.md).
+-- A rowid table (not WITHOUT ROWID): SQLite then keeps a large blob's tail
+-- in the leaf page and fills its overflow pages completely, so no page is
+-- left mostly empty. `data` is last so reading the other columns never walks
+-- the blob's overflow pages. encoding: 0 Gorilla, 1 pco (compacted days).
 CREATE TABLE chunks (
+    id        INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
     min_t     INTEGER NOT NULL,
     max_t     INTEGER NOT NULL,
     samples   INTEGER NOT NULL,
-    data      BLOB    NOT NULL,
-    PRIMARY KEY (series_id, min_t)
-) WITHOUT ROWID;
+    encoding  INTEGER NOT NULL DEFAULT 0,
+    data      BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX chunks_series_time ON chunks (series_id, min_t);
 
 -- The open (head) chunk of each series as of the last checkpoint.
 CREATE TABLE head_chunks (

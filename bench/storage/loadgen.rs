@@ -209,15 +209,22 @@ fn main() {
         }
         sent += n as u64;
     }
-    if let Some(s) = &store {
-        s.close().expect("close");
-    }
     let wall = begin.elapsed().as_secs_f64();
-    let stats = store.as_ref().map(|s| s.stats());
+    let cpu = cpu_seconds() - cpu_before;
+    let rss = peak_rss_bytes();
+    // After ingest: checkpoint and measure, then compact every day (forced)
+    // and measure again.
+    let (mut before, mut after, mut compact_cpu) = (0, 0, 0.0);
+    if let Some(s) = &store {
+        s.checkpoint().expect("checkpoint");
+        before = s.used_bytes().expect("size");
+        let c0 = cpu_seconds();
+        s.compact(infermon::util::now_ms(), true).expect("compact");
+        s.close().expect("close");
+        compact_cpu = cpu_seconds() - c0;
+        after = s.used_bytes().expect("size");
+    }
     println!(
-        "{{\"mode\":\"{mode}\",\"series\":{n},\"samples\":{sent},\"wall_s\":{wall:.3},\"cpu_s\":{:.3},\"peak_rss_bytes\":{},\"store_bytes\":{}}}",
-        cpu_seconds() - cpu_before,
-        peak_rss_bytes(),
-        stats.map_or(0, |s| s.bytes)
+        "{{\"mode\":\"{mode}\",\"series\":{n},\"samples\":{sent},\"wall_s\":{wall:.3},\"cpu_s\":{cpu:.3},\"peak_rss_bytes\":{rss},\"bytes_before_compaction\":{before},\"bytes\":{after},\"compaction_cpu_s\":{compact_cpu:.3}}}"
     );
 }

@@ -11,7 +11,7 @@ use rusqlite::params;
 
 use super::StorageError;
 use super::head::ClosedChunk;
-use super::sqlite::{DB_FILE, SqliteStorage, backend, insert_chunks, lock, write};
+use super::sqlite::{DB_FILE, SqliteStorage, backend, insert_chunks, lock, release_free_pages, write};
 use crate::shutdown::Shutdown;
 
 /// What one maintenance pass did.
@@ -135,7 +135,8 @@ impl SqliteStorage {
                 report.size_evicted_chunks += count;
                 // Move the deletions out of the SQLite WAL file and hand
                 // freed pages back so the directory really shrinks.
-                w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum;").map_err(backend)?;
+                w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)?;
+                release_free_pages(&w.conn)?;
                 if count == 0 {
                     break;
                 }
@@ -173,7 +174,7 @@ impl SqliteStorage {
         drop(w);
         report.chunks_compacted = self.compact(now_ms, false)?;
         if report != MaintenanceReport::default() {
-            lock(&self.inner.writer).conn.execute_batch("PRAGMA incremental_vacuum;").map_err(backend)?;
+            release_free_pages(&lock(&self.inner.writer).conn)?;
         }
         Ok(report)
     }

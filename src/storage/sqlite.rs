@@ -128,6 +128,15 @@ pub(super) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Gives the database file's free pages back to the file system. The pragma
+/// frees one page per step, so every row must be stepped through.
+pub(super) fn release_free_pages(conn: &Connection) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum").map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    while rows.next().map_err(backend)?.is_some() {}
+    Ok(())
+}
+
 fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(labels).unwrap_or_default()
 }
@@ -263,7 +272,8 @@ impl SqliteStorage {
         }
         self.checkpoint_locked(&mut w)?;
         // Give the pages of the emptied WAL rows back before the files are left.
-        w.conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)?;
+        release_free_pages(&w.conn)?;
+        w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)?;
         w.closed = true;
         Ok(())
     }
