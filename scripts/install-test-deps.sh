@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-[ -x /usr/bin/prometheus-node-exporter ] || need_apt+=(prometheus-node-exporter)
+# The scrape end-to-end test starts its own node exporter on a free port.
+command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -2,7 +2,8 @@
 //! and stops the parts in order.
 //!
 //! Stop order: web stops accepting and drains (up to `server.shutdown_timeout`)
-//! → background parts are told to stop → the process exits.
+//! → background parts are told to stop → scrape loops stop → storage
+//! checkpoints and closes → the process exits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::scrape::{self, ScrapeError, ScrapeMetrics};
 use crate::shutdown::Shutdown;
+use crate::storage::{
+    SharedStorage, SqliteStorage, StorageCollector, StorageError, StorageOptions,
+};
 use crate::telemetry::{GpuSource, NvmlSource, Telemetry, TelemetryError};
 use crate::web::{self, Authenticator, Readiness, WebParts};
 
@@ -38,6 +43,12 @@ pub enum Error {
     /// Metrics setup failed.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The scraper could not be set up.
+    #[error(transparent)]
+    Scrape(#[from] ScrapeError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -66,7 +77,36 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let telemetry = Telemetry::new(gpu, &config.collectors)?;
     let readiness = Readiness::default();
 
-    let routes = Vec::new();
+    let mut routes = Vec::new();
+
+    // Storage and scrape (issue 4). The store opens before the port does;
+    // `store` is the shared handle PromQL and rules read and write through.
+    // The scrape manager needs the bound address for the self-scrape job, so
+    // it is built after binding; it stops before the store closes.
+    readiness.register("storage");
+    let sqlite = SqliteStorage::open(
+        &config.storage.path,
+        StorageOptions::from_config(&config.storage)?,
+    )?;
+    readiness.set("storage", true);
+    let collector = StorageCollector::new(sqlite.clone()).map_err(TelemetryError::from)?;
+    telemetry
+        .registry
+        .register(Box::new(collector))
+        .map_err(TelemetryError::from)?;
+    let store: SharedStorage = Arc::new(sqlite.clone());
+    let maintenance =
+        sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
+    let scrape_metrics = ScrapeMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let scraper = scrape::Manager::new(&config, local, store.clone(), scrape_metrics)?;
+    routes.push(scrape::routes(scraper.targets()));
+    let scraping = tokio::spawn(scraper.run(shutdown.clone()));
 
     let app = web::router(WebParts {
         telemetry,
@@ -80,12 +120,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         routes,
     });
 
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
     tracing::info!(addr = %local, "listening on {local}");
 
     let drain = config.server.shutdown_timeout.as_duration();
@@ -99,5 +133,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         _ = deadline => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({}); closing them", config.server.shutdown_timeout),
     }
     tracing::info!("HTTP server stopped");
+    // Stop order: scrape loops finish their last append → the store
+    // checkpoints its head and closes.
+    shutdown.trigger();
+    let _ = scraping.await;
+    let _ = maintenance.await;
+    let closing = sqlite.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))??;
+    tracing::info!("storage closed");
     Ok(())
 }

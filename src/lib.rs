@@ -5,6 +5,7 @@
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
 //! - [`model`]: labels, matchers and samples every part shares.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
+//! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
 //! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod model;
 pub mod rules;
+pub mod scrape;
 pub mod shutdown;
 pub mod snapshot;
 pub mod storage;

@@ -17,6 +17,10 @@ pub struct StorageConfig {
     /// Largest the store may grow to (e.g. `10GB`); oldest data goes first.
     #[serde(default)]
     pub retention_size: Option<String>,
+    /// Ingestion stops (and says so) while the disk has less free space than
+    /// this, instead of failing mid-write (default `256MB`).
+    #[serde(default)]
+    pub min_free_disk: Option<String>,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,

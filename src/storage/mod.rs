@@ -3,11 +3,26 @@
 //!
 //! Everything reads and writes samples through these traits; only the
 //! implementations know how samples are kept. [`MemoryStorage`] serves unit
-//! tests and the PromQL test runner.
+//! tests and the PromQL test runner; [`SqliteStorage`] is the durable store
+//! (schema and chunk format in `FORMAT.md` beside this file).
 
+pub mod chunk;
+mod compaction;
+mod head;
+mod index;
 mod memory;
+pub mod pco_chunk;
+mod retention;
+mod schema;
+mod sqlite;
+mod stats;
+mod wal;
 
+pub use head::ChunkPolicy;
 pub use memory::MemoryStorage;
+pub use retention::MaintenanceReport;
+pub use sqlite::{DB_FILE, SqliteStorage, StorageOptions};
+pub use stats::{StorageCollector, StorageStats};
 
 use crate::model::{Labels, Matcher, Sample};
 
@@ -83,3 +98,6 @@ pub trait Querier: Send + Sync {
 pub trait Storage: Appender + Querier {}
 
 impl<T: Appender + Querier> Storage for T {}
+
+/// A shared handle to the store, as the composition root hands it out.
+pub type SharedStorage = std::sync::Arc<dyn Storage>;

@@ -1,0 +1,39 @@
+//! The scraper: `Manager` → `ScrapePool` (per job) → `ScrapeLoop` (per
+//! target), with Prometheus' semantics for target labels, relabelling,
+//! limits, synthetic series and staleness.
+//!
+//! The exposition parser ([`parser`]) and relabel engine ([`relabel`]) are
+//! pure; the HTTP fetch sits behind [`Fetcher`] so tests can fake it.
+
+mod api;
+mod fetch;
+pub mod file_sd;
+mod manager;
+mod metrics;
+pub mod parser;
+mod pool;
+pub mod relabel;
+mod scrape_loop;
+mod target;
+
+pub use api::routes;
+pub use fetch::{ACCEPT, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
+pub use manager::{Manager, SELF_JOB, self_scrape_job};
+pub use metrics::ScrapeMetrics;
+pub use pool::{ActiveTarget, PoolView, ScrapePool, TargetsView};
+pub use scrape_loop::{Health, ScrapeClock, ScrapeLoop, TargetHealth};
+pub use target::{JobSettings, Limits, Target, TargetGroup, build_targets};
+
+/// Errors of the scrape part (set-up only: a failing scrape is target state).
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// A job's settings cannot be used.
+    #[error("scrape config: {0}")]
+    Config(String),
+    /// Metrics could not be registered.
+    #[error("scrape metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,404 @@
+//! [`ScrapeLoop`]: scrapes one target every interval, turns the body into
+//! samples (target labels, metric relabelling, limits), appends them with
+//! the synthetic `up`/`scrape_*` series, and writes staleness markers for
+//! series that vanish or a target that goes down or away.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::{FetchRequest, Fetcher};
+use super::metrics::ScrapeMetrics;
+use super::parser::{self, Format};
+use super::relabel;
+use super::target::{JobSettings, Target};
+use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
+use crate::shutdown::Shutdown;
+use crate::storage::{AppendSample, Appender};
+
+/// Health of a target, as the targets API spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not scraped yet.
+    #[default]
+    Unknown,
+    /// The last scrape worked.
+    Up,
+    /// The last scrape failed.
+    Down,
+}
+
+/// What the dashboard and `/api/v1/targets` show for a target.
+#[derive(Clone, Debug, Default)]
+pub struct TargetHealth {
+    /// Health.
+    pub health: Health,
+    /// Wall-clock start of the last scrape (ms since the epoch).
+    pub last_scrape_ms: Option<i64>,
+    /// How long it took.
+    pub last_duration: Duration,
+    /// Why it failed (empty when it worked).
+    pub last_error: String,
+    /// Samples it stored.
+    pub last_samples: u64,
+}
+
+/// Wall-clock milliseconds derived from tokio's clock, so paused-time tests
+/// see scrape timestamps advance with the virtual clock.
+#[derive(Clone, Copy, Debug)]
+pub struct ScrapeClock {
+    base_ms: i64,
+    base: Instant,
+}
+
+impl ScrapeClock {
+    /// A clock reading the wall time now.
+    pub fn new() -> Self {
+        ScrapeClock {
+            base_ms: crate::util::now_ms(),
+            base: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.base_ms + self.base.elapsed().as_millis() as i64
+    }
+}
+
+impl Default for ScrapeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The scrape loop of one target.
+pub struct ScrapeLoop {
+    target: Target,
+    settings: Arc<JobSettings>,
+    fetcher: Arc<dyn Fetcher>,
+    appender: Arc<dyn Appender>,
+    state: Arc<RwLock<TargetHealth>>,
+    metrics: ScrapeMetrics,
+    clock: ScrapeClock,
+    /// Series of the last scrape without an exposed timestamp (they get a
+    /// staleness marker when they disappear).
+    previous: HashSet<Labels>,
+    /// Every series seen in the last scrape (for `scrape_series_added`).
+    seen: HashSet<Labels>,
+}
+
+/// One scrape's outcome before it is appended.
+struct Scraped {
+    samples: Vec<AppendSample>,
+    current: HashSet<Labels>,
+    seen: HashSet<Labels>,
+    scraped: usize,
+}
+
+impl ScrapeLoop {
+    /// A loop for `target`; `state` is what the targets page reads.
+    pub fn new(
+        target: Target,
+        settings: Arc<JobSettings>,
+        fetcher: Arc<dyn Fetcher>,
+        appender: Arc<dyn Appender>,
+        state: Arc<RwLock<TargetHealth>>,
+        metrics: ScrapeMetrics,
+        clock: ScrapeClock,
+    ) -> Self {
+        ScrapeLoop {
+            target,
+            settings,
+            fetcher,
+            appender,
+            state,
+            metrics,
+            clock,
+            previous: HashSet::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Delay before the first scrape: a stable per-target offset within the
+    /// interval, so targets of one job do not all fire at once.
+    pub fn offset(&self) -> Duration {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.target.url.hash(&mut h);
+        self.target.labels.hash(&mut h);
+        let interval = self.settings.interval.as_millis().max(1) as u64;
+        let now = self.clock.now_ms().max(0) as u64;
+        let slot = h.finish() % interval;
+        Duration::from_millis((slot + interval - now % interval) % interval)
+    }
+
+    /// Scrapes every interval until `shutdown` or `removed`. When removed
+    /// (the target left discovery), every series it wrote gets a staleness
+    /// marker; at shutdown they are left as they are, as Prometheus does.
+    pub async fn run(mut self, removed: CancellationToken, shutdown: Shutdown) {
+        let start = Instant::now() + self.offset();
+        let mut ticker = tokio::time::interval_at(start, self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = removed.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = self.scrape_once() => {}
+            }
+        }
+        self.end_of_run_staleness().await;
+    }
+
+    /// One scrape: fetch, parse, relabel, append, update the target state.
+    pub async fn scrape_once(&mut self) {
+        let ts = self.clock.now_ms();
+        let started = Instant::now();
+        let req = FetchRequest {
+            url: self.target.url.clone(),
+            timeout: self.settings.timeout,
+            body_limit: self.settings.limits.body_size_limit,
+        };
+        let fetched =
+            match tokio::time::timeout(self.settings.timeout, self.fetcher.fetch(req)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "scrape timed out after {:?}",
+                    self.settings.timeout
+                )),
+            };
+        let result = fetched.and_then(|resp| {
+            let body = String::from_utf8_lossy(&resp.body);
+            let format = Format::from_content_type(&resp.content_type);
+            let parsed = parser::parse(&body, format).map_err(|e| format!("parse error: {e}"))?;
+            self.process(parsed, ts)
+        });
+        let duration = started.elapsed();
+        let (mut batch, error, scraped, post_relabel, added) = match result {
+            Ok(s) => {
+                let added = s.seen.difference(&self.seen).count();
+                let post = s.samples.len();
+                let mut batch = s.samples;
+                batch.extend(self.stale_markers(Some(&s.current), ts));
+                self.previous = s.current;
+                self.seen = s.seen;
+                (batch, None, s.scraped, post, added)
+            }
+            Err(e) => {
+                let batch = self.stale_markers(None, ts);
+                self.previous.clear();
+                self.seen.clear();
+                (batch, Some(e), 0, 0, 0)
+            }
+        };
+        let scraped_series = batch.len();
+        let mut up = if error.is_none() { 1.0 } else { 0.0 };
+        batch.extend(self.report(ts, up, duration, scraped, post_relabel, added));
+        let mut error = error;
+        if let Err(e) = self.append(batch).await {
+            // Storage refused the scrape: record it as failed and keep the
+            // synthetic series so the dashboard shows why.
+            error = Some(format!("storing samples failed: {e}"));
+            up = 0.0;
+            self.previous.clear();
+            let report = self.report(ts, up, duration, scraped, post_relabel, added);
+            if let Err(e) = self.append(report).await {
+                tracing::warn!(target = %self.target.url, error = %e, "cannot store scrape report");
+            }
+        }
+        let job = &self.settings.job_name;
+        self.metrics.observe(
+            job,
+            duration,
+            error.is_some(),
+            if up == 1.0 { scraped_series as u64 } else { 0 },
+        );
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        st.health = if up == 1.0 { Health::Up } else { Health::Down };
+        st.last_scrape_ms = Some(ts);
+        st.last_duration = duration;
+        st.last_samples = if up == 1.0 { post_relabel as u64 } else { 0 };
+        st.last_error = error.clone().unwrap_or_default();
+        if let Some(e) = error {
+            tracing::debug!(target = %self.target.url, error = %e, "scrape failed");
+        }
+    }
+
+    async fn append(&self, batch: Vec<AppendSample>) -> Result<(), String> {
+        let appender = self.appender.clone();
+        tokio::task::spawn_blocking(move || appender.append(&batch))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Target labels, metric relabelling, limits and de-duplication.
+    fn process(&self, parsed: Vec<parser::ParsedSample>, ts: i64) -> Result<Scraped, String> {
+        let s = &self.settings;
+        let scraped = parsed.len();
+        let mut out = Scraped {
+            samples: Vec::with_capacity(scraped),
+            current: HashSet::new(),
+            seen: HashSet::new(),
+            scraped,
+        };
+        for p in parsed {
+            let labels = self.with_target_labels(p.labels);
+            let Some(labels) = relabel::process(labels, &s.metric_relabel) else {
+                continue;
+            };
+            if labels.metric_name().is_none_or(str::is_empty) {
+                continue;
+            }
+            check_label_limits(&labels, s)?;
+            if !out.seen.insert(labels.clone()) {
+                // A repeated series in one body: Prometheus keeps the first.
+                continue;
+            }
+            let timestamp_ms = match (s.honor_timestamps, p.timestamp_ms) {
+                (true, Some(t)) => t,
+                _ => {
+                    out.current.insert(labels.clone());
+                    ts
+                }
+            };
+            out.samples.push(AppendSample {
+                labels,
+                sample: Sample {
+                    timestamp_ms,
+                    value: p.value,
+                },
+            });
+            if s.limits.sample_limit > 0 && out.samples.len() as u64 > s.limits.sample_limit {
+                return Err(format!(
+                    "sample_limit exceeded: more than {} samples after metric relabelling",
+                    s.limits.sample_limit
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn with_target_labels(&self, mut labels: Labels) -> Labels {
+        for t in self.target.labels.iter() {
+            match labels.get(&t.name) {
+                None => labels.set(&t.name, &t.value),
+                Some(_) if self.settings.honor_labels => {}
+                Some(exposed) => {
+                    let exposed = exposed.to_string();
+                    let mut name = format!("exported_{}", t.name);
+                    while labels.get(&name).is_some() {
+                        name = format!("exported_{name}");
+                    }
+                    labels.set(&name, &exposed);
+                    labels.set(&t.name, &t.value);
+                }
+            }
+        }
+        labels
+    }
+
+    fn stale_markers(&self, current: Option<&HashSet<Labels>>, ts: i64) -> Vec<AppendSample> {
+        self.previous
+            .iter()
+            .filter(|l| current.is_none_or(|c| !c.contains(*l)))
+            .map(|l| AppendSample {
+                labels: l.clone(),
+                sample: Sample {
+                    timestamp_ms: ts,
+                    value: stale_nan(),
+                },
+            })
+            .collect()
+    }
+
+    fn report(
+        &self,
+        ts: i64,
+        up: f64,
+        d: Duration,
+        scraped: usize,
+        post: usize,
+        added: usize,
+    ) -> Vec<AppendSample> {
+        let series: [(&str, f64); 5] = [
+            ("up", up),
+            ("scrape_duration_seconds", d.as_secs_f64()),
+            ("scrape_samples_scraped", scraped as f64),
+            ("scrape_samples_post_metric_relabeling", post as f64),
+            ("scrape_series_added", added as f64),
+        ];
+        series
+            .into_iter()
+            .map(|(name, value)| self.synthetic(name, ts, value))
+            .collect()
+    }
+
+    fn synthetic(&self, name: &str, ts: i64, value: f64) -> AppendSample {
+        let mut labels = self.target.labels.clone();
+        labels.set(METRIC_NAME, name);
+        AppendSample {
+            labels,
+            sample: Sample {
+                timestamp_ms: ts,
+                value,
+            },
+        }
+    }
+
+    async fn end_of_run_staleness(&mut self) {
+        let ts = self.clock.now_ms();
+        let mut batch = self.stale_markers(None, ts);
+        for name in [
+            "up",
+            "scrape_duration_seconds",
+            "scrape_samples_scraped",
+            "scrape_samples_post_metric_relabeling",
+            "scrape_series_added",
+        ] {
+            batch.push(self.synthetic(name, ts, stale_nan()));
+        }
+        self.previous.clear();
+        if let Err(e) = self.append(batch).await {
+            tracing::warn!(target = %self.target.url, error = %e, "cannot store staleness markers of a removed target");
+        }
+    }
+}
+
+fn check_label_limits(labels: &Labels, s: &JobSettings) -> Result<(), String> {
+    let l = &s.limits;
+    if l.label_limit > 0 && labels.len() as u64 > l.label_limit {
+        return Err(format!(
+            "label_limit exceeded: {labels} has {} labels, limit {}",
+            labels.len(),
+            l.label_limit
+        ));
+    }
+    for label in labels.iter() {
+        if l.label_name_length_limit > 0
+            && label.name.chars().count() as u64 > l.label_name_length_limit
+        {
+            return Err(format!(
+                "label_name_length_limit exceeded: label name {:?} of {labels} is longer than {}",
+                label.name, l.label_name_length_limit
+            ));
+        }
+        if l.label_value_length_limit > 0
+            && label.value.chars().count() as u64 > l.label_value_length_limit
+        {
+            return Err(format!(
+                "label_value_length_limit exceeded: value of label {:?} of {labels} is longer than {}",
+                label.name, l.label_value_length_limit
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Scrape loop and pool tests with a fake fetcher, an in-memory store and
+//! tokio's paused clock.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::config::{Config, GlobalConfig, ScrapeConfig};
+use crate::model::{MatchOp, Matcher, is_stale_nan};
+use crate::shutdown::Shutdown;
+use crate::storage::{MemoryStorage, Querier, Series};
+
+/// Answers with queued bodies (the last one repeats), counting calls.
+struct FakeFetcher {
+    answers: Mutex<VecDeque<Result<FetchResponse, String>>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeFetcher {
+    fn new(answers: Vec<Result<&str, &str>>) -> Arc<Self> {
+        let answers = answers
+            .into_iter()
+            .map(|a| {
+                a.map(|b| FetchResponse {
+                    content_type: "text/plain; version=0.0.4".into(),
+                    body: b.as_bytes().to_vec(),
+                })
+                .map_err(str::to_string)
+            })
+            .collect();
+        Arc::new(FakeFetcher {
+            answers: Mutex::new(answers),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Fetcher for FakeFetcher {
+    fn fetch(&self, req: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, String>> {
+        self.calls.lock().unwrap().push(req.url);
+        let mut q = self.answers.lock().unwrap();
+        let answer = if q.len() > 1 {
+            q.pop_front().unwrap()
+        } else {
+            q.front().cloned().unwrap()
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+fn job(yaml: &str) -> ScrapeConfig {
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
+
+fn target(settings: &JobSettings) -> Target {
+    let groups = vec![TargetGroup {
+        targets: vec!["node:9100".into()],
+        ..Default::default()
+    }];
+    build_targets(&groups, settings).0.remove(0)
+}
+
+fn select(store: &MemoryStorage, name: &str) -> Vec<Series> {
+    store
+        .select(
+            &[Matcher::new("__name__", MatchOp::Equal, name).unwrap()],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap()
+}
+
+fn new_loop(
+    yaml: &str,
+    fetcher: Arc<FakeFetcher>,
+    store: Arc<MemoryStorage>,
+) -> (ScrapeLoop, Arc<RwLock<TargetHealth>>) {
+    let settings = JobSettings::new(&job(yaml), &GlobalConfig::default()).unwrap();
+    let state = Arc::new(RwLock::new(TargetHealth::default()));
+    let t = target(&settings);
+    let sl = ScrapeLoop::new(
+        t,
+        Arc::new(settings),
+        fetcher,
+        store,
+        state.clone(),
+        ScrapeMetrics::unregistered().unwrap(),
+        ScrapeClock::new(),
+    );
+    (sl, state)
+}
+
+#[tokio::test(start_paused = true)]
+async fn scrape_appends_samples_synthetic_series_and_staleness() {
+    let store = Arc::new(MemoryStorage::new());
+    let fetcher = FakeFetcher::new(vec![
+        Ok("# TYPE a counter\na_total{job=\"inner\"} 1\nb 2\nb 3\n"),
+        Ok("a_total{job=\"inner\"} 2\n"),
+        Err("connection refused"),
+        Ok("a_total{job=\"inner\"} 3\n"),
+    ]);
+    let (mut sl, state) = new_loop("job_name: node", fetcher.clone(), store.clone());
+    sl.scrape_once().await;
+    let a = select(&store, "a_total");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].labels.get("job"), Some("node"), "target labels win");
+    assert_eq!(a[0].labels.get("exported_job"), Some("inner"));
+    assert_eq!(a[0].labels.get("instance"), Some("node:9100"));
+    assert_eq!(
+        select(&store, "b")[0].samples.len(),
+        1,
+        "a repeated series keeps its first sample"
+    );
+    assert_eq!(select(&store, "b")[0].samples[0].value, 2.0);
+    assert_eq!(select(&store, "up")[0].samples[0].value, 1.0);
+    assert_eq!(
+        select(&store, "scrape_samples_scraped")[0].samples[0].value,
+        3.0
+    );
+    assert_eq!(
+        select(&store, "scrape_samples_post_metric_relabeling")[0].samples[0].value,
+        2.0
+    );
+    assert_eq!(
+        select(&store, "scrape_series_added")[0].samples[0].value,
+        2.0
+    );
+    assert_eq!(state.read().unwrap().health, Health::Up);
+
+    tokio::time::advance(Duration::from_secs(15)).await;
+    sl.scrape_once().await;
+    let b = &select(&store, "b")[0].samples;
+    assert_eq!(b.len(), 2);
+    assert!(is_stale_nan(b[1].value), "b vanished: staleness marker");
+    assert_eq!(
+        select(&store, "scrape_series_added")[0].samples[1].value,
+        0.0
+    );
+
+    tokio::time::advance(Duration::from_secs(15)).await;
+    sl.scrape_once().await;
+    let a = &select(&store, "a_total")[0].samples;
+    assert!(
+        is_stale_nan(a.last().unwrap().value),
+        "target down: every series goes stale"
+    );
+    assert_eq!(select(&store, "up")[0].samples.last().unwrap().value, 0.0);
+    {
+        let st = state.read().unwrap();
+        assert_eq!(st.health, Health::Down);
+        assert!(
+            st.last_error.contains("connection refused"),
+            "{}",
+            st.last_error
+        );
+    }
+    tokio::time::advance(Duration::from_secs(15)).await;
+    sl.scrape_once().await;
+    let a = &select(&store, "a_total")[0].samples;
+    assert_eq!(a.last().unwrap().value, 3.0);
+    let ts: Vec<i64> = a.iter().map(|s| s.timestamp_ms).collect();
+    assert!(
+        ts.windows(2).all(|w| w[1] - w[0] == 15_000),
+        "timestamps follow the clock: {ts:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn limits_fail_the_scrape_with_a_reason() {
+    let cases = [
+        (
+            "job_name: j\nsample_limit: 1",
+            "a 1\nb 2\n",
+            "sample_limit exceeded",
+        ),
+        (
+            "job_name: j\nlabel_limit: 3",
+            "a{x=\"1\",y=\"2\"} 1\n",
+            "label_limit exceeded",
+        ),
+        (
+            "job_name: j\nlabel_name_length_limit: 3",
+            "a{long=\"1\"} 1\n",
+            "label_name_length_limit exceeded",
+        ),
+        (
+            "job_name: j\nlabel_value_length_limit: 3",
+            "a{x=\"long\"} 1\n",
+            "label_value_length_limit exceeded",
+        ),
+        ("job_name: j", "a{x=\"1\" 1\n", "parse error: line 1"),
+    ];
+    for (yaml, body, reason) in cases {
+        let store = Arc::new(MemoryStorage::new());
+        let (mut sl, state) = new_loop(yaml, FakeFetcher::new(vec![Ok(body)]), store.clone());
+        sl.scrape_once().await;
+        let st = state.read().unwrap().clone();
+        assert_eq!(st.health, Health::Down, "{yaml}");
+        assert!(st.last_error.contains(reason), "{yaml}: {}", st.last_error);
+        assert!(
+            select(&store, "a").is_empty(),
+            "{yaml}: nothing of a failed scrape is stored"
+        );
+        assert_eq!(select(&store, "up")[0].samples[0].value, 0.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn honor_labels_timestamps_and_metric_relabelling() {
+    let store = Arc::new(MemoryStorage::new());
+    let yaml = "job_name: node\nhonor_labels: true\nmetric_relabel_configs:\n\
+                - {source_labels: [__name__], regex: 'drop_.*', action: drop}\n\
+                - {source_labels: [__name__], target_label: kind, replacement: seen}";
+    let body = "a{job=\"inner\"} 1 1000\ndrop_me 1\nc 2\n";
+    let (mut sl, _) = new_loop(yaml, FakeFetcher::new(vec![Ok(body)]), store.clone());
+    sl.scrape_once().await;
+    let a = &select(&store, "a")[0];
+    assert_eq!(
+        a.labels.get("job"),
+        Some("inner"),
+        "honor_labels keeps the exposed value"
+    );
+    assert_eq!(a.labels.get("kind"), Some("seen"));
+    assert_eq!(a.samples[0].timestamp_ms, 1000, "honor_timestamps");
+    assert!(select(&store, "drop_me").is_empty());
+    assert_eq!(
+        select(&store, "scrape_samples_post_metric_relabeling")[0].samples[0].value,
+        2.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pool_scrapes_every_interval_and_follows_file_sd() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.json"),
+        r#"[{"targets": ["h1:1", "h2:2"], "labels": {"env": "x"}}]"#,
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.source.path = Some(dir.path().join("infermon.yml"));
+    let jobs = vec![job(
+        "job_name: files\nscrape_interval: 10s\nfile_sd_configs: [{files: ['*.json']}]",
+    )];
+    let store = Arc::new(MemoryStorage::new());
+    let fetcher = FakeFetcher::new(vec![Ok("m 1\n")]);
+    let f2 = fetcher.clone();
+    let manager = Manager::with_fetchers(
+        &config,
+        &jobs,
+        store.clone(),
+        ScrapeMetrics::unregistered().unwrap(),
+        move |_| Ok(f2.clone() as Arc<dyn Fetcher>),
+    )
+    .unwrap();
+    let view = manager.targets();
+    let shutdown = Shutdown::new();
+    let run = tokio::spawn(manager.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(41)).await;
+    let up = select(&store, "up");
+    assert_eq!(up.len(), 2);
+    for s in &up {
+        assert!(
+            (4..=5).contains(&s.samples.len()),
+            "one scrape per 10s: {}",
+            s.samples.len()
+        );
+        assert_eq!(s.labels.get("env"), Some("x"));
+        assert_eq!(
+            s.labels.get("__meta_filepath"),
+            None,
+            "meta labels are not target labels"
+        );
+    }
+    assert_eq!(view.snapshot()["files"].active.len(), 2);
+    // h2 leaves the file: its loop stops and marks its series stale.
+    std::fs::write(dir.path().join("t.json"), r#"[{"targets": ["h1:1"]}]"#).unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(view.snapshot()["files"].active.len(), 1);
+    let h2 = store
+        .select(
+            &[Matcher::new("instance", MatchOp::Equal, "h2:2").unwrap()],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
+    assert!(!h2.is_empty());
+    for s in &h2 {
+        assert!(
+            is_stale_nan(s.samples.last().unwrap().value),
+            "{} not stale",
+            s.labels
+        );
+    }
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("manager stops")
+        .unwrap();
+}

@@ -1,0 +1,721 @@
+//! [`SqliteStorage`]: the durable store behind [`Appender`] and [`Querier`].
+//!
+//! One writer (a mutex around the write connection) logs every batch to the
+//! `wal` table and keeps each series' open chunk in the in-memory head; full
+//! chunks go to the `chunks` table in the same transaction. A checkpoint
+//! writes the open chunks to `head_chunks` and empties `wal`. At open,
+//! `head_chunks` + `wal` rebuild the head. Readers use their own connections
+//! (SQLite WAL mode), so queries never wait for a commit to reach the disk.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+
+use super::chunk::{self, ChunkEncoder};
+use super::head::{Admission, ChunkPolicy, ClosedChunk, Head, HeadSeries};
+use super::index::{SeriesId, SeriesIndex};
+use super::pco_chunk::{self, Encoding};
+use super::{AppendSample, Appender, Querier, Series, StorageError, schema, wal};
+use crate::config::StorageConfig;
+use crate::model::{Labels, Matcher, Sample};
+
+/// The file inside `storage.path` that holds everything.
+pub const DB_FILE: &str = "infermon.db";
+
+/// Tunables of the store, from `storage:` in the config.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// Chunks whose newest sample is older than this are deleted.
+    pub retention_ms: i64,
+    /// Oldest chunks go first once the store is larger than this.
+    pub retention_size: Option<u64>,
+    /// Ingestion stops while the file system has less free space than this.
+    pub min_free_disk: u64,
+    /// When open chunks are closed.
+    pub chunk: ChunkPolicy,
+    /// Checkpoint once the WAL rows hold this many bytes…
+    pub checkpoint_wal_bytes: u64,
+    /// …or this long after the last checkpoint.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            retention_ms: 15 * 24 * 3600 * 1000,
+            retention_size: None,
+            min_free_disk: 256 << 20,
+            chunk: ChunkPolicy::default(),
+            checkpoint_wal_bytes: 16 << 20,
+            checkpoint_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl StorageOptions {
+    /// Reads the `storage:` section.
+    pub fn from_config(c: &StorageConfig) -> Result<Self, StorageError> {
+        let size = |key: &str, v: &Option<String>| -> Result<Option<u64>, StorageError> {
+            v.as_deref()
+                .map(|t| {
+                    crate::util::parse_bytes(t).ok_or_else(|| {
+                        StorageError::Backend(format!(
+                            "storage.{key}: {t:?} is not a size like 10GB"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        Ok(StorageOptions {
+            retention_ms: c.retention.as_millis(),
+            retention_size: size("retention_size", &c.retention_size)?,
+            min_free_disk: size("min_free_disk", &c.min_free_disk)?.unwrap_or(256 << 20),
+            ..StorageOptions::default()
+        })
+    }
+}
+
+/// Totals since open, kept without touching SQLite.
+#[derive(Default)]
+pub(super) struct Counters {
+    pub samples_appended: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub chunks: AtomicU64,
+    pub chunk_samples: AtomicU64,
+    pub wal_bytes: AtomicU64,
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    wal_bytes: u64,
+    last_checkpoint: Instant,
+    closed: bool,
+}
+
+pub(super) struct Inner {
+    pub dir: PathBuf,
+    pub db_path: PathBuf,
+    pub opts: StorageOptions,
+    pub writer: Mutex<Writer>,
+    pub head: RwLock<Head>,
+    pub index: RwLock<SeriesIndex>,
+    readers: Mutex<Vec<Connection>>,
+    pub counters: Counters,
+    /// Why ingestion is stopped (disk nearly full), if it is.
+    pub blocked: Mutex<Option<String>>,
+}
+
+/// The SQLite time-series store. Cloning is cheap: clones share one store.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) fn backend(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Gives the database file's free pages back to the file system. The pragma
+/// frees one page per step, so every row must be stepped through.
+pub(super) fn release_free_pages(conn: &Connection) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum").map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    while rows.next().map_err(backend)?.is_some() {}
+    Ok(())
+}
+
+fn labels_json(labels: &Labels) -> String {
+    serde_json::to_string(labels).unwrap_or_default()
+}
+
+impl SqliteStorage {
+    /// Opens (creating when missing) the store in directory `dir`, replaying
+    /// whatever the last run acknowledged but did not checkpoint.
+    pub fn open(dir: impl AsRef<Path>, opts: StorageOptions) -> Result<Self, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StorageError::Backend(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let db_path = dir.join(DB_FILE);
+        let conn = schema::open_writer(&db_path).map_err(|e| {
+            StorageError::Backend(format!("cannot open {}: {e}", db_path.display()))
+        })?;
+        let mut index = SeriesIndex::default();
+        {
+            let mut stmt = conn
+                .prepare("SELECT id, labels FROM series")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (id, text) = row.map_err(backend)?;
+                let labels: Labels = serde_json::from_str(&text).map_err(|e| {
+                    StorageError::Backend(format!("series {id} has unreadable labels: {e}"))
+                })?;
+                index.insert(id, labels);
+            }
+        }
+        let counters = Counters::default();
+        let (chunks, chunk_samples): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(samples), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        counters.chunks.store(chunks as u64, Ordering::Relaxed);
+        counters
+            .chunk_samples
+            .store(chunk_samples as u64, Ordering::Relaxed);
+        let head = load_head(&conn)?;
+        let storage = SqliteStorage {
+            inner: Arc::new(Inner {
+                dir,
+                db_path,
+                opts,
+                writer: Mutex::new(Writer {
+                    conn,
+                    wal_bytes: 0,
+                    last_checkpoint: Instant::now(),
+                    closed: false,
+                }),
+                head: RwLock::new(head),
+                index: RwLock::new(index),
+                readers: Mutex::new(Vec::new()),
+                counters,
+                blocked: Mutex::new(None),
+            }),
+        };
+        storage.replay_wal()?;
+        Ok(storage)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Applies the WAL rows left by the last run to the head, then checkpoints.
+    fn replay_wal(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.inner.writer);
+        let policy = self.inner.opts.chunk;
+        let mut closed = Vec::new();
+        let mut replayed = 0usize;
+        {
+            let mut head = write(&self.inner.head);
+            let mut stmt = w
+                .conn
+                .prepare("SELECT seq, data FROM wal ORDER BY seq")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (seq, data) = row.map_err(backend)?;
+                let samples = match wal::decode(&data) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // A committed row is never torn (SQLite), so this is
+                        // damage from outside; skip the record, keep the rest.
+                        tracing::error!(seq, error = %e, "skipping unreadable WAL record");
+                        continue;
+                    }
+                };
+                for s in samples {
+                    let hs = head.series.entry(s.series).or_default();
+                    if hs.admit(s.t, s.v) == Admission::Append {
+                        hs.append(s.series, s.t, s.v, policy, &mut closed);
+                        replayed += 1;
+                    }
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(samples = replayed, "replayed storage WAL");
+        }
+        let tx = w.conn.transaction().map_err(backend)?;
+        // Chunks closed during replay were already written when the batch was
+        // first appended; OR IGNORE keeps the replay idempotent.
+        let added = insert_chunks(&tx, &closed, true)?;
+        tx.commit().map_err(backend)?;
+        self.count_chunks_added(&added);
+        self.checkpoint_locked(&mut w)
+    }
+
+    fn count_chunks_added(&self, added: &[&ClosedChunk]) {
+        let c = &self.inner.counters;
+        c.chunks.fetch_add(added.len() as u64, Ordering::Relaxed);
+        c.chunk_samples.fetch_add(
+            added.iter().map(|c| c.samples as u64).sum(),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Writes every open chunk to `head_chunks` and empties the WAL.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.inner.writer);
+        self.checkpoint_locked(&mut w)
+    }
+
+    pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let head = read(&self.inner.head);
+        let tx = w.conn.transaction().map_err(backend)?;
+        tx.execute("DELETE FROM wal", []).map_err(backend)?;
+        tx.execute("DELETE FROM head_chunks", []).map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare("INSERT INTO head_chunks (series_id, data) VALUES (?1, ?2)")
+                .map_err(backend)?;
+            for (id, s) in head.series.iter().filter(|(_, s)| !s.chunk.is_empty()) {
+                stmt.execute(params![id, s.chunk.bytes()])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        w.wal_bytes = 0;
+        w.last_checkpoint = Instant::now();
+        self.inner.counters.wal_bytes.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checkpoints and closes the write path; later appends fail. Called at
+    /// shutdown after the scrapers stopped.
+    pub fn close(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.inner.writer);
+        if w.closed {
+            return Ok(());
+        }
+        self.checkpoint_locked(&mut w)?;
+        // Give the pages of the emptied WAL rows back before the files are left.
+        release_free_pages(&w.conn)?;
+        w.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(backend)?;
+        w.closed = true;
+        Ok(())
+    }
+
+    fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
+        let conn = match lock(&self.inner.readers).pop() {
+            Some(c) => c,
+            None => schema::open_reader(&self.inner.db_path).map_err(backend)?,
+        };
+        Ok(PooledReader {
+            conn: Some(conn),
+            pool: &self.inner.readers,
+        })
+    }
+
+    /// Series ids (with labels) matching `matchers`.
+    fn matching(&self, matchers: &[Matcher]) -> Vec<(SeriesId, Labels)> {
+        let index = read(&self.inner.index);
+        index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| index.labels(id).map(|l| (id, l.clone())))
+            .collect()
+    }
+
+    /// Runs `f` with a read transaction whose snapshot matches `head_copy`:
+    /// the head is copied and the snapshot opened under one head lock, and
+    /// the writer moves a chunk from head to table under the same lock.
+    fn with_snapshot<R>(
+        &self,
+        ids: &[SeriesId],
+        f: impl FnOnce(&Connection, HashMap<SeriesId, Vec<u8>>) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let reader = self.reader()?;
+        let conn = reader.conn();
+        let heads;
+        {
+            let head = read(&self.inner.head);
+            heads = ids
+                .iter()
+                .filter_map(|id| {
+                    head.series
+                        .get(id)
+                        .filter(|s| !s.chunk.is_empty())
+                        .map(|s| (*id, s.chunk.bytes().to_vec()))
+                })
+                .collect::<HashMap<_, _>>();
+            conn.execute_batch("BEGIN").map_err(backend)?;
+            // The first read fixes the snapshot.
+            conn.query_row("SELECT COUNT(*) FROM wal WHERE seq < 0", [], |_| Ok(()))
+                .map_err(backend)?;
+        }
+        let result = f(conn, heads);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
+    fn series_with_data(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let matched = self.matching(matchers);
+        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
+        self.with_snapshot(&ids, |conn, heads| {
+            let mut stmt = conn
+                .prepare_cached("SELECT 1 FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 LIMIT 1")
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for (id, labels) in matched {
+                let in_head = heads.get(&id).is_some_and(|b| {
+                    let mut s = Vec::new();
+                    chunk::decode_into(b, mint, maxt, &mut s).is_ok() && !s.is_empty()
+                });
+                if in_head || stmt.exists(params![id, mint, maxt]).map_err(backend)? {
+                    out.push(labels);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Figures for the Status page and `infermon_storage_*`.
+    pub fn stats(&self) -> super::StorageStats {
+        super::stats::collect(self)
+    }
+}
+
+struct PooledReader<'a> {
+    conn: Option<Connection>,
+    pool: &'a Mutex<Vec<Connection>>,
+}
+
+impl PooledReader<'_> {
+    fn conn(&self) -> &Connection {
+        // Present from construction until drop.
+        self.conn.as_ref().expect("pooled connection present")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut pool = lock(self.pool);
+            if pool.len() < 4 {
+                pool.push(c);
+            }
+        }
+    }
+}
+
+fn load_head(conn: &Connection) -> Result<Head, StorageError> {
+    let mut head = Head::default();
+    // The newest stored sample of every series, so out-of-order appends are
+    // refused across restarts too.
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.series_id, c.data, c.encoding FROM chunks c
+             WHERE c.min_t = (SELECT MAX(min_t) FROM chunks WHERE series_id = c.series_id)",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let (id, data, encoding) = row.map_err(backend)?;
+        let mut samples = Vec::new();
+        let decoded = Encoding::from_code(encoding)
+            .and_then(|enc| pco_chunk::decode_any(enc, &data, i64::MIN, i64::MAX, &mut samples));
+        if let Some(last) = decoded.ok().and_then(|_| samples.last().copied()) {
+            let hs = head.series.entry(id).or_default();
+            hs.last_t = Some(last.timestamp_ms);
+            hs.last_v = last.value.to_bits();
+        }
+    }
+    let mut stmt = conn
+        .prepare("SELECT series_id, data FROM head_chunks")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .map_err(backend)?;
+    for row in rows {
+        let (id, data) = row.map_err(backend)?;
+        let enc = ChunkEncoder::from_bytes(&data)
+            .map_err(|e| StorageError::Backend(format!("head chunk of series {id}: {e}")))?;
+        if enc.is_empty() {
+            continue;
+        }
+        let hs = head.series.entry(id).or_default();
+        hs.last_t = Some(enc.max_t());
+        hs.last_v = enc.last_value_bits();
+        hs.chunk = enc;
+    }
+    Ok(head)
+}
+
+/// Inserts closed chunks; returns those actually added.
+pub(super) fn insert_chunks<'c>(
+    tx: &rusqlite::Transaction,
+    chunks: &'c [ClosedChunk],
+    ignore_existing: bool,
+) -> Result<Vec<&'c ClosedChunk>, StorageError> {
+    let sql = if ignore_existing {
+        "INSERT OR IGNORE INTO chunks (series_id, min_t, max_t, samples, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+    } else {
+        "INSERT INTO chunks (series_id, min_t, max_t, samples, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+    };
+    let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+    let mut added = Vec::new();
+    for c in chunks {
+        if stmt
+            .execute(params![
+                c.series,
+                c.min_t,
+                c.max_t,
+                c.samples as i64,
+                c.data
+            ])
+            .map_err(backend)?
+            > 0
+        {
+            added.push(c);
+        }
+    }
+    Ok(added)
+}
+
+impl Appender for SqliteStorage {
+    fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = lock(&self.inner.blocked).clone() {
+            self.inner
+                .counters
+                .samples_rejected
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return Err(StorageError::Backend(reason));
+        }
+        let mut w = lock(&self.inner.writer);
+        if w.closed {
+            return Err(StorageError::Backend("storage is closed".to_string()));
+        }
+        let policy = self.inner.opts.chunk;
+        let tx = w.conn.transaction().map_err(backend)?;
+
+        // Resolve series ids, creating new series inside the transaction so a
+        // refused batch leaves none behind.
+        let mut new_series: HashMap<&Labels, SeriesId> = HashMap::new();
+        let mut ids = Vec::with_capacity(batch.len());
+        {
+            let index = read(&self.inner.index);
+            let mut insert = tx
+                .prepare_cached("INSERT INTO series (labels) VALUES (?1)")
+                .map_err(backend)?;
+            for s in batch {
+                if s.labels.is_empty() {
+                    return Err(StorageError::Rejected("a sample has no labels".to_string()));
+                }
+                let id = match index
+                    .get(&s.labels)
+                    .or_else(|| new_series.get(&s.labels).copied())
+                {
+                    Some(id) => id,
+                    None => {
+                        insert.execute([labels_json(&s.labels)]).map_err(backend)?;
+                        let id = tx.last_insert_rowid();
+                        new_series.insert(&s.labels, id);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+        }
+
+        // Apply the batch to copies of the touched head series; they replace
+        // the originals only once the transaction is committed.
+        let mut scratch: HashMap<SeriesId, HeadSeries> = HashMap::new();
+        let mut logged = Vec::with_capacity(batch.len());
+        let mut closed = Vec::new();
+        {
+            let head = read(&self.inner.head);
+            for (s, &id) in batch.iter().zip(&ids) {
+                let hs = scratch
+                    .entry(id)
+                    .or_insert_with(|| head.series.get(&id).cloned().unwrap_or_default());
+                let (t, v) = (s.sample.timestamp_ms, s.sample.value.to_bits());
+                match hs.admit(t, v) {
+                    Admission::Append => {
+                        hs.append(id, t, v, policy, &mut closed);
+                        logged.push(wal::WalSample { series: id, t, v });
+                    }
+                    Admission::Duplicate => {}
+                    Admission::OutOfOrder { newest } => {
+                        self.inner
+                            .counters
+                            .samples_rejected
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        return Err(StorageError::Rejected(format!(
+                            "out-of-order sample for {}: timestamp {t} is not after the newest stored sample at {newest}",
+                            s.labels
+                        )));
+                    }
+                }
+            }
+        }
+        let record = wal::encode(&logged);
+        if !logged.is_empty() {
+            tx.execute("INSERT INTO wal (data) VALUES (?1)", [&record])
+                .map_err(backend)?;
+        }
+        insert_chunks(&tx, &closed, false)?;
+        {
+            let mut head = write(&self.inner.head);
+            tx.commit().map_err(backend)?;
+            head.series.extend(scratch);
+        }
+        if !new_series.is_empty() {
+            let mut index = write(&self.inner.index);
+            for (labels, id) in new_series {
+                index.insert(id, labels.clone());
+            }
+        }
+        let refs: Vec<&ClosedChunk> = closed.iter().collect();
+        self.count_chunks_added(&refs);
+        let c = &self.inner.counters;
+        c.samples_appended
+            .fetch_add(logged.len() as u64, Ordering::Relaxed);
+        if !logged.is_empty() {
+            w.wal_bytes += record.len() as u64;
+            c.wal_bytes.store(w.wal_bytes, Ordering::Relaxed);
+        }
+        let due = w.wal_bytes >= self.inner.opts.checkpoint_wal_bytes
+            || w.last_checkpoint.elapsed() >= self.inner.opts.checkpoint_interval;
+        if due && let Err(e) = self.checkpoint_locked(&mut w) {
+            // The batch is durable in the WAL; a failed checkpoint only delays
+            // the WAL's truncation, so it is logged, not returned.
+            tracing::warn!(error = %e, "storage checkpoint failed");
+        }
+        Ok(())
+    }
+}
+
+impl Querier for SqliteStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        let matched = self.matching(matchers);
+        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
+        self.with_snapshot(&ids, |conn, heads| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for (id, labels) in matched {
+                let mut samples: Vec<Sample> = Vec::new();
+                let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let data: Vec<u8> = row.get(0).map_err(backend)?;
+                    Encoding::from_code(row.get(1).map_err(backend)?)
+                        .and_then(|enc| pco_chunk::decode_any(enc, &data, mint, maxt, &mut samples))
+                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                }
+                if let Some(bytes) = heads.get(&id) {
+                    chunk::decode_into(bytes, mint, maxt, &mut samples)
+                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                }
+                if !samples.is_empty() {
+                    out.push(Series { labels, samples });
+                }
+            }
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(out)
+        })
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut names: Vec<String> = self
+            .series_with_data(matchers, mint, maxt)?
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values: Vec<String> = self
+            .series_with_data(matchers, mint, maxt)?
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let w = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        if w.closed {
+            return;
+        }
+        // Best effort: an unclean drop is recovered from the WAL at open.
+        let head = self.head.get_mut().unwrap_or_else(|p| p.into_inner());
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = w.conn.transaction()?;
+            tx.execute("DELETE FROM wal", [])?;
+            tx.execute("DELETE FROM head_chunks", [])?;
+            {
+                let mut stmt =
+                    tx.prepare("INSERT INTO head_chunks (series_id, data) VALUES (?1, ?2)")?;
+                for (id, s) in head.series.iter().filter(|(_, s)| !s.chunk.is_empty()) {
+                    stmt.execute(params![id, s.chunk.bytes()])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "storage checkpoint at drop failed; the WAL will be replayed at next open");
+        }
+    }
+}

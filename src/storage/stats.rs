@@ -1,0 +1,154 @@
+//! Figures about the store for the dashboard's Status page and the
+//! `infermon_storage_*` metrics.
+
+use std::sync::atomic::Ordering;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntGauge, Opts};
+
+use super::sqlite::{SqliteStorage, lock, read};
+
+/// A snapshot of the store's size and activity.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StorageStats {
+    /// Series in the index.
+    pub series: u64,
+    /// Samples stored (closed chunks plus open head chunks).
+    pub samples: u64,
+    /// Samples accepted since start.
+    pub samples_appended_total: u64,
+    /// Samples refused since start (out of order, disk full).
+    pub samples_rejected_total: u64,
+    /// Closed chunks in the database.
+    pub chunks: u64,
+    /// Samples held in memory in open chunks.
+    pub head_samples: u64,
+    /// Encoded bytes of the open chunks.
+    pub head_chunk_bytes: u64,
+    /// Bytes of every file in the data directory.
+    pub bytes: u64,
+    /// Bytes of batches logged since the last checkpoint.
+    pub wal_bytes: u64,
+    /// Why ingestion is stopped, when it is.
+    pub ingestion_blocked: Option<String>,
+}
+
+pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
+    let c = &s.inner.counters;
+    let (head_samples, head_bytes) = {
+        let head = read(&s.inner.head);
+        (head.samples() as u64, head.bytes() as u64)
+    };
+    let chunk_samples = c.chunk_samples.load(Ordering::Relaxed);
+    StorageStats {
+        series: read(&s.inner.index).len() as u64,
+        samples: chunk_samples + head_samples,
+        samples_appended_total: c.samples_appended.load(Ordering::Relaxed),
+        samples_rejected_total: c.samples_rejected.load(Ordering::Relaxed),
+        chunks: c.chunks.load(Ordering::Relaxed),
+        head_samples,
+        head_chunk_bytes: head_bytes,
+        bytes: super::retention::dir_bytes(&s.inner.dir),
+        wal_bytes: c.wal_bytes.load(Ordering::Relaxed),
+        ingestion_blocked: lock(&s.inner.blocked).clone(),
+    }
+}
+
+/// Exposes [`StorageStats`] as `infermon_storage_*`, read at scrape time.
+pub struct StorageCollector {
+    storage: SqliteStorage,
+    series: IntGauge,
+    samples: IntGauge,
+    appended: IntCounter,
+    rejected: IntCounter,
+    chunks: IntGauge,
+    head_samples: IntGauge,
+    bytes: IntGauge,
+    wal_bytes: IntGauge,
+    blocked: IntGauge,
+}
+
+impl StorageCollector {
+    /// A collector over `storage`; register it in the telemetry registry.
+    pub fn new(storage: SqliteStorage) -> prometheus::Result<Self> {
+        let g = |n: &str, h: &str| IntGauge::with_opts(Opts::new(n, h));
+        Ok(StorageCollector {
+            storage,
+            series: g("infermon_storage_series", "Series in the store's index.")?,
+            samples: g(
+                "infermon_storage_samples",
+                "Samples stored (chunks and head).",
+            )?,
+            appended: IntCounter::with_opts(Opts::new(
+                "infermon_storage_samples_appended_total",
+                "Samples accepted by the store since start.",
+            ))?,
+            rejected: IntCounter::with_opts(Opts::new(
+                "infermon_storage_samples_rejected_total",
+                "Samples refused by the store since start (out of order, disk nearly full).",
+            ))?,
+            chunks: g("infermon_storage_chunks", "Closed chunks in the database.")?,
+            head_samples: g(
+                "infermon_storage_head_samples",
+                "Samples in open in-memory chunks.",
+            )?,
+            bytes: g(
+                "infermon_storage_bytes",
+                "Bytes of every file in the data directory.",
+            )?,
+            wal_bytes: g(
+                "infermon_storage_wal_bytes",
+                "Bytes of batches logged since the last checkpoint.",
+            )?,
+            blocked: g(
+                "infermon_storage_ingestion_blocked",
+                "1 while ingestion is stopped because the disk is nearly full (storage.min_free_disk).",
+            )?,
+        })
+    }
+}
+
+impl Collector for StorageCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            self.series.desc(),
+            self.samples.desc(),
+            self.appended.desc(),
+            self.rejected.desc(),
+            self.chunks.desc(),
+            self.head_samples.desc(),
+            self.bytes.desc(),
+            self.wal_bytes.desc(),
+            self.blocked.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let s = self.storage.stats();
+        self.series.set(s.series as i64);
+        self.samples.set(s.samples as i64);
+        self.appended.reset();
+        self.appended.inc_by(s.samples_appended_total);
+        self.rejected.reset();
+        self.rejected.inc_by(s.samples_rejected_total);
+        self.chunks.set(s.chunks as i64);
+        self.head_samples.set(s.head_samples as i64);
+        self.bytes.set(s.bytes as i64);
+        self.wal_bytes.set(s.wal_bytes as i64);
+        self.blocked.set(i64::from(s.ingestion_blocked.is_some()));
+        [
+            self.series.collect(),
+            self.samples.collect(),
+            self.appended.collect(),
+            self.rejected.collect(),
+            self.chunks.collect(),
+            self.head_samples.collect(),
+            self.bytes.collect(),
+            self.wal_bytes.collect(),
+            self.blocked.collect(),
+        ]
+        .concat()
+    }
+}
