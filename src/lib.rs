@@ -6,6 +6,7 @@
 //! - [`model`]: labels, matchers and samples every part shares.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
+//! - [`promql`]: the PromQL engine over the store, and the promqltest runner.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod model;
+pub mod promql;
 pub mod rules;
 pub mod shutdown;
 pub mod storage;
