@@ -59,7 +59,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let telemetry = Telemetry::new(gpu)?;
     let readiness = Readiness::default();
 
-    let routes = Vec::new();
+    let mut routes = Vec::new();
+
+    // PromQL engine and the Prometheus HTTP API (/api/v1/query, series, labels, status…).
+    // PLACEHOLDER STORE: until the SQLite store is on main, the engine reads this empty
+    // MemoryStorage; at merge, pass the real storage handle (as Arc<dyn Querier>) instead.
+    let query_store: Arc<dyn crate::storage::Querier> = Arc::new(crate::storage::MemoryStorage::new());
+    let engine = crate::promql::Engine::new(
+        query_store,
+        crate::promql::EngineOptions::from_config(&config.query, &config.global),
+    );
+    routes.push(web::api::routes(web::api::ApiState {
+        engine: engine.clone(),
+        config_yaml: Arc::new(config.redacted_yaml()),
+        flags: Arc::new(web::api::flags_from_config(&config)),
+        start_time_ms: crate::util::now_ms(),
+        storage_retention: config.storage.retention.to_string(),
+    }));
 
     let app = web::router(WebParts {
         telemetry,

@@ -38,6 +38,19 @@ impl Default for EngineOptions {
     }
 }
 
+impl EngineOptions {
+    /// Options from the `query:` section; subqueries without a step use the
+    /// global rule evaluation interval, as in Prometheus.
+    pub fn from_config(query: &crate::config::QueryConfig, global: &crate::config::GlobalConfig) -> Self {
+        EngineOptions {
+            lookback_delta: query.lookback_delta.as_duration(),
+            max_samples: query.max_samples,
+            timeout: query.timeout.as_duration(),
+            default_subquery_step: global.evaluation_interval.as_duration(),
+        }
+    }
+}
+
 /// Evaluates PromQL over a store. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {

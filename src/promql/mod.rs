@@ -65,3 +65,12 @@ impl PromqlError {
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     promql_parser::parser::parse(query).map_err(PromqlError::Parse)
 }
+
+/// The matcher sets of a series selector such as `up{job="a"}` (for the
+/// series and labels endpoints); `or` alternatives give several sets.
+pub fn selector_matchers(text: &str) -> Result<Vec<Vec<crate::model::Matcher>>, PromqlError> {
+    match parse(text)? {
+        promql_parser::parser::Expr::VectorSelector(vs) => engine::to_matchers(&vs),
+        _ => Err(PromqlError::Parse(format!("{text:?} is not a series selector"))),
+    }
+}
