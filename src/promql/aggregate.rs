@@ -7,7 +7,7 @@ use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::PromqlError;
-use super::engine::{Evaluator, Val};
+use super::engine::{Evaluator, Val, is_name_label};
 use super::functions::{kahan_inc, quantile};
 use super::value::{Sample, format_float};
 use crate::model::{Labels, METRIC_NAME};
@@ -70,7 +70,23 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
             return Ok(Val::Vector(out));
         }
         token::T_LIMIT_RATIO => {
-            return Err(PromqlError::Execution("limit_ratio is not supported by infermon".into()));
+            let r = param_scalar(param, "ratio")?;
+            if r.is_nan() {
+                return Err(PromqlError::Execution("Ratio value is NaN".into()));
+            }
+            let r = r.clamp(-1.0, 1.0);
+            for (_, members) in groups {
+                for mut s in members {
+                    // The same series always falls on the same side of the cut,
+                    // at every step and in Prometheus: its label hash decides.
+                    let offset = label_hash(&s.metric) as f64 / u64::MAX as f64;
+                    if (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r) {
+                        s.t = t;
+                        out.push(s);
+                    }
+                }
+            }
+            return Ok(Val::Vector(out));
         }
         token::T_COUNT_VALUES => {
             let label = match param {
@@ -118,6 +134,18 @@ fn param_scalar(param: Option<Val>, what: &str) -> Result<f64, PromqlError> {
     }
 }
 
+/// Prometheus' `labels.Hash`: xxHash64 of `name 0xff value 0xff` for each label.
+fn label_hash(l: &Labels) -> u64 {
+    let mut buf = Vec::with_capacity(256);
+    for x in l.iter() {
+        buf.extend_from_slice(x.name.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(x.value.as_bytes());
+        buf.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0)
+}
+
 /// Whether `name` is a valid label name (UTF-8 names are allowed in Prometheus 3).
 pub(crate) fn valid_label_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('\u{fffd}')
@@ -128,7 +156,7 @@ fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {
     match grouping {
         Some(LabelModifier::Include(names)) => out.retain(|l| names.labels.iter().any(|n| n == &l.name)),
         Some(LabelModifier::Exclude(names)) => {
-            out.retain(|l| l.name != METRIC_NAME && !names.labels.iter().any(|n| n == &l.name))
+            out.retain(|l| !is_name_label(&l.name) && !names.labels.iter().any(|n| n == &l.name))
         }
         None => return Labels::default(),
     }

@@ -7,7 +7,7 @@ use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::PromqlError;
-use super::engine::{Evaluator, Val};
+use super::engine::{Evaluator, Val, drop_name_labels};
 use super::value::Sample;
 use crate::model::{Labels, METRIC_NAME};
 
@@ -126,6 +126,7 @@ fn signature(metric: &Labels, matching: &Option<LabelModifier>) -> Labels {
             out
         }
         None => {
+            // Only the name: `__type__`/`__unit__` still tell series apart here.
             let mut out = metric.clone();
             out.remove(METRIC_NAME);
             out
@@ -212,7 +213,7 @@ fn vector_vector(
         } else {
             let mut key = metric.clone();
             if drop_name {
-                key.remove(METRIC_NAME);
+                drop_name_labels(&mut key);
             }
             if !result_metrics.insert(key) {
                 return Err(PromqlError::Execution(

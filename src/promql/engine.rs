@@ -169,7 +169,7 @@ fn finish_vector(mut v: Vec<Sample>) -> Result<Vec<Sample>, PromqlError> {
     let mut any = false;
     for s in &mut v {
         if s.drop_name {
-            s.metric.remove(METRIC_NAME);
+            drop_name_labels(&mut s.metric);
             s.drop_name = false;
             any = true;
         }
@@ -183,7 +183,7 @@ fn finish_vector(mut v: Vec<Sample>) -> Result<Vec<Sample>, PromqlError> {
 fn finish_matrix(mut m: Vec<RangeSeries>) -> Result<Vec<RangeSeries>, PromqlError> {
     for s in &mut m {
         if s.drop_name {
-            s.metric.remove(METRIC_NAME);
+            drop_name_labels(&mut s.metric);
             s.drop_name = false;
         }
     }
@@ -194,6 +194,20 @@ fn finish_matrix(mut m: Vec<RangeSeries>) -> Result<Vec<RangeSeries>, PromqlErro
         }
     }
     Ok(m)
+}
+
+/// Labels that describe the metric name (`__type__`/`__unit__` come with
+/// Prometheus' type-and-unit labels); they go when the name goes.
+pub(crate) const NAME_LABELS: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// Whether `name` is one of [`NAME_LABELS`].
+pub(crate) fn is_name_label(name: &str) -> bool {
+    NAME_LABELS.contains(&name)
+}
+
+/// Removes the metric name and the labels that describe it.
+pub(crate) fn drop_name_labels(l: &mut Labels) {
+    l.retain(|x| !is_name_label(&x.name));
 }
 
 /// The error for two series with one label set in a result.

@@ -5,7 +5,7 @@ use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::parser::{Call, Expr};
 
 use super::PromqlError;
-use super::engine::{Evaluator, Matrix, Val, check_unique, to_matchers};
+use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, to_matchers};
 use super::value::{Point, Sample};
 use crate::model::{Labels, METRIC_NAME, MatchOp};
 
@@ -383,19 +383,12 @@ fn absent_labels(expr: Option<&Expr>) -> Labels {
     let Some(ms) = sets.first() else {
         return Labels::default();
     };
+    // A label constrained by more than one matcher has no single value to report.
     let mut out = Labels::default();
-    let mut seen_twice = Vec::new();
     for m in ms {
-        if m.name == METRIC_NAME || m.op != MatchOp::Equal {
-            continue;
+        if m.name != METRIC_NAME && m.op == MatchOp::Equal && ms.iter().filter(|x| x.name == m.name).count() == 1 {
+            out.set(&m.name, &m.value);
         }
-        if out.get(&m.name).is_some() {
-            seen_twice.push(m.name.clone());
-        }
-        out.set(&m.name, &m.value);
-    }
-    for n in seen_twice {
-        out.remove(&n);
     }
     out
 }
@@ -761,7 +754,7 @@ fn check_unique_after_drop(v: &[Sample]) -> Result<(), PromqlError> {
         .map(|s| {
             let mut s = s.clone();
             if s.drop_name {
-                s.metric.remove(METRIC_NAME);
+                drop_name_labels(&mut s.metric);
             }
             s
         })
@@ -770,23 +763,31 @@ fn check_unique_after_drop(v: &[Sample]) -> Result<(), PromqlError> {
 }
 
 /// Classic buckets grouped by their labels without `le` and `__name__`.
-fn bucket_groups(v: Vec<Sample>) -> Vec<(Labels, Vec<(f64, f64)>)> {
+/// Two buckets with the same `le` text in one group come from different
+/// metrics whose names were dropped: Prometheus reports a label set collision.
+fn bucket_groups(v: Vec<Sample>) -> Result<Vec<(Labels, Vec<(f64, f64)>)>, PromqlError> {
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     for s in v {
         let Some(le) = s.metric.get("le").and_then(parse_le) else {
             continue;
         };
+        let mut full = s.metric.clone();
+        drop_name_labels(&mut full);
+        if !seen.insert(full) {
+            return Err(super::engine::dup_labelset());
+        }
         let mut key = s.metric.clone();
         key.remove("le");
-        key.remove(METRIC_NAME);
+        drop_name_labels(&mut key);
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
         });
         groups[i].1.push((le, s.f));
     }
-    groups
+    Ok(groups)
 }
 
 fn parse_le(s: &str) -> Option<f64> {
@@ -931,8 +932,7 @@ fn histogram_quantile(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(1)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v) {
-        check_duplicate_le(&buckets)?;
+    for (metric, buckets) in bucket_groups(v)? {
         out.push(Sample { metric, t, f: bucket_quantile(q, buckets), drop_name: false });
     }
     Ok(Val::Vector(out))
@@ -943,22 +943,10 @@ fn histogram_fraction(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(2)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v) {
-        check_duplicate_le(&buckets)?;
+    for (metric, buckets) in bucket_groups(v)? {
         out.push(Sample { metric, t, f: bucket_fraction(lower, upper, buckets), drop_name: false });
     }
     Ok(Val::Vector(out))
-}
-
-/// Two buckets with one bound in a group come from different metrics whose
-/// names were dropped: Prometheus reports them as a label set collision.
-fn check_duplicate_le(b: &[(f64, f64)]) -> Result<(), PromqlError> {
-    let mut les: Vec<f64> = b.iter().map(|x| x.0).collect();
-    les.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
-    if les.windows(2).any(|w| w[0] == w[1]) {
-        return Err(super::engine::dup_labelset());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

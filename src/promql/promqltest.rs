@@ -223,15 +223,15 @@ pub fn run_script(text: &str) -> Result<Vec<CaseResult>, ScriptError> {
             continue;
         }
         let err = |message: String| ScriptError { line: line_no, message };
-        let mut body = Vec::new();
-        while i < lines.len() && !lines[i].is_empty() {
-            body.push(lines[i]);
-            i += 1;
-        }
         if line == "clear" {
             storage.clear();
             native.clear();
             continue;
+        }
+        let mut body = Vec::new();
+        while i < lines.len() && !lines[i].is_empty() {
+            body.push(lines[i]);
+            i += 1;
         }
         if let Some(rest) = line.strip_prefix("load") {
             let with_nhcb = rest.starts_with("_with_nhcb");
