@@ -592,3 +592,95 @@ fn select(q: &dyn Querier, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<
     }
     Ok(all.into_values().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Sample as StoredSample, stale_nan};
+    use crate::storage::{AppendSample, Appender, MemoryStorage};
+
+    fn store(points: &[(i64, f64)]) -> Arc<MemoryStorage> {
+        let st = Arc::new(MemoryStorage::new());
+        let labels = Labels::new([("__name__", "x"), ("job", "a")]);
+        let batch: Vec<AppendSample> = points
+            .iter()
+            .map(|&(t, v)| AppendSample { labels: labels.clone(), sample: StoredSample { timestamp_ms: t, value: v } })
+            .collect();
+        st.append(&batch).unwrap();
+        st
+    }
+
+    fn vector_len(v: Value) -> usize {
+        match v {
+            Value::Vector(v) => v.len(),
+            other => panic!("not a vector: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookback_is_left_open_and_stale_markers_end_series() {
+        let e = Engine::new(store(&[(0, 1.0), (60_000, stale_nan())]), EngineOptions::default());
+        assert_eq!(vector_len(e.instant("x", 59_999).unwrap()), 1);
+        assert_eq!(vector_len(e.instant("x", 60_000).unwrap()), 0, "stale marker hides the series");
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        assert_eq!(vector_len(e.instant("x", 299_999).unwrap()), 1);
+        assert_eq!(vector_len(e.instant("x", 300_000).unwrap()), 0, "(t-5m, t] excludes t-5m");
+    }
+
+    #[test]
+    fn range_query_is_one_series_per_label_set() {
+        let points: Vec<(i64, f64)> = (0..=20).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let Value::Matrix(m) = e.range("rate(x[1m])", 60_000, 300_000, 60_000).unwrap() else { panic!() };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].metric, Labels::new([("job", "a")]));
+        assert_eq!(m[0].points.len(), 5);
+        assert!(m[0].points.iter().all(|p| (p.f - 1.0).abs() < 1e-9), "{m:?}");
+        let err = e.range("x[1m]", 0, 60_000, 15_000).unwrap_err();
+        assert!(err.to_string().contains("invalid expression type \"range vector\""), "{err}");
+    }
+
+    #[test]
+    fn limits_stop_queries_with_errors() {
+        let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 1000, 1.0)).collect();
+        let opts = EngineOptions { max_samples: 100, ..EngineOptions::default() };
+        let e = Engine::new(store(&points), opts);
+        let err = e.instant("sum_over_time(x[20m])", 1_000_000).unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err}");
+        assert_eq!(err.error_type(), "execution");
+        assert_eq!(vector_len(e.instant("sum_over_time(x[50s])", 1_000_000).unwrap()), 1, "under the limit");
+
+        let opts = EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() };
+        let e = Engine::new(store(&points), opts);
+        let err = e.range("x", 0, 1_000_000, 1000).unwrap_err();
+        assert!(matches!(err, PromqlError::Timeout(_)), "{err}");
+        assert_eq!(err.to_string(), "query timed out in query execution");
+    }
+
+    #[test]
+    fn offset_at_and_subqueries() {
+        let points: Vec<(i64, f64)> = (0..=60).map(|i| (i * 60_000, i as f64)).collect();
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let one = |q: &str, t: i64| match e.instant(q, t).unwrap() {
+            Value::Vector(v) if v.len() == 1 => v[0].f,
+            Value::Scalar { f, .. } => f,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(one("x offset 10m", 3_600_000), 50.0);
+        assert_eq!(one("x @ 600", 3_600_000), 10.0);
+        assert_eq!(one("x @ end()", 1_200_000), 20.0);
+        assert_eq!(one("max_over_time(x[10m:1m])", 3_600_000), 60.0);
+        assert_eq!(one("count_over_time(x[10m:1m])", 3_600_000), 10.0);
+        assert_eq!(one("timestamp(x offset 90s)", 3_600_000), 3_480.0);
+    }
+
+    #[tokio::test]
+    async fn async_queries_run_off_the_runtime() {
+        let e = Engine::new(store(&[(0, 4.0)]), EngineOptions::default());
+        let v = e.instant_query("x * 2".into(), 1000).await.unwrap();
+        let Value::Vector(v) = v else { panic!() };
+        assert_eq!((v[0].f, v[0].t), (8.0, 1000));
+        assert_eq!(v[0].metric, Labels::new([("job", "a")]));
+        assert!(e.range_query("sum(".into(), 0, 1, 1).await.is_err());
+    }
+}
