@@ -75,6 +75,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         flags: Arc::new(web::api::flags_from_config(&config)),
         start_time_ms: crate::util::now_ms(),
         storage_retention: config.storage.retention.to_string(),
+        external_labels: Arc::new(crate::model::Labels::new(config.global.external_labels.clone())),
     }));
 
     let app = web::router(WebParts {

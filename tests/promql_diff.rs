@@ -372,6 +372,32 @@ fn agree(
     }
 }
 
+/// Serves infermon's Prometheus API over `engine` on a free port.
+fn serve_api(engine: Engine) -> (String, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = infermon::web::api::routes(infermon::web::api::ApiState {
+        engine,
+        config_yaml: Arc::new(String::new()),
+        flags: Arc::new(Vec::new()),
+        start_time_ms: BASE_MS,
+        storage_retention: "15d".into(),
+        external_labels: Arc::new(Labels::default()),
+    });
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), rt)
+}
+
+/// promtool's output lines, sorted (result order is not part of the API).
+fn promtool(args: &[String]) -> Vec<String> {
+    let out = Command::new("promtool").arg("query").args(args).output().expect("promtool runs");
+    assert!(out.status.success(), "promtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 #[test]
 fn engine_matches_prometheus_on_generated_queries() {
     let data = generate();
@@ -438,4 +464,50 @@ fn engine_matches_prometheus_on_generated_queries() {
     assert!(with_data * 10 >= compared * 9, "most comparisons must carry data");
     assert!(queries.len() >= 300, "the generator should produce a few hundred queries");
     assert!(failures.is_empty(), "{} differences from Prometheus:\n{}", failures.len(), failures.join("\n"));
+
+    // The real promtool prints the same against both servers.
+    let (ours, _rt) = serve_api(engine.clone());
+    let t = secs(BASE_MS + 61 * 60_000 + 30_000);
+    let (s0, s1) = (secs(start), secs(start + 10 * 60_000));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["instant", "--time", &t, "URL", "diff_temp"],
+        vec!["instant", "--time", &t, "URL", "count by (job) (diff_requests_total)"],
+        vec!["instant", "--time", &t, "URL", "max(diff_requests_total) by (code)"],
+        vec!["instant", "--time", &t, "URL", "sum(diff_temp) > bool 1e9"],
+        vec!["range", "--start", &s0, "--end", &s1, "--step", "1m", "URL", "diff_temp{instance=\"a-1\"}"],
+        vec![
+            "range",
+            "--start",
+            &s0,
+            "--end",
+            &s1,
+            "--step",
+            "150s",
+            "URL",
+            "diff_latency_seconds_bucket{le=\"+Inf\"}",
+        ],
+        vec![
+            "series",
+            "--start",
+            &s0,
+            "--end",
+            &s1,
+            "URL",
+            "--match",
+            "diff_temp",
+            "--match",
+            "diff_requests_total{code=\"500\"}",
+        ],
+        vec!["labels", "--start", &s0, "--end", &s1, "URL", "job"],
+        vec!["labels", "--start", &s0, "--end", &s1, "URL", "le"],
+    ];
+    for case in cases {
+        let with = |url: &str| -> Vec<String> {
+            case.iter().map(|a| if *a == "URL" { url.to_string() } else { a.to_string() }).collect()
+        };
+        let got = promtool(&with(&ours));
+        let want = promtool(&with(&prom.url));
+        assert!(!want.is_empty(), "{case:?}: Prometheus printed nothing");
+        assert_eq!(got, want, "promtool query {case:?}");
+    }
 }

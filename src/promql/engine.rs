@@ -64,6 +64,11 @@ impl Engine {
         Engine { storage, opts: Arc::new(opts) }
     }
 
+    /// The engine's limits and defaults.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
     /// The store this engine reads (the API's series/labels endpoints use it).
     pub fn querier(&self) -> &Arc<dyn Querier> {
         &self.storage

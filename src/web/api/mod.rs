@@ -5,6 +5,7 @@
 //! `/api/v1/targets`, `/rules` and `/alerts` belong to the scrape and
 //! alerting parts and are mounted by them.
 
+mod federate;
 mod params;
 mod query;
 mod series;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub start_time_ms: i64,
     /// Retention shown by `/status/runtimeinfo`.
     pub storage_retention: String,
+    /// `global.external_labels`, added to federated series that lack them.
+    pub external_labels: Arc<crate::model::Labels>,
 }
 
 /// `/status/flags`: infermon's settings under the Prometheus flag names
@@ -66,6 +69,8 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/labels", get(series::labels).post(series::labels))
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/metadata", get(series::metadata))
+        .route("/api/v1/query_exemplars", get(series::exemplars).post(series::exemplars))
+        .route("/federate", get(federate::federate))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/flags", get(status::flags))

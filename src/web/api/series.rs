@@ -114,6 +114,11 @@ pub async fn label_values(
     Ok(success(list))
 }
 
+/// Exemplars: the store keeps none, so the list is empty (Grafana asks for them).
+pub async fn exemplars(_p: Params) -> Result<Response, PromApiError> {
+    Ok(success(Vec::<()>::new()))
+}
+
 /// Metric metadata: the store keeps no TYPE/HELP yet, so the map is empty.
 pub async fn metadata(_p: Params) -> Result<Response, PromApiError> {
     Ok(success(BTreeMap::<String, Vec<()>>::new()))
