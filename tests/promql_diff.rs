@@ -1,3 +1,5 @@
+//! Tests against a real Prometheus (Debian package).
+//!
 //! Differential test: the same generated data in infermon's engine and in a
 //! real Prometheus (Debian package; data imported with
 //! `promtool tsdb create-blocks-from openmetrics`), then a few hundred
@@ -245,19 +247,7 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(dir: &std::path::Path, om: &str) -> Prometheus {
-    let om_path = dir.join("data.om");
-    std::fs::write(&om_path, om).unwrap();
-    let tsdb = dir.join("tsdb");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-        .arg(&om_path)
-        .arg(&tsdb)
-        .output()
-        .expect("promtool is missing: run scripts/install-test-deps.sh (Debian package prometheus)");
-    assert!(out.status.success(), "promtool import failed: {}", String::from_utf8_lossy(&out.stderr));
-    let config = dir.join("prometheus.yml");
-    std::fs::File::create(&config).unwrap().write_all(b"global: {}\n").unwrap();
+fn run_prometheus(config: &std::path::Path, tsdb: &std::path::Path) -> Prometheus {
     let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
@@ -278,6 +268,22 @@ fn start_prometheus(dir: &std::path::Path, om: &str) -> Prometheus {
         assert!(Instant::now() < deadline, "prometheus did not become ready");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn start_prometheus(dir: &std::path::Path, om: &str) -> Prometheus {
+    let om_path = dir.join("data.om");
+    std::fs::write(&om_path, om).unwrap();
+    let tsdb = dir.join("tsdb");
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+        .arg(&om_path)
+        .arg(&tsdb)
+        .output()
+        .expect("promtool is missing: run scripts/install-test-deps.sh (Debian package prometheus)");
+    assert!(out.status.success(), "promtool import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let config = dir.join("prometheus.yml");
+    std::fs::File::create(&config).unwrap().write_all(b"global: {}\n").unwrap();
+    run_prometheus(&config, &tsdb)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -374,6 +380,10 @@ fn agree(
 
 /// Serves infermon's Prometheus API over `engine` on a free port.
 fn serve_api(engine: Engine) -> (String, tokio::runtime::Runtime) {
+    serve_api_with(engine, Labels::default())
+}
+
+fn serve_api_with(engine: Engine, external_labels: Labels) -> (String, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -383,7 +393,7 @@ fn serve_api(engine: Engine) -> (String, tokio::runtime::Runtime) {
         flags: Arc::new(Vec::new()),
         start_time_ms: BASE_MS,
         storage_retention: "15d".into(),
-        external_labels: Arc::new(Labels::default()),
+        external_labels: Arc::new(external_labels),
     });
     rt.spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), rt)
@@ -509,5 +519,79 @@ fn engine_matches_prometheus_on_generated_queries() {
         let want = promtool(&with(&prom.url));
         assert!(!want.is_empty(), "{case:?}: Prometheus printed nothing");
         assert_eq!(got, want, "promtool query {case:?}");
+    }
+}
+
+#[test]
+fn prometheus_scrapes_federate() {
+    let now = infermon::util::now_ms();
+    let store = Arc::new(MemoryStorage::new());
+    let put = |name: &str, t: i64, v: f64| AppendSample {
+        labels: Labels::new([("__name__", name), ("job", "node"), ("instance", "gpu:9100")]),
+        sample: Sample { timestamp_ms: t, value: v },
+    };
+    store
+        .append(&[
+            put("fed_up", now - 5000, 1.0),
+            put("fed_temp", now - 5000, 21.5),
+            put("fed_gone", now - 20_000, 3.0),
+            put("fed_gone", now - 5000, infermon::model::stale_nan()),
+            put("fed_old", now - 3_600_000, 7.0),
+            put("other_metric", now - 5000, 9.0),
+        ])
+        .unwrap();
+    let engine = Engine::new(store, EngineOptions::default());
+    let (url, _rt) = serve_api_with(engine, Labels::new([("box", "gpu-07")]));
+
+    let client = support::client();
+    let text = client.get(format!("{url}/federate?match[]={{__name__=~%22fed_.*%22}}")).send().unwrap().text().unwrap();
+    assert!(text.contains("# TYPE fed_up untyped\n"), "{text}");
+    assert!(
+        text.contains(&format!("fed_up{{box=\"gpu-07\",instance=\"gpu:9100\",job=\"node\"}} 1 {}", now - 5000)),
+        "{text}"
+    );
+    assert!(!text.contains("fed_gone") && !text.contains("fed_old") && !text.contains("other_metric"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = url.trim_start_matches("http://");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    \
+             metrics_path: /federate\n    params:\n      'match[]': ['{{__name__=~\"fed_.*\"}}']\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = run_prometheus(&config, &dir.path().join("tsdb"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let series = loop {
+        let body: Value = client
+            .get(format!("{}/api/v1/query?query=%7B__name__%3D~%22fed_.*%22%7D", prom.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let result = body["data"]["result"].as_array().cloned().unwrap_or_default();
+        if result.len() >= 2 || Instant::now() > deadline {
+            break result;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut got: Vec<(String, String)> = series
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["__name__"].as_str().unwrap_or("").to_string(),
+                s["value"][1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("fed_temp".to_string(), "21.5".to_string()), ("fed_up".to_string(), "1".to_string())]);
+    for s in &series {
+        assert_eq!(s["metric"]["box"], "gpu-07", "{s}");
+        assert_eq!(s["metric"]["job"], "node", "honor_labels keeps infermon's job label: {s}");
     }
 }
