@@ -108,6 +108,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     routes.push(scrape::routes(scraper.targets()));
     let scraping = tokio::spawn(scraper.run(shutdown.clone()));
 
+    // PromQL engine and the Prometheus HTTP API (/api/v1/query, series, labels, status…).
+    let query_store: Arc<dyn crate::storage::Querier> = store.clone();
+    let engine = crate::promql::Engine::new(
+        query_store,
+        crate::promql::EngineOptions::from_config(&config.query, &config.global),
+    );
+    routes.push(web::api::routes(web::api::ApiState {
+        engine: engine.clone(),
+        config_yaml: Arc::new(config.redacted_yaml()),
+        flags: Arc::new(web::api::flags_from_config(&config)),
+        start_time_ms: crate::util::now_ms(),
+        storage_retention: config.storage.retention.to_string(),
+        external_labels: Arc::new(crate::model::Labels::new(
+            config.global.external_labels.clone(),
+        )),
+    }));
+
     let app = web::router(WebParts {
         telemetry,
         readiness,

@@ -7,6 +7,7 @@
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
+//! - [`promql`]: the PromQL engine over the store, and the promqltest runner.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
 //! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod model;
+pub mod promql;
 pub mod rules;
 pub mod scrape;
 pub mod shutdown;

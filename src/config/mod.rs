@@ -12,6 +12,7 @@ mod expand;
 mod global;
 mod http_client;
 mod models;
+mod query;
 mod relabel;
 mod remote_write;
 mod scrape;
@@ -36,6 +37,7 @@ pub use duration::{PromDuration, parse_duration};
 pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 pub use models::ModelConfig;
+pub use query::QueryConfig;
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
@@ -74,6 +76,9 @@ pub struct Config {
     /// Time-series store.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// PromQL engine limits.
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Alert routing and receivers.
     #[serde(default)]
     pub alerting: AlertingConfig,

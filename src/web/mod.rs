@@ -4,6 +4,7 @@
 //! Handlers stay thin: each part hands in its own routes; this module adds
 //! the layers every request passes (JSON errors, metrics, auth, body limit).
 
+pub mod api;
 mod auth;
 pub mod charts;
 mod error;

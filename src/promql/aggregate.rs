@@ -1,0 +1,286 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`…)
+//! with `by`/`without` grouping.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{self, TokenId};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::PromqlError;
+use super::engine::{Evaluator, Val, is_name_label};
+use super::functions::{kahan_inc, quantile};
+use super::value::{Sample, format_float};
+use crate::model::{Labels, METRIC_NAME};
+
+/// Evaluates an aggregation at `t`.
+pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val, PromqlError> {
+    let op = a.op.id();
+    let param = match &a.param {
+        Some(p) => Some(ev.eval(p, t)?),
+        None => None,
+    };
+    let input = ev.eval(&a.expr, t)?.into_vector()?;
+    let grouping = &a.modifier;
+
+    // Groups in order of first appearance.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    for s in input {
+        let key = group_labels(&s.metric, grouping);
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(s);
+    }
+
+    let mut out = Vec::with_capacity(groups.len());
+    match op {
+        token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK => {
+            let k = param_scalar(param, "k")?;
+            if k.is_nan() {
+                return Err(PromqlError::Execution("Parameter value is NaN".into()));
+            }
+            if k < 1.0 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            let k = if k > i64::MAX as f64 {
+                usize::MAX
+            } else {
+                k as usize
+            };
+            for (_, mut members) in groups {
+                if op == token::T_LIMITK {
+                    members.truncate(k);
+                } else {
+                    let top = op == token::T_TOPK;
+                    // NaN sorts last in both directions.
+                    members.sort_by(|x, y| {
+                        let o = match (x.f.is_nan(), y.f.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => return std::cmp::Ordering::Greater,
+                            (false, true) => return std::cmp::Ordering::Less,
+                            _ => x.f.partial_cmp(&y.f).unwrap_or(std::cmp::Ordering::Equal),
+                        };
+                        if top { o.reverse() } else { o }
+                    });
+                    members.truncate(k);
+                }
+                for mut s in members {
+                    s.t = t;
+                    out.push(s);
+                }
+            }
+            return Ok(Val::Vector(out));
+        }
+        token::T_LIMIT_RATIO => {
+            let r = param_scalar(param, "ratio")?;
+            if r.is_nan() {
+                return Err(PromqlError::Execution("Ratio value is NaN".into()));
+            }
+            let r = r.clamp(-1.0, 1.0);
+            for (_, members) in groups {
+                for mut s in members {
+                    // The same series always falls on the same side of the cut,
+                    // at every step and in Prometheus: its label hash decides.
+                    let offset = label_hash(&s.metric) as f64 / u64::MAX as f64;
+                    if (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r) {
+                        s.t = t;
+                        out.push(s);
+                    }
+                }
+            }
+            return Ok(Val::Vector(out));
+        }
+        token::T_COUNT_VALUES => {
+            let label = match param {
+                Some(Val::Str(s)) => s,
+                _ => {
+                    return Err(PromqlError::Execution(
+                        "count_values needs a string parameter".into(),
+                    ));
+                }
+            };
+            if !valid_label_name(&label) {
+                return Err(PromqlError::Execution(format!(
+                    "invalid label name {label:?}"
+                )));
+            }
+            for (key, members) in groups {
+                let mut counts: Vec<(String, f64)> = Vec::new();
+                for s in members {
+                    let v = format_float(s.f);
+                    match counts.iter_mut().find(|(x, _)| *x == v) {
+                        Some(c) => c.1 += 1.0,
+                        None => counts.push((v, 1.0)),
+                    }
+                }
+                for (v, n) in counts {
+                    let mut metric = key.clone();
+                    metric.set(&label, &v);
+                    out.push(Sample {
+                        metric,
+                        t,
+                        f: n,
+                        drop_name: false,
+                    });
+                }
+            }
+            return Ok(Val::Vector(out));
+        }
+        _ => {}
+    }
+
+    let q = if op == token::T_QUANTILE {
+        param_scalar(param, "quantile")?
+    } else {
+        0.0
+    };
+    for (key, members) in groups {
+        let drop_name =
+            key.get(METRIC_NAME).is_some() && members.first().is_some_and(|s| s.drop_name);
+        let f = aggregate_floats(op, &members, q)?;
+        out.push(Sample {
+            metric: key,
+            t,
+            f,
+            drop_name,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+fn param_scalar(param: Option<Val>, what: &str) -> Result<f64, PromqlError> {
+    match param {
+        Some(Val::Scalar(f)) => Ok(f),
+        _ => Err(PromqlError::Execution(format!(
+            "aggregation needs a scalar {what} parameter"
+        ))),
+    }
+}
+
+/// Prometheus' `labels.Hash`: xxHash64 of `name 0xff value 0xff` for each label.
+fn label_hash(l: &Labels) -> u64 {
+    let mut buf = Vec::with_capacity(256);
+    for x in l.iter() {
+        buf.extend_from_slice(x.name.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(x.value.as_bytes());
+        buf.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0)
+}
+
+/// Whether `name` is a valid label name (UTF-8 names are allowed in Prometheus 3).
+pub(crate) fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('\u{fffd}')
+}
+
+fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {
+    let mut out = metric.clone();
+    match grouping {
+        Some(LabelModifier::Include(names)) => {
+            out.retain(|l| names.labels.iter().any(|n| n == &l.name))
+        }
+        Some(LabelModifier::Exclude(names)) => {
+            out.retain(|l| !is_name_label(&l.name) && !names.labels.iter().any(|n| n == &l.name))
+        }
+        None => return Labels::default(),
+    }
+    out
+}
+
+fn aggregate_floats(op: TokenId, members: &[Sample], q: f64) -> Result<f64, PromqlError> {
+    let n = members.len() as f64;
+    Ok(match op {
+        token::T_SUM => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for s in members {
+                (sum, c) = kahan_inc(s.f, sum, c);
+            }
+            sum + c
+        }
+        token::T_AVG => avg(members.iter().map(|s| s.f)),
+        token::T_COUNT => n,
+        token::T_GROUP => 1.0,
+        token::T_MAX => {
+            let mut m = members[0].f;
+            for s in &members[1..] {
+                if s.f > m || m.is_nan() {
+                    m = s.f;
+                }
+            }
+            m
+        }
+        token::T_MIN => {
+            let mut m = members[0].f;
+            for s in &members[1..] {
+                if s.f < m || m.is_nan() {
+                    m = s.f;
+                }
+            }
+            m
+        }
+        token::T_STDDEV | token::T_STDVAR => {
+            let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for s in members {
+                count += 1.0;
+                let delta = s.f - (mean + c_mean);
+                (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+                (aux, c_aux) = kahan_inc(delta * (s.f - (mean + c_mean)), aux, c_aux);
+            }
+            let var = (aux + c_aux) / count;
+            if op == token::T_STDDEV {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+        token::T_QUANTILE => {
+            let mut values: Vec<f64> = members.iter().map(|s| s.f).collect();
+            quantile(q, &mut values)
+        }
+        other => {
+            return Err(PromqlError::Execution(format!(
+                "aggregation operator {other} is not supported"
+            )));
+        }
+    })
+}
+
+/// The mean Prometheus computes: a Kahan sum, switching to an incremental
+/// mean when the sum overflows.
+pub(crate) fn avg(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut c, mut count) = (0.0f64, 0.0f64, 0.0f64);
+    let mut incremental = false;
+    let mut mean = 0.0f64;
+    for f in values {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_inc(f, sum, c);
+            if !ns.is_infinite() || count == 1.0 {
+                sum = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(f / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        (sum + c) / count
+    }
+}

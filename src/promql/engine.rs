@@ -1,0 +1,844 @@
+//! Evaluation: a query is evaluated step by step (an instant query is one
+//! step). Before the first step every selector's samples are fetched once for
+//! the whole time span it can see, so steps only search in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::value::{Point, RangeSeries, Sample, Value};
+use super::{PromqlError, aggregate, binary, functions};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
+use crate::storage::{Querier, Series};
+
+/// Limits and defaults of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for the latest sample (5m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold in memory at once.
+    pub max_samples: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// Step of a subquery written without one (`[1h:]`): the rule evaluation interval.
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Options from the `query:` section; subqueries without a step use the
+    /// global rule evaluation interval, as in Prometheus.
+    pub fn from_config(
+        query: &crate::config::QueryConfig,
+        global: &crate::config::GlobalConfig,
+    ) -> Self {
+        EngineOptions {
+            lookback_delta: query.lookback_delta.as_duration(),
+            max_samples: query.max_samples,
+            timeout: query.timeout.as_duration(),
+            default_subquery_step: global.evaluation_interval.as_duration(),
+        }
+    }
+}
+
+/// Evaluates PromQL over a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    storage: Arc<dyn Querier>,
+    opts: Arc<EngineOptions>,
+}
+
+impl Engine {
+    /// An engine reading `storage`.
+    pub fn new(storage: Arc<dyn Querier>, opts: EngineOptions) -> Self {
+        Engine {
+            storage,
+            opts: Arc::new(opts),
+        }
+    }
+
+    /// The engine's limits and defaults.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// The store this engine reads (the API's series/labels endpoints use it).
+    pub fn querier(&self) -> &Arc<dyn Querier> {
+        &self.storage
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub fn instant(&self, query: &str, t: i64) -> Result<Value, PromqlError> {
+        let expr = super::parse(query)?;
+        self.instant_expr(&expr, t)
+    }
+
+    /// Evaluates a parsed expression at `t` (ms).
+    pub fn instant_expr(&self, expr: &Expr, t: i64) -> Result<Value, PromqlError> {
+        let mut ev = Evaluator::prepare(self, expr, t, t, 0)?;
+        let val = ev.eval(expr, t)?;
+        Ok(match val {
+            Val::Scalar(f) => Value::Scalar { t, f },
+            Val::Str(s) => Value::String { t, s },
+            Val::Vector(v) => {
+                let mut v = finish_vector(v)?;
+                for s in &mut v {
+                    s.t = t;
+                }
+                Value::Vector(v)
+            }
+            Val::Matrix(m) => Value::Matrix(finish_matrix(m.series)?),
+        })
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (ms, inclusive).
+    pub fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, PromqlError> {
+        let expr = super::parse(query)?;
+        self.range_expr(&expr, start, end, step)
+    }
+
+    /// Range evaluation of a parsed expression.
+    pub fn range_expr(
+        &self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, PromqlError> {
+        use promql_parser::parser::value::ValueType;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                let name = if other == ValueType::Matrix {
+                    "range vector"
+                } else {
+                    "string"
+                };
+                return Err(PromqlError::Parse(format!(
+                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        if step <= 0 {
+            return Err(PromqlError::Parse(
+                "zero or negative query resolution step widths are not accepted".into(),
+            ));
+        }
+        if end < start {
+            return Err(PromqlError::Parse(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let mut ev = Evaluator::prepare(self, expr, start, end, step)?;
+        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut points = 0usize;
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline()?;
+            match ev.eval(expr, t)? {
+                Val::Scalar(f) => out
+                    .entry(Labels::default())
+                    .or_default()
+                    .push(Point { t, f }),
+                Val::Vector(v) => {
+                    for s in finish_vector(v)? {
+                        out.entry(s.metric).or_default().push(Point { t, f: s.f });
+                        points += 1;
+                    }
+                }
+                _ => {
+                    return Err(PromqlError::Execution(
+                        "range query returned a non-vector value".into(),
+                    ));
+                }
+            }
+            points += 1;
+            if points > self.opts.max_samples {
+                return Err(PromqlError::TooManySamples("query execution"));
+            }
+            t += step;
+        }
+        Ok(Value::Matrix(
+            out.into_iter()
+                .map(|(metric, points)| RangeSeries {
+                    metric,
+                    points,
+                    drop_name: false,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Instant query off the async threads (for the HTTP API and the rules engine).
+    pub async fn instant_query(&self, query: String, t: i64) -> Result<Value, PromqlError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.instant(&query, t))
+            .await
+            .map_err(|e| PromqlError::Execution(format!("query task failed: {e}")))?
+    }
+
+    /// Range query off the async threads.
+    pub async fn range_query(
+        &self,
+        query: String,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, PromqlError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.range(&query, start, end, step))
+            .await
+            .map_err(|e| PromqlError::Execution(format!("query task failed: {e}")))?
+    }
+}
+
+/// Removes `__name__` from series marked for it and rejects the duplicates
+/// that removal can create.
+fn finish_vector(mut v: Vec<Sample>) -> Result<Vec<Sample>, PromqlError> {
+    let mut any = false;
+    for s in &mut v {
+        if s.drop_name {
+            drop_name_labels(&mut s.metric);
+            s.drop_name = false;
+            any = true;
+        }
+    }
+    if any {
+        check_unique(&v)?;
+    }
+    Ok(v)
+}
+
+fn finish_matrix(mut m: Vec<RangeSeries>) -> Result<Vec<RangeSeries>, PromqlError> {
+    for s in &mut m {
+        if s.drop_name {
+            drop_name_labels(&mut s.metric);
+            s.drop_name = false;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &m {
+        if !seen.insert(&s.metric) {
+            return Err(dup_labelset());
+        }
+    }
+    Ok(m)
+}
+
+/// Labels that describe the metric name (`__type__`/`__unit__` come with
+/// Prometheus' type-and-unit labels); they go when the name goes.
+pub(crate) const NAME_LABELS: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// Whether `name` is one of [`NAME_LABELS`].
+pub(crate) fn is_name_label(name: &str) -> bool {
+    NAME_LABELS.contains(&name)
+}
+
+/// Removes the metric name and the labels that describe it.
+pub(crate) fn drop_name_labels(l: &mut Labels) {
+    l.retain(|x| !is_name_label(&x.name));
+}
+
+/// The error for two series with one label set in a result.
+pub(crate) fn dup_labelset() -> PromqlError {
+    PromqlError::Execution("vector cannot contain metrics with the same labelset".into())
+}
+
+/// Fails when two samples share a label set.
+pub(crate) fn check_unique(v: &[Sample]) -> Result<(), PromqlError> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.metric) {
+            return Err(dup_labelset());
+        }
+    }
+    Ok(())
+}
+
+/// A range vector as one step sees it, with the window it was cut from
+/// (`rate` extrapolates to the window's edges).
+#[derive(Clone, Debug)]
+pub(crate) struct Matrix {
+    /// Series with at least one point.
+    pub series: Vec<RangeSeries>,
+    /// Window start (exclusive), ms.
+    pub range_start: i64,
+    /// Window end (inclusive), ms.
+    pub range_end: i64,
+}
+
+/// A value during evaluation of one step.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Sample>),
+    Matrix(Matrix),
+}
+
+impl Val {
+    fn kind(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+
+    /// The value as an instant vector (callers rely on the parser's type checks).
+    pub fn into_vector(self) -> Result<Vec<Sample>, PromqlError> {
+        match self {
+            Val::Vector(v) => Ok(v),
+            other => Err(PromqlError::Execution(format!(
+                "expected instant vector, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// The value as a scalar.
+    pub fn into_scalar(self) -> Result<f64, PromqlError> {
+        match self {
+            Val::Scalar(f) => Ok(f),
+            other => Err(PromqlError::Execution(format!(
+                "expected scalar, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// The value as a range vector.
+    pub fn into_matrix(self) -> Result<Matrix, PromqlError> {
+        match self {
+            Val::Matrix(m) => Ok(m),
+            other => Err(PromqlError::Execution(format!(
+                "expected range vector, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// The value as a string.
+    pub fn into_string(self) -> Result<String, PromqlError> {
+        match self {
+            Val::Str(s) => Ok(s),
+            other => Err(PromqlError::Execution(format!(
+                "expected string, got {}",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+/// Milliseconds of a `SystemTime` (negative before 1970).
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn node_id<T>(node: &T) -> usize {
+    node as *const T as usize
+}
+
+/// The state of one query: fetched samples, query bounds, deadline.
+pub(crate) struct Evaluator {
+    lookback: i64,
+    default_step: i64,
+    max_samples: usize,
+    start: i64,
+    end: i64,
+    data: HashMap<usize, Vec<Series>>,
+    subqueries: HashMap<(usize, i64), Val>,
+    deadline: Instant,
+}
+
+impl Evaluator {
+    /// Fetches every selector's samples for the span `[start, end]` needs.
+    fn prepare(
+        engine: &Engine,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        _step: i64,
+    ) -> Result<Self, PromqlError> {
+        let opts = &engine.opts;
+        let mut ev = Evaluator {
+            lookback: opts.lookback_delta.as_millis() as i64,
+            default_step: (opts.default_subquery_step.as_millis() as i64).max(1),
+            max_samples: opts.max_samples,
+            start,
+            end,
+            data: HashMap::new(),
+            subqueries: HashMap::new(),
+            deadline: Instant::now() + opts.timeout,
+        };
+        let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
+        ev.collect_spans(expr, start, end, &mut spans);
+        let mut loaded = 0usize;
+        for (vs, id, mint, maxt) in spans {
+            let series = select(engine.storage.as_ref(), vs, mint, maxt)?;
+            loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
+            if loaded > ev.max_samples {
+                return Err(PromqlError::TooManySamples("query execution"));
+            }
+            ev.check_deadline()?;
+            ev.data.insert(id, series);
+        }
+        Ok(ev)
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(t) => system_time_ms(t),
+        })
+    }
+
+    /// Records, per selector, the sample span evaluation between `lo` and `hi` can touch.
+    fn collect_spans<'e>(
+        &self,
+        expr: &'e Expr,
+        lo: i64,
+        hi: i64,
+        out: &mut Vec<(&'e VectorSelector, usize, i64, i64)>,
+    ) {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (lo, hi) = self.shift(&vs.at, &vs.offset, lo, hi);
+                out.push((vs, node_id(vs), lo - self.lookback + 1, hi));
+            }
+            Expr::MatrixSelector(ms) => {
+                let (lo, hi) = self.shift(&ms.vs.at, &ms.vs.offset, lo, hi);
+                out.push((
+                    &ms.vs,
+                    node_id(&ms.vs),
+                    lo - ms.range.as_millis() as i64 + 1,
+                    hi,
+                ));
+            }
+            Expr::Subquery(sq) => {
+                let (lo, hi) = self.shift(&sq.at, &sq.offset, lo, hi);
+                self.collect_spans(&sq.expr, lo - sq.range.as_millis() as i64, hi, out);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.collect_spans(p, lo, hi, out);
+                }
+                self.collect_spans(&a.expr, lo, hi, out);
+            }
+            Expr::Unary(u) => self.collect_spans(&u.expr, lo, hi, out),
+            Expr::Binary(b) => {
+                self.collect_spans(&b.lhs, lo, hi, out);
+                self.collect_spans(&b.rhs, lo, hi, out);
+            }
+            Expr::Paren(p) => self.collect_spans(&p.expr, lo, hi, out),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.collect_spans(a, lo, hi, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn shift(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        lo: i64,
+        hi: i64,
+    ) -> (i64, i64) {
+        let off = offset_ms(offset);
+        match self.at_ms(at) {
+            Some(t) => (t - off, t - off),
+            None => (lo - off, hi - off),
+        }
+    }
+
+    pub fn check_deadline(&self) -> Result<(), PromqlError> {
+        if Instant::now() > self.deadline {
+            return Err(PromqlError::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` at `t` (ms).
+    pub fn eval(&mut self, expr: &Expr, t: i64) -> Result<Val, PromqlError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(f) => Ok(Val::Scalar(-f)),
+                Val::Vector(mut v) => {
+                    for s in &mut v {
+                        s.f = -s.f;
+                        s.drop_name = true;
+                        s.t = t;
+                    }
+                    Ok(Val::Vector(v))
+                }
+                other => Err(PromqlError::Execution(format!(
+                    "unary minus on {}",
+                    other.kind()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, t))),
+            Expr::MatrixSelector(ms) => {
+                let range = ms.range.as_millis() as i64;
+                let end = self.at_ms(&ms.vs.at).unwrap_or(t) - offset_ms(&ms.vs.offset);
+                let m = self.matrix_selector(&ms.vs, end - range, end);
+                self.count_points(&m)?;
+                Ok(Val::Matrix(m))
+            }
+            Expr::Subquery(sq) => {
+                let end = self.at_ms(&sq.at).unwrap_or(t) - offset_ms(&sq.offset);
+                let range = sq.range.as_millis() as i64;
+                let step = sq
+                    .step
+                    .map(|s| s.as_millis() as i64)
+                    .unwrap_or(self.default_step)
+                    .max(1);
+                let start = end - range;
+                let mut ts = (start / step) * step;
+                if ts <= start {
+                    ts += step;
+                }
+                let mut by_series: BTreeMap<Labels, RangeSeries> = BTreeMap::new();
+                let id = node_id(sq);
+                while ts <= end {
+                    self.check_deadline()?;
+                    let val = match self.subqueries.get(&(id, ts)) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = self.eval(&sq.expr, ts)?;
+                            self.subqueries.insert((id, ts), v.clone());
+                            v
+                        }
+                    };
+                    match val {
+                        Val::Scalar(f) => by_series
+                            .entry(Labels::default())
+                            .or_insert_with(|| RangeSeries {
+                                metric: Labels::default(),
+                                points: vec![],
+                                drop_name: false,
+                            })
+                            .points
+                            .push(Point { t: ts, f }),
+                        Val::Vector(v) => {
+                            for s in v {
+                                let e = by_series.entry(s.metric.clone()).or_insert_with(|| {
+                                    RangeSeries {
+                                        metric: s.metric,
+                                        points: vec![],
+                                        drop_name: s.drop_name,
+                                    }
+                                });
+                                e.points.push(Point { t: ts, f: s.f });
+                            }
+                        }
+                        other => {
+                            return Err(PromqlError::Execution(format!(
+                                "subquery of {} is not allowed",
+                                other.kind()
+                            )));
+                        }
+                    }
+                    ts += step;
+                }
+                let m = Matrix {
+                    series: by_series.into_values().collect(),
+                    range_start: start,
+                    range_end: end,
+                };
+                self.count_points(&m)?;
+                Ok(Val::Matrix(m))
+            }
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Call(c) => functions::call(self, c, t),
+            Expr::Extension(_) => Err(PromqlError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    fn count_points(&self, m: &Matrix) -> Result<(), PromqlError> {
+        let n: usize = m.series.iter().map(|s| s.points.len()).sum();
+        if n > self.max_samples {
+            return Err(PromqlError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    fn vector_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let ref_t = self.at_ms(&vs.at).unwrap_or(t) - offset_ms(&vs.offset);
+        let Some(series) = self.data.get(&node_id(vs)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in series {
+            let idx = s.samples.partition_point(|x| x.timestamp_ms <= ref_t);
+            if idx == 0 {
+                continue;
+            }
+            let x = s.samples[idx - 1];
+            if x.timestamp_ms <= ref_t - self.lookback || is_stale_nan(x.value) {
+                continue;
+            }
+            out.push(Sample {
+                metric: s.labels.clone(),
+                t: x.timestamp_ms,
+                f: x.value,
+                drop_name: false,
+            });
+        }
+        out
+    }
+
+    /// Samples in `(start, end]` of every series of `vs`, stale markers left out.
+    fn matrix_selector(&self, vs: &VectorSelector, start: i64, end: i64) -> Matrix {
+        let mut out = Vec::new();
+        if let Some(series) = self.data.get(&node_id(vs)) {
+            for s in series {
+                let lo = s.samples.partition_point(|x| x.timestamp_ms <= start);
+                let hi = s.samples.partition_point(|x| x.timestamp_ms <= end);
+                let points: Vec<Point> = s.samples[lo..hi]
+                    .iter()
+                    .filter(|x| !is_stale_nan(x.value))
+                    .map(|x| Point {
+                        t: x.timestamp_ms,
+                        f: x.value,
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    out.push(RangeSeries {
+                        metric: s.labels.clone(),
+                        points,
+                        drop_name: false,
+                    });
+                }
+            }
+        }
+        Matrix {
+            series: out,
+            range_start: start,
+            range_end: end,
+        }
+    }
+}
+
+/// Converts the parser's matchers to the store's, adding the metric name.
+pub(crate) fn to_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, PromqlError> {
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, PromqlError> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(name) = &vs.name
+            && !ms.iter().any(|m| m.name == METRIC_NAME)
+        {
+            out.push(
+                Matcher::new(METRIC_NAME, MatchOp::Equal, name)
+                    .map_err(|e| PromqlError::Parse(e.to_string()))?,
+            );
+        }
+        for m in ms {
+            let op = match m.op {
+                ParserOp::Equal => MatchOp::Equal,
+                ParserOp::NotEqual => MatchOp::NotEqual,
+                ParserOp::Re(_) => MatchOp::Regex,
+                ParserOp::NotRe(_) => MatchOp::NotRegex,
+            };
+            out.push(
+                Matcher::new(&m.name, op, &m.value)
+                    .map_err(|e| PromqlError::Parse(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    };
+    let mut sets = vec![convert(&vs.matchers.matchers)?];
+    for alt in &vs.matchers.or_matchers {
+        sets.push(convert(alt)?);
+    }
+    if !vs.matchers.or_matchers.is_empty() && vs.matchers.matchers.is_empty() {
+        sets.remove(0);
+    }
+    Ok(sets)
+}
+
+fn select(
+    q: &dyn Querier,
+    vs: &VectorSelector,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Series>, PromqlError> {
+    let sets = to_matchers(vs)?;
+    if sets.len() == 1 {
+        return Ok(q.select(&sets[0], mint, maxt)?);
+    }
+    let mut all: BTreeMap<Labels, Series> = BTreeMap::new();
+    for m in &sets {
+        for s in q.select(m, mint, maxt)? {
+            all.entry(s.labels.clone()).or_insert(s);
+        }
+    }
+    Ok(all.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Sample as StoredSample, stale_nan};
+    use crate::storage::{AppendSample, Appender, MemoryStorage};
+
+    fn store(points: &[(i64, f64)]) -> Arc<MemoryStorage> {
+        let st = Arc::new(MemoryStorage::new());
+        let labels = Labels::new([("__name__", "x"), ("job", "a")]);
+        let batch: Vec<AppendSample> = points
+            .iter()
+            .map(|&(t, v)| AppendSample {
+                labels: labels.clone(),
+                sample: StoredSample {
+                    timestamp_ms: t,
+                    value: v,
+                },
+            })
+            .collect();
+        st.append(&batch).unwrap();
+        st
+    }
+
+    fn vector_len(v: Value) -> usize {
+        match v {
+            Value::Vector(v) => v.len(),
+            other => panic!("not a vector: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookback_is_left_open_and_stale_markers_end_series() {
+        let e = Engine::new(
+            store(&[(0, 1.0), (60_000, stale_nan())]),
+            EngineOptions::default(),
+        );
+        assert_eq!(vector_len(e.instant("x", 59_999).unwrap()), 1);
+        assert_eq!(
+            vector_len(e.instant("x", 60_000).unwrap()),
+            0,
+            "stale marker hides the series"
+        );
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        assert_eq!(vector_len(e.instant("x", 299_999).unwrap()), 1);
+        assert_eq!(
+            vector_len(e.instant("x", 300_000).unwrap()),
+            0,
+            "(t-5m, t] excludes t-5m"
+        );
+    }
+
+    #[test]
+    fn range_query_is_one_series_per_label_set() {
+        let points: Vec<(i64, f64)> = (0..=20).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let Value::Matrix(m) = e.range("rate(x[1m])", 60_000, 300_000, 60_000).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].metric, Labels::new([("job", "a")]));
+        assert_eq!(m[0].points.len(), 5);
+        assert!(
+            m[0].points.iter().all(|p| (p.f - 1.0).abs() < 1e-9),
+            "{m:?}"
+        );
+        let err = e.range("x[1m]", 0, 60_000, 15_000).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid expression type \"range vector\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_stop_queries_with_errors() {
+        let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 1000, 1.0)).collect();
+        let opts = EngineOptions {
+            max_samples: 100,
+            ..EngineOptions::default()
+        };
+        let e = Engine::new(store(&points), opts);
+        let err = e.instant("sum_over_time(x[20m])", 1_000_000).unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err}");
+        assert_eq!(err.error_type(), "execution");
+        assert_eq!(
+            vector_len(e.instant("sum_over_time(x[50s])", 1_000_000).unwrap()),
+            1,
+            "under the limit"
+        );
+
+        let opts = EngineOptions {
+            timeout: Duration::ZERO,
+            ..EngineOptions::default()
+        };
+        let e = Engine::new(store(&points), opts);
+        let err = e.range("x", 0, 1_000_000, 1000).unwrap_err();
+        assert!(matches!(err, PromqlError::Timeout(_)), "{err}");
+        assert_eq!(err.to_string(), "query timed out in query execution");
+    }
+
+    #[test]
+    fn offset_at_and_subqueries() {
+        let points: Vec<(i64, f64)> = (0..=60).map(|i| (i * 60_000, i as f64)).collect();
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let one = |q: &str, t: i64| match e.instant(q, t).unwrap() {
+            Value::Vector(v) if v.len() == 1 => v[0].f,
+            Value::Scalar { f, .. } => f,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(one("x offset 10m", 3_600_000), 50.0);
+        assert_eq!(one("x @ 600", 3_600_000), 10.0);
+        assert_eq!(one("x @ end()", 1_200_000), 20.0);
+        assert_eq!(one("max_over_time(x[10m:1m])", 3_600_000), 60.0);
+        assert_eq!(one("count_over_time(x[10m:1m])", 3_600_000), 10.0);
+        assert_eq!(one("timestamp(x offset 90s)", 3_600_000), 3_480.0);
+    }
+
+    #[tokio::test]
+    async fn async_queries_run_off_the_runtime() {
+        let e = Engine::new(store(&[(0, 4.0)]), EngineOptions::default());
+        let v = e.instant_query("x * 2".into(), 1000).await.unwrap();
+        let Value::Vector(v) = v else { panic!() };
+        assert_eq!((v[0].f, v[0].t), (8.0, 1000));
+        assert_eq!(v[0].metric, Labels::new([("job", "a")]));
+        assert!(e.range_query("sum(".into(), 0, 1, 1).await.is_err());
+    }
+}

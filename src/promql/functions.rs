@@ -1,0 +1,1112 @@
+//! Built-in functions: one Rust function per PromQL function and one table
+//! ([`FUNCTIONS`]) from name to implementation.
+
+use chrono::{Datelike, TimeZone, Timelike, Utc};
+use promql_parser::parser::{Call, Expr};
+
+use super::PromqlError;
+use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, to_matchers};
+use super::value::{Point, Sample};
+use crate::model::{Labels, METRIC_NAME, MatchOp};
+
+/// Evaluated arguments of one call at one step.
+pub(crate) struct Args<'a> {
+    /// Evaluation time (ms).
+    t: i64,
+    vals: Vec<Option<Val>>,
+    exprs: &'a [Box<Expr>],
+}
+
+impl Args<'_> {
+    fn take(&mut self, i: usize) -> Result<Val, PromqlError> {
+        self.vals
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or_else(|| PromqlError::Execution(format!("missing argument {}", i + 1)))
+    }
+    fn vector(&mut self, i: usize) -> Result<Vec<Sample>, PromqlError> {
+        self.take(i)?.into_vector()
+    }
+    fn scalar(&mut self, i: usize) -> Result<f64, PromqlError> {
+        self.take(i)?.into_scalar()
+    }
+    fn matrix(&mut self, i: usize) -> Result<Matrix, PromqlError> {
+        self.take(i)?.into_matrix()
+    }
+    fn string(&mut self, i: usize) -> Result<String, PromqlError> {
+        self.take(i)?.into_string()
+    }
+    fn len(&self) -> usize {
+        self.vals.len()
+    }
+}
+
+type FuncImpl = fn(&mut Args) -> Result<Val, PromqlError>;
+
+/// Every supported function by name.
+pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
+    ("abs", |a| math(a, f64::abs)),
+    ("absent", absent),
+    ("absent_over_time", absent_over_time),
+    ("acos", |a| math(a, f64::acos)),
+    ("acosh", |a| math(a, f64::acosh)),
+    ("asin", |a| math(a, f64::asin)),
+    ("asinh", |a| math(a, f64::asinh)),
+    ("atan", |a| math(a, f64::atan)),
+    ("atanh", |a| math(a, f64::atanh)),
+    ("avg_over_time", |a| {
+        over_time(a, |p| super::aggregate::avg(p.iter().map(|x| x.f)))
+    }),
+    ("ceil", |a| math(a, f64::ceil)),
+    ("changes", |a| over_time(a, changes)),
+    ("clamp", clamp),
+    ("clamp_max", clamp_max),
+    ("clamp_min", clamp_min),
+    ("cos", |a| math(a, f64::cos)),
+    ("cosh", |a| math(a, f64::cosh)),
+    ("count_over_time", |a| over_time(a, |p| p.len() as f64)),
+    ("day_of_month", |a| date(a, |d| d.day() as f64)),
+    ("day_of_week", |a| {
+        date(a, |d| d.weekday().num_days_from_sunday() as f64)
+    }),
+    ("day_of_year", |a| date(a, |d| d.ordinal() as f64)),
+    ("days_in_month", |a| date(a, days_in_month)),
+    ("deg", |a| math(a, f64::to_degrees)),
+    ("delta", |a| extrapolated(a, false, false)),
+    ("deriv", deriv),
+    ("double_exponential_smoothing", double_exponential_smoothing),
+    ("exp", |a| math(a, f64::exp)),
+    ("first_over_time", first_over_time),
+    ("floor", |a| math(a, f64::floor)),
+    ("histogram_fraction", histogram_fraction),
+    ("histogram_quantile", histogram_quantile),
+    ("hour", |a| date(a, |d| d.hour() as f64)),
+    ("idelta", |a| instant_value(a, false)),
+    ("increase", |a| extrapolated(a, true, false)),
+    ("irate", |a| instant_value(a, true)),
+    ("label_join", label_join),
+    ("label_replace", label_replace),
+    ("last_over_time", last_over_time),
+    ("ln", |a| math(a, f64::ln)),
+    ("log10", |a| math(a, f64::log10)),
+    ("log2", |a| math(a, f64::log2)),
+    ("mad_over_time", |a| over_time(a, mad)),
+    ("max_over_time", |a| {
+        over_time(a, |p| fold_nan_aware(p, |m, f| f > m))
+    }),
+    ("min_over_time", |a| {
+        over_time(a, |p| fold_nan_aware(p, |m, f| f < m))
+    }),
+    ("minute", |a| date(a, |d| d.minute() as f64)),
+    ("month", |a| date(a, |d| d.month() as f64)),
+    ("pi", |_| Ok(Val::Scalar(std::f64::consts::PI))),
+    ("predict_linear", predict_linear),
+    ("present_over_time", |a| over_time(a, |_| 1.0)),
+    ("quantile_over_time", quantile_over_time),
+    ("rad", |a| math(a, f64::to_radians)),
+    ("rate", |a| extrapolated(a, true, true)),
+    ("resets", |a| over_time(a, resets)),
+    ("round", round),
+    ("scalar", scalar),
+    ("sgn", |a| math(a, sgn)),
+    ("sin", |a| math(a, f64::sin)),
+    ("sinh", |a| math(a, f64::sinh)),
+    ("sort", |a| sort(a, false)),
+    ("sort_by_label", |a| sort_by_label(a, false)),
+    ("sort_by_label_desc", |a| sort_by_label(a, true)),
+    ("sort_desc", |a| sort(a, true)),
+    ("sqrt", |a| math(a, f64::sqrt)),
+    ("stddev_over_time", |a| over_time(a, |p| stdvar(p).sqrt())),
+    ("stdvar_over_time", |a| over_time(a, stdvar)),
+    ("sum_over_time", |a| over_time(a, sum)),
+    ("tan", |a| math(a, f64::tan)),
+    ("tanh", |a| math(a, f64::tanh)),
+    ("time", |a| Ok(Val::Scalar(a.t as f64 / 1000.0))),
+    ("timestamp", timestamp),
+    ("ts_of_first_over_time", |a| {
+        over_time(a, |p| p[0].t as f64 / 1000.0)
+    }),
+    ("ts_of_last_over_time", |a| {
+        over_time(a, |p| p[p.len() - 1].t as f64 / 1000.0)
+    }),
+    ("ts_of_max_over_time", |a| {
+        over_time(a, |p| ts_of(p, |m, f| f >= m))
+    }),
+    ("ts_of_min_over_time", |a| {
+        over_time(a, |p| ts_of(p, |m, f| f <= m))
+    }),
+    ("vector", vector),
+    ("year", |a| date(a, |d| d.year() as f64)),
+];
+
+/// Evaluates a function call at `t`.
+pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlError> {
+    let name = c.func.name;
+    let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
+        return Err(PromqlError::Execution(format!(
+            "function {name:?} is not supported by infermon"
+        )));
+    };
+    let mut vals = Vec::with_capacity(c.args.args.len());
+    for a in &c.args.args {
+        vals.push(Some(ev.eval(a, t)?));
+    }
+    f(&mut Args {
+        t,
+        vals,
+        exprs: &c.args.args,
+    })
+}
+
+/// Neumaier's compensated addition, as Prometheus sums.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// The φ-quantile of `values` (sorted in place), Prometheus' interpolation.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| {
+        a.partial_cmp(b)
+            .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()).reverse())
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn math(a: &mut Args, f: fn(f64) -> f64) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        s.f = f(s.f);
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn sgn(f: f64) -> f64 {
+    if f > 0.0 {
+        1.0
+    } else if f < 0.0 {
+        -1.0
+    } else {
+        f
+    }
+}
+
+fn clamp_with(a: &mut Args, lo: f64, hi: f64) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    if hi < lo {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    for s in &mut v {
+        s.f = s.f.max(lo).min(hi);
+        if lo.is_nan() || hi.is_nan() {
+            s.f = f64::NAN;
+        }
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn clamp(a: &mut Args) -> Result<Val, PromqlError> {
+    let (lo, hi) = (a.scalar(1)?, a.scalar(2)?);
+    clamp_with(a, lo, hi)
+}
+
+fn clamp_max(a: &mut Args) -> Result<Val, PromqlError> {
+    let hi = a.scalar(1)?;
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        s.f = if hi.is_nan() || s.f.is_nan() {
+            f64::NAN
+        } else {
+            s.f.min(hi)
+        };
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn clamp_min(a: &mut Args) -> Result<Val, PromqlError> {
+    let lo = a.scalar(1)?;
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        s.f = if lo.is_nan() || s.f.is_nan() {
+            f64::NAN
+        } else {
+            s.f.max(lo)
+        };
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn round(a: &mut Args) -> Result<Val, PromqlError> {
+    let to_nearest = if a.len() > 1 { a.scalar(1)? } else { 1.0 };
+    let inv = 1.0 / to_nearest;
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        s.f = (s.f * inv + 0.5).floor() / inv;
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn scalar(a: &mut Args) -> Result<Val, PromqlError> {
+    let v = a.vector(0)?;
+    Ok(Val::Scalar(if v.len() == 1 { v[0].f } else { f64::NAN }))
+}
+
+fn vector(a: &mut Args) -> Result<Val, PromqlError> {
+    let f = a.scalar(0)?;
+    Ok(Val::Vector(vec![Sample {
+        metric: Labels::default(),
+        t: a.t,
+        f,
+        drop_name: false,
+    }]))
+}
+
+fn timestamp(a: &mut Args) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        s.f = s.t as f64 / 1000.0;
+        s.t = t;
+        s.drop_name = true;
+    }
+    Ok(Val::Vector(v))
+}
+
+fn date(a: &mut Args, f: fn(&chrono::DateTime<Utc>) -> f64) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let mut v = if a.len() == 0 {
+        vec![Sample {
+            metric: Labels::default(),
+            t,
+            f: t as f64 / 1000.0,
+            drop_name: false,
+        }]
+    } else {
+        a.vector(0)?
+    };
+    for s in &mut v {
+        let secs = s.f;
+        s.f = if secs.is_finite() {
+            match Utc.timestamp_opt(secs as i64, 0).single() {
+                Some(d) => f(&d),
+                None => f64::NAN,
+            }
+        } else {
+            f64::NAN
+        };
+        s.t = t;
+        s.drop_name = true;
+    }
+    // NaN or infinite timestamps give no date.
+    v.retain(|s| !s.f.is_nan());
+    Ok(Val::Vector(v))
+}
+
+fn days_in_month(d: &chrono::DateTime<Utc>) -> f64 {
+    let (y, m) = (d.year(), d.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    match (
+        chrono::NaiveDate::from_ymd_opt(y, m, 1),
+        chrono::NaiveDate::from_ymd_opt(ny, nm, 1),
+    ) {
+        (Some(a), Some(b)) => (b - a).num_days() as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn sort(a: &mut Args, desc: bool) -> Result<Val, PromqlError> {
+    let mut v = a.vector(0)?;
+    // NaN goes last in both orders.
+    v.sort_by(|x, y| match (x.f.is_nan(), y.f.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => {
+            let o = x.f.partial_cmp(&y.f).unwrap_or(std::cmp::Ordering::Equal);
+            if desc { o.reverse() } else { o }
+        }
+    });
+    Ok(Val::Vector(v))
+}
+
+fn sort_by_label(a: &mut Args, desc: bool) -> Result<Val, PromqlError> {
+    let mut names = Vec::new();
+    for i in 1..a.len() {
+        names.push(a.string(i)?);
+    }
+    let mut v = a.vector(0)?;
+    v.sort_by(|x, y| {
+        for n in &names {
+            let o = natural_cmp(x.metric.get(n).unwrap_or(""), y.metric.get(n).unwrap_or(""));
+            if o != std::cmp::Ordering::Equal {
+                return if desc { o.reverse() } else { o };
+            }
+        }
+        let o = x.metric.cmp(&y.metric);
+        if desc { o.reverse() } else { o }
+    });
+    Ok(Val::Vector(v))
+}
+
+/// Compares strings with digit runs compared as numbers (`a2 < a10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let nx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let ny = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, dy) = (&x[..nx], &y[..ny]);
+                let tx = dx.iter().skip_while(|c| **c == b'0').count();
+                let ty = dy.iter().skip_while(|c| **c == b'0').count();
+                let o = tx.cmp(&ty).then_with(|| dx[nx - tx..].cmp(&dy[ny - ty..]));
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+                x = &x[nx..];
+                y = &y[ny..];
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+/// Labels of `absent()`'s output: the selector's equality matchers.
+fn absent_labels(expr: Option<&Expr>) -> Labels {
+    let vs = match expr {
+        Some(Expr::VectorSelector(vs)) => vs,
+        Some(Expr::MatrixSelector(ms)) => &ms.vs,
+        _ => return Labels::default(),
+    };
+    let Ok(sets) = to_matchers(vs) else {
+        return Labels::default();
+    };
+    let Some(ms) = sets.first() else {
+        return Labels::default();
+    };
+    // A label constrained by more than one matcher has no single value to report.
+    let mut out = Labels::default();
+    for m in ms {
+        if m.name != METRIC_NAME
+            && m.op == MatchOp::Equal
+            && ms.iter().filter(|x| x.name == m.name).count() == 1
+        {
+            out.set(&m.name, &m.value);
+        }
+    }
+    out
+}
+
+fn absent(a: &mut Args) -> Result<Val, PromqlError> {
+    let v = a.vector(0)?;
+    if !v.is_empty() {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    Ok(Val::Vector(vec![Sample {
+        metric: absent_labels(a.exprs.first().map(|b| &**b)),
+        t: a.t,
+        f: 1.0,
+        drop_name: false,
+    }]))
+}
+
+fn absent_over_time(a: &mut Args) -> Result<Val, PromqlError> {
+    let m = a.matrix(0)?;
+    if !m.series.is_empty() {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    Ok(Val::Vector(vec![Sample {
+        metric: absent_labels(a.exprs.first().map(|b| &**b)),
+        t: a.t,
+        f: 1.0,
+        drop_name: false,
+    }]))
+}
+
+/// Applies `f` to each series' points of the first argument; drops `__name__`.
+fn over_time(a: &mut Args, f: impl Fn(&[Point]) -> f64) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .filter(|s| !s.points.is_empty())
+            .map(|s| Sample {
+                f: f(&s.points),
+                metric: s.metric,
+                t,
+                drop_name: true,
+            })
+            .collect(),
+    ))
+}
+
+fn last_over_time(a: &mut Args) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .filter_map(|s| {
+                s.points.last().map(|p| Sample {
+                    f: p.f,
+                    metric: s.metric.clone(),
+                    t,
+                    drop_name: s.drop_name,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn first_over_time(a: &mut Args) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .filter_map(|s| {
+                s.points.first().map(|p| Sample {
+                    f: p.f,
+                    metric: s.metric.clone(),
+                    t,
+                    drop_name: s.drop_name,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn sum(p: &[Point]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for x in p {
+        (s, c) = kahan_inc(x.f, s, c);
+    }
+    s + c
+}
+
+fn stdvar(p: &[Point]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for x in p {
+        count += 1.0;
+        let delta = x.f - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (x.f - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+fn fold_nan_aware(p: &[Point], better: fn(f64, f64) -> bool) -> f64 {
+    let mut m = p[0].f;
+    for x in &p[1..] {
+        if better(m, x.f) || m.is_nan() {
+            m = x.f;
+        }
+    }
+    m
+}
+
+fn ts_of(p: &[Point], better: fn(f64, f64) -> bool) -> f64 {
+    let (mut m, mut ts) = (p[0].f, p[0].t);
+    for x in &p[1..] {
+        if better(m, x.f) || m.is_nan() {
+            m = x.f;
+            ts = x.t;
+        }
+    }
+    ts as f64 / 1000.0
+}
+
+fn changes(p: &[Point]) -> f64 {
+    let mut n = 0.0;
+    for w in p.windows(2) {
+        if w[1].f != w[0].f && !(w[1].f.is_nan() && w[0].f.is_nan()) {
+            n += 1.0;
+        }
+    }
+    n
+}
+
+fn resets(p: &[Point]) -> f64 {
+    p.windows(2).filter(|w| w[1].f < w[0].f).count() as f64
+}
+
+fn mad(p: &[Point]) -> f64 {
+    let mut values: Vec<f64> = p.iter().map(|x| x.f).collect();
+    let median = quantile(0.5, &mut values);
+    let mut dev: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    quantile(0.5, &mut dev)
+}
+
+fn quantile_over_time(a: &mut Args) -> Result<Val, PromqlError> {
+    let q = a.scalar(0)?;
+    let t = a.t;
+    let m = a.matrix(1)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .map(|s| {
+                let mut values: Vec<f64> = s.points.iter().map(|x| x.f).collect();
+                Sample {
+                    f: quantile(q, &mut values),
+                    metric: s.metric,
+                    t,
+                    drop_name: true,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated
+/// towards the window's edges as Prometheus does.
+fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    let range_secs = (m.range_end - m.range_start) as f64 / 1000.0;
+    let mut out = Vec::new();
+    for s in m.series {
+        let p = &s.points;
+        if p.len() < 2 {
+            continue;
+        }
+        let (first, last) = (p[0], p[p.len() - 1]);
+        let mut result = last.f - first.f;
+        if counter {
+            let mut prev = p[0].f;
+            for x in &p[1..] {
+                if x.f < prev {
+                    result += prev;
+                }
+                prev = x.f;
+            }
+        }
+        let mut to_start = (first.t - m.range_start) as f64 / 1000.0;
+        let mut to_end = (m.range_end - last.t) as f64 / 1000.0;
+        let sampled = (last.t - first.t) as f64 / 1000.0;
+        let avg_step = sampled / (p.len() - 1) as f64;
+        let threshold = avg_step * 1.1;
+        if to_start >= threshold {
+            to_start = avg_step / 2.0;
+        }
+        if counter {
+            let mut to_zero = to_start;
+            if result > 0.0 && first.f >= 0.0 {
+                to_zero = sampled * (first.f / result);
+            }
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
+        if to_end >= threshold {
+            to_end = avg_step / 2.0;
+        }
+        let mut factor = (sampled + to_start + to_end) / sampled;
+        if rate {
+            factor /= range_secs;
+        }
+        out.push(Sample {
+            metric: s.metric,
+            t,
+            f: result * factor,
+            drop_name: true,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+/// `irate` and `idelta`: from the last two samples.
+fn instant_value(a: &mut Args, rate: bool) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    let mut out = Vec::new();
+    for s in m.series {
+        let p = &s.points;
+        if p.len() < 2 {
+            continue;
+        }
+        let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
+        let mut v = if rate && last.f < prev.f {
+            last.f
+        } else {
+            last.f - prev.f
+        };
+        let interval = last.t - prev.t;
+        if interval == 0 {
+            continue;
+        }
+        if rate {
+            v /= interval as f64 / 1000.0;
+        }
+        out.push(Sample {
+            metric: s.metric,
+            t,
+            f: v,
+            drop_name: true,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+/// Least-squares slope and intercept at `intercept_t` (ms).
+fn linear_regression(p: &[Point], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init_y = p[0].f;
+    let mut const_y = true;
+    for (i, s) in p.iter().enumerate() {
+        if const_y && i > 0 && s.f != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(s.f, sy, cy);
+        (sxy, cxy) = kahan_inc(x * s.f, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn deriv(a: &mut Args) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .filter(|s| s.points.len() >= 2)
+            .map(|s| Sample {
+                f: linear_regression(&s.points, s.points[0].t).0,
+                metric: s.metric,
+                t,
+                drop_name: true,
+            })
+            .collect(),
+    ))
+}
+
+fn predict_linear(a: &mut Args) -> Result<Val, PromqlError> {
+    let secs = a.scalar(1)?;
+    let t = a.t;
+    let m = a.matrix(0)?;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .filter(|s| s.points.len() >= 2)
+            .map(|s| {
+                let (slope, intercept) = linear_regression(&s.points, t);
+                Sample {
+                    f: slope * secs + intercept,
+                    metric: s.metric,
+                    t,
+                    drop_name: true,
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn double_exponential_smoothing(a: &mut Args) -> Result<Val, PromqlError> {
+    let (sf, tf) = (a.scalar(1)?, a.scalar(2)?);
+    if !(sf > 0.0 && sf < 1.0) {
+        return Err(PromqlError::Execution(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+        )));
+    }
+    if !(tf > 0.0 && tf < 1.0) {
+        return Err(PromqlError::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+        )));
+    }
+    let t = a.t;
+    let m = a.matrix(0)?;
+    let mut out = Vec::new();
+    for s in m.series {
+        let p = &s.points;
+        if p.len() < 2 {
+            continue;
+        }
+        let (mut s0, mut s1) = (0.0, p[0].f);
+        let mut b = p[1].f - p[0].f;
+        for (i, x) in p.iter().enumerate().skip(1) {
+            if i > 1 {
+                b = tf * (s1 - s0) + (1.0 - tf) * b;
+            }
+            let next = sf * x.f + (1.0 - sf) * (s1 + b);
+            s0 = s1;
+            s1 = next;
+        }
+        out.push(Sample {
+            metric: s.metric,
+            t,
+            f: s1,
+            drop_name: true,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
+    let dst = a.string(1)?;
+    let repl = a.string(2)?;
+    let src = a.string(3)?;
+    let re_src = a.string(4)?;
+    let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+        PromqlError::Execution(format!(
+            "invalid regular expression in label_replace(): {re_src}: {e}"
+        ))
+    })?;
+    if !super::aggregate::valid_label_name(&dst) {
+        return Err(PromqlError::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        let value = s.metric.get(&src).unwrap_or("").to_string();
+        if let Some(caps) = re.captures(&value) {
+            let mut res = String::new();
+            caps.expand(&repl, &mut res);
+            s.metric.set(&dst, &res);
+            if dst == METRIC_NAME {
+                s.drop_name = false;
+            }
+        }
+    }
+    check_unique_after_drop(&v)?;
+    Ok(Val::Vector(v))
+}
+
+fn label_join(a: &mut Args) -> Result<Val, PromqlError> {
+    let dst = a.string(1)?;
+    let sep = a.string(2)?;
+    let mut srcs = Vec::new();
+    for i in 3..a.len() {
+        srcs.push(a.string(i)?);
+    }
+    if !super::aggregate::valid_label_name(&dst) {
+        return Err(PromqlError::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let mut v = a.vector(0)?;
+    for s in &mut v {
+        let joined: Vec<&str> = srcs.iter().map(|n| s.metric.get(n).unwrap_or("")).collect();
+        let joined = joined.join(&sep);
+        s.metric.set(&dst, &joined);
+        if dst == METRIC_NAME {
+            s.drop_name = false;
+        }
+    }
+    check_unique_after_drop(&v)?;
+    Ok(Val::Vector(v))
+}
+
+fn check_unique_after_drop(v: &[Sample]) -> Result<(), PromqlError> {
+    let keyed: Vec<Sample> = v
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.drop_name {
+                drop_name_labels(&mut s.metric);
+            }
+            s
+        })
+        .collect();
+    check_unique(&keyed)
+}
+
+/// Classic buckets grouped by their labels without `le` and `__name__`.
+/// Two buckets with the same `le` text in one group come from different
+/// metrics whose names were dropped: Prometheus reports a label set collision.
+/// Series labels (without `le`) with their (upper bound, count) buckets.
+type BucketGroups = Vec<(Labels, Vec<(f64, f64)>)>;
+
+fn bucket_groups(v: Vec<Sample>) -> Result<BucketGroups, PromqlError> {
+    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
+    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in v {
+        let Some(le) = s.metric.get("le").and_then(parse_le) else {
+            continue;
+        };
+        let mut full = s.metric.clone();
+        drop_name_labels(&mut full);
+        if !seen.insert(full) {
+            return Err(super::engine::dup_labelset());
+        }
+        let mut key = s.metric.clone();
+        key.remove("le");
+        drop_name_labels(&mut key);
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push((le, s.f));
+    }
+    Ok(groups)
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Sorts buckets, merges equal bounds and forces counts monotonic.
+fn prepare_buckets(b: &mut Vec<(f64, f64)>) -> bool {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
+        return false;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(le, c) in b.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == le => last.1 += c,
+            _ => merged.push((le, c)),
+        }
+    }
+    *b = merged;
+    let mut prev = b[0].1;
+    for x in b.iter_mut().skip(1) {
+        let cur = x.1;
+        if cur == prev {
+            continue;
+        }
+        if almost_equal(prev, cur, 1e-12) || cur < prev {
+            x.1 = prev;
+            continue;
+        }
+        prev = cur;
+    }
+    true
+}
+
+fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < eps * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}
+
+fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    if !prepare_buckets(&mut b) || b.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = b[b.len() - 1].1;
+    if observations == 0.0 || observations.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let n = b.len() - 1;
+    let idx = b[..n].partition_point(|x| x.1 < rank);
+    if idx == n {
+        return b[n - 1].0;
+    }
+    if idx == 0 && b[0].0 <= 0.0 {
+        return b[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
+    if idx > 0 {
+        start = b[idx - 1].0;
+        count -= b[idx - 1].1;
+        rank -= b[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+fn bucket_fraction(lower: f64, upper: f64, mut b: Vec<(f64, f64)>) -> f64 {
+    if !prepare_buckets(&mut b) {
+        return f64::NAN;
+    }
+    let count = b[b.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for i in 0..b.len() {
+        let lo = if i == 0 {
+            if b[0].0 > 0.0 { 0.0 } else { f64::NEG_INFINITY }
+        } else {
+            b[i - 1].0
+        };
+        let hi = b[i].0;
+        let c = b[i].1;
+        let interp = |v: f64| {
+            if lo == f64::NEG_INFINITY || hi == f64::INFINITY {
+                rank
+            } else {
+                rank + (c - rank) * (v - lo) / (hi - lo)
+            }
+        };
+        if !lower_set && lo >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lo >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lo < lower && hi > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && lo < upper && hi > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
+fn histogram_quantile(a: &mut Args) -> Result<Val, PromqlError> {
+    let q = a.scalar(0)?;
+    let t = a.t;
+    let v = a.vector(1)?;
+    let mut out = Vec::new();
+    for (metric, buckets) in bucket_groups(v)? {
+        out.push(Sample {
+            metric,
+            t,
+            f: bucket_quantile(q, buckets),
+            drop_name: false,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+fn histogram_fraction(a: &mut Args) -> Result<Val, PromqlError> {
+    let (lower, upper) = (a.scalar(0)?, a.scalar(1)?);
+    let t = a.t;
+    let v = a.vector(2)?;
+    let mut out = Vec::new();
+    for (metric, buckets) in bucket_groups(v)? {
+        out.push(Sample {
+            metric,
+            t,
+            f: bucket_fraction(lower, upper, buckets),
+            drop_name: false,
+        });
+    }
+    Ok(Val::Vector(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates() {
+        assert_eq!(quantile(0.5, &mut [1.0, 2.0, 3.0, 4.0]), 2.5);
+        assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
+        assert!(quantile(0.5, &mut []).is_nan());
+    }
+
+    #[test]
+    fn bucket_quantile_classic() {
+        let b = vec![
+            (0.1, 10.0),
+            (0.5, 50.0),
+            (1.0, 90.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert!((bucket_quantile(0.5, b.clone()) - 0.5).abs() < 1e-9);
+        assert_eq!(bucket_quantile(0.99, b.clone()), 1.0);
+        assert!(bucket_quantile(0.5, vec![(1.0, 3.0)]).is_nan());
+        assert!((bucket_fraction(0.0, 0.5, b) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn natural_order() {
+        assert_eq!(natural_cmp("a2", "a10"), std::cmp::Ordering::Less);
+        assert_eq!(natural_cmp("b", "a10"), std::cmp::Ordering::Greater);
+    }
+}

@@ -1,0 +1,78 @@
+//! The PromQL engine: parses with the `promql-parser` crate and evaluates
+//! over the store's [`Querier`](crate::storage::Querier) with Prometheus 3
+//! semantics (5m lookback, staleness markers, `offset`, `@`, subqueries,
+//! delayed `__name__` removal).
+//!
+//! [`Engine`] answers instant and range queries; `value` holds the result
+//! shapes; `functions`, `aggregate` and `binary` hold the operators;
+//! [`promqltest`] runs Prometheus' own `.test` scripts against the engine.
+
+mod aggregate;
+mod binary;
+mod engine;
+mod functions;
+pub mod promqltest;
+mod value;
+
+pub use engine::{Engine, EngineOptions};
+pub use value::{Point, RangeSeries, Sample, Value, format_float};
+
+use crate::storage::StorageError;
+
+/// Why a query failed. [`PromqlError::error_type`] gives the Prometheus API's
+/// `errorType` for each.
+#[derive(Debug, thiserror::Error)]
+pub enum PromqlError {
+    /// The expression does not parse or does not type-check.
+    #[error("{0}")]
+    Parse(String),
+    /// Evaluation failed (duplicate label sets, bad function arguments…).
+    #[error("{0}")]
+    Execution(String),
+    /// The query would hold more samples than `max_samples`.
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    /// The query ran past its timeout.
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for PromqlError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::TooManySamples => PromqlError::TooManySamples("query execution"),
+            other => PromqlError::Storage(other),
+        }
+    }
+}
+
+impl PromqlError {
+    /// Prometheus' `errorType` for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PromqlError::Parse(_) => "bad_data",
+            PromqlError::Execution(_) | PromqlError::TooManySamples(_) => "execution",
+            PromqlError::Timeout(_) => "timeout",
+            PromqlError::Storage(_) => "internal",
+        }
+    }
+}
+
+/// Parses an expression, with the error text Prometheus users know.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    promql_parser::parser::parse(query).map_err(PromqlError::Parse)
+}
+
+/// The matcher sets of a series selector such as `up{job="a"}` (for the
+/// series and labels endpoints); `or` alternatives give several sets.
+pub fn selector_matchers(text: &str) -> Result<Vec<Vec<crate::model::Matcher>>, PromqlError> {
+    match parse(text)? {
+        promql_parser::parser::Expr::VectorSelector(vs) => engine::to_matchers(&vs),
+        _ => Err(PromqlError::Parse(format!(
+            "{text:?} is not a series selector"
+        ))),
+    }
+}

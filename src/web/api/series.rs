@@ -1,0 +1,129 @@
+//! `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`, `/api/v1/metadata`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+
+use super::params::{MAX_TIME_MS, MIN_TIME_MS};
+use super::{ApiState, Params, PromApiError, success};
+use crate::model::{Labels, Matcher};
+
+/// Every `match[]` as matcher sets (one selector may hold several `or` sets).
+fn matchers(p: &Params) -> Result<Vec<Vec<Matcher>>, PromApiError> {
+    let mut out = Vec::new();
+    for m in p.all("match[]") {
+        let sets = crate::promql::selector_matchers(m)
+            .map_err(|e| PromApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+        out.extend(sets);
+    }
+    Ok(out)
+}
+
+fn limit(p: &Params) -> Result<Option<usize>, PromApiError> {
+    match p.get("limit") {
+        None => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(PromApiError::bad_data(format!(
+                "invalid parameter \"limit\": cannot parse \"{v}\""
+            ))),
+        },
+    }
+}
+
+/// Series matching `match[]` with samples in `[start, end]`.
+pub async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, PromApiError> {
+    let sets = matchers(&p)?;
+    if sets.is_empty() {
+        return Err(PromApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = (p.time("start", MIN_TIME_MS)?, p.time("end", MAX_TIME_MS)?);
+    let limit = limit(&p)?;
+    let q = st.engine.querier().clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<BTreeSet<Labels>, PromApiError> {
+        let mut all = BTreeSet::new();
+        for m in &sets {
+            all.extend(q.select(m, start, end)?.into_iter().map(|s| s.labels));
+        }
+        Ok(all)
+    })
+    .await
+    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    let mut list: Vec<Labels> = found.into_iter().collect();
+    if let Some(n) = limit {
+        list.truncate(n);
+    }
+    Ok(success(list))
+}
+
+/// Label names.
+pub async fn labels(State(st): State<ApiState>, p: Params) -> Result<Response, PromApiError> {
+    let mut sets = matchers(&p)?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    let (start, end) = (p.time("start", MIN_TIME_MS)?, p.time("end", MAX_TIME_MS)?);
+    let limit = limit(&p)?;
+    let q = st.engine.querier().clone();
+    let names = tokio::task::spawn_blocking(move || -> Result<BTreeSet<String>, PromApiError> {
+        let mut all = BTreeSet::new();
+        for m in &sets {
+            all.extend(q.label_names(m, start, end)?);
+        }
+        Ok(all)
+    })
+    .await
+    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    let mut list: Vec<String> = names.into_iter().collect();
+    if let Some(n) = limit {
+        list.truncate(n);
+    }
+    Ok(success(list))
+}
+
+/// Values of one label.
+pub async fn label_values(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Result<Response, PromApiError> {
+    // Prometheus 3 accepts UTF-8 names escaped as `U__...`; plain names are used as given.
+    if name.is_empty() {
+        return Err(PromApiError::bad_data(format!(
+            "invalid label name: \"{name}\""
+        )));
+    }
+    let mut sets = matchers(&p)?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    let (start, end) = (p.time("start", MIN_TIME_MS)?, p.time("end", MAX_TIME_MS)?);
+    let limit = limit(&p)?;
+    let q = st.engine.querier().clone();
+    let values = tokio::task::spawn_blocking(move || -> Result<BTreeSet<String>, PromApiError> {
+        let mut all = BTreeSet::new();
+        for m in &sets {
+            all.extend(q.label_values(&name, m, start, end)?);
+        }
+        Ok(all)
+    })
+    .await
+    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    let mut list: Vec<String> = values.into_iter().collect();
+    if let Some(n) = limit {
+        list.truncate(n);
+    }
+    Ok(success(list))
+}
+
+/// Exemplars: the store keeps none, so the list is empty (Grafana asks for them).
+pub async fn exemplars(_p: Params) -> Result<Response, PromApiError> {
+    Ok(success(Vec::<()>::new()))
+}
+
+/// Metric metadata: the store keeps no TYPE/HELP yet, so the map is empty.
+pub async fn metadata(_p: Params) -> Result<Response, PromApiError> {
+    Ok(success(BTreeMap::<String, Vec<()>>::new()))
+}
