@@ -7,12 +7,14 @@
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
+//! - [`alerting`]: routes, groups, silences and durably delivers alert notifications.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
 //!
 //! [`run`] is the composition root: it builds every part from a [`config::Config`]
 //! and stops them in order when the shutdown signal fires.
 
+pub mod alerting;
 pub mod config;
 pub mod model;
 pub mod rules;

@@ -70,14 +70,21 @@ pub struct RuleSpec {
 /// Expands one `rule_files` entry (a path or glob, relative to `base`).
 /// A plain path that does not exist is an error; a glob may match nothing.
 pub fn resolve_rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, RulesError> {
-    let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base.join(pattern) };
+    let full = if Path::new(pattern).is_absolute() {
+        PathBuf::from(pattern)
+    } else {
+        base.join(pattern)
+    };
     let full_str = full.to_string_lossy().into_owned();
     let is_glob = pattern.contains(['*', '?', '[']);
     let paths = glob::glob(&full_str).map_err(|e| RulesError::BadPattern {
         pattern: pattern.to_string(),
         reason: e.to_string(),
     })?;
-    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     if files.is_empty() && !is_glob {
         return Err(RulesError::Missing(full_str));
@@ -89,7 +96,12 @@ pub fn resolve_rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Ru
 pub fn parse_rule_file(path: &Path) -> Result<RuleFile, RulesError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        RulesError::Invalid(vec![Diagnostic { file: name.clone(), line: 1, column: 1, message: format!("cannot read: {e}") }])
+        RulesError::Invalid(vec![Diagnostic {
+            file: name.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse_rule_text(&text, &name)
 }
@@ -99,7 +111,26 @@ pub fn check_rule_file(path: &Path) -> Vec<Diagnostic> {
     match parse_rule_file(path) {
         Ok(_) => Vec::new(),
         Err(RulesError::Invalid(d)) => d,
-        Err(e) => vec![Diagnostic { file: path.display().to_string(), line: 1, column: 1, message: e.to_string() }],
+        Err(e) => vec![Diagnostic {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        }],
+    }
+}
+
+/// Checks rule-file text; every problem with its position.
+pub fn check_rule_text(text: &str, name: &str) -> Vec<Diagnostic> {
+    match parse_rule_text(text, name) {
+        Ok(_) => Vec::new(),
+        Err(RulesError::Invalid(d)) => d,
+        Err(e) => vec![Diagnostic {
+            file: name.to_string(),
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        }],
     }
 }
 
@@ -109,17 +140,30 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
     let file: RuleFile = serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, column) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         let mut message = inner.to_string();
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
-        RulesError::Invalid(vec![Diagnostic { file: name.to_string(), line, column, message: format!("{path}: {message}") }])
+        RulesError::Invalid(vec![Diagnostic {
+            file: name.to_string(),
+            line,
+            column,
+            message: format!("{path}: {message}"),
+        }])
     })?;
     let mut problems = Vec::new();
     let at = |needle: &str, message: String| {
         let (line, column) = crate::config::locate(text, needle);
-        Diagnostic { file: name.to_string(), line, column, message }
+        Diagnostic {
+            file: name.to_string(),
+            line,
+            column,
+            message,
+        }
     };
     let mut groups = HashSet::new();
     for group in &file.groups {
@@ -127,36 +171,67 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
             problems.push(at("name:", "group name must not be empty".to_string()));
         }
         if !groups.insert(group.name.as_str()) {
-            problems.push(at(&group.name, format!("{:?}: repeated in the same file", group.name)));
+            problems.push(at(
+                &group.name,
+                format!("{:?}: repeated in the same file", group.name),
+            ));
         }
         for label in group.labels.keys() {
             if !valid_label_name(label) {
-                problems.push(at(label, format!("group {:?}: invalid label name {label:?}", group.name)));
+                problems.push(at(
+                    label,
+                    format!("group {:?}: invalid label name {label:?}", group.name),
+                ));
             }
         }
         for (i, rule) in group.rules.iter().enumerate() {
             let what = format!("group {:?}, rule {}", group.name, i + 1);
-            let anchor = rule.alert.as_deref().or(rule.record.as_deref()).unwrap_or("expr:");
+            let anchor = rule
+                .alert
+                .as_deref()
+                .or(rule.record.as_deref())
+                .unwrap_or("expr:");
             match (&rule.alert, &rule.record) {
-                (Some(_), Some(_)) => problems.push(at(anchor, format!("{what}: only one of 'record' and 'alert' must be set"))),
-                (None, None) => problems.push(at(anchor, format!("{what}: one of 'record' or 'alert' must be set"))),
+                (Some(_), Some(_)) => problems.push(at(
+                    anchor,
+                    format!("{what}: only one of 'record' and 'alert' must be set"),
+                )),
+                (None, None) => problems.push(at(
+                    anchor,
+                    format!("{what}: one of 'record' or 'alert' must be set"),
+                )),
                 _ => {}
             }
             if rule.expr.trim().is_empty() {
-                problems.push(at(anchor, format!("{what}: field 'expr' must be set in rule")));
+                problems.push(at(
+                    anchor,
+                    format!("{what}: field 'expr' must be set in rule"),
+                ));
             } else if let Err(e) = promql_parser::parser::parse(&rule.expr) {
                 let first_line = rule.expr.lines().next().unwrap_or("").trim();
-                problems.push(at(first_line, format!("{what}: could not parse expression: {e}")));
+                problems.push(at(
+                    first_line,
+                    format!("{what}: could not parse expression: {e}"),
+                ));
             }
             if let Some(record) = &rule.record {
                 if !valid_metric_name(record) {
-                    problems.push(at(record, format!("{what}: invalid recording rule name: {record}")));
+                    problems.push(at(
+                        record,
+                        format!("{what}: invalid recording rule name: {record}"),
+                    ));
                 }
                 if rule.for_.is_some() || rule.keep_firing_for.is_some() {
-                    problems.push(at(record, format!("{what}: invalid field 'for' in recording rule")));
+                    problems.push(at(
+                        record,
+                        format!("{what}: invalid field 'for' in recording rule"),
+                    ));
                 }
                 if !rule.annotations.is_empty() {
-                    problems.push(at(record, format!("{what}: invalid field 'annotations' in recording rule")));
+                    problems.push(at(
+                        record,
+                        format!("{what}: invalid field 'annotations' in recording rule"),
+                    ));
                 }
             }
             for label in rule.labels.keys().chain(rule.annotations.keys()) {
@@ -164,20 +239,37 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
                     problems.push(at(label, format!("{what}: invalid label name {label:?}")));
                 }
             }
+            // Like promtool: every label and annotation template must parse.
+            if rule.alert.is_some() {
+                for (key, value) in rule.labels.iter().chain(&rule.annotations) {
+                    if let Err(e) = super::template::Template::parse(value) {
+                        let first_line = value.lines().next().unwrap_or("");
+                        problems.push(at(first_line, format!("{what}: {key}: {e}")));
+                    }
+                }
+            }
         }
     }
-    if problems.is_empty() { Ok(file) } else { Err(RulesError::Invalid(problems)) }
+    if problems.is_empty() {
+        Ok(file)
+    } else {
+        Err(RulesError::Invalid(problems))
+    }
 }
 
 fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
@@ -195,15 +287,44 @@ mod tests {
     #[test]
     fn bad_expression_has_position() {
         let text = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: sum(up\n";
-        let RulesError::Invalid(d) = parse_rule_text(text, "r.yml").unwrap_err() else { panic!() };
+        let RulesError::Invalid(d) = parse_rule_text(text, "r.yml").unwrap_err() else {
+            panic!()
+        };
         assert_eq!((d[0].line, d[0].column), (5, 11), "{}", d[0]);
     }
 
     #[test]
+    fn bad_template_is_an_error() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up\n    annotations:\n      summary: '{{ $value | nosuch }}'\n";
+        let d = check_rule_text(text, "r.yml");
+        assert!(
+            d[0].message
+                .contains("summary: template: function \"nosuch\" not defined"),
+            "{}",
+            d[0]
+        );
+        assert_eq!(d[0].line, 7);
+    }
+
+    #[test]
+    fn builtin_rules_are_valid() {
+        for (name, text) in crate::rules::BUILTIN_RULE_FILES {
+            assert_eq!(check_rule_text(text, name), vec![], "{name}");
+        }
+    }
+
+    #[test]
     fn unknown_field_is_an_error() {
-        let text = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up\n    severity: page\n";
-        let RulesError::Invalid(d) = parse_rule_text(text, "r.yml").unwrap_err() else { panic!() };
-        assert!(d[0].message.contains("unknown field `severity`"), "{}", d[0]);
+        let text =
+            "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up\n    severity: page\n";
+        let RulesError::Invalid(d) = parse_rule_text(text, "r.yml").unwrap_err() else {
+            panic!()
+        };
+        assert!(
+            d[0].message.contains("unknown field `severity`"),
+            "{}",
+            d[0]
+        );
         assert_eq!(d[0].line, 6);
     }
 }

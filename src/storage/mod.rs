@@ -6,8 +6,10 @@
 //! tests and the PromQL test runner.
 
 mod memory;
+mod state;
 
 pub use memory::MemoryStorage;
+pub use state::{DeliveryRecord, OutboxRow, StateStore};
 
 use crate::model::{Labels, Matcher, Sample};
 
@@ -53,11 +55,21 @@ pub trait Appender: Send + Sync {
 pub trait Querier: Send + Sync {
     /// Series matching every matcher, with their samples in `[mint, maxt]`
     /// (milliseconds, inclusive). Series without samples in range are left out.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, StorageError>;
 
     /// Label names of the series matching `matchers` (all series when empty)
     /// with samples in range, sorted.
-    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError>;
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
 
     /// Values of `name` on the series matching `matchers` with samples in range, sorted.
     fn label_values(
