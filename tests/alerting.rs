@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use infermon::alerting::{Alert, AlertManager, NowFn};
@@ -174,8 +174,8 @@ async fn alert_goes_pending_fires_keeps_firing_and_resolves() {
             .is_empty()
     );
 
-    // Re-sent every minute while firing.
-    tokio::time::sleep(Duration::from_secs(65)).await;
+    // Re-sent every minute while firing (at the first evaluation more than 1m later).
+    tokio::time::sleep(Duration::from_secs(75)).await;
     assert_eq!(sent.lock().unwrap().len(), 2);
 
     // Condition clears: keep_firing_for 1m holds it, then it resolves.

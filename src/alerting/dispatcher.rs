@@ -407,7 +407,7 @@ impl AlertManager {
     /// Runs the dispatcher and the outbox until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
         let outbox = tokio::spawn(self.outbox.clone().run(shutdown.clone()));
-        let mut last_gc = i64::MIN;
+        let mut last_gc: Option<i64> = None;
         loop {
             let now = (self.now)();
             let next = {
@@ -427,8 +427,8 @@ impl AlertManager {
             }
             let now = (self.now)();
             self.flush_due(now);
-            if now - last_gc > 3_600_000 {
-                last_gc = now;
+            if last_gc.is_none_or(|t| now - t > 3_600_000) {
+                last_gc = Some(now);
                 self.silences.gc(now);
                 if let Err(e) = self.store.gc_log(now) {
                     tracing::warn!(error = %e, "cannot trim the notification log");
