@@ -638,14 +638,12 @@ alerting:
     let got = r.got.lock().unwrap().clone();
     let errors = got
         .iter()
-        .filter(|(_, b)| b["groupLabels"]["alertname"] == "Errors")
-        .last()
+        .rfind(|(_, b)| b["groupLabels"]["alertname"] == "Errors")
         .unwrap();
     assert_eq!(errors.1["status"], "resolved");
     let slow = got
         .iter()
-        .filter(|(_, b)| b["groupLabels"]["alertname"] == "Slow")
-        .last()
+        .rfind(|(_, b)| b["groupLabels"]["alertname"] == "Slow")
         .unwrap();
     let models: Vec<&str> = slow.1["alerts"]
         .as_array()
@@ -1026,4 +1024,301 @@ alerting:
         ),
         "{metrics}"
     );
+}
+
+// ---------------------------------------------------------------- real peers
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's python3-aiosmtpd lives in the system Python.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server_with_both_parts() {
+    let ok = std::process::Command::new(SYSTEM_PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3-aiosmtpd is required (scripts/install-test-deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let port = free_port();
+    let _smtp = Peer(
+        std::process::Command::new(SYSTEM_PYTHON)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port, "aiosmtpd");
+    let config = alerting_config(&format!(
+        r#"server: {{listen: '127.0.0.1:0'}}
+alerting:
+  language: zh-CN
+  route:
+    receiver: mail
+    group_by: [alertname, model]
+    group_wait: 50ms
+  receivers:
+    - name: mail
+      email_configs:
+        - to: oncall@example.com, second@example.com
+          from: infermon@example.com
+          smarthost: 127.0.0.1:{port}
+          require_tls: false
+"#
+    ));
+    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
+    let am = Arc::new(
+        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let now = infermon::util::now_ms();
+    am.put_alerts(vec![alert(
+        "HighLatency",
+        &[("model", "bge-m3")],
+        now,
+        now + 600_000,
+    )]);
+    let new = maildir.join("new");
+    wait_for("an email in the maildir", Duration::from_secs(20), || {
+        std::fs::read_dir(&new)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    })
+    .await;
+    let file = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Decode it with Python's email package, a parser independent of ours.
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .args([
+            "-c",
+            "import sys,email,email.policy;m=email.message_from_binary_file(open(sys.argv[1],'rb'),policy=email.policy.default);\
+             print(m['Subject']);print(m['To']);print(m.get_content_type());\
+             [print(p.get_content_type(), 'P95 of bge-m3' in p.get_content() or 'HighLatency on bge-m3' in p.get_content()) for p in m.iter_parts()]",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "[告警:1] HighLatency model=bge-m3", "{text}");
+    assert!(lines[1].contains("oncall@example.com") && lines[1].contains("second@example.com"));
+    assert_eq!(lines[2], "multipart/alternative");
+    assert_eq!(&lines[3..], ["text/plain True", "text/html True"], "{text}");
+    shutdown.trigger();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_are_forwarded_to_a_real_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let binary = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("prometheus-alertmanager is required (scripts/install-test-deps.sh)");
+    let _am = Peer(
+        std::process::Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port, "alertmanager");
+    let config = alerting_config(&format!(
+        r#"server: {{listen: '127.0.0.1:0'}}
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['127.0.0.1:{port}']
+"#
+    ));
+    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
+    let infermon_am = Arc::new(
+        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(infermon_am.clone().run(shutdown.clone()));
+    let now = infermon::util::now_ms();
+    infermon_am.put_alerts(vec![alert(
+        "GpuTemperatureHigh",
+        &[("gpu", "0")],
+        now,
+        now + 240_000,
+    )]);
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v2/alerts");
+    let mut found = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(resp) = client.get(&url).send().await
+            && let Ok(v) = resp.json::<serde_json::Value>().await
+            && let Some(a) = v.as_array().and_then(|a| a.first())
+        {
+            found = a.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        found["labels"]["alertname"], "GpuTemperatureHigh",
+        "{found}"
+    );
+    assert_eq!(found["labels"]["gpu"], "0");
+    assert_eq!(found["status"]["state"], "active");
+    // Its endsAt is the validity infermon sent, not Alertmanager's resolve_timeout.
+    let ends = chrono::DateTime::parse_from_rfc3339(found["endsAt"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!((ends - (now + 240_000)).abs() < 1000, "{found}");
+    shutdown.trigger();
+    task.await.unwrap();
+}
+
+/// `kill -9` while a notification waits for a receiver that is down: the
+/// restarted binary delivers it.
+#[test]
+fn binary_killed_with_queued_notification_delivers_after_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"server: {{listen: '127.0.0.1:0'}}
+models: []
+storage: {{path: '{}'}}
+alerting:
+  route:
+    receiver: hook
+    group_wait: 50ms
+  receivers:
+    - name: hook
+      webhook_configs:
+        - url: http://127.0.0.1:{port}/hook
+"#,
+        data.path().display()
+    );
+    let c = support::client();
+    {
+        let mut server = support::TestServer::start(&config);
+        let post =
+            serde_json::json!([{"labels": {"alertname": "DiskNearlyFull", "mountpoint": "/data"}}]);
+        assert_eq!(
+            c.post(server.url("/api/v2/alerts"))
+                .json(&post)
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let v: serde_json::Value = c
+                .get(server.url("/api/v1/notifications"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if v["data"]["queued"][0]["attempts"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed attempt: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.child.kill().unwrap(); // SIGKILL
+        server.wait_exit(Duration::from_secs(5));
+    }
+    // The receiver comes up on the port the config names.
+    let r = Receiver::default();
+    rt.block_on(async {
+        let app = Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    });
+    let server = support::TestServer::start(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while r.got.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered after restart; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let got = r.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1["alerts"][0]["labels"]["mountpoint"], "/data");
+    drop(rt);
 }

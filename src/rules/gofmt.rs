@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(format_g(2.5, Some(4)), "2.5");
         assert_eq!(format_g(1500.0, Some(4)), "1500");
         assert_eq!(format_g(12345.0, Some(4)), "1.234e+04");
-        assert_eq!(format_g(3.14159, Some(4)), "3.142");
+        assert_eq!(format_g(1.23456, Some(4)), "1.235");
         assert_eq!(format_g(0.05, Some(4)), "0.05");
     }
 
@@ -399,8 +399,8 @@ mod tests {
             "a=0.5"
         );
         assert_eq!(
-            sprintf("%5.1f|%-4s|", &[n(3.14), PrintfArg::Str("x".into())]),
-            "  3.1|x   |"
+            sprintf("%5.1f|%-4s|", &[n(3.25), PrintfArg::Str("x".into())]),
+            "  3.2|x   |"
         );
         assert_eq!(sprintf("100%%", &[]), "100%");
         assert_eq!(

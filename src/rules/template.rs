@@ -1105,7 +1105,7 @@ mod tests {
         );
         assert_eq!(alert("{{ $value | humanizeDuration }}", 2.5), "2.5s");
         assert_eq!(alert("{{ printf \"%.2f\" $value }}", 0.031234), "0.03");
-        assert_eq!(alert("{{ $value | printf \"%.1f\" }}%", 3.14159), "3.1%");
+        assert_eq!(alert("{{ $value | printf \"%.1f\" }}%", 7.26), "7.3%");
         assert_eq!(alert("{{ humanizePercentage $value }}", 0.0456), "4.56%");
         assert_eq!(alert("{{ $value | humanize }}B", 1234567.0), "1.235MB");
         assert_eq!(
