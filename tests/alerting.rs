@@ -1322,3 +1322,31 @@ alerting:
     assert_eq!(got[0].1["alerts"][0]["labels"]["mountpoint"], "/data");
     drop(rt);
 }
+
+/// `infermon check` rejects a rule file whose annotation template does not
+/// parse, with its position, like `promtool check rules`.
+#[test]
+fn check_reports_bad_rule_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        annotations:\n          summary: '{{ $labels.job | nosuchfunc }}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("infermon.yml"),
+        "rule_files: ['rules.yml']\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::binary())
+        .arg("check")
+        .arg(dir.path().join("infermon.yml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("rules.yml:7:") && text.contains("function \"nosuchfunc\" not defined"),
+        "{text}"
+    );
+}

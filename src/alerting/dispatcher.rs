@@ -95,6 +95,7 @@ pub struct AlertManager {
     wake: Notify,
     now: NowFn,
     external_url: String,
+    history_retention_ms: i64,
     metrics: AlertingMetrics,
 }
 
@@ -199,6 +200,10 @@ impl AlertManager {
                 .external_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.server.listen)),
+            history_retention_ms: a
+                .history_retention
+                .map(|d| d.as_millis())
+                .unwrap_or(7 * 24 * 3600 * 1000),
             metrics,
         })
     }
@@ -432,6 +437,9 @@ impl AlertManager {
                 self.silences.gc(now);
                 if let Err(e) = self.store.gc_log(now) {
                     tracing::warn!(error = %e, "cannot trim the notification log");
+                }
+                if let Err(e) = self.store.gc_history(now - self.history_retention_ms) {
+                    tracing::warn!(error = %e, "cannot trim the delivery history");
                 }
             }
         }

@@ -304,3 +304,23 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_allows_a_burst_then_spaces_messages() {
+        let mut limit = RateLimit::new(20);
+        for _ in 0..20 {
+            assert_eq!(limit.wait(), Duration::ZERO);
+        }
+        assert_eq!(
+            limit.wait(),
+            Duration::from_secs(3),
+            "20 per minute: one every 3 s"
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(limit.wait(), Duration::ZERO);
+    }
+}

@@ -119,6 +119,42 @@ impl Channel for WeComChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerting::Alert;
+    use crate::model::Labels;
+
+    #[test]
+    fn text_message_mentions_people() {
+        let cfg: RobotConfig = serde_yaml_ng::from_str(
+            "url: http://x\nmessage_type: text\nat_mobiles: ['13800000000']\nat_user_ids: [zhangsan]\nat_all: true\n",
+        )
+        .unwrap();
+        let ctx = ChannelContext::new(Language::En, std::sync::Arc::new(|| 0)).unwrap();
+        let ch = WeComChannel::new(cfg, ctx);
+        let alert = Alert {
+            labels: Labels::new([("alertname", "X")]),
+            annotations: Default::default(),
+            starts_at_ms: 0,
+            ends_at_ms: i64::MAX,
+            generator_url: String::new(),
+        };
+        let n = Notification::new("r", "k", &Labels::default(), &[alert], 1, "");
+        let p = ch.payload(&n);
+        assert_eq!(p["msgtype"], "text");
+        assert_eq!(
+            p["text"]["mentioned_list"],
+            serde_json::json!(["zhangsan", "@all"])
+        );
+        assert_eq!(
+            p["text"]["mentioned_mobile_list"],
+            serde_json::json!(["13800000000"])
+        );
+        assert!(
+            p["text"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("[FIRING:1] X")
+        );
+    }
 
     #[test]
     fn errcodes() {
