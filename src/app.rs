@@ -84,7 +84,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .map_err(crate::alerting::AlertingError::from)?,
     );
     let clock = crate::rules::Clock::system();
-    let now: crate::alerting::NowFn = Arc::new(move || clock.now_ms());
+    let now: crate::alerting::NowFn = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now_ms())
+    };
     let alert_manager = Arc::new(crate::alerting::AlertManager::new(
         &config,
         state_store.clone(),

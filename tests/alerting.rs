@@ -93,6 +93,20 @@ async fn manager(
     (Arc::new(m), storage, sent)
 }
 
+async fn rule_state(m: &RuleManager, name: &str) -> Option<AlertState> {
+    for g in m.groups() {
+        let st = g.state.lock().await;
+        for rule in &st.rules {
+            if let infermon::rules::Rule::Alerting(a) = rule
+                && a.name == name
+            {
+                return a.alerts().first().map(|x| x.state);
+            }
+        }
+    }
+    None
+}
+
 async fn alert_state(m: &RuleManager) -> Option<(AlertState, i64)> {
     let st = m.groups()[0].state.lock().await;
     match &st.rules[0] {
@@ -1349,4 +1363,220 @@ fn check_reports_bad_rule_templates() {
         text.contains("rules.yml:7:") && text.contains("function \"nosuchfunc\" not defined"),
         "{text}"
     );
+}
+
+/// The built-in P95 latency rule, driven by a query function standing in for
+/// the PromQL engine (a "slow" knob decides whether the latency expression
+/// returns 2.6 s), goes pending, fires after 5 minutes, reaches DingTalk,
+/// WeCom and email, and resolves when the knob is turned off — through the
+/// same rules → alerting bridge as the binary.
+#[tokio::test]
+async fn builtin_latency_alert_reaches_dingtalk_wecom_and_email_then_resolves() {
+    let r = Receiver {
+        reply: Arc::new(Mutex::new(r#"{"errcode":0,"errmsg":"ok"}"#.into())),
+        ..Default::default()
+    };
+    let url = start_receiver(r.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let port = free_port();
+    let _smtp = Peer(
+        std::process::Command::new(SYSTEM_PYTHON)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port, "aiosmtpd");
+    let config = alerting_config(&format!(
+        r#"server: {{listen: '127.0.0.1:0'}}
+global: {{evaluation_interval: 15s, external_labels: {{box: gpu-07}}}}
+alerting:
+  route:
+    receiver: oncall
+    group_by: [alertname, model]
+    group_wait: 50ms
+    group_interval: 200ms
+  receivers:
+    - name: oncall
+      dingtalk_configs:
+        - url: {url}/robot/send?access_token=t
+          secret: SECx
+      wecom_configs:
+        - url: {url}/cgi-bin/webhook/send?key=k
+      email_configs:
+        - to: oncall@example.com
+          from: infermon@example.com
+          smarthost: 127.0.0.1:{port}
+          require_tls: false
+          send_resolved: true
+"#
+    ));
+    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
+    let clock = Clock::system();
+    let now: NowFn = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now_ms())
+    };
+    let am = Arc::new(
+        AlertManager::new(&config, store.clone(), &prometheus::Registry::new(), now).unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    let am_task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let to_alerting = am.clone();
+    let sink = move |alerts: Vec<OutgoingAlert>| {
+        to_alerting.put_alerts(
+            alerts
+                .into_iter()
+                .map(|a| Alert {
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    starts_at_ms: a.starts_at_ms,
+                    ends_at_ms: a.ends_at_ms,
+                    generator_url: a.generator_url,
+                })
+                .collect(),
+        )
+    };
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let knob = slow.clone();
+    let query: QueryFn = Arc::new(move |expr: String, _ts: i64| {
+        let slow = knob.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if slow && expr.contains("infermon_inference_total_duration_seconds_bucket") {
+                Ok(vec![InstantSample {
+                    labels: Labels::new([
+                        ("model", "all-MiniLM-L6-v2"),
+                        ("route", "/v1/embeddings"),
+                    ]),
+                    value: 2.6,
+                }])
+            } else {
+                Ok(vec![])
+            }
+        })
+    });
+    let rules = RuleManager::new(
+        load_rule_files(&config).unwrap(),
+        ManagerOptions::from_config(&config),
+        query,
+        Arc::new(MemoryStorage::new()),
+        Arc::new(sink),
+        Some(store),
+        clock.clone(),
+    )
+    .await;
+    rules.eval_all().await;
+    assert_eq!(
+        rule_state(&rules, "InferenceHighLatencyP95").await,
+        Some(AlertState::Pending)
+    );
+    for _ in 0..19 {
+        clock.advance(Duration::from_secs(15));
+        rules.eval_all().await;
+    }
+    assert_eq!(
+        rule_state(&rules, "InferenceHighLatencyP95").await,
+        Some(AlertState::Pending),
+        "4m45s"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        r.got.lock().unwrap().is_empty(),
+        "nothing sent while pending"
+    );
+    clock.advance(Duration::from_secs(15));
+    rules.eval_all().await;
+    assert_eq!(
+        rule_state(&rules, "InferenceHighLatencyP95").await,
+        Some(AlertState::Firing)
+    );
+    let new = maildir.join("new");
+    let mail_count = || std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+    wait_for(
+        "firing on DingTalk, WeCom and email",
+        Duration::from_secs(20),
+        || r.got.lock().unwrap().len() >= 2 && mail_count() >= 1,
+    )
+    .await;
+    {
+        let got = r.got.lock().unwrap();
+        let ding = &got
+            .iter()
+            .find(|(u, _)| u.starts_with("/robot/send"))
+            .unwrap()
+            .1;
+        let title = ding["markdown"]["title"].as_str().unwrap();
+        assert_eq!(
+            title,
+            "[FIRING:1] InferenceHighLatencyP95 model=all-MiniLM-L6-v2"
+        );
+        assert!(
+            ding["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("P95 latency of all-MiniLM-L6-v2 /v1/embeddings is 2.6s")
+        );
+        assert!(
+            ding["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("box=gpu-07")
+        );
+        let wecom = &got
+            .iter()
+            .find(|(u, _)| u.starts_with("/cgi-bin"))
+            .unwrap()
+            .1;
+        assert!(
+            wecom["markdown"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("[FIRING:1] InferenceHighLatencyP95")
+        );
+    }
+    // The knob is turned off: the next evaluation resolves the alert.
+    slow.store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(Duration::from_secs(15));
+    rules.eval_all().await;
+    assert_eq!(
+        rule_state(&rules, "InferenceHighLatencyP95").await,
+        Some(AlertState::Inactive)
+    );
+    wait_for(
+        "resolved on DingTalk, WeCom and email",
+        Duration::from_secs(20),
+        || r.got.lock().unwrap().len() >= 4 && mail_count() >= 2,
+    )
+    .await;
+    let got = r.got.lock().unwrap().clone();
+    let resolved: Vec<&str> = got[2..]
+        .iter()
+        .map(|(_, b)| {
+            b["markdown"]["title"]
+                .as_str()
+                .or(b["markdown"]["content"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        resolved
+            .iter()
+            .all(|t| t.contains("[RESOLVED] InferenceHighLatencyP95")),
+        "{resolved:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.got.lock().unwrap().len(), 4, "no duplicates");
+    shutdown.trigger();
+    am_task.await.unwrap();
 }

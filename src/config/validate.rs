@@ -59,6 +59,10 @@ impl Validator<'_> {
             ("runtime", c.runtime.is_some()),
             ("query_log_file", c.global.query_log_file.is_some()),
             ("scrape_protocols", c.global.scrape_protocols.is_some()),
+            (
+                "alert_relabel_configs",
+                !c.alerting.alert_relabel_configs.is_empty(),
+            ),
             ("tsdb", c.storage.tsdb.is_some()),
             ("exemplars", c.storage.exemplars.is_some()),
         ];

@@ -16,11 +16,14 @@ use crate::shutdown::Shutdown;
 use crate::storage::{AppendSample, Appender, StateStore};
 
 /// Wall-clock milliseconds that follow tokio's clock, so rule timing can be
-/// tested with a paused clock: `base_ms` + time elapsed on tokio's clock.
-#[derive(Clone, Copy, Debug)]
+/// tested with a paused clock: `base_ms` + time elapsed on tokio's clock
+/// (+ any [`Clock::advance`], which lets tests that talk to real servers
+/// skip a `for: 5m` without pausing tokio).
+#[derive(Clone, Debug)]
 pub struct Clock {
     base_ms: i64,
     base: tokio::time::Instant,
+    skipped_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Clock {
@@ -29,7 +32,14 @@ impl Clock {
         Clock {
             base_ms: now_ms,
             base: tokio::time::Instant::now(),
+            skipped_ms: Arc::default(),
         }
+    }
+
+    /// Moves this clock (and its clones) forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.skipped_ms
+            .fetch_add(d.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The system clock.
@@ -39,7 +49,9 @@ impl Clock {
 
     /// Milliseconds since the epoch.
     pub fn now_ms(&self) -> i64 {
-        self.base_ms + self.base.elapsed().as_millis() as i64
+        self.base_ms
+            + self.base.elapsed().as_millis() as i64
+            + self.skipped_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -223,7 +223,7 @@ impl RuleManager {
         for g in &self.groups {
             tasks.spawn(
                 g.clone()
-                    .run(self.deps.clone(), self.clock, shutdown.clone()),
+                    .run(self.deps.clone(), self.clock.clone(), shutdown.clone()),
             );
         }
         while tasks.join_next().await.is_some() {}
