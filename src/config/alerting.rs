@@ -132,7 +132,8 @@ pub struct WebhookConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RobotConfig {
-    /// The robot's webhook URL (it holds the access token: a secret).
+    /// The robot's webhook URL (it holds the access token: a secret); for
+    /// WeCom the bare robot key is accepted too.
     pub url: Secret,
     /// Signing secret (DingTalk "加签", Feishu signature), if the robot has one.
     #[serde(default)]

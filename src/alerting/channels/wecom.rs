@@ -72,6 +72,15 @@ impl WeComChannel {
     }
 }
 
+/// The webhook URL; a bare robot key is accepted too.
+pub fn robot_url(url_or_key: &str) -> String {
+    if url_or_key.starts_with("http://") || url_or_key.starts_with("https://") {
+        url_or_key.to_string()
+    } else {
+        format!("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={url_or_key}")
+    }
+}
+
 /// Interprets WeCom's `{"errcode": …, "errmsg": …}`.
 pub fn classify(body: &str) -> Result<(), SendError> {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -110,7 +119,12 @@ impl Channel for WeComChannel {
 
     fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
-            let body = post_json(&self.ctx.http, self.cfg.url.expose(), &self.payload(n)).await?;
+            let body = post_json(
+                &self.ctx.http,
+                &robot_url(self.cfg.url.expose()),
+                &self.payload(n),
+            )
+            .await?;
             classify(&body)
         })
     }
@@ -153,6 +167,18 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .starts_with("[FIRING:1] X")
+        );
+    }
+
+    #[test]
+    fn bare_key_becomes_url() {
+        assert_eq!(
+            robot_url("abc-123"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc-123"
+        );
+        assert_eq!(
+            robot_url("http://127.0.0.1:1/x?key=k"),
+            "http://127.0.0.1:1/x?key=k"
         );
     }
 
