@@ -57,15 +57,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .listen
         .parse()
         .map_err(|_| Error::BadListen(config.server.listen.clone()))?;
-    if !addr.ip().is_loopback()
-        && config.server.auth.is_none()
-        && !config.server.allow_unauthenticated
-    {
+    if !addr.ip().is_loopback() && config.server.auth.is_none() && !config.server.allow_unauthenticated {
         return Err(Error::Unprotected(addr));
     }
 
-    let gpu: Option<Box<dyn GpuSource>> =
-        NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+    let gpu: Option<Box<dyn GpuSource>> = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
     let telemetry = Telemetry::new(gpu)?;
     let readiness = Readiness::default();
 
@@ -139,21 +135,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let app = web::router(WebParts {
         telemetry,
         readiness,
-        auth: config
-            .server
-            .auth
-            .as_ref()
-            .map(|a| Arc::new(Authenticator::new(a))),
+        auth: config.server.auth.as_ref().map(|a| Arc::new(Authenticator::new(a))),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
     });
 
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
     tracing::info!(addr = %local, "listening on {local}");
 
     let drain = config.server.shutdown_timeout.as_duration();

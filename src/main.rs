@@ -76,11 +76,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Version => {
-            println!(
-                "infermon {} (revision {})",
-                env!("CARGO_PKG_VERSION"),
-                infermon::REVISION
-            );
+            println!("infermon {} (revision {})", env!("CARGO_PKG_VERSION"), infermon::REVISION);
             ExitCode::SUCCESS
         }
     }
@@ -89,9 +85,7 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INFERMON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -129,27 +123,17 @@ fn check(file: &PathBuf) -> ExitCode {
     match Config::load_file(file) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                println!(
-                    "{}:{}:{}: warning: {}",
-                    warning.file, warning.line, warning.column, warning.message
-                );
+                println!("{}:{}:{}: warning: {}", warning.file, warning.line, warning.column, warning.message);
             }
             let rule_files = loaded.config.rule_files.len();
-            println!(
-                "SUCCESS: {} is valid infermon config ({rule_files} rule_files entries checked)",
-                file.display()
-            );
+            println!("SUCCESS: {} is valid infermon config ({rule_files} rule_files entries checked)", file.display());
             ExitCode::SUCCESS
         }
         Err(ConfigError::Invalid(problems)) => {
             for p in &problems {
                 println!("{p}");
             }
-            println!(
-                "FAILED: {} problem(s) in {}",
-                problems.len(),
-                file.display()
-            );
+            println!("FAILED: {} problem(s) in {}", problems.len(), file.display());
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -161,15 +145,9 @@ fn check(file: &PathBuf) -> ExitCode {
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(
-        !password.is_empty(),
-        "empty password: pipe the password on standard input"
-    );
+    anyhow::ensure!(!password.is_empty(), "empty password: pipe the password on standard input");
     let hash = bcrypt::hash(password, cost).context("cannot hash")?;
     println!("{hash}");
     Ok(())

@@ -51,11 +51,7 @@ pub fn parse_duration(text: &str) -> Result<PromDuration, String> {
     if s.is_empty() {
         return Err("empty duration string".to_string());
     }
-    let bad = || {
-        format!(
-            "not a valid duration string: {text:?} (use units y w d h m s ms, e.g. \"15s\" or \"1h30m\")"
-        )
-    };
+    let bad = || format!("not a valid duration string: {text:?} (use units y w d h m s ms, e.g. \"15s\" or \"1h30m\")");
     let bytes = s.as_bytes();
     let mut total: u64 = 0;
     let mut i = 0;
@@ -135,33 +131,15 @@ mod tests {
     #[test]
     fn parses_prometheus_forms() {
         assert_eq!(parse_duration("15s").unwrap(), PromDuration::from_secs(15));
-        assert_eq!(
-            parse_duration("1h30m").unwrap(),
-            PromDuration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_duration("100ms").unwrap(),
-            PromDuration::from_millis(100)
-        );
-        assert_eq!(
-            parse_duration("2d").unwrap(),
-            PromDuration::from_secs(172_800)
-        );
+        assert_eq!(parse_duration("1h30m").unwrap(), PromDuration::from_secs(5400));
+        assert_eq!(parse_duration("100ms").unwrap(), PromDuration::from_millis(100));
+        assert_eq!(parse_duration("2d").unwrap(), PromDuration::from_secs(172_800));
         assert_eq!(parse_duration("0").unwrap(), PromDuration::default());
     }
 
     #[test]
     fn rejects_bad_forms() {
-        for bad in [
-            "",
-            "15",
-            "s",
-            "1m1h",
-            "1x",
-            "-5s",
-            "1.5s",
-            "99999999999999999999y",
-        ] {
+        for bad in ["", "15", "s", "1m1h", "1x", "-5s", "1.5s", "99999999999999999999y"] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
         }
     }

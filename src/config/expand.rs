@@ -55,11 +55,7 @@ pub fn expand_env(
         out.push_str(rest);
         out.push_str(comment);
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 /// `${NAME}` at the start of `s`: the name and the reference's byte length.
@@ -108,18 +104,12 @@ mod tests {
     fn expands_set_variables_and_keeps_others() {
         let text = "a: ${TOKEN}\nb: $1 ${1} $${TOKEN}\n# ${UNSET} in a comment\n";
         let out = expand_env(text, "f", env).unwrap();
-        assert_eq!(
-            out,
-            "a: s3cret\nb: $1 ${1} ${TOKEN}\n# ${UNSET} in a comment\n"
-        );
+        assert_eq!(out, "a: s3cret\nb: $1 ${1} ${TOKEN}\n# ${UNSET} in a comment\n");
     }
 
     #[test]
     fn unset_variable_is_an_error_with_position() {
         let err = expand_env("x: 1\nkey: ${MISSING}\n", "f.yml", env).unwrap_err();
-        assert_eq!(
-            err[0].to_string().split(": environment").next().unwrap(),
-            "f.yml:2:6"
-        );
+        assert_eq!(err[0].to_string().split(": environment").next().unwrap(), "f.yml:2:6");
     }
 }

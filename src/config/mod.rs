@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use alerting::{
-    AlertingConfig, AlertmanagerConfig, AlertmanagerReceiverConfig, EmailConfig, InhibitRule,
-    Receiver, RobotConfig, Route, WebhookConfig,
+    AlertingConfig, AlertmanagerConfig, AlertmanagerReceiverConfig, EmailConfig, InhibitRule, Receiver, RobotConfig, Route,
+    WebhookConfig,
 };
 pub use duration::{PromDuration, parse_duration};
 pub use global::GlobalConfig;
@@ -140,11 +140,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -190,10 +186,7 @@ impl Config {
 
     /// Loads and validates config text; `path` names it in messages.
     pub fn load_str(raw: &str, path: Option<PathBuf>) -> Result<Loaded, ConfigError> {
-        let mut source = ConfigSource {
-            path,
-            text: String::new(),
-        };
+        let mut source = ConfigSource { path, text: String::new() };
         let name = source.name();
         let text = expand::expand_env(raw, &name, |v| std::env::var(v).ok())
             .map_err(ConfigError::Invalid)?;
@@ -218,10 +211,7 @@ fn parse(source: &ConfigSource) -> Result<Config, ConfigError> {
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
+        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
         let mut message = inner.to_string();
         // serde_yaml appends " at line X column Y"; the prefix already says it.
         if let Some(i) = message.find(" at line ") {
@@ -236,12 +226,7 @@ fn parse(source: &ConfigSource) -> Result<Config, ConfigError> {
         if path != "." && !path.is_empty() {
             message = format!("{path}: {message}");
         }
-        ConfigError::Invalid(vec![Diagnostic {
-            file: source.name(),
-            line,
-            column,
-            message,
-        }])
+        ConfigError::Invalid(vec![Diagnostic { file: source.name(), line, column, message }])
     })
 }
 

@@ -81,9 +81,7 @@ impl RelabelConfig {
             Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
         );
         if needs_target && self.target_label.is_none() {
-            return Err(
-                format!("relabel action {:?} requires target_label", self.action).to_lowercase(),
-            );
+            return Err(format!("relabel action {:?} requires target_label", self.action).to_lowercase());
         }
         if self.action == HashMod && self.modulus.unwrap_or(0) == 0 {
             return Err("relabel action hashmod requires a non-zero modulus".to_string());

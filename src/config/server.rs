@@ -66,9 +66,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig {
-            max_body_bytes: default_max_body_bytes(),
-        }
+        LimitsConfig { max_body_bytes: default_max_body_bytes() }
     }
 }
 

@@ -64,13 +64,7 @@ impl Labels {
             }
             Ok(i) => self.0[i].value = value.to_string(),
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(
-                i,
-                Label {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                },
-            ),
+            Err(i) => self.0.insert(i, Label { name: name.to_string(), value: value.to_string() }),
         }
     }
 
@@ -121,9 +115,7 @@ impl fmt::Display for Labels {
 
 /// Escapes `\`, `"` and newlines as the exposition format does.
 pub fn escape_label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Serialize for Labels {
@@ -157,12 +149,7 @@ mod tests {
 
     #[test]
     fn sorted_unique_and_displayed() {
-        let mut l = Labels::new([
-            ("job", "a"),
-            ("__name__", "up"),
-            ("instance", "x:1"),
-            ("job", "b"),
-        ]);
+        let mut l = Labels::new([("job", "a"), ("__name__", "up"), ("instance", "x:1"), ("job", "b")]);
         assert_eq!(l.get("job"), Some("b"));
         assert_eq!(l.to_string(), r#"up{instance="x:1", job="b"}"#);
         l.set("env", "prod");

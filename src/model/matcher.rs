@@ -56,28 +56,14 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher {
-            name: name.to_string(),
-            op,
-            value: value.to_string(),
-            regex,
-        })
+        Ok(Matcher { name: name.to_string(), op, value: value.to_string(), regex })
     }
 
     /// Parses `name="value"` (quotes optional, as Alertmanager allows).
     pub fn parse(text: &str) -> Result<Self, MatcherError> {
-        let err = |reason: &str| MatcherError {
-            text: text.to_string(),
-            reason: reason.to_string(),
-        };
-        let t = text
-            .trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .trim();
-        let pos = t
-            .find(['=', '!'])
-            .ok_or_else(|| err("expected one of = != =~ !~"))?;
+        let err = |reason: &str| MatcherError { text: text.to_string(), reason: reason.to_string() };
+        let t = text.trim().trim_start_matches('{').trim_end_matches('}').trim();
+        let pos = t.find(['=', '!']).ok_or_else(|| err("expected one of = != =~ !~"))?;
         let name = t[..pos].trim();
         let rest = &t[pos..];
         let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
@@ -91,11 +77,7 @@ impl Matcher {
         } else {
             return Err(err("expected one of = != =~ !~"));
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
             return Err(err("label name must be letters, digits and _"));
         }
         let value = value.trim();

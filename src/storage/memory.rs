@@ -20,10 +20,7 @@ impl MemoryStorage {
 
     /// Removes every series.
     pub fn clear(&self) {
-        self.series
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.series.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -53,31 +50,18 @@ impl MemoryStorage {
             .filter_map(|(labels, samples)| {
                 let start = samples.partition_point(|s| s.timestamp_ms < mint);
                 let end = samples.partition_point(|s| s.timestamp_ms <= maxt);
-                (start < end).then(|| Series {
-                    labels: labels.clone(),
-                    samples: samples[start..end].to_vec(),
-                })
+                (start < end).then(|| Series { labels: labels.clone(), samples: samples[start..end].to_vec() })
             })
             .collect()
     }
 }
 
 impl Querier for MemoryStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Series>, StorageError> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError> {
         Ok(self.in_range(matchers, mint, maxt))
     }
 
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
         let names: BTreeSet<String> = self
             .in_range(matchers, mint, maxt)
             .iter()
@@ -86,13 +70,7 @@ impl Querier for MemoryStorage {
         Ok(names.into_iter().collect())
     }
 
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
+    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
         let values: BTreeSet<String> = self
             .in_range(matchers, mint, maxt)
             .iter()
@@ -111,29 +89,11 @@ mod tests {
     fn append_select_overwrite() {
         let st = MemoryStorage::new();
         let l = Labels::new([("__name__", "up"), ("job", "a")]);
-        let s = |t, v| AppendSample {
-            labels: l.clone(),
-            sample: Sample {
-                timestamp_ms: t,
-                value: v,
-            },
-        };
+        let s = |t, v| AppendSample { labels: l.clone(), sample: Sample { timestamp_ms: t, value: v } };
         st.append(&[s(20, 2.0), s(10, 1.0), s(20, 3.0)]).unwrap();
         let m = [Matcher::new("job", MatchOp::Equal, "a").unwrap()];
         let got = st.select(&m, 0, 100).unwrap();
-        assert_eq!(
-            got[0].samples,
-            vec![
-                Sample {
-                    timestamp_ms: 10,
-                    value: 1.0
-                },
-                Sample {
-                    timestamp_ms: 20,
-                    value: 3.0
-                }
-            ]
-        );
+        assert_eq!(got[0].samples, vec![Sample { timestamp_ms: 10, value: 1.0 }, Sample { timestamp_ms: 20, value: 3.0 }]);
         assert!(st.select(&m, 30, 100).unwrap().is_empty());
         assert_eq!(st.label_values("job", &[], 0, 100).unwrap(), vec!["a"]);
     }

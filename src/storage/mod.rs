@@ -55,21 +55,11 @@ pub trait Appender: Send + Sync {
 pub trait Querier: Send + Sync {
     /// Series matching every matcher, with their samples in `[mint, maxt]`
     /// (milliseconds, inclusive). Series without samples in range are left out.
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Series>, StorageError>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError>;
 
     /// Label names of the series matching `matchers` (all series when empty)
     /// with samples in range, sorted.
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError>;
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError>;
 
     /// Values of `name` on the series matching `matchers` with samples in range, sorted.
     fn label_values(

@@ -72,18 +72,9 @@ impl GpuSource for NvmlSource {
                 name: d.name().unwrap_or_default(),
                 memory_used_bytes: mem.used as f64,
                 memory_total_bytes: mem.total as f64,
-                utilization_ratio: d
-                    .utilization_rates()
-                    .map(|u| u.gpu as f64 / 100.0)
-                    .unwrap_or(f64::NAN),
-                temperature_celsius: d
-                    .temperature(TemperatureSensor::Gpu)
-                    .map(f64::from)
-                    .unwrap_or(f64::NAN),
-                power_watts: d
-                    .power_usage()
-                    .map(|mw| mw as f64 / 1000.0)
-                    .unwrap_or(f64::NAN),
+                utilization_ratio: d.utilization_rates().map(|u| u.gpu as f64 / 100.0).unwrap_or(f64::NAN),
+                temperature_celsius: d.temperature(TemperatureSensor::Gpu).map(f64::from).unwrap_or(f64::NAN),
+                power_watts: d.power_usage().map(|mw| mw as f64 / 1000.0).unwrap_or(f64::NAN),
             });
         }
         Ok(out)
@@ -103,35 +94,14 @@ pub struct GpuCollector {
 impl GpuCollector {
     /// A collector over `source` (`None`: no GPU, only `infermon_gpu_available 0`).
     pub fn new(source: Option<Box<dyn GpuSource>>) -> Result<Self, prometheus::Error> {
-        let available = IntGauge::new(
-            "infermon_gpu_available",
-            "1 when NVIDIA GPUs can be read through NVML, else 0.",
-        )?;
+        let available = IntGauge::new("infermon_gpu_available", "1 when NVIDIA GPUs can be read through NVML, else 0.")?;
         let labels = ["gpu", "uuid", "name"];
         let specs: [(&str, &str, fn(&GpuReading) -> f64); 5] = [
-            (
-                "infermon_gpu_memory_used_bytes",
-                "GPU memory in use.",
-                |r| r.memory_used_bytes,
-            ),
-            (
-                "infermon_gpu_memory_total_bytes",
-                "GPU memory in total.",
-                |r| r.memory_total_bytes,
-            ),
-            (
-                "infermon_gpu_utilization_ratio",
-                "GPU busy fraction over the last sample period (0-1).",
-                |r| r.utilization_ratio,
-            ),
-            (
-                "infermon_gpu_temperature_celsius",
-                "GPU core temperature.",
-                |r| r.temperature_celsius,
-            ),
-            ("infermon_gpu_power_watts", "GPU power draw.", |r| {
-                r.power_watts
-            }),
+            ("infermon_gpu_memory_used_bytes", "GPU memory in use.", |r| r.memory_used_bytes),
+            ("infermon_gpu_memory_total_bytes", "GPU memory in total.", |r| r.memory_total_bytes),
+            ("infermon_gpu_utilization_ratio", "GPU busy fraction over the last sample period (0-1).", |r| r.utilization_ratio),
+            ("infermon_gpu_temperature_celsius", "GPU core temperature.", |r| r.temperature_celsius),
+            ("infermon_gpu_power_watts", "GPU power draw.", |r| r.power_watts),
         ];
         let mut gauges = Vec::new();
         for (name, help, get) in specs {
@@ -141,13 +111,7 @@ impl GpuCollector {
         for (g, _) in &gauges {
             descs.extend(g.desc().into_iter().cloned());
         }
-        Ok(GpuCollector {
-            source,
-            available,
-            gauges,
-            descs,
-            lock: Mutex::new(()),
-        })
+        Ok(GpuCollector { source, available, gauges, descs, lock: Mutex::new(()) })
     }
 }
 
@@ -184,11 +148,7 @@ impl Collector for GpuCollector {
             }
         }
         for (g, _) in &self.gauges {
-            out.extend(
-                g.collect()
-                    .into_iter()
-                    .filter(|mf| !mf.get_metric().is_empty()),
-            );
+            out.extend(g.collect().into_iter().filter(|mf| !mf.get_metric().is_empty()));
         }
         out
     }
@@ -209,8 +169,7 @@ mod tests {
         let r = prometheus::Registry::new();
         r.register(Box::new(c)).unwrap();
         let mut buf = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &r.gather(), &mut buf)
-            .unwrap();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &r.gather(), &mut buf).unwrap();
         String::from_utf8(buf).unwrap()
     }
 
@@ -228,22 +187,9 @@ mod tests {
         };
         let text = render(GpuCollector::new(Some(Box::new(Fake(vec![reading])))).unwrap());
         assert!(text.contains("infermon_gpu_available 1"), "{text}");
-        assert!(
-            text.contains(
-                r#"infermon_gpu_memory_used_bytes{gpu="0",name="H100",uuid="GPU-1"} 1024"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"infermon_gpu_utilization_ratio{gpu="0",name="H100",uuid="GPU-1"} 0.5"#
-            ),
-            "{text}"
-        );
-        assert!(
-            !text.contains("infermon_gpu_power_watts{"),
-            "unsupported reading must be absent: {text}"
-        );
+        assert!(text.contains(r#"infermon_gpu_memory_used_bytes{gpu="0",name="H100",uuid="GPU-1"} 1024"#), "{text}");
+        assert!(text.contains(r#"infermon_gpu_utilization_ratio{gpu="0",name="H100",uuid="GPU-1"} 0.5"#), "{text}");
+        assert!(!text.contains("infermon_gpu_power_watts{"), "unsupported reading must be absent: {text}");
     }
 
     #[test]

@@ -24,35 +24,22 @@ impl HttpMetrics {
     /// Registers the HTTP metrics in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
-            Opts::new(
-                "infermon_http_requests_total",
-                "HTTP requests answered, by route, method and status.",
-            ),
+            Opts::new("infermon_http_requests_total", "HTTP requests answered, by route, method and status."),
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "infermon_http_request_duration_seconds",
-                "Time to answer HTTP requests, by route.",
-            )
-            .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new("infermon_http_request_duration_seconds", "Time to answer HTTP requests, by route.")
+                .buckets(BUCKETS.to_vec()),
             &["route"],
         )?;
         let in_flight = IntGaugeVec::new(
-            Opts::new(
-                "infermon_http_requests_in_flight",
-                "HTTP requests being answered now, by route.",
-            ),
+            Opts::new("infermon_http_requests_in_flight", "HTTP requests being answered now, by route."),
             &["route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(HttpMetrics {
-            requests,
-            duration,
-            in_flight,
-        })
+        Ok(HttpMetrics { requests, duration, in_flight })
     }
 }
 
@@ -72,10 +59,7 @@ pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: 
     let _guard = DecOnDrop(gauge);
     let start = Instant::now();
     let response = next.run(req).await;
-    metrics
-        .duration
-        .with_label_values(&[&route])
-        .observe(start.elapsed().as_secs_f64());
+    metrics.duration.with_label_values(&[&route]).observe(start.elapsed().as_secs_f64());
     metrics
         .requests
         .with_label_values(&[&route, &method, response.status().as_str()])

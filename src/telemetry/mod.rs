@@ -32,20 +32,13 @@ impl Telemetry {
     pub fn new(gpu: Option<Box<dyn GpuSource>>) -> Result<Self, TelemetryError> {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
-            Opts::new(
-                "infermon_build_info",
-                "Build information; the value is always 1.",
-            ),
+            Opts::new("infermon_build_info", "Build information; the value is always 1."),
             &["version", "revision"],
         )?;
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
-            .set(1);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION]).set(1);
         registry.register(Box::new(build))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         registry.register(Box::new(GpuCollector::new(gpu)?))?;
         let http = HttpMetrics::new(&registry)?;
         Ok(Telemetry { registry, http })

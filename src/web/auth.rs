@@ -42,17 +42,13 @@ impl Authenticator {
     }
 
     fn is_public(&self, path: &str) -> bool {
-        PUBLIC_PATHS.contains(&path)
-            || path.starts_with("/static/")
-            || (path == "/metrics" && !self.protect_metrics)
+        PUBLIC_PATHS.contains(&path) || path.starts_with("/static/") || (path == "/metrics" && !self.protect_metrics)
     }
 
     /// Whether the `Authorization` header value is accepted.
     pub fn check(&self, authorization: Option<&str>) -> Result<(), ApiError> {
         let value = authorization.ok_or_else(|| {
-            ApiError::unauthorized(
-                "authentication required: send `Authorization: Bearer <api key>` or basic auth",
-            )
+            ApiError::unauthorized("authentication required: send `Authorization: Bearer <api key>` or basic auth")
         })?;
         if let Some(token) = value.strip_prefix("Bearer ") {
             let d = digest(token.trim());
@@ -64,12 +60,7 @@ impl Authenticator {
         }
         if let Some(encoded) = value.strip_prefix("Basic ") {
             let d = digest(value);
-            if self
-                .verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&d)
-            {
+            if self.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&d) {
                 return Ok(());
             }
             let decoded = base64::engine::general_purpose::STANDARD
@@ -78,22 +69,14 @@ impl Authenticator {
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| ApiError::unauthorized("malformed basic auth header"))?;
             let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-            let ok = self
-                .users
-                .get(user)
-                .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false));
+            let ok = self.users.get(user).is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false));
             if ok {
-                self.verified
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(d);
+                self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(d);
                 return Ok(());
             }
             return Err(ApiError::unauthorized("wrong user name or password"));
         }
-        Err(ApiError::unauthorized(
-            "unsupported Authorization scheme: use Bearer or Basic",
-        ))
+        Err(ApiError::unauthorized("unsupported Authorization scheme: use Bearer or Basic"))
     }
 }
 
@@ -102,18 +85,11 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 /// Middleware enforcing [`Authenticator`].
-pub async fn require_auth(
-    State(auth): State<Arc<Authenticator>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_auth(State(auth): State<Arc<Authenticator>>, req: Request, next: Next) -> Response {
     if auth.is_public(req.uri().path()) {
         return next.run(req).await;
     }
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match auth.check(header) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -136,19 +112,11 @@ mod tests {
         assert!(auth.check(Some("Bearer k1")).is_ok());
         assert!(auth.check(Some("Bearer k2")).is_err());
         assert!(auth.check(None).is_err());
-        let good = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("admin:pw")
-        );
-        let bad = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("admin:no")
-        );
+        let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:pw"));
+        let bad = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:no"));
         assert!(auth.check(Some(&good)).is_ok());
         assert!(auth.check(Some(&good)).is_ok(), "cached");
         assert!(auth.check(Some(&bad)).is_err());
-        assert!(
-            auth.is_public("/metrics") && auth.is_public("/health") && !auth.is_public("/embed")
-        );
+        assert!(auth.is_public("/metrics") && auth.is_public("/health") && !auth.is_public("/embed"));
     }
 }

@@ -26,11 +26,7 @@ struct Body<'a> {
 impl ApiError {
     /// An error with any status.
     pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            error_type,
-            message: message.into(),
-        }
+        ApiError { status, error_type, message: message.into() }
     }
 
     /// 400.
@@ -86,19 +82,12 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(Body {
-                error: &self.message,
-                error_type: self.error_type,
-            }),
-        )
-            .into_response();
+        let mut response =
+            (self.status, Json(Body { error: &self.message, error_type: self.error_type })).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"infermon\""),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"infermon\""));
         }
         response
     }

@@ -30,22 +30,16 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => {
-            ApiError::unprocessable(format!("invalid request: {detail}"))
-        }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::bad_request(format!("request body is not valid JSON: {detail}"))
-        }
+        JsonRejection::JsonDataError(_) => ApiError::unprocessable(format!("invalid request: {detail}")),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(format!("request body is not valid JSON: {detail}")),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body with Content-Type: application/json",
         ),
-        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => {
-            ApiError::payload_too_large(
-                "request body is larger than server.limits.max_body_bytes; send less or raise the limit",
-            )
-        }
+        JsonRejection::BytesRejection(_) if rejection_is_too_large(&detail) => ApiError::payload_too_large(
+            "request body is larger than server.limits.max_body_bytes; send less or raise the limit",
+        ),
         _ => ApiError::bad_request(format!("cannot read request body: {detail}")),
     }
 }

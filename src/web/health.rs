@@ -16,27 +16,18 @@ pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, bool>>>);
 impl Readiness {
     /// Registers a component that is not ready yet.
     pub fn register(&self, component: &'static str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(component, false);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(component, false);
     }
 
     /// Marks a component ready (or not).
     pub fn set(&self, component: &'static str, ready: bool) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(component, ready);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(component, ready);
     }
 
     /// Components not ready yet.
     pub fn waiting_for(&self) -> Vec<&'static str> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .filter(|(_, ready)| !**ready)
-            .map(|(c, _)| *c)
-            .collect()
+        map.iter().filter(|(_, ready)| !**ready).map(|(c, _)| *c).collect()
     }
 }
 
@@ -51,10 +42,6 @@ pub async fn ready(State(readiness): State<Readiness>) -> Response {
     if waiting.is_empty() {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "waiting_for": waiting})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "waiting_for": waiting}))).into_response()
     }
 }

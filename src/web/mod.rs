@@ -51,29 +51,15 @@ pub fn router(parts: WebParts) -> Router {
     // json_errors → http metrics → auth → body limit → handler.
     let app = app
         .layer(DefaultBodyLimit::max(parts.max_body_bytes))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            parts.max_body_bytes,
-        ));
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(parts.max_body_bytes));
     let app = match parts.auth {
-        Some(auth) => app.layer(axum::middleware::from_fn_with_state(
-            auth,
-            auth::require_auth,
-        )),
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(auth, auth::require_auth)),
         None => app,
     };
-    app.layer(axum::middleware::from_fn_with_state(
-        parts.telemetry.http.clone(),
-        track_http,
-    ))
-    .layer(axum::middleware::from_fn(error::json_errors))
+    app.layer(axum::middleware::from_fn_with_state(parts.telemetry.http.clone(), track_http))
+        .layer(axum::middleware::from_fn(error::json_errors))
 }
 
 async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        telemetry.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], telemetry.render())
 }

@@ -76,11 +76,7 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(i) = line.find("listening on ") {
-                    let addr = line[i + 13..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
+                    let addr = line[i + 13..].split_whitespace().next().unwrap_or("").to_string();
                     let _ = tx.send(addr);
                 }
                 let mut l = log2.lock().unwrap();
@@ -91,12 +87,7 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-                return Ok(TestServer {
-                    child,
-                    addr,
-                    dir,
-                    log,
-                });
+                return Ok(TestServer { child, addr, dir, log });
             }
             if let Ok(Some(_)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -104,10 +95,7 @@ impl TestServer {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!(
-                    "timed out waiting for 'listening on'\n{}",
-                    log.lock().unwrap()
-                ));
+                return Err(format!("timed out waiting for 'listening on'\n{}", log.lock().unwrap()));
             }
         }
     }
@@ -151,8 +139,5 @@ impl Drop for TestServer {
 
 /// A blocking HTTP client for tests.
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
 }
