@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, idempotently:
-# Debian's prometheus (promtool), wrk, and a Python venv with the openai client.
+# Debian's prometheus (promtool), prometheus-alertmanager, python3-aiosmtpd, wrk, and a Python venv with the openai client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # The scrape end-to-end test starts its own node exporter on a free port.
 command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+# Alerting tests: a real SMTP server (system Python) and a real Alertmanager.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_apt+=(python3-aiosmtpd)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # The package starts a Prometheus service where systemd runs; tests start their own.
-  (systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
+  (systemctl stop prometheus prometheus-node-exporter prometheus-alertmanager 2>/dev/null || true)
 fi
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
   python3 -m venv .venv

@@ -52,6 +52,12 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// Rule files could not be loaded.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    /// Alerting could not start (state store, receivers).
+    #[error(transparent)]
+    Alerting(#[from] crate::alerting::AlertingError),
 }
 
 /// Runs infermon until `shutdown` fires. Logs `listening on <addr>` once the
@@ -125,6 +131,67 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         )),
     }));
 
+    // ---- Rules and alerting (issue 6) ----
+    // Rules evaluate through a query function and hand alerts to the alert
+    // manager through a closure, so neither names the other. Alert state,
+    // silences, the notification log and the outbox live in
+    // <storage.path>/state.db. Stop order: rules stop first, then the alert
+    // manager lets in-flight sends finish (everything queued is already durable).
+    let state_store = Arc::new(
+        crate::storage::StateStore::open(
+            &std::path::Path::new(&config.storage.path).join("state.db"),
+        )
+        .map_err(crate::alerting::AlertingError::from)?,
+    );
+    let clock = crate::rules::Clock::system();
+    let now: crate::alerting::NowFn = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now_ms())
+    };
+    let alert_manager = Arc::new(crate::alerting::AlertManager::new(
+        &config,
+        state_store.clone(),
+        &telemetry.registry,
+        now,
+    )?);
+    let to_alerting = alert_manager.clone();
+    let sink = move |alerts: Vec<crate::rules::OutgoingAlert>| {
+        to_alerting.put_alerts(
+            alerts
+                .into_iter()
+                .map(|a| crate::alerting::Alert {
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    starts_at_ms: a.starts_at_ms,
+                    ends_at_ms: a.ends_at_ms,
+                    generator_url: a.generator_url,
+                })
+                .collect(),
+        )
+    };
+    let query = rules_query_fn(engine.clone());
+    let appender: Arc<dyn crate::storage::Appender> = store.clone();
+    let rule_manager = Arc::new(
+        crate::rules::RuleManager::new(
+            crate::rules::load_rule_files(&config)?,
+            crate::rules::ManagerOptions::from_config(&config),
+            query,
+            appender,
+            Arc::new(sink),
+            Some(state_store),
+            clock,
+        )
+        .await,
+    );
+    routes.push(crate::rules::routes(rule_manager.clone()));
+    routes.push(crate::alerting::routes(alert_manager.clone()));
+    let rules_task = tokio::spawn({
+        let (m, s) = (rule_manager.clone(), shutdown.clone());
+        async move { m.run(s).await }
+    });
+    let alerting_task = tokio::spawn(alert_manager.clone().run(shutdown.clone()));
+    // ---- end rules and alerting ----
+
     let app = web::router(WebParts {
         telemetry,
         readiness,
@@ -150,10 +217,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         _ = deadline => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({}); closing them", config.server.shutdown_timeout),
     }
     tracing::info!("HTTP server stopped");
-    // Stop order: scrape loops finish their last append → the store
-    // checkpoints its head and closes.
+    // Stop order: scrape loops finish their last append → rules stop →
+    // alerting lets in-flight sends finish (everything queued is durable) →
+    // the store checkpoints its head and closes.
     shutdown.trigger();
     let _ = scraping.await;
+    // Rules, then alerting (issue 6): both already saw the shutdown signal.
+    let stop = async {
+        let _ = rules_task.await;
+        let _ = alerting_task.await;
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(15), stop)
+        .await
+        .is_err()
+    {
+        tracing::warn!("rules/alerting did not stop within 15s");
+    }
     let _ = maintenance.await;
     let closing = sqlite.clone();
     tokio::task::spawn_blocking(move || closing.close())
@@ -161,4 +240,35 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .map_err(|e| StorageError::Backend(e.to_string()))??;
     tracing::info!("storage closed");
     Ok(())
+}
+
+/// The rules' query function over the PromQL engine: instant vectors as
+/// they are, a scalar as one sample without labels.
+fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::QueryFn {
+    Arc::new(move |expr: String, t: i64| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            match engine
+                .instant_query(expr, t)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                crate::promql::Value::Vector(v) => Ok(v
+                    .into_iter()
+                    .map(|s| crate::rules::InstantSample {
+                        labels: s.metric,
+                        value: s.f,
+                    })
+                    .collect()),
+                crate::promql::Value::Scalar { f, .. } => Ok(vec![crate::rules::InstantSample {
+                    labels: crate::model::Labels::default(),
+                    value: f,
+                }]),
+                other => Err(format!(
+                    "rule expression must give a vector or scalar, not a {}",
+                    other.type_name()
+                )),
+            }
+        })
+    })
 }

@@ -9,6 +9,7 @@
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
 //! - [`promql`]: the PromQL engine over the store, and the promqltest runner.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
+//! - [`alerting`]: routes, groups, silences and durably delivers alert notifications.
 //! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
@@ -16,6 +17,7 @@
 //! [`run`] is the composition root: it builds every part from a [`config::Config`]
 //! and stops them in order when the shutdown signal fires.
 
+pub mod alerting;
 pub mod config;
 pub mod model;
 pub mod promql;

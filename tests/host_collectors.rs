@@ -159,7 +159,8 @@ fn disagreement(family: &str, a: f64, b: f64, n: f64) -> Option<String> {
         return (n < lo - 1.0 || n > hi + 1.0).then(|| "clock differs".to_string());
     }
     // Gauges: within 5 % (or the movement seen between our two readings);
-    // small memory figures (Dirty, Writeback…) swing by megabytes.
+    // kernel memory figures (Dirty, Writeback, Cached…) swing by tens of
+    // megabytes on a busy box between two reads.
     let tol = (hi.abs() * 0.05)
         .max(hi - lo)
         .max(if family.starts_with("node_memory_") {

@@ -62,9 +62,24 @@ fn check_accepts_prometheus_yml_as_debian_ships_it() {
     for file in files {
         let (code, out, _) = run(&["check", file.to_str().unwrap()]);
         assert_eq!(code, 0, "{}: {out}", file.display());
-        // Its alerting.alertmanagers section is not acted on: a warning, not silence.
-        assert!(out.contains("warning: alerting.alertmanagers"), "{out}");
+        assert!(out.contains("SUCCESS"), "{out}");
     }
+    // Prometheus keys infermon does not act on are warnings, never silence.
+    let (code, out, _) = run(&[
+        "check",
+        "tests/testdata/config/prometheus-unimplemented.good.yml",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(":4:1: warning: remote_read: not implemented"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            ":8:5: warning: scrape_configs[0] (k8s): kubernetes_sd_configs: not implemented"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -26,9 +26,36 @@ pub struct AlertingConfig {
     /// Relabelling of alerts before they are sent (Prometheus key).
     #[serde(default)]
     pub alert_relabel_configs: Vec<RelabelConfig>,
-    /// Language of built-in message templates: `en` (default) or `zh`.
+    /// Language of built-in message templates: `en` (default) or `zh-CN` (`zh`).
     #[serde(default)]
     pub language: Option<String>,
+    /// Load the built-in rules of `config/rules/` (default true).
+    #[serde(default)]
+    pub builtin_rules: Option<bool>,
+    /// URL people reach infermon at, used in links of notifications
+    /// (default `http://<server.listen>`).
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// How long a notification is retried before it is recorded as failed (default 24h).
+    #[serde(default)]
+    pub max_retry_duration: Option<PromDuration>,
+    /// How long delivery history is kept (default 7d).
+    #[serde(default)]
+    pub history_retention: Option<PromDuration>,
+}
+
+impl AlertingConfig {
+    /// Whether the built-in rules are loaded.
+    pub fn builtin_rules_enabled(&self) -> bool {
+        self.builtin_rules.unwrap_or(true)
+    }
+
+    /// Whether messages use the Chinese templates.
+    pub fn chinese(&self) -> bool {
+        self.language
+            .as_deref()
+            .is_some_and(|l| l.starts_with("zh"))
+    }
 }
 
 /// A node of the routing tree, Alertmanager's defaults.
@@ -79,6 +106,9 @@ pub struct Receiver {
     /// Feishu / Lark custom bots.
     #[serde(default)]
     pub feishu_configs: Vec<RobotConfig>,
+    /// Forward to an existing Alertmanager (`POST /api/v2/alerts`).
+    #[serde(default)]
+    pub alertmanager_configs: Vec<AlertmanagerReceiverConfig>,
     /// Email over SMTP.
     #[serde(default)]
     pub email_configs: Vec<EmailConfig>,
@@ -102,7 +132,8 @@ pub struct WebhookConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RobotConfig {
-    /// The robot's webhook URL (it holds the access token: a secret).
+    /// The robot's webhook URL (it holds the access token: a secret); for
+    /// WeCom the bare robot key is accepted too.
     pub url: Secret,
     /// Signing secret (DingTalk "加签", Feishu signature), if the robot has one.
     #[serde(default)]
@@ -113,6 +144,22 @@ pub struct RobotConfig {
     /// Users to @-mention (phone numbers or user ids).
     #[serde(default)]
     pub mentions: Vec<String>,
+    /// DingTalk / WeCom: phone numbers to @-mention.
+    #[serde(default)]
+    pub at_mobiles: Vec<String>,
+    /// DingTalk: user ids to @-mention; WeCom: `mentioned_list` user ids.
+    #[serde(default)]
+    pub at_user_ids: Vec<String>,
+    /// @-mention everyone in the group.
+    #[serde(default)]
+    pub at_all: bool,
+    /// Message kind: DingTalk/WeCom `markdown` (default) or `text`;
+    /// Feishu `interactive` (card, default) or `post`.
+    #[serde(default)]
+    pub message_type: Option<String>,
+    /// Most messages per minute (default 20, the DingTalk and WeCom robot limit).
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
     /// Custom message title template.
     #[serde(default)]
     pub title: Option<String>,
@@ -148,6 +195,20 @@ pub struct EmailConfig {
     /// Extra headers (Subject etc.).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Connect with TLS from the start (SMTPS, usually port 465) instead of STARTTLS.
+    #[serde(default)]
+    pub implicit_tls: bool,
+}
+
+/// An Alertmanager that receives this receiver's alerts.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerReceiverConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: Secret,
+    /// Also forward resolutions (default true: Alertmanager needs them).
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
 }
 
 /// Alertmanager's inhibit_rule.

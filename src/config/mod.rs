@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use alerting::{
-    AlertingConfig, AlertmanagerConfig, EmailConfig, InhibitRule, Receiver, RobotConfig, Route,
-    WebhookConfig,
+    AlertingConfig, AlertmanagerConfig, AlertmanagerReceiverConfig, EmailConfig, InhibitRule,
+    Receiver, RobotConfig, Route, WebhookConfig,
 };
 pub use collectors::{CollectorsConfig, GpuCollectorConfig, HostCollectorsConfig};
 pub use duration::{PromDuration, parse_duration};

@@ -60,6 +60,10 @@ impl Validator<'_> {
             ("runtime", c.runtime.is_some()),
             ("query_log_file", c.global.query_log_file.is_some()),
             ("scrape_protocols", c.global.scrape_protocols.is_some()),
+            (
+                "alert_relabel_configs",
+                !c.alerting.alert_relabel_configs.is_empty(),
+            ),
             ("tsdb", c.storage.tsdb.is_some()),
             ("exemplars", c.storage.exemplars.is_some()),
         ];
@@ -70,14 +74,6 @@ impl Validator<'_> {
                     format!("{key}: not implemented by infermon; ignored"),
                 );
             }
-        }
-        if !c.alerting.alertmanagers.is_empty() {
-            self.warn(
-                "alertmanagers:",
-                "alerting.alertmanagers: forwarding to an external Alertmanager is not implemented yet; \
-                 alerts are routed by infermon's own alerting.route"
-                    .to_string(),
-            );
         }
         for rw in &c.remote_write {
             for (key, present) in [
@@ -263,6 +259,38 @@ impl Validator<'_> {
                     format!("alerting.receivers: receiver {:?} is defined twice", r.name),
                 );
             }
+            for e in &r.email_configs {
+                if e.smarthost.as_deref().is_none_or(|h| !h.contains(':')) {
+                    self.error(
+                        "email_configs:",
+                        format!(
+                            "alerting.receivers.{}: email_configs needs smarthost: host:port",
+                            r.name
+                        ),
+                    );
+                }
+                if e.from.is_none() {
+                    self.error(
+                        "email_configs:",
+                        format!("alerting.receivers.{}: email_configs needs from:", r.name),
+                    );
+                }
+            }
+            for robot in r
+                .dingtalk_configs
+                .iter()
+                .chain(&r.wecom_configs)
+                .chain(&r.feishu_configs)
+            {
+                if let Some(kind) = &robot.message_type
+                    && !matches!(kind.as_str(), "markdown" | "text" | "interactive" | "post")
+                {
+                    self.error(
+                        "message_type:",
+                        format!("alerting.receivers.{}: message_type {kind:?} is not markdown, text, interactive or post", r.name),
+                    );
+                }
+            }
         }
         if let Some(route) = &a.route {
             if route.receiver.is_none() {
@@ -299,12 +327,11 @@ impl Validator<'_> {
             }
         }
         if let Some(lang) = &a.language
-            && lang != "en"
-            && lang != "zh"
+            && !matches!(lang.as_str(), "en" | "zh" | "zh-CN")
         {
             self.error(
                 "language:",
-                format!("alerting.language: {lang:?} is not en or zh"),
+                format!("alerting.language: {lang:?} is not en or zh-CN"),
             );
         }
     }

@@ -120,6 +120,20 @@ pub fn check_rule_file(path: &Path) -> Vec<Diagnostic> {
     }
 }
 
+/// Checks rule-file text; every problem with its position.
+pub fn check_rule_text(text: &str, name: &str) -> Vec<Diagnostic> {
+    match parse_rule_text(text, name) {
+        Ok(_) => Vec::new(),
+        Err(RulesError::Invalid(d)) => d,
+        Err(e) => vec![Diagnostic {
+            file: name.to_string(),
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        }],
+    }
+}
+
 /// Parses rule-file text; `name` is used in messages.
 pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -210,6 +224,15 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
                     problems.push(at(label, format!("{what}: invalid label name {label:?}")));
                 }
             }
+            // Like promtool: every label and annotation template must parse.
+            if rule.alert.is_some() {
+                for (key, value) in rule.labels.iter().chain(&rule.annotations) {
+                    if let Err(e) = super::template::Template::parse(value) {
+                        let first_line = value.lines().next().unwrap_or("");
+                        problems.push(at(first_line, format!("{what}: {key}: {e}")));
+                    }
+                }
+            }
         }
     }
     if problems.is_empty() {
@@ -253,6 +276,26 @@ mod tests {
             panic!()
         };
         assert_eq!((d[0].line, d[0].column), (5, 11), "{}", d[0]);
+    }
+
+    #[test]
+    fn bad_template_is_an_error() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up\n    annotations:\n      summary: '{{ $value | nosuch }}'\n";
+        let d = check_rule_text(text, "r.yml");
+        assert!(
+            d[0].message
+                .contains("summary: template: function \"nosuch\" not defined"),
+            "{}",
+            d[0]
+        );
+        assert_eq!(d[0].line, 7);
+    }
+
+    #[test]
+    fn builtin_rules_are_valid() {
+        for (name, text) in crate::rules::BUILTIN_RULE_FILES {
+            assert_eq!(check_rule_text(text, name), vec![], "{name}");
+        }
     }
 
     #[test]

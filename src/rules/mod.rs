@@ -1,12 +1,80 @@
 //! Rule groups: Prometheus rule files, alerting and recording rules.
 //!
 //! This part decides (which alerts are pending or firing); `alerting` delivers.
+//! It evaluates through a [`QueryFn`] and hands alerts to an [`AlertSink`], so
+//! it names neither the PromQL engine nor the alert manager: the composition
+//! root plugs them in. Recording-rule results and the `ALERTS` series are
+//! written through [`crate::storage::Appender`].
 
+mod alerting_rule;
+mod api;
 mod file;
+mod gofmt;
+mod group;
+mod manager;
+mod recording;
+pub mod template;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use alerting_rule::{ActiveAlert, AlertState, AlertingRule, needs_sending};
+pub use api::routes;
 pub use file::{
-    RuleFile, RuleGroup, RuleSpec, check_rule_file, parse_rule_file, resolve_rule_files,
+    RuleFile, RuleGroup, RuleSpec, check_rule_file, check_rule_text, parse_rule_file,
+    parse_rule_text, resolve_rule_files,
 };
+pub use group::{Clock, Group, Rule};
+pub use manager::{BUILTIN_RULE_FILES, ManagerOptions, RuleManager, load_rule_files};
+pub use recording::RecordingRule;
+
+use crate::model::Labels;
+
+/// One element of an instant vector, as a query returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstantSample {
+    /// Series labels (with `__name__` when the expression keeps it).
+    pub labels: Labels,
+    /// The value at the evaluation time.
+    pub value: f64,
+}
+
+/// Evaluates a PromQL expression at a time (ms since the epoch) and returns
+/// an instant vector, or a message saying why it could not (a scalar result
+/// is returned as one sample with no labels, as Prometheus' rule manager does).
+pub type QueryFn = Arc<
+    dyn Fn(String, i64) -> BoxFuture<'static, Result<Vec<InstantSample>, String>> + Send + Sync,
+>;
+
+/// An alert as rules hand it over: Prometheus' `notifier.Alert`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingAlert {
+    /// Identifying labels (with `alertname` and external labels).
+    pub labels: Labels,
+    /// Expanded annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// When it started firing (ms).
+    pub starts_at_ms: i64,
+    /// When it resolved, or until when it is valid without a refresh (ms).
+    pub ends_at_ms: i64,
+    /// Link back to the rule.
+    pub generator_url: String,
+}
+
+/// Where alerts that need sending go (the alert manager, plugged in by the
+/// composition root). Called after every group evaluation; must not block.
+pub trait AlertSink: Send + Sync {
+    /// Accepts alerts to deliver.
+    fn send(&self, alerts: Vec<OutgoingAlert>);
+}
+
+impl<F: Fn(Vec<OutgoingAlert>) + Send + Sync> AlertSink for F {
+    fn send(&self, alerts: Vec<OutgoingAlert>) {
+        self(alerts)
+    }
+}
 
 /// Errors of the rules part.
 #[derive(Debug, thiserror::Error)]
@@ -25,4 +93,7 @@ pub enum RulesError {
     /// A rule file has problems.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<crate::config::Diagnostic>),
+    /// A rule's query failed or its result could not be used.
+    #[error("{0}")]
+    Eval(String),
 }

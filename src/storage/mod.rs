@@ -15,6 +15,7 @@ pub mod pco_chunk;
 mod retention;
 mod schema;
 mod sqlite;
+mod state;
 mod stats;
 mod wal;
 
@@ -22,6 +23,7 @@ pub use head::ChunkPolicy;
 pub use memory::MemoryStorage;
 pub use retention::MaintenanceReport;
 pub use sqlite::{DB_FILE, SqliteStorage, StorageOptions};
+pub use state::{DeliveryRecord, OutboxRow, StateStore};
 pub use stats::{StorageCollector, StorageStats};
 
 use crate::model::{Labels, Matcher, Sample};
