@@ -17,8 +17,8 @@ SERIES=${SERIES:-2000}
 HOURS=${HOURS:-24}
 SCRAPE_SECS=${SCRAPE_SECS:-60}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-for bin in prometheus victoria-metrics prometheus-node-exporter curl bc; do
-  command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install prometheus victoria-metrics prometheus-node-exporter curl bc)" >&2; exit 1; }
+for bin in prometheus victoria-metrics prometheus-node-exporter curl; do
+  command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install prometheus victoria-metrics prometheus-node-exporter curl)" >&2; exit 1; }
 done
 cargo build -q --profile bench-storage --example storage_loadgen --bin infermon
 LOADGEN=$CARGO_TARGET_DIR/bench-storage/examples/storage_loadgen
@@ -32,6 +32,7 @@ OUT=bench/results/storage-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 TICK=$(getconf CLK_TCK)
 SAMPLES=$((SERIES * HOURS * 240))
 
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cpu_s() { awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 hwm_bytes() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$1/status"; }
@@ -47,7 +48,7 @@ ingest_peer() {
   local c0 start wall cpu hwm
   c0=$(cpu_s "$pid"); start=$(date +%s.%N)
   $LOADGEN remote-write "$url" "$SERIES" "$HOURS" >/dev/null
-  wall=$(echo "$(date +%s.%N) - $start" | bc); cpu=$(echo "$(cpu_s "$pid") - $c0" | bc)
+  wall=$(calc "$(date +%s.%N) - $start"); cpu=$(calc "$(cpu_s "$pid") - $c0")
   $settle
   hwm=$(hwm_bytes "$pid")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
@@ -62,7 +63,7 @@ prometheus --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/prom" --web
 PROM=$!; PIDS+=("$PROM")
 wait_http "http://127.0.0.1:$P/-/ready"
 # Prometheus compacts its head into blocks once a minute; give it two rounds.
-prom_settle() { sleep 130; }
+prom_settle() { sleep "${PROM_SETTLE:-130}"; }
 ingest_peer prometheus "$PROM" "http://127.0.0.1:$P/api/v1/write" prom_settle "$WORK/prom"
 
 echo "== VictoriaMetrics" >&2
@@ -115,7 +116,7 @@ sleep "$SCRAPE_SECS"
 a1=$(cpu_s "$INF"); b1=$(cpu_s "$PS")
 for sys in infermon:$a0:$a1:$INF prometheus:$b0:$b1:$PS; do
   IFS=: read -r name x0 x1 pid <<<"$sys"
-  echo "{\"system\":\"$name\",\"scrape\":true,\"samples_per_scrape\":$PER_SCRAPE,\"secs\":$SCRAPE_SECS,\"cpu_s\":$(echo "$x1 - $x0" | bc),\"rss_bytes\":$(awk '/VmRSS/ {print $2 * 1024}' /proc/$pid/status)}" | tee -a "$OUT" >&2
+  echo "{\"system\":\"$name\",\"scrape\":true,\"samples_per_scrape\":$PER_SCRAPE,\"secs\":$SCRAPE_SECS,\"cpu_s\":$(calc "$x1 - $x0"),\"rss_bytes\":$(awk '/VmRSS/ {print $2 * 1024}' /proc/$pid/status)}" | tee -a "$OUT" >&2
 done
 
 python3 bench/storage/table.py "$OUT"
