@@ -9,7 +9,8 @@
 # goes in as the same batches appended in-process (loadgen `local`): that
 # leaves out the HTTP and protobuf decoding the peers pay for.
 #
-# Usage: bench/storage/run.sh   (env: SERIES=2000 HOURS=24 SCRAPE_SECS=60)
+# Usage: bench/storage/run.sh   (env: SERIES=2000 HOURS=24 SCRAPE_SECS=60;
+#        ONLY_SCRAPE=1 skips the ingest comparison)
 # Output: JSON lines in bench/results/storage-<time>.jsonl, a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +40,7 @@ hwm_bytes() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$1/status"; }
 du_bytes() { du -sb "$1" | cut -f1; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
+if [ -z "${ONLY_SCRAPE:-}" ]; then
 echo "== infermon: $SERIES series × ${HOURS}h = $SAMPLES samples" >&2
 $LOADGEN local "$WORK/infermon" "$SERIES" "$HOURS" | sed 's/^{/{"system":"infermon",/' | tee -a "$OUT" >&2
 
@@ -79,6 +81,7 @@ vm_settle() {
   sleep 20
 }
 ingest_peer victoria-metrics "$VM" "http://127.0.0.1:$V/api/v1/write" vm_settle "$WORK/vm"
+fi
 
 echo "== scrape cost: one node exporter at 1s for ${SCRAPE_SECS}s" >&2
 N=$(free_port)
