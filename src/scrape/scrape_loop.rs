@@ -3,7 +3,7 @@
 //! the synthetic `up`/`scrape_*` series, and writes staleness markers for
 //! series that vanish or a target that goes down or away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -88,16 +88,20 @@ pub struct ScrapeLoop {
     clock: ScrapeClock,
     /// Series of the last scrape without an exposed timestamp (they get a
     /// staleness marker when they disappear).
-    previous: HashSet<Labels>,
-    /// Every series seen in the last scrape (for `scrape_series_added`).
-    seen: HashSet<Labels>,
+    /// Keyed by [`series_key`], so a scrape's series are never cloned.
+    previous: HashMap<u64, Labels>,
+    /// Keys of every series seen in the last scrape (for `scrape_series_added`).
+    seen: HashSet<u64>,
 }
 
 /// One scrape's outcome before it is appended.
 struct Scraped {
     samples: Vec<AppendSample>,
-    current: HashSet<Labels>,
-    seen: HashSet<Labels>,
+    /// Key of each sample in `samples`.
+    keys: Vec<u64>,
+    /// Keys of the samples without an exposed timestamp.
+    current: HashSet<u64>,
+    seen: HashSet<u64>,
     scraped: usize,
 }
 
@@ -120,7 +124,7 @@ impl ScrapeLoop {
             state,
             metrics,
             clock,
-            previous: HashSet::new(),
+            previous: HashMap::new(),
             seen: HashSet::new(),
         }
     }
@@ -182,37 +186,50 @@ impl ScrapeLoop {
             self.process(parsed, ts)
         });
         let duration = started.elapsed();
+        let mut current = None;
+        let mut keys = Vec::new();
         let (mut batch, error, scraped, post_relabel, added) = match result {
             Ok(s) => {
                 let added = s.seen.difference(&self.seen).count();
                 let post = s.samples.len();
                 let mut batch = s.samples;
                 batch.extend(self.stale_markers(Some(&s.current), ts));
-                self.previous = s.current;
+                current = Some(s.current);
+                keys = s.keys;
                 self.seen = s.seen;
                 (batch, None, s.scraped, post, added)
             }
             Err(e) => {
                 let batch = self.stale_markers(None, ts);
-                self.previous.clear();
                 self.seen.clear();
                 (batch, Some(e), 0, 0, 0)
             }
         };
+        self.previous.clear();
         let scraped_series = batch.len();
         let mut up = if error.is_none() { 1.0 } else { 0.0 };
         batch.extend(self.report(ts, up, duration, scraped, post_relabel, added));
         let mut error = error;
-        if let Err(e) = self.append(batch).await {
+        let (stored, batch) = self.append_returning(batch).await;
+        if let Err(e) = stored {
             // Storage refused the scrape: record it as failed and keep the
             // synthetic series so the dashboard shows why.
             error = Some(format!("storing samples failed: {e}"));
             up = 0.0;
-            self.previous.clear();
             let report = self.report(ts, up, duration, scraped, post_relabel, added);
             if let Err(e) = self.append(report).await {
                 tracing::warn!(target = %self.target.url, error = %e, "cannot store scrape report");
             }
+        } else if let Some(current) = current {
+            // The stored series become the next scrape's staleness
+            // candidates, moved out of the batch rather than cloned.
+            self.previous = batch
+                .into_iter()
+                .take(post_relabel)
+                .zip(keys)
+                .filter(|(_, k)| current.contains(k))
+                .map(|(s, k)| (k, s.labels))
+                .collect();
         }
         let job = &self.settings.job_name;
         self.metrics.observe(
@@ -233,11 +250,23 @@ impl ScrapeLoop {
     }
 
     async fn append(&self, batch: Vec<AppendSample>) -> Result<(), String> {
+        self.append_returning(batch).await.0
+    }
+
+    /// Appends off the async threads and hands the batch back.
+    async fn append_returning(
+        &self,
+        batch: Vec<AppendSample>,
+    ) -> (Result<(), String>, Vec<AppendSample>) {
         let appender = self.appender.clone();
-        tokio::task::spawn_blocking(move || appender.append(&batch))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        match tokio::task::spawn_blocking(move || {
+            (appender.append(&batch).map_err(|e| e.to_string()), batch)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => (Err(e.to_string()), Vec::new()),
+        }
     }
 
     /// Target labels, metric relabelling, limits and de-duplication.
@@ -246,6 +275,7 @@ impl ScrapeLoop {
         let scraped = parsed.len();
         let mut out = Scraped {
             samples: Vec::with_capacity(scraped),
+            keys: Vec::with_capacity(scraped),
             current: HashSet::new(),
             seen: HashSet::new(),
             scraped,
@@ -259,14 +289,15 @@ impl ScrapeLoop {
                 continue;
             }
             check_label_limits(&labels, s)?;
-            if !out.seen.insert(labels.clone()) {
+            let key = series_key(&labels);
+            if !out.seen.insert(key) {
                 // A repeated series in one body: Prometheus keeps the first.
                 continue;
             }
             let timestamp_ms = match (s.honor_timestamps, p.timestamp_ms) {
                 (true, Some(t)) => t,
                 _ => {
-                    out.current.insert(labels.clone());
+                    out.current.insert(key);
                     ts
                 }
             };
@@ -277,6 +308,7 @@ impl ScrapeLoop {
                     value: p.value,
                 },
             });
+            out.keys.push(key);
             if s.limits.sample_limit > 0 && out.samples.len() as u64 > s.limits.sample_limit {
                 return Err(format!(
                     "sample_limit exceeded: more than {} samples after metric relabelling",
@@ -306,11 +338,11 @@ impl ScrapeLoop {
         labels
     }
 
-    fn stale_markers(&self, current: Option<&HashSet<Labels>>, ts: i64) -> Vec<AppendSample> {
+    fn stale_markers(&self, current: Option<&HashSet<u64>>, ts: i64) -> Vec<AppendSample> {
         self.previous
             .iter()
-            .filter(|l| current.is_none_or(|c| !c.contains(*l)))
-            .map(|l| AppendSample {
+            .filter(|(k, _)| current.is_none_or(|c| !c.contains(*k)))
+            .map(|(_, l)| AppendSample {
                 labels: l.clone(),
                 sample: Sample {
                     timestamp_ms: ts,
@@ -371,6 +403,13 @@ impl ScrapeLoop {
             tracing::warn!(target = %self.target.url, error = %e, "cannot store staleness markers of a removed target");
         }
     }
+}
+
+/// A 64-bit key of a label set (staleness tracking compares keys, not sets).
+fn series_key(labels: &Labels) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
 }
 
 fn check_label_limits(labels: &Labels, s: &JobSettings) -> Result<(), String> {

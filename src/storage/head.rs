@@ -79,6 +79,16 @@ impl HeadSeries {
         }
     }
 
+    /// Whether appending a sample at `t` closes the open chunk first.
+    pub fn closes_before(&self, t: i64, policy: ChunkPolicy) -> bool {
+        if self.chunk.is_empty() {
+            return false;
+        }
+        let window_end =
+            (self.chunk.min_t().div_euclid(policy.window_ms) + 1).saturating_mul(policy.window_ms);
+        self.chunk.len() >= policy.max_samples || t >= window_end
+    }
+
     /// Appends an admitted sample, closing the open chunk first when the
     /// policy says so.
     pub fn append(
@@ -89,12 +99,8 @@ impl HeadSeries {
         policy: ChunkPolicy,
         closed: &mut Vec<ClosedChunk>,
     ) {
-        if !self.chunk.is_empty() {
-            let window_end = (self.chunk.min_t().div_euclid(policy.window_ms) + 1)
-                .saturating_mul(policy.window_ms);
-            if self.chunk.len() >= policy.max_samples || t >= window_end {
-                closed.push(self.close(id));
-            }
+        if self.closes_before(t, policy) {
+            closed.push(self.close(id));
         }
         self.chunk.append(t, f64::from_bits(v));
         self.last_t = Some(t);

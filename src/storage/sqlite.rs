@@ -553,21 +553,40 @@ impl Appender for SqliteStorage {
             }
         }
 
-        // Apply the batch to copies of the touched head series; they replace
-        // the originals only once the transaction is committed.
+        // Plan the batch against the head without changing it: a series seen
+        // once whose open chunk stays open is appended after the commit
+        // (that cannot fail); any other touched series is worked on as a
+        // copy that replaces the original after the commit.
+        let mut seen: HashMap<SeriesId, u32> = HashMap::with_capacity(batch.len());
+        for &id in &ids {
+            *seen.entry(id).or_default() += 1;
+        }
         let mut scratch: HashMap<SeriesId, HeadSeries> = HashMap::new();
+        let mut direct: Vec<(SeriesId, i64, u64)> = Vec::with_capacity(batch.len());
         let mut logged = Vec::with_capacity(batch.len());
         let mut closed = Vec::new();
         {
             let head = read(&self.inner.head);
             for (s, &id) in batch.iter().zip(&ids) {
-                let hs = scratch
-                    .entry(id)
-                    .or_insert_with(|| head.series.get(&id).cloned().unwrap_or_default());
                 let (t, v) = (s.sample.timestamp_ms, s.sample.value.to_bits());
-                match hs.admit(t, v) {
+                let current = head.series.get(&id);
+                let simple = seen.get(&id) == Some(&1)
+                    && current.is_none_or(|hs| !hs.closes_before(t, policy));
+                let admission = if simple {
+                    current.map_or(Admission::Append, |hs| hs.admit(t, v))
+                } else {
+                    scratch
+                        .entry(id)
+                        .or_insert_with(|| current.cloned().unwrap_or_default())
+                        .admit(t, v)
+                };
+                match admission {
                     Admission::Append => {
-                        hs.append(id, t, v, policy, &mut closed);
+                        if simple {
+                            direct.push((id, t, v));
+                        } else if let Some(hs) = scratch.get_mut(&id) {
+                            hs.append(id, t, v, policy, &mut closed);
+                        }
                         logged.push(wal::WalSample { series: id, t, v });
                     }
                     Admission::Duplicate => {}
@@ -594,6 +613,14 @@ impl Appender for SqliteStorage {
             let mut head = write(&self.inner.head);
             tx.commit().map_err(backend)?;
             head.series.extend(scratch);
+            let mut none_closed = Vec::new();
+            for (id, t, v) in direct {
+                head.series
+                    .entry(id)
+                    .or_default()
+                    .append(id, t, v, policy, &mut none_closed);
+            }
+            debug_assert!(none_closed.is_empty());
         }
         if !new_series.is_empty() {
             let mut index = write(&self.inner.index);

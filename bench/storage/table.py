@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Turns a storage run's JSON lines into the markdown tables of bench/README.md."""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+ingest = {r["system"]: r for r in rows if not r.get("scrape")}
+scrape = {r["system"]: r for r in rows if r.get("scrape")}
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
+print("| system | samples | ingest samples/s | CPU s | CPU µs/sample | peak RSS MiB | bytes/sample |")
+print("|---|---|---|---|---|---|---|")
+for name in ["infermon", "prometheus", "victoria-metrics"]:
+    r = ingest.get(name)
+    if not r:
+        continue
+    n = r["samples"]
+    print(
+        f"| {name} | {n} | {n / r['wall_s']:.0f} | {r['cpu_s']:.1f} | {r['cpu_s'] / n * 1e6:.2f} "
+        f"| {r['peak_rss_bytes'] / 2**20:.0f} | {r['bytes'] / n:.3f} |"
+    )
+inf = ingest.get("infermon")
+if inf:
+    print()
+    print("| infermon ÷ peer | ingest rate | CPU/sample | peak RSS | bytes/sample |")
+    print("|---|---|---|---|---|")
+    for name in ["prometheus", "victoria-metrics"]:
+        p = ingest.get(name)
+        if not p:
+            continue
+        print(
+            f"| {name} | {ratio(inf['samples'] / inf['wall_s'], p['samples'] / p['wall_s'])} "
+            f"| {ratio(inf['cpu_s'] / inf['samples'], p['cpu_s'] / p['samples'])} "
+            f"| {ratio(inf['peak_rss_bytes'], p['peak_rss_bytes'])} | {ratio(inf['bytes'] / inf['samples'], p['bytes'] / p['samples'])} |"
+        )
+if scrape:
+    print()
+    print("| scraping node exporter at 1s | samples/scrape | CPU ms per 1k samples | RSS MiB |")
+    print("|---|---|---|---|")
+    for name, r in scrape.items():
+        per_1k = r["cpu_s"] / (r["samples_per_scrape"] * r["secs"] / 1000) * 1000
+        print(f"| {name} | {r['samples_per_scrape']} | {per_1k:.2f} | {r['rss_bytes'] / 2**20:.0f} |")
