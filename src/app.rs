@@ -2,6 +2,7 @@
 //! and stops the parts in order.
 //!
 //! Stop order: web stops accepting and drains (up to `server.shutdown_timeout`)
+//! → model queues answer what is left and their threads exit
 //! → background parts are told to stop → the process exits.
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub enum Error {
     /// Metrics setup failed.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// A model could not be loaded.
+    #[error(transparent)]
+    Inference(#[from] crate::inference::InferenceError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -51,26 +55,54 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .listen
         .parse()
         .map_err(|_| Error::BadListen(config.server.listen.clone()))?;
-    if !addr.ip().is_loopback() && config.server.auth.is_none() && !config.server.allow_unauthenticated {
+    if !addr.ip().is_loopback()
+        && config.server.auth.is_none()
+        && !config.server.allow_unauthenticated
+    {
         return Err(Error::Unprotected(addr));
     }
 
-    let gpu: Option<Box<dyn GpuSource>> = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+    let gpu: Option<Box<dyn GpuSource>> =
+        NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
     let telemetry = Telemetry::new(gpu)?;
     let readiness = Readiness::default();
 
-    let routes = Vec::new();
+    let mut routes = Vec::new();
+
+    // Model server: load every model before serving (a bad model stops the
+    // start with its reason), serve its routes, stop its queues last.
+    readiness.register("models");
+    let inference = {
+        let models = config.models.clone();
+        let base = config.source.base_dir();
+        let registry = telemetry.registry.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::inference::Inference::load(&models, &base, &registry)
+        })
+        .await
+        .map_err(|e| Error::Serve(std::io::Error::other(e)))??
+    };
+    routes.push(inference.routes());
+    readiness.set("models", true);
 
     let app = web::router(WebParts {
         telemetry,
         readiness,
-        auth: config.server.auth.as_ref().map(|a| Arc::new(Authenticator::new(a))),
+        auth: config
+            .server
+            .auth
+            .as_ref()
+            .map(|a| Arc::new(Authenticator::new(a))),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
     });
 
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     tracing::info!(addr = %local, "listening on {local}");
 
     let drain = config.server.shutdown_timeout.as_duration();
@@ -84,5 +116,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         _ = deadline => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({}); closing them", config.server.shutdown_timeout),
     }
     tracing::info!("HTTP server stopped");
+    inference.stop().await;
+    tracing::info!("model queues stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! The parts, following Prometheus' split plus the model server:
 //!
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
+//! - [`inference`]: the model server: candle models, batching queues, TEI/OpenAI/Cohere routes.
 //! - [`model`]: labels, matchers and samples every part shares.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
@@ -14,6 +15,7 @@
 //! and stops them in order when the shutdown signal fires.
 
 pub mod config;
+pub mod inference;
 pub mod model;
 pub mod rules;
 pub mod shutdown;
