@@ -188,7 +188,7 @@ impl Metrics {
                 "infermon_rerank_score",
                 "Relevance scores returned (0 to 1, after sigmoid).",
                 &["model"],
-                prometheus::linear_buckets(0.1, 0.1, 10)?,
+                vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
             )?,
             truncated: counter(
                 registry,

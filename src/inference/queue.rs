@@ -431,6 +431,46 @@ mod tests {
         q.stop().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_goes_away_frees_its_place_and_is_not_computed() {
+        let (q, sizes, metrics) = queue(1, 4);
+        let q = Arc::new(q);
+        // The first request keeps the model thread busy for a few ms.
+        let first = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let a = q.admit().unwrap();
+                q.submit(&a, vec![enc(1)]).await.unwrap()
+            })
+        };
+        let abandoned = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let a = q.admit().unwrap();
+                q.submit(&a, (0..50).map(|_| enc(2)).collect()).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        first.await.unwrap();
+        // Let the thread notice the closed reply channel.
+        for _ in 0..100 {
+            if metrics.queue_depth.get() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(metrics.in_flight.get(), 0, "the place is free");
+        assert_eq!(metrics.queue_depth.get(), 0);
+        let computed: usize = sizes.lock().unwrap().iter().sum();
+        assert!(
+            computed < 51,
+            "the abandoned inputs were not all computed ({computed})"
+        );
+        q.stop().await;
+    }
+
     #[tokio::test]
     async fn stop_refuses_new_work() {
         let (q, _, _) = queue(4, 2);
