@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use super::models::bert::{Bert, BertConfig};
+use super::models::bert::{self, BertConfig};
 use super::models::qwen3::{self, Qwen3};
-use super::models::xlm_roberta::XlmRoberta;
+use super::models::xlm_roberta;
 use super::pooling::Pooling;
 use super::tokenize::TextTokenizer;
 use super::{Backend, InferenceError, Task};
@@ -176,15 +176,14 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
             } else {
                 InputFormat::Pair
             };
-            if family == Family::Bert {
-                let m = Bert::load(vb, &bert_cfg, pool).map_err(bad)?;
-                let n = m.max_positions();
-                (Box::new(m), n, format, pool)
+            let m = if family == Family::Bert {
+                bert::load(vb, &bert_cfg, pool, cfg.candle_only)
             } else {
-                let m = XlmRoberta::load(vb, &bert_cfg, pool).map_err(bad)?;
-                let n = m.max_positions();
-                (Box::new(m), n, format, pool)
+                xlm_roberta::load(vb, &bert_cfg, pool, cfg.candle_only)
             }
+            .map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, format, pool)
         }
         Family::Qwen3 => {
             let q_cfg: candle_transformers::models::qwen3::Config =

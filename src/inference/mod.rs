@@ -10,6 +10,7 @@
 
 pub mod batcher;
 pub mod handlers;
+pub mod kernels;
 pub mod loader;
 pub mod metrics;
 pub mod models;

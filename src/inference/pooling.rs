@@ -108,6 +108,34 @@ pub fn pool(
         .collect()
 }
 
+/// Pools packed hidden states: `hidden` is `[tokens, dim]` holding every
+/// sequence's tokens back to back, sequence `i` at rows
+/// `offsets[i]..offsets[i + 1]`.
+pub fn pool_packed(hidden: &[f32], dim: usize, offsets: &[usize], mode: Pooling) -> Vec<Vec<f32>> {
+    offsets
+        .windows(2)
+        .map(|w| {
+            let (start, end) = (w[0], w[1].max(w[0] + 1));
+            let row = |t: usize| &hidden[t * dim..(t + 1) * dim];
+            match mode {
+                Pooling::Cls => row(start).to_vec(),
+                Pooling::LastToken => row(end - 1).to_vec(),
+                Pooling::Mean => {
+                    let mut sum = vec![0f32; dim];
+                    for t in start..end {
+                        for (s, v) in sum.iter_mut().zip(row(t)) {
+                            *s += v;
+                        }
+                    }
+                    let n = (end - start) as f32;
+                    sum.iter_mut().for_each(|s| *s /= n);
+                    sum
+                }
+            }
+        })
+        .collect()
+}
+
 /// Scales `v` to unit L2 length (a zero vector stays zero), as
 /// sentence-transformers' Normalize module does.
 pub fn normalize(v: &mut [f32]) {
@@ -174,6 +202,25 @@ mod tests {
             Pooling::LastToken,
         );
         assert_eq!(out[1], vec![99.0, 99.0]);
+    }
+
+    #[test]
+    fn packed_pooling_uses_each_sequences_rows() {
+        // Rows: seq 0 = (1,2),(3,4),(5,6); seq 1 = (10,20),(30,40).
+        let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0];
+        let offsets = [0, 3, 5];
+        assert_eq!(
+            pool_packed(&hidden, 2, &offsets, Pooling::Mean),
+            vec![vec![3.0, 4.0], vec![20.0, 30.0]]
+        );
+        assert_eq!(
+            pool_packed(&hidden, 2, &offsets, Pooling::Cls)[1],
+            vec![10.0, 20.0]
+        );
+        assert_eq!(
+            pool_packed(&hidden, 2, &offsets, Pooling::LastToken)[0],
+            vec![5.0, 6.0]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::inference::pooling::{PaddingSide, Pooling};
 use crate::inference::{Backend, Encoded, InferenceError};
 
+use super::bert_cpu::{CpuEncoder, CpuHead};
 use super::{padded, pool_hidden};
 
 /// The config.json fields BERT-like models need.
@@ -389,55 +390,112 @@ impl Head {
     }
 }
 
-/// `BertModel` / `BertForSequenceClassification`.
-pub struct Bert {
-    encoder: Encoder,
-    head: Head,
+/// Which implementation runs the encoder.
+enum Engine {
+    /// candle ops: any device and dtype.
+    Candle(Encoder, Head),
+    /// infermon's CPU kernels: CPU and f32 only, and faster there.
+    Cpu(CpuEncoder, CpuHead),
 }
 
-impl Bert {
-    /// Loads from `vb` (weights under `bert.` or at the root). `pooling:
-    /// None` loads the cross-encoder head.
-    pub fn load(
-        vb: VarBuilder,
+/// A BERT-like encoder with its head, shared by BERT and XLM-RoBERTa.
+pub struct EncoderModel {
+    engine: Engine,
+}
+
+/// Where the head's weights are, for a cross-encoder.
+pub(crate) struct HeadPaths<'a> {
+    /// tanh dense layer over [CLS].
+    pub dense: VarBuilder<'a>,
+    /// The one-logit output layer.
+    pub out: VarBuilder<'a>,
+}
+
+impl EncoderModel {
+    /// Loads the encoder at `root` and either pooling (`pooling: Some`) or
+    /// the classifier at `head` (`pooling: None`). The CPU kernels serve
+    /// f32 on the CPU unless `candle_only`.
+    pub(crate) fn load(
+        root: &VarBuilder,
+        head: HeadPaths,
         cfg: &BertConfig,
+        position_offset: usize,
         pooling: Option<Pooling>,
-    ) -> Result<Bert, String> {
-        let root = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb.clone()
-        };
-        let encoder = Encoder::load(&root, cfg, 0)?;
-        let head = match pooling {
-            Some(p) => Head::Pool(p),
-            None => {
-                let labels = cfg.id2label.as_ref().map_or(1, |l| l.len());
-                if labels != 1 {
-                    return Err(format!(
-                        "a reranker needs exactly one output label; config.json has {labels} (id2label)"
-                    ));
-                }
-                Head::classify(
-                    &root.pp("pooler.dense"),
-                    &vb.pp("classifier"),
-                    cfg.hidden_size,
-                )
-                .map_err(|e| e.to_string())?
+        candle_only: bool,
+    ) -> Result<EncoderModel, String> {
+        if pooling.is_none() {
+            let labels = cfg.id2label.as_ref().map_or(1, |l| l.len());
+            if labels != 1 {
+                return Err(format!(
+                    "a reranker needs exactly one output label; config.json has {labels} (id2label)"
+                ));
             }
+        }
+        let cpu = root.device().is_cpu() && root.dtype() == DType::F32 && !candle_only;
+        let engine = if cpu {
+            let encoder = CpuEncoder::load(root, cfg, position_offset)?;
+            let head = match pooling {
+                Some(p) => CpuHead::Pool(p),
+                None => CpuHead::classify(&head.dense, &head.out, cfg.hidden_size)
+                    .map_err(|e| e.to_string())?,
+            };
+            Engine::Cpu(encoder, head)
+        } else {
+            let encoder = Encoder::load(root, cfg, position_offset)?;
+            let head = match pooling {
+                Some(p) => Head::Pool(p),
+                None => Head::classify(&head.dense, &head.out, cfg.hidden_size)
+                    .map_err(|e| e.to_string())?,
+            };
+            Engine::Candle(encoder, head)
         };
-        Ok(Bert { encoder, head })
+        Ok(EncoderModel { engine })
     }
 
     /// The longest input the position table allows.
     pub fn max_positions(&self) -> usize {
-        self.encoder.max_positions()
+        match &self.engine {
+            Engine::Candle(e, _) => e.max_positions(),
+            Engine::Cpu(e, _) => e.max_positions(),
+        }
     }
 }
 
-impl Backend for Bert {
+impl Backend for EncoderModel {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let hidden = self.encoder.forward(batch)?;
-        Ok(self.head.apply(&hidden, batch)?)
+        match &self.engine {
+            Engine::Candle(encoder, head) => {
+                let hidden = encoder.forward(batch)?;
+                Ok(head.apply(&hidden, batch)?)
+            }
+            Engine::Cpu(encoder, head) => {
+                let (hidden, offsets) = encoder.forward(batch)?;
+                Ok(head.apply(
+                    &hidden,
+                    &offsets,
+                    hidden.len() / offsets.last().copied().unwrap_or(1).max(1),
+                ))
+            }
+        }
     }
+}
+
+/// `BertModel` / `BertForSequenceClassification` (weights under `bert.` or
+/// at the root; the head at `bert.pooler.dense` and `classifier`).
+pub fn load(
+    vb: VarBuilder,
+    cfg: &BertConfig,
+    pooling: Option<Pooling>,
+    candle_only: bool,
+) -> Result<EncoderModel, String> {
+    let root = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+        vb.pp("bert")
+    } else {
+        vb.clone()
+    };
+    let head = HeadPaths {
+        dense: root.pp("pooler.dense"),
+        out: vb.pp("classifier"),
+    };
+    EncoderModel::load(&root, head, cfg, 0, pooling, candle_only)
 }

@@ -2,6 +2,7 @@
 //! which differs only in its position ids and head names.
 
 pub mod bert;
+pub mod bert_cpu;
 pub mod qwen3;
 pub mod xlm_roberta;
 
