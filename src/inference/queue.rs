@@ -91,6 +91,7 @@ impl ModelQueue {
         // Each admitted request sends one message; one more slot for Stop.
         let (tx, rx) = mpsc::channel(limit + 1);
         let worker = Worker {
+            model: model.to_string(),
             backend,
             limits,
             metrics: metrics.clone(),
@@ -177,6 +178,7 @@ impl ModelQueue {
 }
 
 struct Worker {
+    model: String,
     backend: Box<dyn Backend>,
     limits: BatchLimits,
     metrics: ModelMetrics,
@@ -216,7 +218,7 @@ impl Worker {
             self.metrics.queue_depth.sub(job.remaining as i64);
             let _ = job
                 .reply
-                .send(Err(InferenceError::ShuttingDown("this model".to_string())));
+                .send(Err(InferenceError::ShuttingDown(self.model.clone())));
         }
     }
 

@@ -469,15 +469,43 @@ impl Backend for EncoderModel {
                 Ok(head.apply(&hidden, batch)?)
             }
             Engine::Cpu(encoder, head) => {
-                let (hidden, offsets) = encoder.forward(batch)?;
-                Ok(head.apply(
-                    &hidden,
-                    &offsets,
-                    hidden.len() / offsets.last().copied().unwrap_or(1).max(1),
-                ))
+                // Sequences are independent, so a big batch runs as slices of
+                // about CPU_SLICE_TOKENS tokens: the activations of one slice
+                // stay in the core's L2 cache (measured: 32×29 tokens in one
+                // pass was slower per text than 8×29).
+                let mut out = Vec::with_capacity(batch.len());
+                let mut start = 0;
+                while start < batch.len() {
+                    let mut end = start;
+                    let mut tokens = 0;
+                    while end < batch.len()
+                        && (end == start || tokens + batch[end].len() <= cpu_slice_tokens())
+                    {
+                        tokens += batch[end].len();
+                        end += 1;
+                    }
+                    let (hidden, offsets) = encoder.forward(&batch[start..end])?;
+                    let width = hidden.len() / offsets.last().copied().unwrap_or(1).max(1);
+                    out.extend(head.apply(&hidden, &offsets, width));
+                    start = end;
+                }
+                Ok(out)
             }
         }
     }
+}
+
+/// Tokens per forward slice on the CPU; `INFERMON_CPU_SLICE_TOKENS`
+/// overrides it for tuning on other CPUs.
+fn cpu_slice_tokens() -> usize {
+    static SLICE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SLICE.get_or_init(|| {
+        std::env::var("INFERMON_CPU_SLICE_TOKENS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(256)
+    })
 }
 
 /// `BertModel` / `BertForSequenceClassification` (weights under `bert.` or
