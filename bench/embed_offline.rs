@@ -24,31 +24,42 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: embed_offline MODEL_DIR TEXTS_FILE SECONDS_PER_BATCH_SIZE");
     };
     let seconds: f64 = seconds.parse()?;
-    let texts: Vec<String> = std::fs::read_to_string(texts_file)?.lines().map(str::to_string).collect();
+    let texts: Vec<String> = std::fs::read_to_string(texts_file)?
+        .lines()
+        .map(str::to_string)
+        .collect();
     let cfg: ModelConfig = serde_yaml_ng::from_str(&format!("path: {model_dir}"))?;
     let mut parts = loader::load(&cfg, Path::new("."))?;
     for batch_size in [1usize, 8, 32] {
         let mut latencies = Vec::new();
         let mut done = 0usize;
         let mut cursor = 0usize;
-        let mut run = |record: bool, latencies: &mut Vec<Duration>, done: &mut usize| -> anyhow::Result<()> {
-            let batch: Vec<&String> = (0..batch_size).map(|i| &texts[(cursor + i) % texts.len()]).collect();
-            cursor += batch_size;
-            let t = Instant::now();
-            let encoded: Vec<Encoded> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, text)| parts.tokenizer.single("bench", i, text, None).map(|t| t.encoded))
-                .collect::<Result<_, _>>()?;
-            let refs: Vec<&Encoded> = encoded.iter().collect();
-            let mut vectors = parts.backend.forward(&refs)?;
-            vectors.iter_mut().for_each(|v| normalize(v));
-            if record {
-                latencies.push(t.elapsed());
-                *done += batch_size;
-            }
-            Ok(())
-        };
+        let mut run =
+            |record: bool, latencies: &mut Vec<Duration>, done: &mut usize| -> anyhow::Result<()> {
+                let batch: Vec<&String> = (0..batch_size)
+                    .map(|i| &texts[(cursor + i) % texts.len()])
+                    .collect();
+                cursor += batch_size;
+                let t = Instant::now();
+                let encoded: Vec<Encoded> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| {
+                        parts
+                            .tokenizer
+                            .single("bench", i, text, None)
+                            .map(|t| t.encoded)
+                    })
+                    .collect::<Result<_, _>>()?;
+                let refs: Vec<&Encoded> = encoded.iter().collect();
+                let mut vectors = parts.backend.forward(&refs)?;
+                vectors.iter_mut().for_each(|v| normalize(v));
+                if record {
+                    latencies.push(t.elapsed());
+                    *done += batch_size;
+                }
+                Ok(())
+            };
         // Warm-up: a few batches, not recorded.
         for _ in 0..3 {
             run(false, &mut latencies, &mut done)?;
@@ -67,5 +78,34 @@ fn main() -> anyhow::Result<()> {
             latencies.len()
         );
     }
+    metrics_cost();
     Ok(())
+}
+
+/// What the per-request metric updates of a successful `/embed` cost (the
+/// handler's request counter and three timing histograms, plus the model's
+/// token and batch histograms), to compare with the time of a request.
+fn metrics_cost() {
+    let registry = prometheus::Registry::new();
+    let Ok(metrics) = infermon::inference::Metrics::new(&registry) else {
+        return;
+    };
+    let model = metrics.model("minilm", "BertModel", "embed", "cpu", "f32");
+    let timings = infermon::inference::queue::Timings::default();
+    let n = 200_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        metrics.request("minilm", "/embed", 200);
+        metrics.timings("minilm", "/embed", &timings);
+        model.input_tokens.observe(29.0);
+        model.batch_size.observe(1.0);
+        model.batch_tokens.observe(29.0);
+        model.compute.observe(0.01);
+        model.queue_depth.add(1);
+        model.queue_depth.sub(1);
+    }
+    println!(
+        "{{\"metrics_ns_per_request\":{:.0}}}",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }

@@ -48,7 +48,7 @@ load infermon 18400
 curl -s http://127.0.0.1:18400/metrics | grep -E '^infermon_inference_batch_size_(sum|count)' | tr '\n' ' ' | sed 's/^/{"phase":"http-batches","metrics":"/; s/ $/"}\n/' | tee -a "$out"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
-"$PY" bench/http_st.py "$MODEL" 18401 "$THREADS" & pid=$!
+"$PY" bench/http_st.py "$MODEL" 18401 "$THREADS" 2>/dev/null & pid=$!
 for _ in $(seq 1 300); do curl -s -X POST -H 'content-type: application/json' -d '{"inputs":"x"}' http://127.0.0.1:18401/embed >/dev/null 2>&1 && break; sleep 0.2; done
 load "python-http.server+sentence-transformers" 18401
 kill "$pid"; wait "$pid" 2>/dev/null || true
