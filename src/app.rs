@@ -2,8 +2,9 @@
 //! and stops the parts in order.
 //!
 //! Stop order: web stops accepting and drains (up to `server.shutdown_timeout`)
-//! → background parts are told to stop → scrape loops stop → storage
-//! checkpoints and closes → the process exits.
+//! → model queues answer what is left and their threads exit
+//! → background parts are told to stop → scrape loops stop → rules stop →
+//! alerting finishes in-flight sends → storage checkpoints and closes → exit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub enum Error {
     /// The scraper could not be set up.
     #[error(transparent)]
     Scrape(#[from] ScrapeError),
+    /// A model could not be loaded.
+    #[error(transparent)]
+    Inference(#[from] crate::inference::InferenceError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -84,6 +88,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let readiness = Readiness::default();
 
     let mut routes = Vec::new();
+
+    // Model server: load every model before serving (a bad model stops the
+    // start with its reason), serve its routes, stop its queues last.
+    readiness.register("models");
+    let inference = {
+        let models = config.models.clone();
+        let base = config.source.base_dir();
+        let registry = telemetry.registry.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::inference::Inference::load(&models, &base, &registry)
+        })
+        .await
+        .map_err(|e| Error::Serve(std::io::Error::other(e)))??
+    };
+    routes.push(inference.routes());
+    readiness.set("models", true);
 
     // Storage and scrape (issue 4). The store opens before the port does;
     // `store` is the shared handle PromQL and rules read and write through.
@@ -217,6 +237,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         _ = deadline => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({}); closing them", config.server.shutdown_timeout),
     }
     tracing::info!("HTTP server stopped");
+    inference.stop().await;
+    tracing::info!("model queues stopped");
     // Stop order: scrape loops finish their last append → rules stop →
     // alerting lets in-flight sends finish (everything queued is durable) →
     // the store checkpoints its head and closes.

@@ -3,6 +3,7 @@
 //! The parts, following Prometheus' split plus the model server:
 //!
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
+//! - [`inference`]: the model server: candle models, batching queues, TEI/OpenAI/Cohere routes.
 //! - [`model`]: labels, matchers and samples every part shares.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
@@ -19,6 +20,7 @@
 
 pub mod alerting;
 pub mod config;
+pub mod inference;
 pub mod model;
 pub mod promql;
 pub mod rules;

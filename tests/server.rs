@@ -313,7 +313,6 @@ fn metrics_count_requests_and_pass_promtool() {
 }
 
 #[test]
-#[ignore = "needs a body-reading route: enabled when /embed lands"]
 fn sigterm_drains_a_request_in_flight_and_exits_zero() {
     let mut server = TestServer::start(MINIMAL);
     // A request whose body is still arriving is in flight: the server must

@@ -44,6 +44,11 @@ pub struct ModelConfig {
     /// Instruction for Qwen3-Reranker when a request gives none.
     #[serde(default)]
     pub instruction: Option<String>,
+    /// Run BERT-like models with candle's generic ops even on CPU/f32
+    /// instead of infermon's faster CPU kernels (for comparison and as a
+    /// fallback).
+    #[serde(default)]
+    pub candle_only: bool,
 }
 
 fn default_device() -> String {

@@ -1,0 +1,319 @@
+//! CPU kernels for encoder models in f32, on packed (unpadded) batches.
+//!
+//! candle's CPU backend runs element-wise ops on one thread and needs a
+//! transpose copy per attention head; on a 2-core box those dominate a
+//! small encoder like MiniLM. These kernels instead work on one row-major
+//! `[tokens, width]` buffer holding every real token of the batch back to
+//! back (no padding at all): matrix products go to the `gemm` crate with
+//! the bias pre-loaded into the output, GELU and residual+LayerNorm are
+//! fused passes split across rayon's threads, and attention reads query,
+//! key and value straight from the fused QKV buffer one (sequence, head)
+//! pair per task, looking only at that sequence's own tokens — so padding
+//! never needs a mask.
+
+use rayon::prelude::*;
+
+/// `x·W + b` for `x: [rows, k]`, `W` stored as `[k, n]` row-major.
+pub struct Linear {
+    /// Weights, `[k, n]` row-major (the transpose of PyTorch's layout).
+    pub w: Vec<f32>,
+    /// Bias, `n`.
+    pub b: Vec<f32>,
+    /// Input width.
+    pub k: usize,
+    /// Output width.
+    pub n: usize,
+}
+
+/// What to apply to a linear layer's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing.
+    None,
+    /// Exact (erf) GELU, as BERT's `gelu`.
+    Gelu,
+    /// tanh-approximated GELU (`gelu_new`).
+    GeluTanh,
+    /// max(0, x).
+    Relu,
+}
+
+impl Linear {
+    /// From PyTorch's `[n, k]` weight and `n` bias.
+    pub fn from_torch(weight: &[f32], bias: Vec<f32>, k: usize, n: usize) -> Linear {
+        let mut w = vec![0f32; k * n];
+        for o in 0..n {
+            for i in 0..k {
+                w[i * n + o] = weight[o * k + i];
+            }
+        }
+        Linear { w, b: bias, k, n }
+    }
+
+    /// `act(x·W + b)` for `rows` rows of `x`.
+    pub fn forward(&self, x: &[f32], rows: usize, act: Activation) -> Vec<f32> {
+        let n = self.n;
+        let mut out = Vec::with_capacity(rows * n);
+        for _ in 0..rows {
+            out.extend_from_slice(&self.b);
+        }
+        if rows == 0 {
+            return out;
+        }
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 && rows * n * self.k > 1 << 16 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the three buffers hold rows×n, rows×k and k×n floats, and
+        // the strides below describe exactly those row-major layouts.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                self.k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr(),
+                1,
+                self.k as isize,
+                self.w.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        match act {
+            Activation::None => {}
+            Activation::Gelu => par_map(&mut out, gelu_erf),
+            Activation::GeluTanh => par_map(&mut out, gelu_tanh),
+            Activation::Relu => par_map(&mut out, |v| v.max(0.0)),
+        }
+        out
+    }
+}
+
+/// LayerNorm parameters.
+pub struct LayerNorm {
+    /// Scale.
+    pub gamma: Vec<f32>,
+    /// Shift.
+    pub beta: Vec<f32>,
+    /// Epsilon.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// `x = LayerNorm(x + residual)`, row by row, in place.
+    pub fn add_forward(&self, x: &mut [f32], residual: &[f32]) {
+        let width = self.gamma.len();
+        x.par_chunks_mut(width.max(1) * 16)
+            .zip(residual.par_chunks(width.max(1) * 16))
+            .for_each(|(xs, rs)| {
+                for (row, res) in xs.chunks_mut(width).zip(rs.chunks(width)) {
+                    for (v, r) in row.iter_mut().zip(res) {
+                        *v += r;
+                    }
+                    self.row(row);
+                }
+            });
+    }
+
+    /// LayerNorm of every row, in place.
+    pub fn forward(&self, x: &mut [f32]) {
+        let width = self.gamma.len();
+        x.par_chunks_mut(width.max(1) * 16)
+            .for_each(|xs| xs.chunks_mut(width).for_each(|row| self.row(row)));
+    }
+
+    fn row(&self, row: &mut [f32]) {
+        let n = row.len() as f32;
+        let mean = row.iter().sum::<f32>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + self.eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// Multi-head self-attention over packed sequences.
+///
+/// `qkv` is `[tokens, 3·heads·head_dim]` (query columns first, then key,
+/// then value; the query already scaled by 1/√head_dim); `offsets` holds
+/// each sequence's first row, plus the total at the end. Returns the
+/// context `[tokens, heads·head_dim]`.
+pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) -> Vec<f32> {
+    let h = heads * head_dim;
+    let tokens = offsets.last().copied().unwrap_or(0);
+    let mut out = vec![0f32; tokens * h];
+    // One task per (sequence, head); each writes a disjoint column block of
+    // its sequence's rows, gathered below.
+    let tasks: Vec<(usize, usize)> = (0..offsets.len().saturating_sub(1))
+        .flat_map(|s| (0..heads).map(move |hd| (s, hd)))
+        .collect();
+    let blocks: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(s, head)| {
+            let (start, end) = (offsets[s], offsets[s + 1]);
+            let len = end - start;
+            let row = |t: usize, part: usize| {
+                let base = (start + t) * 3 * h + part * h + head * head_dim;
+                &qkv[base..base + head_dim]
+            };
+            let mut ctx = vec![0f32; len * head_dim];
+            let mut scores = vec![0f32; len];
+            for i in 0..len {
+                let q = row(i, 0);
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores.iter_mut().enumerate() {
+                    *s = dot(q, row(j, 1));
+                    max = max.max(*s);
+                }
+                let mut sum = 0.0;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let c = &mut ctx[i * head_dim..(i + 1) * head_dim];
+                for (j, s) in scores.iter().enumerate() {
+                    let p = s / sum;
+                    for (cv, vv) in c.iter_mut().zip(row(j, 2)) {
+                        *cv += p * vv;
+                    }
+                }
+            }
+            ctx
+        })
+        .collect();
+    for (&(s, head), block) in tasks.iter().zip(blocks) {
+        for (i, chunk) in block.chunks(head_dim).enumerate() {
+            let base = (offsets[s] + i) * h + head * head_dim;
+            out[base..base + head_dim].copy_from_slice(chunk);
+        }
+    }
+    out
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight partial sums let the compiler keep them in one vector register.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8 * 8;
+    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += ca[k] * cb[k];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for k in chunks..a.len() {
+        sum += a[k] * b[k];
+    }
+    sum
+}
+
+fn par_map(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    x.par_chunks_mut(4096)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+}
+
+/// erf for f32 as a rational polynomial on [-4, 4] (outside, erf is ±1 to
+/// f32 precision): branch-free, so the loop vectorizes; error below 1e-6.
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = x2 * p + -2.101_024e-6;
+    p = x2 * p + -5.692_506_4e-5;
+    p = x2 * p + -7.349_906_3e-4;
+    p = x2 * p + -2.954_600_1e-3;
+    p = x2 * p + -1.609_603_3e-2;
+    p *= x;
+    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_5e-4;
+    q = x2 * q + -1.682_827e-3;
+    q = x2 * q + -7.373_329_4e-3;
+    q = x2 * q + -1.426_473_9e-2;
+    p / q
+}
+
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_tanh(x: f32) -> f32 {
+    let c = (2.0 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_is_accurate() {
+        // Reference values of erf.
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (-2.0, -0.995_322_3),
+            (3.5, 0.999_999_3),
+            (9.0, 1.0),
+        ] {
+            assert!(
+                (erf(x) - want).abs() < 1e-6,
+                "erf({x}) = {} not {want}",
+                erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn linear_matches_naive_product() {
+        // W (torch layout [n=2, k=3]).
+        let l = Linear::from_torch(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![0.5, -1.0], 3, 2);
+        let y = l.forward(&[1.0, 0.0, -1.0, 2.0, 1.0, 0.0], 2, Activation::None);
+        assert_eq!(
+            y,
+            vec![
+                1.0 - 3.0 + 0.5,
+                4.0 - 6.0 - 1.0,
+                2.0 + 2.0 + 0.5,
+                8.0 + 5.0 - 1.0
+            ]
+        );
+        let r = l.forward(&[1.0, 0.0, -1.0], 1, Activation::Relu);
+        assert_eq!(r, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn layer_norm_normalizes_rows() {
+        let ln = LayerNorm {
+            gamma: vec![1.0; 4],
+            beta: vec![0.0; 4],
+            eps: 0.0,
+        };
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        ln.add_forward(&mut x, &[1.0, 1.0, 1.0, 1.0]);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        let var: f32 = x.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{x:?}");
+    }
+
+    #[test]
+    fn attention_sees_only_its_own_sequence() {
+        // Two sequences (1 token, 2 tokens), one head of width 1:
+        // columns are q, k, v.
+        let qkv = [0.0, 0.0, 7.0, /* seq 2 */ 0.0, 0.0, 1.0, 0.0, 0.0, 3.0];
+        let out = attention(&qkv, &[0, 1, 3], 1, 1);
+        // Equal scores: sequence 2 averages its values; sequence 1 sees only itself.
+        assert_eq!(out, vec![7.0, 2.0, 2.0]);
+    }
+}

@@ -1,0 +1,338 @@
+//! Reading a Hugging Face model directory: config.json decides the
+//! architecture and task, safetensors give the weights, tokenizer.json and
+//! the sentence-transformers files give tokenization and pooling.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use super::models::bert::{self, BertConfig};
+use super::models::qwen3::{self, Qwen3};
+use super::models::xlm_roberta;
+use super::pooling::Pooling;
+use super::tokenize::TextTokenizer;
+use super::{Backend, InferenceError, Task};
+use crate::config::ModelConfig;
+
+/// How a request's text becomes model input.
+#[derive(Clone, Debug)]
+pub enum InputFormat {
+    /// One text per input (embedders).
+    Single,
+    /// `[CLS] query [SEP] document [SEP]` (cross-encoders).
+    Pair,
+    /// Qwen3-Reranker's chat prompt around instruction, query and document.
+    Qwen3Rerank {
+        /// Tokens of the system prompt.
+        prefix: Vec<u32>,
+        /// Tokens of the assistant turn.
+        suffix: Vec<u32>,
+        /// The instruction when the request gives none.
+        instruction: String,
+    },
+}
+
+/// A model ready to be put behind a queue.
+pub struct LoadedParts {
+    /// The weights and forward pass.
+    pub backend: Box<dyn Backend>,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// config.json's architecture.
+    pub architecture: String,
+    /// What it does.
+    pub task: Task,
+    /// How inputs are built.
+    pub format: InputFormat,
+    /// Pooling of an embedder.
+    pub pooling: Option<Pooling>,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// `f32`, `f16` or `bf16`.
+    pub dtype: String,
+}
+
+/// The name a model is known by: `name:`, else the directory's name.
+pub fn model_name(cfg: &ModelConfig) -> String {
+    cfg.name.clone().unwrap_or_else(|| {
+        Path::new(&cfg.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| cfg.path.clone())
+    })
+}
+
+/// Loads the model `cfg` describes; relative paths are resolved against `base_dir`.
+pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, InferenceError> {
+    let name = model_name(cfg);
+    let dir = base_dir.join(&cfg.path);
+    if !dir.is_dir() {
+        return Err(InferenceError::ModelDirMissing { name, path: dir });
+    }
+    let bad = |message: String| InferenceError::BadModelConfig {
+        name: name.clone(),
+        message,
+    };
+    let file_err = |path: &Path, reason: String| InferenceError::ModelFile {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        reason,
+    };
+
+    let config_path = dir.join("config.json");
+    let config_text =
+        std::fs::read_to_string(&config_path).map_err(|e| file_err(&config_path, e.to_string()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&config_text).map_err(|e| file_err(&config_path, e.to_string()))?;
+    let architecture = config
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            config
+                .get("model_type")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "<none in config.json>".to_string());
+
+    let device_name = cfg.device.trim().to_string();
+    let device = open_device(&name, &device_name)?;
+    let dtype_name = cfg
+        .dtype
+        .clone()
+        .unwrap_or_else(|| if device.is_cpu() { "f32" } else { "f16" }.to_string());
+    let dtype = match dtype_name.as_str() {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => return Err(bad(format!("dtype {other:?} is not f32, f16 or bf16"))),
+    };
+    let wanted_task = match cfg.task.as_deref() {
+        None => None,
+        Some("embed") => Some(Task::Embed),
+        Some("rerank") => Some(Task::Rerank),
+        Some(other) => return Err(bad(format!("task {other:?} is not embed or rerank"))),
+    };
+    let pooling = match cfg.pooling.as_deref() {
+        Some(p) => Some(
+            Pooling::parse(p)
+                .ok_or_else(|| bad(format!("pooling {p:?} is not mean, cls or last_token")))?,
+        ),
+        None => Pooling::from_sentence_transformers(&dir),
+    };
+
+    let unsupported = || InferenceError::UnsupportedArchitecture {
+        name: name.clone(),
+        architecture: architecture.clone(),
+        path: config_path.clone(),
+    };
+    let family = match architecture.as_str() {
+        "BertModel" | "BertForMaskedLM" | "BertForSequenceClassification" | "bert" => Family::Bert,
+        "XLMRobertaModel" | "XLMRobertaForSequenceClassification" | "xlm-roberta" => {
+            Family::XlmRoberta
+        }
+        "Qwen3Model" | "Qwen3ForCausalLM" | "qwen3" => Family::Qwen3,
+        _ => return Err(unsupported()),
+    };
+    let is_classifier = architecture.ends_with("ForSequenceClassification");
+    let task = match (family, wanted_task) {
+        (_, Some(t)) => t,
+        (Family::Qwen3, None) if architecture == "Qwen3ForCausalLM" && pooling.is_none() => {
+            Task::Rerank
+        }
+        (_, None) if is_classifier => Task::Rerank,
+        _ => Task::Embed,
+    };
+    if task == Task::Rerank && family != Family::Qwen3 && !is_classifier {
+        return Err(bad(format!(
+            "task: rerank needs a *ForSequenceClassification model; {architecture} has no classifier"
+        )));
+    }
+    if task == Task::Rerank && family == Family::Qwen3 && architecture != "Qwen3ForCausalLM" {
+        return Err(bad(
+            "Qwen3 reranking needs Qwen3ForCausalLM (Qwen3-Reranker)".to_string(),
+        ));
+    }
+
+    let vb = weights(&dir, dtype, &device).map_err(|(path, reason)| file_err(&path, reason))?;
+    let sentence_max = sentence_max_seq_length(&dir);
+    let tokenizer_path = dir.join("tokenizer.json");
+
+    let (backend, positions, format, pooling): (
+        Box<dyn Backend>,
+        usize,
+        InputFormat,
+        Option<Pooling>,
+    ) = match family {
+        Family::Bert | Family::XlmRoberta => {
+            let bert_cfg: BertConfig = serde_json::from_str(&config_text)
+                .map_err(|e| file_err(&config_path, e.to_string()))?;
+            let pool = (task == Task::Embed).then(|| pooling.unwrap_or(Pooling::Cls));
+            let format = if task == Task::Embed {
+                InputFormat::Single
+            } else {
+                InputFormat::Pair
+            };
+            let m = if family == Family::Bert {
+                bert::load(vb, &bert_cfg, pool, cfg.candle_only)
+            } else {
+                xlm_roberta::load(vb, &bert_cfg, pool, cfg.candle_only)
+            }
+            .map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, format, pool)
+        }
+        Family::Qwen3 => {
+            let q_cfg: candle_transformers::models::qwen3::Config =
+                serde_json::from_str(&config_text)
+                    .map_err(|e| file_err(&config_path, e.to_string()))?;
+            let positions = q_cfg.max_position_embeddings.min(8192);
+            if task == Task::Rerank {
+                let tok = TextTokenizer::load(&tokenizer_path, positions)
+                    .map_err(|e| file_err(&tokenizer_path, e))?;
+                let id = |t: &str| {
+                    tok.plain()
+                        .token_to_id(t)
+                        .ok_or_else(|| bad(format!("tokenizer has no {t:?} token for reranking")))
+                };
+                let (yes, no) = (id("yes")?, id("no")?);
+                let m = Qwen3::load(vb, &q_cfg, Some((yes, no))).map_err(bad)?;
+                let format = InputFormat::Qwen3Rerank {
+                    prefix: tok.ids(qwen3::RERANK_PREFIX)?,
+                    suffix: tok.ids(qwen3::RERANK_SUFFIX)?,
+                    instruction: cfg
+                        .instruction
+                        .clone()
+                        .unwrap_or_else(|| qwen3::DEFAULT_INSTRUCTION.to_string()),
+                };
+                (Box::new(m), positions, format, None)
+            } else {
+                let m = Qwen3::load(vb, &q_cfg, None).map_err(bad)?;
+                (
+                    Box::new(m),
+                    positions,
+                    InputFormat::Single,
+                    Some(Pooling::LastToken),
+                )
+            }
+        }
+    };
+    if pooling.is_some_and(|p| p != Pooling::LastToken) && family == Family::Qwen3 {
+        return Err(bad("Qwen3 embeddings use last_token pooling".to_string()));
+    }
+
+    let default_max = sentence_max.unwrap_or(positions).min(positions);
+    let max_input_length = match cfg.max_input_length {
+        Some(n) if n > positions => {
+            return Err(bad(format!(
+                "max_input_length {n} is more than the model's {positions} positions"
+            )));
+        }
+        Some(n) => n,
+        None => default_max,
+    };
+    let tokenizer = TextTokenizer::load(&tokenizer_path, max_input_length)
+        .map_err(|e| file_err(&tokenizer_path, e))?;
+    Ok(LoadedParts {
+        backend,
+        tokenizer,
+        architecture,
+        task,
+        format,
+        pooling,
+        device: device_name,
+        dtype: dtype_name,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Bert,
+    XlmRoberta,
+    Qwen3,
+}
+
+/// Opens `cpu` or `cuda[:N]`; CUDA needs a build with the `cuda` feature.
+fn open_device(name: &str, spec: &str) -> Result<Device, InferenceError> {
+    let err = |reason: String| InferenceError::Device {
+        name: name.to_string(),
+        device: spec.to_string(),
+        reason,
+    };
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let Some(rest) = spec.strip_prefix("cuda") else {
+        return Err(err("devices are `cpu` or `cuda:N`".to_string()));
+    };
+    let index: usize = match rest.strip_prefix(':') {
+        None if rest.is_empty() => 0,
+        Some(n) => n
+            .parse()
+            .map_err(|_| err(format!("{n:?} is not a GPU number")))?,
+        None => return Err(err("devices are `cpu` or `cuda:N`".to_string())),
+    };
+    if cfg!(feature = "cuda") {
+        Device::new_cuda(index).map_err(|e| {
+            err(format!(
+                "cannot open GPU {index} (is an NVIDIA driver installed and the GPU visible?): {e}"
+            ))
+        })
+    } else {
+        Err(err(
+            "this infermon was built without the `cuda` feature; rebuild with `cargo build --release --features cuda` or use `device: cpu`"
+                .to_string(),
+        ))
+    }
+}
+
+/// `model.safetensors`, or every shard named by `model.safetensors.index.json`.
+fn weights(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, (PathBuf, String)> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let files = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| (index.clone(), e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| (index.clone(), e.to_string()))?;
+        let map = value
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| (index.clone(), "no weight_map".to_string()))?;
+        let mut shards: Vec<PathBuf> = map
+            .values()
+            .filter_map(|v| v.as_str())
+            .map(|f| dir.join(f))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        shards
+    } else {
+        return Err((single, "missing: infermon reads safetensors weights (model.safetensors or model.safetensors.index.json)".to_string()));
+    };
+    for f in &files {
+        if !f.is_file() {
+            return Err((f.clone(), "missing".to_string()));
+        }
+    }
+    // SAFETY: the files are memory-mapped read-only; infermon never writes
+    // them, and a model directory changing under a running server is outside
+    // what any model server can guard against.
+    unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
+        .map_err(|e| (files[0].clone(), e.to_string()))
+}
+
+/// `max_seq_length` from sentence-transformers' `sentence_bert_config.json`.
+fn sentence_max_seq_length(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("max_seq_length")?.as_u64().map(|n| n as usize)
+}
