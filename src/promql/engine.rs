@@ -88,7 +88,7 @@ impl Engine {
 
     /// Evaluates a parsed expression at `t` (ms).
     pub fn instant_expr(&self, expr: &Expr, t: i64) -> Result<Value, PromqlError> {
-        let mut ev = Evaluator::prepare(self, expr, t, t, 0)?;
+        let mut ev = Evaluator::prepare(self, expr, t, t)?;
         let val = ev.eval(expr, t)?;
         Ok(match val {
             Val::Scalar(f) => Value::Scalar { t, f },
@@ -148,7 +148,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let mut ev = Evaluator::prepare(self, expr, start, end, step)?;
+        let mut ev = Evaluator::prepare(self, expr, start, end)?;
         let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         let mut points = 0usize;
         let mut t = start;
@@ -289,9 +289,13 @@ pub(crate) struct Matrix {
 /// A value during evaluation of one step.
 #[derive(Clone, Debug)]
 pub(crate) enum Val {
+    /// A number.
     Scalar(f64),
+    /// A string literal.
     Str(String),
+    /// An instant vector.
     Vector(Vec<Sample>),
+    /// A range vector.
     Matrix(Matrix),
 }
 
@@ -384,13 +388,7 @@ pub(crate) struct Evaluator {
 
 impl Evaluator {
     /// Fetches every selector's samples for the span `[start, end]` needs.
-    fn prepare(
-        engine: &Engine,
-        expr: &Expr,
-        start: i64,
-        end: i64,
-        _step: i64,
-    ) -> Result<Self, PromqlError> {
+    fn prepare(engine: &Engine, expr: &Expr, start: i64, end: i64) -> Result<Self, PromqlError> {
         let opts = &engine.opts;
         let mut ev = Evaluator {
             lookback: opts.lookback_delta.as_millis() as i64,
@@ -486,6 +484,7 @@ impl Evaluator {
         }
     }
 
+    /// Fails once the query has run past its timeout.
     pub fn check_deadline(&self) -> Result<(), PromqlError> {
         if Instant::now() > self.deadline {
             return Err(PromqlError::Timeout("query execution"));

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::{ApiState, Params, PromApiError, success};
+use crate::promql::PromqlError;
 use crate::util::now_ms;
 
 /// Most points a range query may return per series, as Prometheus.
@@ -19,7 +20,11 @@ fn query_param(p: &Params) -> Result<String, PromApiError> {
 pub async fn instant(State(st): State<ApiState>, p: Params) -> Result<Response, PromApiError> {
     let query = query_param(&p)?;
     let t = p.time("time", now_ms())?;
-    let value = st.engine.instant_query(query, t).await?;
+    let value = st
+        .engine
+        .instant_query(query, t)
+        .await
+        .map_err(query_error)?;
     Ok(success(value))
 }
 
@@ -52,8 +57,22 @@ pub async fn range(State(st): State<ApiState>, p: Params) -> Result<Response, Pr
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let value = st.engine.range_query(query, start, end, step).await?;
+    let value = st
+        .engine
+        .range_query(query, start, end, step)
+        .await
+        .map_err(query_error)?;
     Ok(success(value))
+}
+
+/// Parse errors name the parameter, as Prometheus words them.
+fn query_error(e: PromqlError) -> PromApiError {
+    match e {
+        PromqlError::Parse(msg) => {
+            PromApiError::bad_data(format!("invalid parameter \"query\": {msg}"))
+        }
+        other => other.into(),
+    }
 }
 
 fn bad_time(name: &str, v: &str) -> PromApiError {

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Query latency: infermon's PromQL engine vs Prometheus vs VictoriaMetrics on the
+# same generated 7-day data set (see benches/promql_vs_prometheus.rs), over HTTP.
+# Needs the Debian packages prometheus (prometheus + promtool) and, optionally,
+# victoria-metrics. Importing 7 days into Prometheus with promtool takes minutes
+# (13 on a loaded 2-core machine). Prints a markdown table; copy it into bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo bench --bench promql_vs_prometheus 2>&1 | sed -n '/^| query/,$p'
