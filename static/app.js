@@ -114,3 +114,11 @@
     startRefresh();
   });
 })();
+
+// Timestamps in tables (data-ts on spans) in the browser's zone.
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("span.ts[data-ts]").forEach(function (s) {
+    var d = new Date(Number(s.getAttribute("data-ts")));
+    if (!isNaN(d.getTime())) s.textContent = d.toLocaleString();
+  });
+});

@@ -88,6 +88,9 @@ pub struct Config {
     /// Built-in host and GPU collectors.
     #[serde(default)]
     pub collectors: CollectorsConfig,
+    /// Grafana dashboard JSON files (globs, relative to this file) shown beside the built-in ones.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub dashboards: Vec<String>,
     /// Prometheus' remote_read: accepted and warned about.
     #[serde(default, skip_serializing)]
     pub remote_read: Option<serde_yaml_ng::Value>,

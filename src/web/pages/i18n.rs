@@ -83,6 +83,11 @@ impl Lang {
             "State" => "状态",
             "Since" => "开始于",
             "Silences" => "静默",
+            "Silence" => "静默",
+            "Create silence" => "创建静默",
+            "Expire" => "失效",
+            "Rules" => "规则",
+            "Notifications" => "通知记录",
             _ => key,
         };
         match self {

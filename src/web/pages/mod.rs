@@ -3,6 +3,7 @@
 
 mod grafana;
 mod i18n;
+mod ops;
 mod render;
 
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use axum::routing::get;
 
 pub use grafana::{Dashboard, Panel, legend, substitute};
 pub use i18n::Lang;
+pub use ops::{
+    AlertRow, AlertsView, NoOperations, NotificationRow, Operations, RuleRow, SilenceRow, TargetRow,
+};
 pub use render::{
     LegendItem, PanelView, QueryApi, RangeResult, Window, esc, heat_columns, render_panel,
 };
@@ -50,6 +54,34 @@ pub struct Pages {
     pub snapshots: Option<Arc<Snapshotter>>,
     /// Extra facts for the Status page (models, storage…), refreshed by their owners.
     pub facts: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    /// Targets, alerts, silences.
+    pub ops: Arc<dyn Operations>,
+    /// Token every state-changing form must carry (random per process).
+    pub csrf: String,
+}
+
+/// A random token for [`Pages::csrf`].
+pub fn new_csrf_token() -> String {
+    use sha2::Digest;
+    let seed = format!(
+        "{}:{}:{:?}",
+        crate::util::now_ms(),
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let mut h = sha2::Sha256::new();
+    h.update(seed.as_bytes());
+    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        h.update(&bytes);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Local-time-free display of a millisecond timestamp (the script localizes it).
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
 }
 
 /// Errors loading users' dashboards.
@@ -107,6 +139,13 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .route("/explore", get(explore))
         .route("/status", get(status))
         .route("/snapshots", get(snapshots))
+        .route("/targets", get(targets))
+        .route("/alerts", get(alerts))
+        .route("/alerts/silences", axum::routing::post(create_silence))
+        .route(
+            "/alerts/silences/{id}/expire",
+            axum::routing::post(expire_silence),
+        )
         .route("/static/{file}", get(static_file))
         .with_state(pages)
 }
@@ -714,3 +753,235 @@ async fn static_file(Path(file): Path<String>) -> Response {
 
 #[cfg(test)]
 mod tests;
+
+#[derive(Template)]
+#[template(path = "targets.html")]
+struct TargetsPage {
+    page: PageFrame,
+    targets: Vec<TargetRow>,
+    health_label: &'static str,
+    labels_label: &'static str,
+    last_label: &'static str,
+    duration_label: &'static str,
+    error_label: &'static str,
+}
+
+impl TargetsPage {
+    fn when(&self, ms: &i64) -> String {
+        when(*ms)
+    }
+}
+
+async fn targets(
+    State(pages): State<Arc<Pages>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = Params::new(q.as_deref());
+    let page = frame("Targets", "Targets", &params, &headers, false);
+    let l = page.lang;
+    html(
+        TargetsPage {
+            page,
+            targets: pages.ops.targets(),
+            health_label: l.t("Health"),
+            labels_label: l.t("Labels"),
+            last_label: l.t("Last scrape"),
+            duration_label: l.t("Duration"),
+            error_label: l.t("Error"),
+        }
+        .render(),
+        &params,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsPage {
+    page: PageFrame,
+    view: AlertsView,
+    csrf: String,
+    prefill: String,
+    message: Option<String>,
+    alerts_label: &'static str,
+    state_label: &'static str,
+    labels_label: &'static str,
+    since_label: &'static str,
+    value_label: &'static str,
+    silence_label: &'static str,
+    silences_label: &'static str,
+    create_label: &'static str,
+    expire_label: &'static str,
+    rules_label: &'static str,
+    notifications_label: &'static str,
+    error_label: &'static str,
+}
+
+impl AlertsPage {
+    fn when(&self, ms: &i64) -> String {
+        when(*ms)
+    }
+}
+
+async fn alerts(
+    State(pages): State<Arc<Pages>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = Params::new(q.as_deref());
+    alerts_page(
+        &pages,
+        &params,
+        &headers,
+        params.get("message").map(str::to_string),
+    )
+    .await
+}
+
+async fn alerts_page(
+    pages: &Pages,
+    params: &Params,
+    headers: &HeaderMap,
+    message: Option<String>,
+) -> Response {
+    let page = frame("Alerts", "Alerts", params, headers, false);
+    let l = page.lang;
+    let view = pages.ops.alerts().await;
+    html(
+        AlertsPage {
+            page,
+            view,
+            csrf: pages.csrf.clone(),
+            prefill: params.get("silence").unwrap_or("").to_string(),
+            message,
+            alerts_label: l.t("Alerts"),
+            state_label: l.t("State"),
+            labels_label: l.t("Labels"),
+            since_label: l.t("Since"),
+            value_label: l.t("Value"),
+            silence_label: l.t("Silence"),
+            silences_label: l.t("Silences"),
+            create_label: l.t("Create silence"),
+            expire_label: l.t("Expire"),
+            rules_label: l.t("Rules"),
+            notifications_label: l.t("Notifications"),
+            error_label: l.t("Error"),
+        }
+        .render(),
+        params,
+    )
+}
+
+/// Whether the form carries this process's token.
+fn csrf_ok(pages: &Pages, form: &std::collections::HashMap<String, String>) -> bool {
+    form.get("csrf").map(String::as_str) == Some(pages.csrf.as_str())
+}
+
+fn csrf_rejected() -> Response {
+    crate::web::ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf",
+        "missing or wrong form token; reload the page and try again",
+    )
+    .into_response()
+}
+
+fn back_to_alerts(message: Option<&str>) -> Response {
+    let location = match message {
+        Some(m) => format!(
+            "/alerts?message={}",
+            form_urlencoded::byte_serialize(m.as_bytes()).collect::<String>()
+        ),
+        None => "/alerts".to_string(),
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+async fn create_silence(
+    State(pages): State<Arc<Pages>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&pages, &form) {
+        return csrf_rejected();
+    }
+    let matchers: Vec<String> = form
+        .get("matchers")
+        .map(|m| split_matchers(m))
+        .unwrap_or_default();
+    let hours = form
+        .get("hours")
+        .and_then(|h| h.trim().parse::<f64>().ok())
+        .filter(|h| *h > 0.0 && h.is_finite())
+        .unwrap_or(2.0);
+    let user = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split(':').next().map(str::to_string))
+        .unwrap_or_else(|| "dashboard".to_string());
+    match pages.ops.create_silence(
+        matchers,
+        hours,
+        user,
+        form.get("comment").cloned().unwrap_or_default(),
+    ) {
+        Ok(_) => back_to_alerts(None),
+        Err(e) => back_to_alerts(Some(&e)),
+    }
+}
+
+/// Splits `a="x", b=~"y,z"` at commas outside quotes.
+fn split_matchers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in text
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .chars()
+    {
+        match c {
+            '\\' if quoted => {
+                escaped = !escaped;
+                current.push(c);
+                continue;
+            }
+            '"' if !escaped => quoted = !quoted,
+            ',' if !quoted => {
+                if !current.trim().is_empty() {
+                    out.push(current.trim().to_string());
+                }
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        escaped = false;
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+async fn expire_silence(
+    State(pages): State<Arc<Pages>>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&pages, &form) {
+        return csrf_rejected();
+    }
+    match pages.ops.expire_silence(&id) {
+        Ok(()) => back_to_alerts(None),
+        Err(e) => back_to_alerts(Some(&e)),
+    }
+}

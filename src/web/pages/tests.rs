@@ -72,6 +72,8 @@ fn app() -> axum::Router {
         dashboards: Pages::load_dashboards(&[]).unwrap(),
         snapshots: None,
         facts: Arc::new(Vec::new),
+        ops: Arc::new(NoOperations),
+        csrf: "t0ken".to_string(),
     }))
 }
 
@@ -207,6 +209,8 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         dashboards,
         snapshots: None,
         facts: Arc::new(Vec::new),
+        ops: Arc::new(NoOperations),
+        csrf: "t0ken".to_string(),
     }));
     let resp = router
         .oneshot(

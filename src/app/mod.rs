@@ -6,6 +6,8 @@
 //! → background parts are told to stop → scrape loops stop → rules stop →
 //! alerting finishes in-flight sends → storage checkpoints and closes → exit.
 
+mod adapters;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -53,6 +55,9 @@ pub enum Error {
     /// A model could not be loaded.
     #[error(transparent)]
     Inference(#[from] crate::inference::InferenceError),
+    /// Snapshots or dashboards could not be set up.
+    #[error("{0}")]
+    Snapshot(String),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -132,6 +137,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .map_err(|source| Error::Bind { addr, source })?;
     let scraper = scrape::Manager::new(&config, local, store.clone(), scrape_metrics)?;
     routes.push(scrape::routes(scraper.targets()));
+    let targets_view = scraper.targets();
     let scraping = tokio::spawn(scraper.run(shutdown.clone()));
 
     // PromQL engine and the Prometheus HTTP API (/api/v1/query, series, labels, status…).
@@ -189,7 +195,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                 .collect(),
         )
     };
-    let query = rules_query_fn(engine.clone());
+    let query = adapters::rules_query_fn(engine.clone());
     let appender: Arc<dyn crate::storage::Appender> = store.clone();
     let rule_manager = Arc::new(
         crate::rules::RuleManager::new(
@@ -211,6 +217,60 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     });
     let alerting_task = tokio::spawn(alert_manager.clone().run(shutdown.clone()));
     // ---- end rules and alerting ----
+
+    // Daily snapshots (issue 8): a missed day is taken at start, then one on
+    // every `snapshots.schedule`; downloads and the export API.
+    let snapshots = if config.snapshots.enabled {
+        let snapshotter = Arc::new(
+            crate::snapshot::Snapshotter::new(
+                &config.snapshots,
+                std::path::Path::new(&config.storage.path),
+                store.clone() as Arc<dyn crate::storage::Querier>,
+            )
+            .map_err(|e| Error::Snapshot(e.to_string()))?,
+        );
+        routes.push(crate::snapshot::routes(snapshotter.clone()));
+        let (s, schedule, stop) = (
+            snapshotter.clone(),
+            config.snapshots.schedule.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = s.run(schedule, stop).await {
+                tracing::error!(error = %e, "snapshot schedule stopped");
+            }
+        });
+        Some(snapshotter)
+    } else {
+        None
+    };
+
+    // Dashboard pages (issue 7): queries through the engine, targets and
+    // alerts through the adapters, so the pages name neither.
+    let pages = crate::web::pages::Pages {
+        query: Arc::new(adapters::EngineQueries(engine.clone())),
+        config: Arc::new(config.clone()),
+        started_ms: crate::util::now_ms(),
+        dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(&config))
+            .map_err(|e| Error::Snapshot(e.to_string()))?,
+        snapshots,
+        facts: {
+            let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
+            let retention = config.storage.retention.to_string();
+            Arc::new(move || {
+                let mut facts = models.clone();
+                facts.extend(adapters::storage_facts(&sqlite.stats(), &retention));
+                facts
+            })
+        },
+        ops: Arc::new(adapters::PageOperations {
+            targets: targets_view,
+            rules: rule_manager.clone(),
+            alerts: alert_manager.clone(),
+        }),
+        csrf: crate::web::pages::new_csrf_token(),
+    };
+    routes.push(crate::web::pages::routes(Arc::new(pages)));
 
     let app = web::router(WebParts {
         telemetry,
@@ -264,33 +324,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     Ok(())
 }
 
-/// The rules' query function over the PromQL engine: instant vectors as
-/// they are, a scalar as one sample without labels.
-fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::QueryFn {
-    Arc::new(move |expr: String, t: i64| {
-        let engine = engine.clone();
-        Box::pin(async move {
-            match engine
-                .instant_query(expr, t)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                crate::promql::Value::Vector(v) => Ok(v
-                    .into_iter()
-                    .map(|s| crate::rules::InstantSample {
-                        labels: s.metric,
-                        value: s.f,
-                    })
-                    .collect()),
-                crate::promql::Value::Scalar { f, .. } => Ok(vec![crate::rules::InstantSample {
-                    labels: crate::model::Labels::default(),
-                    value: f,
-                }]),
-                other => Err(format!(
-                    "rule expression must give a vector or scalar, not a {}",
-                    other.type_name()
-                )),
-            }
-        })
-    })
+/// Users' Grafana dashboard files from `dashboards:` (globs, relative to the config).
+fn dashboard_files(config: &Config) -> Vec<std::path::PathBuf> {
+    let base = config.source.base_dir();
+    let mut out = Vec::new();
+    for pattern in &config.dashboards {
+        let full = base.join(pattern);
+        if let Ok(paths) = glob::glob(&full.to_string_lossy()) {
+            out.extend(paths.filter_map(Result::ok));
+        }
+    }
+    out.sort();
+    out
 }
