@@ -8,9 +8,14 @@ pub fn nice_ticks(min: f64, max: f64, count: usize) -> Vec<f64> {
         return vec![0.0, 1.0];
     }
     if lo == hi {
-        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        lo -= pad;
-        hi += pad;
+        // A flat line: all zeros show 0…1, anything else ±10 % around it.
+        if lo == 0.0 {
+            hi = 1.0;
+        } else {
+            let pad = lo.abs() * 0.1;
+            lo -= pad;
+            hi += pad;
+        }
     }
     let raw = (hi - lo) / count.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
@@ -80,6 +85,11 @@ mod tests {
         assert_eq!(t.first(), Some(&0.0));
         assert!(*t.last().unwrap() >= 0.97);
         assert!(nice_ticks(5.0, 5.0, 4).len() >= 2);
+        assert_eq!(
+            nice_ticks(0.0, 0.0, 4).first(),
+            Some(&0.0),
+            "no negative axis for all-zero data"
+        );
         assert_eq!(nice_ticks(f64::NAN, 1.0, 4), vec![0.0, 1.0]);
     }
 
