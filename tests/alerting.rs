@@ -350,6 +350,8 @@ fn builtin_annotations_render_like_prometheus() {
         ("TargetDown", 0.0),
         ("DiskNearlyFull", 0.05),
         ("AlertNotificationsFailing", 10.0),
+        ("MemoryAvailableLow", 0.05),
+        ("LoadAboveCores", 3.0),
     ]
     .into();
     let dir = support::repo_root().join("config/rules");
