@@ -9,6 +9,7 @@
 //! Usage:
 //!   storage_loadgen remote-write <url> <series> <hours>
 //!   storage_loadgen local <data-dir> <series> <hours>
+//!   storage_loadgen query <data-dir> <series> <hours>   (after `local`)
 //! Prints one JSON line with what it did.
 
 use std::time::Instant;
@@ -157,6 +158,36 @@ fn peak_rss_bytes() -> u64 {
     ru.ru_maxrss as u64 * 1024
 }
 
+/// Times 24h selects over the store `local` filled: one metric family (100
+/// series), one job's histogram buckets, and every series; median of 5.
+fn query(dir: &str) {
+    use infermon::model::{MatchOp, Matcher};
+    use infermon::storage::Querier;
+    let store =
+        SqliteStorage::open(dir, StorageOptions { min_free_disk: 0, ..StorageOptions::default() }).expect("open");
+    let now = infermon::util::now_ms();
+    let cases: [(&str, Vec<Matcher>); 3] = [
+        ("one_family", vec![Matcher::new("__name__", MatchOp::Equal, "bench_requests_0_total").expect("matcher")]),
+        ("buckets_regex", vec![Matcher::new("__name__", MatchOp::Regex, "bench_latency_.*_bucket").expect("matcher")]),
+        ("all", vec![Matcher::new("job", MatchOp::Equal, "bench").expect("matcher")]),
+    ];
+    for (name, matchers) in cases {
+        let mut times = Vec::new();
+        let mut shape = (0, 0);
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let got = store.select(&matchers, now - 24 * 3600 * 1000, now).expect("select");
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            shape = (got.len(), got.iter().map(|s| s.samples.len()).sum::<usize>());
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{{\"query\":\"{name}\",\"series\":{},\"samples\":{},\"median_ms\":{:.1}}}",
+            shape.0, shape.1, times[2]
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
@@ -164,6 +195,10 @@ fn main() {
         std::process::exit(2);
     }
     let (mode, target) = (args[1].as_str(), args[2].as_str());
+    if mode == "query" {
+        query(target);
+        return;
+    }
     let n: usize = args[3].parse().expect("series count");
     let hours: i64 = args[4].parse().expect("hours");
     let steps = hours * 3600 * 1000 / STEP_MS;
