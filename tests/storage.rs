@@ -447,7 +447,13 @@ fn compaction_merges_finished_days_and_keeps_every_sample() {
 #[test]
 fn readers_see_every_sample_once_while_chunks_close() {
     let dir = tempfile::tempdir().unwrap();
-    let o = StorageOptions { chunk: ChunkPolicy { max_samples: 7, window_ms: 3_600_000 }, ..opts() };
+    let o = StorageOptions {
+        chunk: ChunkPolicy {
+            max_samples: 7,
+            window_ms: 3_600_000,
+        },
+        ..opts()
+    };
     let store = SqliteStorage::open(dir.path(), o).unwrap();
     let labels: Vec<Labels> = (0..5).map(|i| series("concurrent", i)).collect();
     let writer = {
@@ -455,23 +461,37 @@ fn readers_see_every_sample_once_while_chunks_close() {
         let labels = labels.clone();
         std::thread::spawn(move || {
             for step in 1..=400i64 {
-                let batch: Vec<AppendSample> = labels.iter().map(|l| sample(l, step * 1000, step as f64)).collect();
+                let batch: Vec<AppendSample> = labels
+                    .iter()
+                    .map(|l| sample(l, step * 1000, step as f64))
+                    .collect();
                 store.append(&batch).unwrap();
             }
         })
     };
     let mut checks = 0;
     while !writer.is_finished() || checks == 0 {
-        for s in store.select(&[m("job", MatchOp::Equal, "concurrent")], 0, i64::MAX).unwrap() {
+        for s in store
+            .select(&[m("job", MatchOp::Equal, "concurrent")], 0, i64::MAX)
+            .unwrap()
+        {
             // Contiguous from the first step: nothing missing, nothing twice.
             for (i, smp) in s.samples.iter().enumerate() {
-                assert_eq!(smp.timestamp_ms, (i as i64 + 1) * 1000, "{}: sample {i} of {}", s.labels, s.samples.len());
+                assert_eq!(
+                    smp.timestamp_ms,
+                    (i as i64 + 1) * 1000,
+                    "{}: sample {i} of {}",
+                    s.labels,
+                    s.samples.len()
+                );
             }
         }
         checks += 1;
     }
     writer.join().unwrap();
-    let all = store.select(&[m("job", MatchOp::Equal, "concurrent")], 0, i64::MAX).unwrap();
+    let all = store
+        .select(&[m("job", MatchOp::Equal, "concurrent")], 0, i64::MAX)
+        .unwrap();
     assert!(all.iter().all(|s| s.samples.len() == 400));
     assert!(checks > 1, "the reader ran while the writer did");
 }
@@ -479,11 +499,20 @@ fn readers_see_every_sample_once_while_chunks_close() {
 #[test]
 fn ingestion_stops_while_the_disk_is_nearly_full() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStorage::open(dir.path(), StorageOptions { min_free_disk: u64::MAX, ..opts() }).unwrap();
+    let store = SqliteStorage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_disk: u64::MAX,
+            ..opts()
+        },
+    )
+    .unwrap();
     store.check_disk();
     let reason = store.ingestion_blocked().expect("blocked");
     assert!(reason.contains("min_free_disk"), "{reason}");
-    let err = store.append(&[sample(&series("full", 0), 1, 1.0)]).unwrap_err();
+    let err = store
+        .append(&[sample(&series("full", 0), 1, 1.0)])
+        .unwrap_err();
     assert!(err.to_string().contains("ingestion stopped"), "{err}");
     assert_eq!(store.stats().samples_rejected_total, 1);
     assert!(store.stats().ingestion_blocked.is_some());

@@ -163,22 +163,48 @@ fn peak_rss_bytes() -> u64 {
 fn query(dir: &str) {
     use infermon::model::{MatchOp, Matcher};
     use infermon::storage::Querier;
-    let store =
-        SqliteStorage::open(dir, StorageOptions { min_free_disk: 0, ..StorageOptions::default() }).expect("open");
+    let store = SqliteStorage::open(
+        dir,
+        StorageOptions {
+            min_free_disk: 0,
+            ..StorageOptions::default()
+        },
+    )
+    .expect("open");
     let now = infermon::util::now_ms();
     let cases: [(&str, Vec<Matcher>); 3] = [
-        ("one_family", vec![Matcher::new("__name__", MatchOp::Equal, "bench_requests_0_total").expect("matcher")]),
-        ("buckets_regex", vec![Matcher::new("__name__", MatchOp::Regex, "bench_latency_.*_bucket").expect("matcher")]),
-        ("all", vec![Matcher::new("job", MatchOp::Equal, "bench").expect("matcher")]),
+        (
+            "one_family",
+            vec![
+                Matcher::new("__name__", MatchOp::Equal, "bench_requests_0_total")
+                    .expect("matcher"),
+            ],
+        ),
+        (
+            "buckets_regex",
+            vec![
+                Matcher::new("__name__", MatchOp::Regex, "bench_latency_.*_bucket")
+                    .expect("matcher"),
+            ],
+        ),
+        (
+            "all",
+            vec![Matcher::new("job", MatchOp::Equal, "bench").expect("matcher")],
+        ),
     ];
     for (name, matchers) in cases {
         let mut times = Vec::new();
         let mut shape = (0, 0);
         for _ in 0..5 {
             let t0 = Instant::now();
-            let got = store.select(&matchers, now - 24 * 3600 * 1000, now).expect("select");
+            let got = store
+                .select(&matchers, now - 24 * 3600 * 1000, now)
+                .expect("select");
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
-            shape = (got.len(), got.iter().map(|s| s.samples.len()).sum::<usize>());
+            shape = (
+                got.len(),
+                got.iter().map(|s| s.samples.len()).sum::<usize>(),
+            );
         }
         times.sort_by(f64::total_cmp);
         println!(
