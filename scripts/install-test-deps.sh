@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, idempotently:
-# Debian's prometheus (promtool), prometheus-alertmanager, python3-aiosmtpd, wrk, and a Python venv with the openai client.
+# Debian's prometheus (promtool), prometheus-node-exporter, prometheus-alertmanager,
+# python3-aiosmtpd, chromium + chromium-driver, and a Python venv with the openai client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
@@ -10,6 +11,8 @@ command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-nod
 # Alerting tests: a real SMTP server (system Python) and a real Alertmanager.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_apt+=(python3-aiosmtpd)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+# Dashboard tests drive a real headless Chromium over WebDriver.
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
