@@ -2,8 +2,6 @@
 //! signature (`timestamp` ms + "\n" + secret, HMAC-SHA256 keyed by the
 //! secret, base64, URL-encoded once, appended as `&timestamp=&sign=`).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
@@ -103,27 +101,17 @@ impl DingTalkChannel {
     }
 }
 
-/// Interprets DingTalk's `{"errcode": …, "errmsg": …}`.
+/// Interprets DingTalk's `{"errcode": …, "errmsg": …}`: 130101, 410100,
+/// 660026 and -1 mean sent too fast or busy (back off); 310000 (keyword,
+/// signature or IP check) and 300001/300005 (bad token) cannot succeed.
 pub fn classify(body: &str) -> Result<(), SendError> {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let code = v
-        .get("errcode")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
-    let msg = v
-        .get("errmsg")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    match code {
-        0 => Ok(()),
-        // Sent too fast / rate limited / server busy: back off.
-        130101 | 410100 | 660026 | -1 => Err(SendError::rate_limited(
-            format!("DingTalk errcode {code}: {msg}"),
-            Duration::from_secs(60),
-        )),
-        // 310000: keyword, signature or IP check failed; 300001/300005: bad token. Retrying cannot help.
-        _ => Err(SendError::Fatal(format!("DingTalk errcode {code}: {msg}"))),
-    }
+    super::robot_reply(
+        "DingTalk",
+        body,
+        &["errcode"],
+        &["errmsg"],
+        &[130101, 410100, 660026, -1],
+    )
 }
 
 impl Channel for DingTalkChannel {

@@ -3,8 +3,6 @@
 //! `timestamp + "\n" + secret` used as the HMAC-SHA256 key of an empty
 //! message, base64).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
@@ -90,29 +88,17 @@ impl FeishuChannel {
     }
 }
 
-/// Interprets Feishu's `{"code": …, "msg": …}` (older bots: `StatusCode`).
+/// Interprets Feishu's `{"code": …, "msg": …}` (older bots: `StatusCode`,
+/// `StatusMessage`): 9499 and 11232 (too many requests) back off; 19021 (bad
+/// signature), 19022 (IP not allowed), 19024 (keyword missing)… cannot succeed.
 pub fn classify(body: &str) -> Result<(), SendError> {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let code = v
-        .get("code")
-        .or_else(|| v.get("StatusCode"))
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
-    let msg = v
-        .get("msg")
-        .or_else(|| v.get("StatusMessage"))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    match code {
-        0 => Ok(()),
-        // 9499 / 11232: too many requests.
-        9499 | 11232 => Err(SendError::rate_limited(
-            format!("Feishu code {code}: {msg}"),
-            Duration::from_secs(60),
-        )),
-        // 19021 bad signature, 19022 IP not allowed, 19024 keyword missing, …
-        _ => Err(SendError::Fatal(format!("Feishu code {code}: {msg}"))),
-    }
+    super::robot_reply(
+        "Feishu",
+        body,
+        &["code", "StatusCode"],
+        &["msg", "StatusMessage"],
+        &[9499, 11232],
+    )
 }
 
 impl Channel for FeishuChannel {

@@ -149,3 +149,36 @@ pub fn build_integrations(
     }
     Ok(out)
 }
+
+/// Interprets a chat robot's JSON reply: code 0 (or no code) is success,
+/// a code in `rate_limited` backs off for a minute, any other cannot succeed
+/// on retry. `code_keys`/`msg_keys` name the fields, first present wins.
+pub(crate) fn robot_reply(
+    service: &str,
+    body: &str,
+    code_keys: &[&str],
+    msg_keys: &[&str],
+    rate_limited: &[i64],
+) -> Result<(), SendError> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let code = code_keys
+        .iter()
+        .find_map(|k| v.get(*k))
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    let msg = msg_keys
+        .iter()
+        .find_map(|k| v.get(*k))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if code == 0 {
+        Ok(())
+    } else if rate_limited.contains(&code) {
+        Err(SendError::rate_limited(
+            format!("{service} code {code}: {msg}"),
+            std::time::Duration::from_secs(60),
+        ))
+    } else {
+        Err(SendError::Fatal(format!("{service} code {code}: {msg}")))
+    }
+}

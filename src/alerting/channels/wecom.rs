@@ -1,8 +1,6 @@
 //! WeCom (WeChat Work) group robots: markdown (≤ 4096 bytes) or text with
 //! `mentioned_list` / `mentioned_mobile_list` (≤ 2048 bytes).
 
-use std::time::Duration;
-
 use futures::future::BoxFuture;
 
 use super::{Channel, ChannelContext, post_json};
@@ -81,27 +79,11 @@ pub fn robot_url(url_or_key: &str) -> String {
     }
 }
 
-/// Interprets WeCom's `{"errcode": …, "errmsg": …}`.
+/// Interprets WeCom's `{"errcode": …, "errmsg": …}`: 45009 (API frequency
+/// limit) and -1 (busy) back off; 93000 (invalid webhook URL) and other
+/// request errors cannot succeed.
 pub fn classify(body: &str) -> Result<(), SendError> {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let code = v
-        .get("errcode")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
-    let msg = v
-        .get("errmsg")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    match code {
-        0 => Ok(()),
-        // 45009: API frequency limit; -1: system busy.
-        45009 | -1 => Err(SendError::rate_limited(
-            format!("WeCom errcode {code}: {msg}"),
-            Duration::from_secs(60),
-        )),
-        // 93000: invalid webhook URL; others: bad request. Retrying cannot help.
-        _ => Err(SendError::Fatal(format!("WeCom errcode {code}: {msg}"))),
-    }
+    super::robot_reply("WeCom", body, &["errcode"], &["errmsg"], &[45009, -1])
 }
 
 impl Channel for WeComChannel {
