@@ -6,7 +6,8 @@
 #
 # Why CUDA 13 packages: nvidia-cuda-nvcc-cu12 (12.4 to 12.9) ships only
 # `ptxas`, no `nvcc`; nvidia-cuda-nvcc (CUDA 13) ships the whole compiler
-# under nvidia/cu13/. cudarc 0.19 (candle's CUDA layer) knows CUDA up to 13.4.
+# under nvidia/cu13/. cudarc 0.19 (candle's CUDA layer) knows CUDA up to 13.4,
+# and nvvm must not be newer than ptxas (PTX version), so every piece stays < 13.5.
 # Usage: scripts/check-cuda-build.sh   (CARGO_TARGET_DIR defaults to target/cuda)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,32 +17,22 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   "nvidia-cuda-nvcc>=13.0,<13.5" "nvidia-cuda-runtime>=13.0,<13.5" "nvidia-cuda-crt>=13.0,<13.5" \
-  "nvidia-cublas>=13.0,<13.5" "nvidia-curand>=10" "nvidia-cuda-nvrtc>=13.0,<13.5"
+  "nvidia-cublas>=13.0,<13.5" "nvidia-curand>=10" "nvidia-cuda-nvrtc>=13.0,<13.5" \
+  "nvidia-cuda-cccl>=13.0,<13.5" "nvidia-nvvm>=13.0,<13.5"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-cuda="$PWD/target/cuda-root"
-# One CUDA_ROOT laid out as the toolkit is (bin/, include/, lib64/), made of
-# links into the wheels, because build scripts look for that layout.
-rm -rf "$cuda"
-mkdir -p "$cuda/bin" "$cuda/include" "$cuda/lib64"
-for d in "$site"/nvidia/cu13 "$site"/nvidia/cuda_nvcc "$site"/nvidia/cuda_runtime "$site"/nvidia/cublas "$site"/nvidia/curand; do
-  [ -d "$d" ] || continue
-  [ -d "$d/bin" ] && ln -sf "$d"/bin/* "$cuda/bin/"
-  [ -d "$d/include" ] && ln -sf "$d"/include/* "$cuda/include/"
-  [ -d "$d/lib" ] && ln -sf "$d"/lib/* "$cuda/lib64/"
-  [ -d "$d/lib64" ] && ln -sf "$d"/lib64/* "$cuda/lib64/"
-  [ -d "$d/nvvm" ] && ln -sfn "$d/nvvm" "$cuda/nvvm"
-done
-# Unversioned names for the linker.
-# The driver library is not in any wheel: link against the toolkit's stub
-# when one is there (the real one comes with the NVIDIA driver at run time).
-[ -d "$cuda/lib64/stubs" ] && export LIBRARY_PATH="$cuda/lib64/stubs:${LIBRARY_PATH:-}"
-for lib in "$cuda"/lib64/*.so.*; do
+# The CUDA 13 wheels share one toolkit-shaped tree, nvidia/cu13 (bin/, include/
+# with cccl/, lib/, nvvm/); nvcc.profile finds everything relative to it.
+cuda="$site/nvidia/cu13"
+[ -x "$cuda/bin/nvcc" ] || { echo "no nvcc in $cuda" >&2; exit 1; }
+# Build scripts look in lib64/; the linker wants unversioned names.
+[ -e "$cuda/lib64" ] || ln -s lib "$cuda/lib64"
+for lib in "$cuda"/lib/*.so.*; do
   base="${lib%%.so.*}.so"
-  [ -e "$base" ] || ln -s "$(readlink -f "$lib")" "$base"
+  [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
 done
 export CUDA_ROOT="$cuda" CUDA_PATH="$cuda" CUDA_HOME="$cuda"
 export PATH="$cuda/bin:$PATH"
-export LIBRARY_PATH="$cuda/lib64:${LIBRARY_PATH:-}"
+export LIBRARY_PATH="$cuda/lib:${LIBRARY_PATH:-}"
 # No GPU to ask for its compute capability: build for Ampere+ (sm_80).
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 nvcc --version | tail -2
