@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Checks that `cargo build --release --features cuda` compiles on a machine
-# without a GPU: nvcc and the CUDA headers come from PyPI
-# (nvidia-cuda-nvcc-cu12, nvidia-cuda-runtime-cu12, nvidia-cublas-cu12,
-# nvidia-curand-cu12) in a private venv; only the build is checked, nothing
-# runs on a GPU. Slow: candle's CUDA kernels take many minutes to compile.
+# without a GPU: nvcc and the CUDA headers/libraries come from PyPI in a
+# private venv; only the build is checked, nothing runs on a GPU. Slow:
+# everything is rebuilt in release plus candle's CUDA kernels.
+#
+# Why CUDA 13 packages: nvidia-cuda-nvcc-cu12 (12.4 to 12.9) ships only
+# `ptxas`, no `nvcc`; nvidia-cuda-nvcc (CUDA 13) ships the whole compiler
+# under nvidia/cu13/. cudarc 0.19 (candle's CUDA layer) knows CUDA up to 13.4,
+# and nvvm must not be newer than ptxas (PTX version), so every piece stays < 13.5.
 # Usage: scripts/check-cuda-build.sh   (CARGO_TARGET_DIR defaults to target/cuda)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,30 +16,23 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-  "nvidia-cuda-nvcc-cu12>=12.4,<13" "nvidia-cuda-runtime-cu12>=12.4,<13" \
-  "nvidia-cublas-cu12>=12.4,<13" "nvidia-curand-cu12>=10,<11"
+  "nvidia-cuda-nvcc>=13.0,<13.5" "nvidia-cuda-runtime>=13.0,<13.5" "nvidia-cuda-crt>=13.0,<13.5" \
+  "nvidia-cublas>=13.0,<13.5" "nvidia-curand>=10" "nvidia-cuda-nvrtc>=13.0,<13.5" \
+  "nvidia-cuda-cccl>=13.0,<13.5" "nvidia-nvvm>=13.0,<13.5"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-cuda="$PWD/target/cuda-root"
-# One CUDA_ROOT laid out as the toolkit is (bin/, include/, lib64/), made of
-# links into the wheels, because build scripts look for that layout.
-rm -rf "$cuda"
-mkdir -p "$cuda/bin" "$cuda/include" "$cuda/lib64"
-for pkg in cuda_nvcc cuda_runtime cublas curand; do
-  d="$site/nvidia/$pkg"
-  [ -d "$d" ] || continue
-  [ -d "$d/bin" ] && ln -sf "$d"/bin/* "$cuda/bin/"
-  [ -d "$d/include" ] && ln -sf "$d"/include/* "$cuda/include/"
-  [ -d "$d/lib" ] && ln -sf "$d"/lib/* "$cuda/lib64/"
-  [ -d "$d/nvvm" ] && ln -sfn "$d/nvvm" "$cuda/nvvm"
-done
-# Unversioned names for the linker.
-for lib in "$cuda"/lib64/*.so.*; do
+# The CUDA 13 wheels share one toolkit-shaped tree, nvidia/cu13 (bin/, include/
+# with cccl/, lib/, nvvm/); nvcc.profile finds everything relative to it.
+cuda="$site/nvidia/cu13"
+[ -x "$cuda/bin/nvcc" ] || { echo "no nvcc in $cuda" >&2; exit 1; }
+# Build scripts look in lib64/; the linker wants unversioned names.
+[ -e "$cuda/lib64" ] || ln -s lib "$cuda/lib64"
+for lib in "$cuda"/lib/*.so.*; do
   base="${lib%%.so.*}.so"
-  [ -e "$base" ] || ln -s "$(readlink -f "$lib")" "$base"
+  [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
 done
 export CUDA_ROOT="$cuda" CUDA_PATH="$cuda" CUDA_HOME="$cuda"
 export PATH="$cuda/bin:$PATH"
-export LIBRARY_PATH="$cuda/lib64:${LIBRARY_PATH:-}"
+export LIBRARY_PATH="$cuda/lib:${LIBRARY_PATH:-}"
 # No GPU to ask for its compute capability: build for Ampere+ (sm_80).
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 nvcc --version | tail -2
