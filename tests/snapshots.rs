@@ -170,3 +170,60 @@ fn snapshot_backfills_into_real_prometheus() {
         }
     }
 }
+
+#[test]
+fn backup_and_snapshot_over_http_with_no_path_traversal() {
+    let server = support::TestServer::start(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let c = client();
+    // A whole-store backup taken while the self-scrape keeps writing.
+    let r: serde_json::Value = c
+        .post(server.url("/api/v1/admin/backup"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["status"], "success", "{r}");
+    let file = r["data"]["file"].as_str().unwrap().to_string();
+    let bytes = c
+        .get(server.url(&format!("/backups/{file}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(bytes.starts_with(b"SQLite format 3\0"));
+    let copy = server.dir.path().join("copy.db");
+    std::fs::write(&copy, &bytes).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(verdict, "ok");
+    // Today's snapshot on demand, then downloads.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let r: serde_json::Value = c
+        .post(server.url(&format!("/api/v1/admin/snapshot?day={today}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["status"], "success", "{r}");
+    assert!(r["data"]["samples"].as_u64().unwrap() > 0, "{r}");
+    let manifest = c
+        .get(server.url(&format!("/snapshots/{today}/manifest.json")))
+        .send()
+        .unwrap();
+    assert_eq!(manifest.status(), 200);
+    for path in [
+        format!("/snapshots/{today}/..%2F..%2Finfermon.yml"),
+        "/snapshots/..%2F..%2Fetc/passwd".to_string(),
+        format!("/snapshots/{today}/..%2Fmanifest.json"),
+        "/backups/..%2Fdata%2Finfermon.db".to_string(),
+        "/backups/infermon-..%2F..%2Finfermon.yml".to_string(),
+    ] {
+        let r = c.get(server.url(&path)).send().unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+}

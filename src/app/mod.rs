@@ -227,16 +227,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                 std::path::Path::new(&config.storage.path),
                 store.clone() as Arc<dyn crate::storage::Querier>,
             )
-            .map_err(|e| Error::Snapshot(e.to_string()))?,
+            .map_err(|e| Error::Snapshot(e.to_string()))?
+            .with_backup({
+                let sqlite = sqlite.clone();
+                Arc::new(move |dest: &std::path::Path| {
+                    sqlite.backup_to(dest).map_err(|e| e.to_string())
+                })
+            }),
         );
         routes.push(crate::snapshot::routes(snapshotter.clone()));
-        let (s, schedule, stop) = (
+        let (s, schedule, backups, stop) = (
             snapshotter.clone(),
             config.snapshots.schedule.clone(),
+            config.snapshots.backup_schedule.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = s.run(schedule, stop).await {
+            if let Err(e) = s.run(schedule, backups, stop).await {
                 tracing::error!(error = %e, "snapshot schedule stopped");
             }
         });

@@ -60,12 +60,28 @@ pub enum SnapshotError {
     Schedule(String),
 }
 
+/// Writes a consistent copy of the whole store to the given path; returns its size.
+pub type BackupFn = Arc<dyn Fn(&Path) -> Result<u64, String> + Send + Sync>;
+
+/// Whole-store backups kept (newest first).
+pub const BACKUPS_KEPT: usize = 4;
+
 /// Writes, lists and prunes snapshots of one store.
 pub struct Snapshotter {
     dir: PathBuf,
     tz: Tz,
     keep: usize,
     querier: Arc<dyn Querier>,
+    backup: Option<BackupFn>,
+}
+
+/// A whole-store backup on disk.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupInfo {
+    /// File name under `<dir>/backups/`.
+    pub file: String,
+    /// Size in bytes.
+    pub bytes: u64,
 }
 
 /// A snapshot on disk, for listings.
@@ -100,7 +116,63 @@ impl Snapshotter {
             tz,
             keep: config.keep,
             querier,
+            backup: None,
         })
+    }
+
+    /// Enables whole-store backups through `backup`.
+    pub fn with_backup(mut self, backup: BackupFn) -> Self {
+        self.backup = Some(backup);
+        self
+    }
+
+    /// Takes a whole-store backup now into `<dir>/backups/infermon-<UTC time>.db`
+    /// and keeps the newest [`BACKUPS_KEPT`].
+    pub fn backup_now(&self) -> Result<BackupInfo, SnapshotError> {
+        let backup = self.backup.as_ref().ok_or_else(|| {
+            SnapshotError::Schedule("backups are not available for this store".into())
+        })?;
+        let dir = self.dir.join("backups");
+        std::fs::create_dir_all(&dir)?;
+        let file = format!(
+            "infermon-{}.db",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        );
+        let bytes =
+            backup(&dir.join(&file)).map_err(|e| SnapshotError::Io(std::io::Error::other(e)))?;
+        for old in self.backups().into_iter().skip(BACKUPS_KEPT) {
+            std::fs::remove_file(dir.join(old.file))?;
+        }
+        tracing::info!(file = %file, bytes, "store backup written");
+        Ok(BackupInfo { file, bytes })
+    }
+
+    /// Backups on disk, newest first.
+    pub fn backups(&self) -> Vec<BackupInfo> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("backups")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<BackupInfo> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                is_backup_name(&file).then(|| BackupInfo {
+                    bytes: e.metadata().map(|m| m.len()).unwrap_or(0),
+                    file,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.file.cmp(&a.file));
+        out
+    }
+
+    /// The path of a backup file, only for a name this module writes.
+    pub fn backup_path(&self, file: &str) -> Option<PathBuf> {
+        if !is_backup_name(file) {
+            return None;
+        }
+        let p = self.dir.join("backups").join(file);
+        p.is_file().then_some(p)
     }
 
     /// The folder holding the `YYYY-MM-DD/` snapshots.
@@ -253,6 +325,7 @@ impl Snapshotter {
     pub async fn run(
         self: Arc<Self>,
         schedule: String,
+        backup_schedule: String,
         shutdown: Shutdown,
     ) -> Result<(), SnapshotError> {
         use tokio_cron_scheduler::{Job, JobScheduler};
@@ -284,11 +357,38 @@ impl Snapshotter {
         })
         .map_err(sched_err)?;
         scheduler.add(job).await.map_err(sched_err)?;
+        if self.backup.is_some() {
+            let me = self.clone();
+            let backup_job = Job::new_async_tz(backup_schedule.as_str(), self.tz, move |_, _| {
+                let me = me.clone();
+                Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || me.backup_now()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "store backup failed"),
+                        Err(e) => tracing::error!(error = %e, "store backup task failed"),
+                    }
+                })
+            })
+            .map_err(sched_err)?;
+            scheduler.add(backup_job).await.map_err(sched_err)?;
+        }
         scheduler.start().await.map_err(sched_err)?;
         shutdown.wait().await;
         scheduler.shutdown().await.map_err(sched_err)?;
         Ok(())
     }
+}
+
+/// `infermon-<digits, T, dot, Z>.db`: nothing that can leave the folder.
+fn is_backup_name(file: &str) -> bool {
+    file.strip_prefix("infermon-")
+        .and_then(|r| r.strip_suffix(".db"))
+        .is_some_and(|mid| {
+            !mid.is_empty()
+                && mid
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, 'T' | 'Z' | '.'))
+        })
 }
 
 /// Checks a cron expression the way the scheduler will read it.

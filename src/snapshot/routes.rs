@@ -23,6 +23,9 @@ pub fn routes(snapshots: Arc<Snapshotter>) -> Router {
         .route("/snapshots/{day}/{file}", get(download))
         .route("/api/v1/admin/snapshot", post(take_now))
         .route("/api/v1/export", get(export))
+        .route("/api/v1/admin/backup", post(backup_now))
+        .route("/api/v1/backups", get(list_backups))
+        .route("/backups/{file}", get(download_backup))
         .with_state(snapshots)
 }
 
@@ -80,6 +83,36 @@ async fn take_now(
     .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
+}
+
+async fn backup_now(State(s): State<Arc<Snapshotter>>) -> Result<Response, ApiError> {
+    let info = tokio::task::spawn_blocking(move || s.backup_now())
+        .await
+        .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({"status": "success", "data": info})).into_response())
+}
+
+async fn list_backups(State(s): State<Arc<Snapshotter>>) -> Response {
+    let list = tokio::task::spawn_blocking(move || s.backups())
+        .await
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({"status": "success", "data": list})).into_response()
+}
+
+async fn download_backup(
+    State(s): State<Arc<Snapshotter>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found(format!("no backup {file}; see GET /api/v1/backups"));
+    let path = s.backup_path(&file).ok_or_else(not_found)?;
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let mut response = Response::new(Body::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.sqlite3"),
+    );
+    Ok(response)
 }
 
 /// Output format of an export.

@@ -175,3 +175,40 @@ fn bad_timezone_is_an_error() {
     .unwrap();
     assert!(err.to_string().contains("Mars/Olympus"));
 }
+
+#[test]
+fn backups_are_written_listed_pruned_and_safe_to_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStorage::new());
+    let snap = Snapshotter::new(&config(tmp.path(), "UTC", 30), tmp.path(), store.clone()).unwrap();
+    assert!(
+        snap.backup_now().is_err(),
+        "no backup function: a clear error"
+    );
+    let snap = Snapshotter::new(&config(tmp.path(), "UTC", 30), tmp.path(), store)
+        .unwrap()
+        .with_backup(Arc::new(|dest: &Path| {
+            std::fs::write(dest, b"SQLite format 3\0")
+                .map(|_| 16)
+                .map_err(|e| e.to_string())
+        }));
+    for _ in 0..(BACKUPS_KEPT + 2) {
+        snap.backup_now().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let list = snap.backups();
+    assert_eq!(list.len(), BACKUPS_KEPT);
+    assert!(
+        list.windows(2).all(|w| w[0].file > w[1].file),
+        "newest first"
+    );
+    assert!(snap.backup_path(&list[0].file).is_some());
+    for bad in [
+        "../infermon.db",
+        "infermon-../../x.db",
+        "infermon-.db",
+        "other.db",
+    ] {
+        assert!(snap.backup_path(bad).is_none(), "{bad}");
+    }
+}

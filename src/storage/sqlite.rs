@@ -298,6 +298,42 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole database to `dest` while ingest
+    /// goes on (`VACUUM INTO` from a read transaction: the copy holds every
+    /// batch acknowledged before it started, WAL rows included, which a
+    /// store opened on the copy replays). The copy is integrity-checked and
+    /// only then renamed to `dest`. Returns its size in bytes.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, StorageError> {
+        let partial = dest.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(backend)?;
+        }
+        {
+            // Its own connection: pooled readers are read-only, and VACUUM INTO
+            // needs to create the output file. In WAL mode it only reads the
+            // source, so the writer is not blocked.
+            let conn = Connection::open(&self.inner.db_path).map_err(backend)?;
+            conn.busy_timeout(Duration::from_secs(30))
+                .map_err(backend)?;
+            conn.execute("VACUUM INTO ?1", params![partial.to_string_lossy()])
+                .map_err(backend)?;
+        }
+        let copy = Connection::open(&partial).map_err(backend)?;
+        let verdict: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(backend)?;
+        drop(copy);
+        if verdict != "ok" {
+            let _ = std::fs::remove_file(&partial);
+            return Err(StorageError::Backend(format!(
+                "backup failed its integrity check: {verdict}"
+            )));
+        }
+        std::fs::rename(&partial, dest).map_err(backend)?;
+        std::fs::metadata(dest).map(|m| m.len()).map_err(backend)
+    }
+
     /// Checkpoints and closes the write path; later appends fail. Called at
     /// shutdown after the scrapers stopped.
     pub fn close(&self) -> Result<(), StorageError> {
