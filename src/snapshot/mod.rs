@@ -187,11 +187,22 @@ impl Snapshotter {
 
     /// Writes the snapshot of `day` (replacing an existing one) and returns its manifest.
     pub fn take(&self, day: NaiveDate) -> Result<Manifest, SnapshotError> {
+        let series = self.day_series(day)?;
+        self.write(day, series)
+    }
+
+    /// Every series of `day`, sorted by labels.
+    fn day_series(&self, day: NaiveDate) -> Result<Vec<Series>, SnapshotError> {
         let (from, to) = day_range(day, self.tz);
         let all = [Matcher::new("__name__", MatchOp::Regex, ".+")
             .map_err(|e| SnapshotError::Schedule(e.to_string()))?];
         let mut series = self.querier.select(&all, from, to - 1)?;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(series)
+    }
+
+    fn write(&self, day: NaiveDate, series: Vec<Series>) -> Result<Manifest, SnapshotError> {
+        let (from, to) = day_range(day, self.tz);
         std::fs::create_dir_all(&self.dir)?;
         let name = folder_name(day);
         let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -314,7 +325,13 @@ impl Snapshotter {
         {
             None
         } else {
-            Some(self.take(day)?)
+            // A day before infermon kept anything (a fresh install) is not a missed day.
+            let series = self.day_series(day)?;
+            if series.is_empty() {
+                None
+            } else {
+                Some(self.write(day, series)?)
+            }
         };
         self.prune()?;
         Ok(taken)

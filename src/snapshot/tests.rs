@@ -151,6 +151,16 @@ fn a_missed_run_is_taken_at_the_next_start_once() {
     let day = yesterday(now, Tz::UTC);
     let (from, to) = day_range(day, Tz::UTC);
     fill(&store, from, to);
+    let empty = Snapshotter::new(
+        &config(tmp.path(), "UTC", 30),
+        tmp.path(),
+        Arc::new(MemoryStorage::new()),
+    )
+    .unwrap();
+    assert!(
+        empty.catch_up(now).unwrap().is_none(),
+        "nothing stored yesterday: no empty snapshot"
+    );
     let snap = Snapshotter::new(&config(tmp.path(), "UTC", 30), tmp.path(), store).unwrap();
     let taken = snap.catch_up(now).unwrap().expect("yesterday was missing");
     assert_eq!(taken.day, folder_name(day));
