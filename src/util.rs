@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-pub use crate::model::Matcher;
-
 /// Parses a size like `10MB`, `512KiB`, `1GB` or `2048` (bytes). Like
 /// Prometheus, `KB`/`MB`/`GB` are powers of 1024.
 pub fn parse_bytes(text: &str) -> Option<u64> {

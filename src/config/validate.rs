@@ -312,7 +312,7 @@ impl Validator<'_> {
                     );
                 }
                 for m in &r.matchers {
-                    if let Err(e) = crate::util::Matcher::parse(m) {
+                    if let Err(e) = crate::model::Matcher::parse(m) {
                         self.error(m, format!("alerting.route.matchers: {e}"));
                     }
                 }
@@ -321,7 +321,7 @@ impl Validator<'_> {
         }
         for rule in &a.inhibit_rules {
             for m in rule.source_matchers.iter().chain(&rule.target_matchers) {
-                if let Err(e) = crate::util::Matcher::parse(m) {
+                if let Err(e) = crate::model::Matcher::parse(m) {
                     self.error(m, format!("alerting.inhibit_rules: {e}"));
                 }
             }

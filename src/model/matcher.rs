@@ -159,37 +159,6 @@ impl fmt::Display for Matcher {
     }
 }
 
-/// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"x.*"}`)
-/// into matchers, with promql-parser doing the parsing.
-pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, MatcherError> {
-    use promql_parser::label::MatchOp as P;
-    use promql_parser::parser::Expr;
-    let err = |reason: String| MatcherError {
-        text: text.to_string(),
-        reason,
-    };
-    let expr = promql_parser::parser::parse(text).map_err(err)?;
-    let Expr::VectorSelector(vs) = expr else {
-        return Err(err(
-            "not a series selector like up{job=\"node\"}".to_string()
-        ));
-    };
-    let mut out = Vec::new();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::new(super::METRIC_NAME, MatchOp::Equal, name)?);
-    }
-    for m in vs.matchers.matchers.iter() {
-        let op = match &m.op {
-            P::Equal => MatchOp::Equal,
-            P::NotEqual => MatchOp::NotEqual,
-            P::Re(_) => MatchOp::Regex,
-            P::NotRe(_) => MatchOp::NotRegex,
-        };
-        out.push(Matcher::new(&m.name, op, &m.value)?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ mod labels;
 mod matcher;
 
 pub use labels::{Label, Labels, METRIC_NAME, escape_label_value};
-pub use matcher::{MatchOp, Matcher, MatcherError, parse_selector};
+pub use matcher::{MatchOp, Matcher, MatcherError};
 
 /// One float sample: milliseconds since the epoch and a value.
 #[derive(Clone, Copy, Debug, PartialEq)]

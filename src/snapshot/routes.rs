@@ -138,25 +138,19 @@ impl std::str::FromStr for ExportFormat {
     }
 }
 
-/// Parses `1700000000`, `1700000000.5` (seconds) or RFC 3339 into milliseconds.
+/// Parses a time as the Prometheus API does (unix seconds or RFC 3339), or
+/// a plain `YYYY-MM-DD` (UTC midnight) for exports by day.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(secs) = s.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs * 1000.0).round() as i64);
+    if let Some(ms) = crate::web::api::parse_time(s) {
+        return Ok(ms);
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc().timestamp_millis())
-            .unwrap_or(0));
-    }
-    Err(format!(
-        "cannot parse {s:?} as a time: use unix seconds or RFC 3339"
-    ))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| {
+            format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
+        })
 }
 
 fn pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -205,8 +199,9 @@ async fn export(
     } else {
         selectors
     } {
-        groups.push(
-            crate::model::parse_selector(sel).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        groups.extend(
+            crate::promql::selector_matchers(sel)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
     let querier = s.querier.clone();

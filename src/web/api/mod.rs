@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::promql::{Engine, PromqlError};
 
-pub use params::Params;
+pub use params::{Params, parse_time};
 
 /// What the API handlers share.
 #[derive(Clone)]
