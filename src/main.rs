@@ -22,6 +22,21 @@ struct Cli {
     command: Command,
 }
 
+/// Where `export` and `import` find the store.
+#[derive(clap::Args)]
+struct Source {
+    /// Base URL of the running infermon.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key, when server.auth is on.
+    #[arg(long, env = "INFERMON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Work on the data directory (storage.path) of a stopped infermon
+    /// instead of calling a running one.
+    #[arg(long, conflicts_with = "url")]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -51,7 +66,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
-    /// Export raw samples of a time range from a running infermon.
+    /// Export raw samples of a time range, from a running infermon (--url)
+    /// or from a stopped one's data directory (--data-dir).
     Export {
         /// Start: unix seconds, RFC 3339 or YYYY-MM-DD.
         #[arg(long)]
@@ -68,12 +84,35 @@ enum Command {
         /// File to write (written to a temporary name, then renamed).
         #[arg(long, short = 'o')]
         output: PathBuf,
-        /// Base URL of the running infermon.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// API key, when server.auth is on.
-        #[arg(long, env = "INFERMON_API_KEY", hide_env_values = true)]
-        api_key: Option<String>,
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Load an OpenMetrics export (plain or .gz, e.g. a snapshot's
+    /// metrics.om.gz) back into the store. Samples already stored are
+    /// skipped, so importing a file twice adds nothing.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Replace a stopped infermon's database with a backup (a file from
+    /// <snapshots dir>/backups/) after checking its integrity. The replaced
+    /// database is kept beside it as infermon.db.replaced-<time>.
+    Restore {
+        /// The backup file.
+        backup: PathBuf,
+        /// The data directory to restore into (storage.path).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Take the data directory from this config's storage.path.
+        #[arg(
+            long,
+            short = 'c',
+            env = "INFERMON_CONFIG",
+            conflicts_with = "data_dir"
+        )]
+        config: Option<PathBuf>,
     },
     /// Print the version and git revision.
     Version,
@@ -92,41 +131,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { file } => check(&file),
-        Command::HashPassword { cost } => match hash_password(cost) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("infermon: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::HashPassword { cost } => report(hash_password(cost)),
         Command::Export {
             from,
             to,
             matchers,
             format,
             output,
-            url,
-            api_key,
-        } => {
-            match export(
-                &from,
-                &to,
-                &matchers,
-                &format,
-                &output,
-                &url,
-                api_key.as_deref(),
-            ) {
-                Ok(bytes) => {
-                    eprintln!("wrote {bytes} bytes to {}", output.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("infermon: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+            source,
+        } => report(
+            export(&from, &to, &matchers, &format, &output, &source).map(|bytes| {
+                eprintln!("wrote {bytes} bytes to {}", output.display());
+            }),
+        ),
+        Command::Import { file, source } => report(import(&file, &source)),
+        Command::Restore {
+            backup,
+            data_dir,
+            config,
+        } => report(restore(&backup, data_dir, config)),
         Command::Version => {
             println!(
                 "infermon {} (revision {})",
@@ -134,6 +157,17 @@ fn main() -> ExitCode {
                 infermon::REVISION
             );
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Exit status of a one-shot command; errors go to standard error.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infermon: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -217,23 +251,163 @@ fn export(
     matchers: &[String],
     format: &str,
     output: &std::path::Path,
-    url: &str,
-    api_key: Option<&str>,
+    source: &Source,
 ) -> anyhow::Result<usize> {
-    let mut query = vec![
-        ("start", from.to_string()),
-        ("end", to.to_string()),
-        ("format", format.to_string()),
-    ];
-    query.extend(matchers.iter().map(|m| ("match[]", m.clone())));
-    let endpoint = format!("{}/api/v1/export", url.trim_end_matches('/'));
+    let body = match &source.data_dir {
+        Some(dir) => export_local(dir, from, to, matchers, format)?,
+        None => {
+            let mut query = vec![
+                ("start", from.to_string()),
+                ("end", to.to_string()),
+                ("format", format.to_string()),
+            ];
+            query.extend(matchers.iter().map(|m| ("match[]", m.clone())));
+            call(source, reqwest::Method::GET, "/api/v1/export", &query, None)?
+        }
+    };
+    let tmp = output.with_extension("partial");
+    std::fs::write(&tmp, &body).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, output)
+        .with_context(|| format!("cannot rename to {}", output.display()))?;
+    Ok(body.len())
+}
+
+/// An export read straight from a stopped instance's store.
+fn export_local(
+    dir: &std::path::Path,
+    from: &str,
+    to: &str,
+    matchers: &[String],
+    format: &str,
+) -> anyhow::Result<Vec<u8>> {
+    use infermon::snapshot::export;
+    let start = export::parse_time(from).map_err(anyhow::Error::msg)?;
+    let end = export::parse_time(to).map_err(anyhow::Error::msg)?;
+    let format: export::ExportFormat = format.parse().map_err(anyhow::Error::msg)?;
+    let groups = export::matcher_groups(matchers).map_err(anyhow::Error::msg)?;
+    let store = open_store(dir)?;
+    let series = export::select(&store, &groups, start, end).map_err(anyhow::Error::msg)?;
+    let mut out = Vec::new();
+    export::write(&mut out, &series, format).map_err(anyhow::Error::msg)?;
+    store.close()?;
+    Ok(out)
+}
+
+fn open_store(dir: &std::path::Path) -> anyhow::Result<infermon::storage::SqliteStorage> {
+    anyhow::ensure!(
+        dir.join(infermon::storage::DB_FILE).is_file(),
+        "{} holds no infermon store ({} is missing)",
+        dir.display(),
+        infermon::storage::DB_FILE
+    );
+    Ok(infermon::storage::SqliteStorage::open(
+        dir,
+        infermon::storage::StorageOptions::default(),
+    )?)
+}
+
+fn import(file: &std::path::Path, source: &Source) -> anyhow::Result<()> {
+    let open = || std::fs::File::open(file);
+    open().with_context(|| format!("cannot open {}", file.display()))?;
+    match &source.data_dir {
+        Some(dir) => {
+            let store = infermon::storage::SqliteStorage::open(
+                dir,
+                infermon::storage::StorageOptions::default(),
+            )?;
+            let report = infermon::snapshot::import(open()?, &store)?;
+            store.close()?;
+            eprintln!(
+                "imported {}: {} series ({} new), {} samples added, {} already stored",
+                file.display(),
+                report.series,
+                report.series_created,
+                report.samples_added,
+                report.samples_existing
+            );
+        }
+        None => {
+            // Bodies under the server's default request limit (2 MiB).
+            let (mut added, mut existing) = (0u64, 0u64);
+            let bodies = infermon::snapshot::split_import(open, 1 << 20, |body| {
+                let reply = call(
+                    source,
+                    reqwest::Method::POST,
+                    "/api/v1/admin/import",
+                    &[],
+                    Some(body),
+                )
+                .map_err(|e| format!("{e:#}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+                added += v["data"]["samples_added"].as_u64().unwrap_or(0);
+                existing += v["data"]["samples_existing"].as_u64().unwrap_or(0);
+                Ok(())
+            })?;
+            eprintln!(
+                "imported {} in {bodies} request(s): {added} samples added, {existing} already stored",
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn restore(
+    backup: &std::path::Path,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = match data_dir {
+        Some(d) => d,
+        None => {
+            let loaded = match &config {
+                Some(path) => Config::load_file(path),
+                None => Config::load_default(),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            PathBuf::from(loaded.config.storage.path)
+        }
+    };
+    let report = infermon::storage::SqliteStorage::restore(
+        backup,
+        &dir,
+        infermon::storage::StorageOptions::default(),
+    )?;
+    if let Some(old) = &report.replaced {
+        eprintln!("the replaced database was kept as {}", old.display());
+    }
+    eprintln!(
+        "restored {} into {}: {} series, {} samples",
+        backup.display(),
+        dir.display(),
+        report.series,
+        report.samples
+    );
+    Ok(())
+}
+
+/// One request to a running infermon; the body of a 2xx answer.
+fn call(
+    source: &Source,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<Vec<u8>> {
+    let endpoint = format!("{}{path}", source.url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = runtime.block_on(async {
-        let mut request = reqwest::Client::new().get(&endpoint).query(&query);
-        if let Some(key) = api_key {
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .request(method, &endpoint)
+            .query(query);
+        if let Some(key) = &source.api_key {
             request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
         }
         let response = request
             .send()
@@ -246,13 +420,8 @@ fn export(
             "{endpoint} answered {status}: {}",
             String::from_utf8_lossy(&bytes)
         );
-        Ok::<_, anyhow::Error>(bytes)
-    })?;
-    let tmp = output.with_extension("partial");
-    std::fs::write(&tmp, &body).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, output)
-        .with_context(|| format!("cannot rename to {}", output.display()))?;
-    Ok(body.len())
+        Ok(bytes.to_vec())
+    })
 }
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {

@@ -194,6 +194,17 @@ fn backup_and_snapshot_over_http_with_no_path_traversal() {
         .bytes()
         .unwrap();
     assert!(bytes.starts_with(b"SQLite format 3\0"));
+    // The Snapshots page lists it with a download link.
+    let page = c
+        .get(server.url("/snapshots"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains(&format!("href=\"/backups/{file}\"")),
+        "{page}"
+    );
     let copy = server.dir.path().join("copy.db");
     std::fs::write(&copy, &bytes).unwrap();
     let conn = rusqlite::Connection::open(&copy).unwrap();
@@ -226,4 +237,265 @@ fn backup_and_snapshot_over_http_with_no_path_traversal() {
         let r = c.get(server.url(&path)).send().unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
+}
+
+/// Runs `infermon <args>`; (success, stderr).
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(support::binary())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Export from a running box and from its stopped data dir agree; `import`
+/// of the export into an empty store (by data dir, twice, and over HTTP,
+/// twice) gives back the same series and samples; `restore` checks the
+/// backup, refuses while the store is open and keeps what it replaces.
+#[test]
+fn export_import_and_restore_round_trip() {
+    let mut a = support::TestServer::start(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let c = client();
+    let r: serde_json::Value = c
+        .post(a.url("/api/v1/admin/backup"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["status"], "success", "{r}");
+    let backup_end = infermon::util::now_ms() / 1000 - 2;
+    let backup_file = r["data"]["file"].as_str().unwrap().to_string();
+    let backup = a.dir.path().join("backup.db");
+    std::fs::write(
+        &backup,
+        c.get(a.url(&format!("/backups/{backup_file}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let end = (infermon::util::now_ms() / 1000 - 2).to_string();
+    let work = tempfile::tempdir().unwrap();
+    let p = |name: &str| work.path().join(name).display().to_string();
+    let base = format!("http://{}", a.addr);
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--url",
+        &base,
+        "-o",
+        &p("running.om"),
+    ]);
+    assert!(ok, "{log}");
+    let running = read(work.path().join("running.om").as_path());
+    let samples = running.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(samples > 100, "{samples} samples exported");
+
+    // The store is open: the data dir refuses a second user.
+    let data_a = a.dir.path().join("data").display().to_string();
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--data-dir",
+        &data_a,
+        "-o",
+        &p("x.om"),
+    ]);
+    assert!(!ok && log.contains("in use by another infermon"), "{log}");
+    let (ok, log) = cli(&["restore", backup.to_str().unwrap(), "--data-dir", &data_a]);
+    assert!(!ok && log.contains("in use by another infermon"), "{log}");
+
+    a.terminate();
+    assert!(
+        a.wait_exit(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--data-dir",
+        &data_a,
+        "-o",
+        &p("stopped.om"),
+    ]);
+    assert!(ok, "{log}");
+    assert_eq!(read(work.path().join("stopped.om").as_path()), running);
+
+    // Import into an empty data dir, twice: the second adds nothing.
+    let data_b = p("b");
+    let (ok, log) = cli(&["import", &p("running.om"), "--data-dir", &data_b]);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(&format!("{samples} samples added, 0 already")),
+        "{log}"
+    );
+    let (ok, log) = cli(&["import", &p("running.om"), "--data-dir", &data_b]);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(&format!("0 samples added, {samples} already")),
+        "{log}"
+    );
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--data-dir",
+        &data_b,
+        "-o",
+        &p("b.om"),
+    ]);
+    assert!(ok, "{log}");
+    assert_eq!(read(work.path().join("b.om").as_path()), running);
+
+    // Import into a running box over HTTP, twice; its own series differ by
+    // instance, so the comparison selects the imported instance.
+    let server = support::TestServer::start(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    let url_c = format!("http://{}", server.addr);
+    for round in 0..2 {
+        let (ok, log) = cli(&["import", &p("running.om"), "--url", &url_c]);
+        assert!(ok, "{log}");
+        let expected = if round == 0 {
+            format!("{samples} samples added, 0 already")
+        } else {
+            format!("0 samples added, {samples} already")
+        };
+        assert!(log.contains(&expected), "round {round}: {log}");
+    }
+    let selector = format!("{{instance=\"{}\"}}", a.addr);
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--url",
+        &url_c,
+        "--match",
+        &selector,
+        "-o",
+        &p("c.om"),
+    ]);
+    assert!(ok, "{log}");
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--data-dir",
+        &data_a,
+        "--match",
+        &selector,
+        "-o",
+        &p("a-instance.om"),
+    ]);
+    assert!(ok, "{log}");
+    assert_eq!(
+        read(work.path().join("c.om").as_path()),
+        read(work.path().join("a-instance.om").as_path())
+    );
+    // A body that is not OpenMetrics is a 400 a person can act on.
+    let bad = c
+        .post(server.url("/api/v1/admin/import"))
+        .body("up 1\n")
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().unwrap();
+    assert!(
+        bad["error"].as_str().unwrap().contains("timestamp"),
+        "{bad}"
+    );
+
+    // Restore: a file that is not a store is refused and changes nothing.
+    std::fs::write(work.path().join("junk.db"), "not a database").unwrap();
+    let (ok, log) = cli(&["restore", &p("junk.db"), "--data-dir", &data_a]);
+    assert!(!ok && log.contains("junk.db"), "{log}");
+    let (ok, log) = cli(&["restore", backup.to_str().unwrap(), "--data-dir", &data_a]);
+    assert!(ok, "{log}");
+    assert!(log.contains("kept as"), "{log}");
+    let kept = std::fs::read_dir(&data_a)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("infermon.db.replaced-")
+        });
+    assert!(kept, "the replaced database is kept");
+    // The restored store holds what the backup held: the data up to the
+    // backup, and nothing written after it.
+    let backup_end = backup_end.to_string();
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &backup_end,
+        "--data-dir",
+        &data_a,
+        "-o",
+        &p("restored.om"),
+    ]);
+    assert!(ok, "{log}");
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &backup_end,
+        "--data-dir",
+        &data_b,
+        "-o",
+        &p("b-before-backup.om"),
+    ]);
+    assert!(ok, "{log}");
+    let restored = read(work.path().join("restored.om").as_path());
+    assert_eq!(
+        restored,
+        read(work.path().join("b-before-backup.om").as_path())
+    );
+    let (ok, log) = cli(&[
+        "export",
+        "--from",
+        "0",
+        "--to",
+        &end,
+        "--data-dir",
+        &data_a,
+        "-o",
+        &p("after.om"),
+    ]);
+    assert!(ok, "{log}");
+    let after = read(work.path().join("after.om").as_path());
+    assert!(
+        after.lines().count() < running.lines().count(),
+        "samples written after the backup are gone"
+    );
 }

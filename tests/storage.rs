@@ -577,3 +577,44 @@ fn online_backup_while_ingest_continues_is_consistent() {
         assert_eq!(s.value, s.timestamp_ms as f64);
     }
 }
+
+/// Backfilled samples interleave with appended ones: reads and compaction
+/// keep one sample per timestamp in time order, and backfilling the same
+/// samples again adds nothing.
+#[test]
+fn backfill_interleaves_with_appends_and_is_idempotent() {
+    use infermon::storage::{Backfill, Series};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(dir.path(), opts()).unwrap();
+    let l = series("bf", 0);
+    // Appended: even seconds.
+    for t in (0..100).map(|i| 1_000_000 + i * 2_000) {
+        store.append(&[sample(&l, t, t as f64)]).unwrap();
+    }
+    // Backfilled: every second, so half already exist.
+    let past = Series {
+        labels: l.clone(),
+        samples: (0..200)
+            .map(|i| Sample {
+                timestamp_ms: 1_000_000 + i * 1_000,
+                value: (1_000_000 + i * 1_000) as f64,
+            })
+            .collect(),
+    };
+    let r = store.backfill(std::slice::from_ref(&past)).unwrap();
+    assert_eq!((r.samples_added, r.samples_existing), (100, 100), "{r:?}");
+    let r = store.backfill(std::slice::from_ref(&past)).unwrap();
+    assert_eq!((r.samples_added, r.samples_existing), (0, 200), "{r:?}");
+    let check = |store: &SqliteStorage| {
+        let got = store
+            .select(&[m("job", MatchOp::Equal, "bf")], 0, i64::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].samples, past.samples);
+    };
+    check(&store);
+    store.compact(i64::MAX, true).unwrap();
+    check(&store);
+    drop(store);
+    check(&SqliteStorage::open(dir.path(), opts()).unwrap());
+}

@@ -233,7 +233,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
                 Arc::new(move |dest: &std::path::Path| {
                     sqlite.backup_to(dest).map_err(|e| e.to_string())
                 })
-            }),
+            })
+            .with_backfill(Arc::new(sqlite.clone())),
         );
         routes.push(crate::snapshot::routes(snapshotter.clone()));
         let (s, schedule, backups, stop) = (

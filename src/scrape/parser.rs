@@ -60,20 +60,51 @@ pub struct ParseError {
 /// Parses a whole body.
 pub fn parse(body: &str, format: Format) -> Result<Vec<ParsedSample>, ParseError> {
     let mut out = Vec::new();
-    // OpenMetrics families whose `_created` series are metadata, not samples.
-    let mut types: HashMap<&str, &str> = HashMap::new();
-    let mut saw_eof = false;
+    let mut parser = LineParser::new(format);
+    let last = body.split('\n').count();
     for (i, raw) in body.split('\n').enumerate() {
+        // The newline that ends the last line leaves an empty piece behind.
+        if i + 1 == last && raw.is_empty() {
+            break;
+        }
+        if let Some(sample) = parser.line(i + 1, raw)? {
+            out.push(sample);
+        }
+    }
+    parser.finish(last)?;
+    Ok(out)
+}
+
+/// Parses a body line by line, so a large file (an import) never has to be
+/// held whole. Keeps what lines depend on: the families' types (for
+/// OpenMetrics `_created` series) and whether `# EOF` was seen.
+pub struct LineParser {
+    format: Format,
+    types: HashMap<String, String>,
+    saw_eof: bool,
+}
+
+impl LineParser {
+    /// A parser for a body in `format`.
+    pub fn new(format: Format) -> Self {
+        LineParser {
+            format,
+            types: HashMap::new(),
+            saw_eof: false,
+        }
+    }
+
+    /// Parses line `line_no` (1-based, without its newline); `None` for
+    /// comments, metadata, blank lines and skipped series.
+    pub fn line(&mut self, line_no: usize, raw: &str) -> Result<Option<ParsedSample>, ParseError> {
+        let format = self.format;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let err = |reason: &str| ParseError {
-            line_no: i + 1,
+            line_no,
             line: line.chars().take(200).collect(),
             reason: reason.to_string(),
         };
-        if saw_eof {
-            if line.is_empty() && i + 1 == body.split('\n').count() {
-                continue;
-            }
+        if self.saw_eof {
             return Err(err("content after # EOF"));
         }
         if line.trim().is_empty() {
@@ -82,7 +113,7 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<ParsedSample>, ParseError
                     "blank line with whitespace is not allowed in OpenMetrics",
                 ));
             }
-            continue;
+            return Ok(None);
         }
         if let Some(comment) = line.strip_prefix('#') {
             let mut words = comment.split_whitespace();
@@ -91,7 +122,7 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<ParsedSample>, ParseError
                     if words.next().is_some() {
                         return Err(err("unexpected text after # EOF"));
                     }
-                    saw_eof = true;
+                    self.saw_eof = true;
                 }
                 (Some("TYPE"), _) => {
                     let (Some(name), Some(kind)) = (words.next(), words.next()) else {
@@ -114,30 +145,34 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<ParsedSample>, ParseError
                     if !KINDS.contains(&kind) {
                         return Err(err("unknown metric type in # TYPE"));
                     }
-                    types.insert(name, kind);
+                    self.types.insert(name.to_string(), kind.to_string());
                 }
                 _ => {}
             }
-            continue;
+            return Ok(None);
         }
         let sample = parse_sample(line, format).map_err(|r| err(&r))?;
-        if format == Format::OpenMetrics && is_created_series(&sample, &types) {
-            continue;
+        if format == Format::OpenMetrics && is_created_series(&sample, &self.types) {
+            return Ok(None);
         }
-        out.push(sample);
+        Ok(Some(sample))
     }
-    if format == Format::OpenMetrics && !saw_eof {
-        let n = body.split('\n').count();
-        return Err(ParseError {
-            line_no: n,
-            line: String::new(),
-            reason: "OpenMetrics body does not end with # EOF".into(),
-        });
+
+    /// Checks the end of the body (OpenMetrics must end with `# EOF`);
+    /// `lines` is the number of lines read.
+    pub fn finish(&self, lines: usize) -> Result<(), ParseError> {
+        if self.format == Format::OpenMetrics && !self.saw_eof {
+            return Err(ParseError {
+                line_no: lines,
+                line: String::new(),
+                reason: "OpenMetrics body does not end with # EOF".into(),
+            });
+        }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn is_created_series(s: &ParsedSample, types: &HashMap<&str, &str>) -> bool {
+fn is_created_series(s: &ParsedSample, types: &HashMap<String, String>) -> bool {
     let Some(family) = s
         .labels
         .metric_name()
@@ -146,8 +181,8 @@ fn is_created_series(s: &ParsedSample, types: &HashMap<&str, &str>) -> bool {
         return false;
     };
     matches!(
-        types.get(family),
-        Some(&("counter" | "summary" | "histogram" | "gaugehistogram"))
+        types.get(family).map(String::as_str),
+        Some("counter" | "summary" | "histogram" | "gaugehistogram")
     )
 }
 

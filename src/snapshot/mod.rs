@@ -5,6 +5,8 @@
 
 mod csv;
 mod day;
+pub mod export;
+mod import;
 mod manifest;
 mod openmetrics;
 mod routes;
@@ -20,6 +22,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 pub use day::{day_range, folder_name, local_zone, parse_folder_name, yesterday};
+pub use import::{import, split as split_import};
 pub use manifest::{FileEntry, Manifest};
 pub use routes::routes;
 pub use summary::{Summary, histogram_quantile, summarize};
@@ -27,7 +30,7 @@ pub use summary::{Summary, histogram_quantile, summarize};
 use crate::config::SnapshotsConfig;
 use crate::model::{MatchOp, Matcher};
 use crate::shutdown::Shutdown;
-use crate::storage::{Querier, Series, StorageError};
+use crate::storage::{Backfill, BackfillReport, Querier, Series, StorageError};
 
 /// The files of a snapshot folder, in the order they are written.
 pub const FILES: [&str; 4] = [
@@ -58,6 +61,9 @@ pub enum SnapshotError {
     /// The cron expression is invalid or the scheduler failed.
     #[error("snapshot schedule: {0}")]
     Schedule(String),
+    /// An import file is not an OpenMetrics export.
+    #[error("cannot import: {0}")]
+    Import(String),
 }
 
 /// Writes a consistent copy of the whole store to the given path; returns its size.
@@ -73,6 +79,7 @@ pub struct Snapshotter {
     keep: usize,
     querier: Arc<dyn Querier>,
     backup: Option<BackupFn>,
+    backfill: Option<Arc<dyn Backfill>>,
 }
 
 /// A whole-store backup on disk.
@@ -117,6 +124,7 @@ impl Snapshotter {
             keep: config.keep,
             querier,
             backup: None,
+            backfill: None,
         })
     }
 
@@ -124,6 +132,20 @@ impl Snapshotter {
     pub fn with_backup(mut self, backup: BackupFn) -> Self {
         self.backup = Some(backup);
         self
+    }
+
+    /// Enables `POST /api/v1/admin/import` into `store`.
+    pub fn with_backfill(mut self, store: Arc<dyn Backfill>) -> Self {
+        self.backfill = Some(store);
+        self
+    }
+
+    /// Imports an OpenMetrics export (plain or gzip) into the store.
+    pub fn import(&self, input: impl std::io::Read) -> Result<BackfillReport, SnapshotError> {
+        let store = self.backfill.as_ref().ok_or_else(|| {
+            SnapshotError::Import("imports are not available for this store".into())
+        })?;
+        import::import(input, store.as_ref())
     }
 
     /// Takes a whole-store backup now into `<dir>/backups/infermon-<UTC time>.db`

@@ -9,14 +9,15 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::NaiveDate;
 
-use super::{Snapshotter, csv, openmetrics, parse_folder_name, yesterday};
-use crate::model::Matcher;
+use super::export::{self, ExportFormat, parse_time};
+use super::{Snapshotter, parse_folder_name, yesterday};
 use crate::web::ApiError;
 
 /// `GET /api/v1/snapshots`, `GET /snapshots/{day}/{file}`,
-/// `POST /api/v1/admin/snapshot[?day=YYYY-MM-DD]`, `GET /api/v1/export`.
+/// `POST /api/v1/admin/snapshot[?day=YYYY-MM-DD]`, `GET /api/v1/export`,
+/// `POST /api/v1/admin/backup`, `POST /api/v1/admin/import` (an OpenMetrics
+/// export, plain or gzip, at most `server.limits.max_body_bytes`).
 pub fn routes(snapshots: Arc<Snapshotter>) -> Router {
     Router::new()
         .route("/api/v1/snapshots", get(list))
@@ -24,6 +25,7 @@ pub fn routes(snapshots: Arc<Snapshotter>) -> Router {
         .route("/api/v1/admin/snapshot", post(take_now))
         .route("/api/v1/export", get(export))
         .route("/api/v1/admin/backup", post(backup_now))
+        .route("/api/v1/admin/import", post(import_now))
         .route("/api/v1/backups", get(list_backups))
         .route("/backups/{file}", get(download_backup))
         .with_state(snapshots)
@@ -93,6 +95,20 @@ async fn backup_now(State(s): State<Arc<Snapshotter>>) -> Result<Response, ApiEr
     Ok(axum::Json(serde_json::json!({"status": "success", "data": info})).into_response())
 }
 
+async fn import_now(
+    State(s): State<Arc<Snapshotter>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let report = tokio::task::spawn_blocking(move || s.import(&body[..]))
+        .await
+        .map_err(|e| ApiError::internal(format!("import task failed: {e}")))?
+        .map_err(|e| match e {
+            super::SnapshotError::Import(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    Ok(axum::Json(serde_json::json!({"status": "success", "data": report})).into_response())
+}
+
 async fn list_backups(State(s): State<Arc<Snapshotter>>) -> Response {
     let list = tokio::task::spawn_blocking(move || s.backups())
         .await
@@ -113,44 +129,6 @@ async fn download_backup(
         HeaderValue::from_static("application/vnd.sqlite3"),
     );
     Ok(response)
-}
-
-/// Output format of an export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExportFormat {
-    /// OpenMetrics text with timestamps.
-    OpenMetrics,
-    /// Long-format CSV.
-    Csv,
-    /// One JSON object per series per line: `{"metric":{...},"values":[[ms,v],...]}`.
-    Json,
-}
-
-impl std::str::FromStr for ExportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "openmetrics" | "om" => Ok(Self::OpenMetrics),
-            "csv" => Ok(Self::Csv),
-            "json" => Ok(Self::Json),
-            other => Err(format!("format {other:?} is not openmetrics, csv or json")),
-        }
-    }
-}
-
-/// Parses a time as the Prometheus API does (unix seconds or RFC 3339), or
-/// a plain `YYYY-MM-DD` (UTC midnight) for exports by day.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(ms) = crate::web::api::parse_time(s) {
-        return Ok(ms);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| {
-            format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
-        })
 }
 
 fn pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -188,64 +166,21 @@ async fn export(
         .unwrap_or("openmetrics")
         .parse()
         .map_err(ApiError::bad_request)?;
-    let selectors: Vec<&str> = params
+    let selectors: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "match[]")
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.clone())
         .collect();
-    let mut groups: Vec<Vec<Matcher>> = Vec::new();
-    for sel in if selectors.is_empty() {
-        vec!["{__name__=~\".+\"}"]
-    } else {
-        selectors
-    } {
-        groups.extend(
-            crate::promql::selector_matchers(sel)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        );
-    }
+    let groups = export::matcher_groups(&selectors).map_err(ApiError::bad_request)?;
     let querier = s.querier.clone();
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let mut series = Vec::new();
-        for m in &groups {
-            series.extend(querier.select(m, start, end).map_err(|e| e.to_string())?);
-        }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        series.dedup_by(|a, b| a.labels == b.labels);
+        let series = export::select(querier.as_ref(), &groups, start, end)?;
         let mut out = Vec::new();
-        match format {
-            ExportFormat::OpenMetrics => {
-                openmetrics::write(&mut out, &series).map_err(|e| e.to_string())?;
-            }
-            ExportFormat::Csv => {
-                csv::write(&mut out, &series).map_err(|e| e.to_string())?;
-            }
-            ExportFormat::Json => {
-                for s in &series {
-                    let values: Vec<(i64, f64)> = s
-                        .samples
-                        .iter()
-                        .filter(|x| !crate::model::is_stale_nan(x.value))
-                        .map(|x| (x.timestamp_ms, x.value))
-                        .collect();
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({"metric": s.labels, "values": values}),
-                    )
-                    .map_err(|e| e.to_string())?;
-                    out.push(b'\n');
-                }
-            }
-        }
+        export::write(&mut out, &series, format)?;
         Ok(out)
     })
     .await
     .map_err(|e| ApiError::internal(format!("export task failed: {e}")))?
     .map_err(ApiError::internal)?;
-    let content_type = match format {
-        ExportFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ExportFormat::Csv => "text/csv; charset=utf-8",
-        ExportFormat::Json => "application/x-ndjson",
-    };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }

@@ -79,6 +79,7 @@ impl SqliteStorage {
                         count += 1;
                     }
                     drop(rows);
+                    super::sqlite::normalize(&mut samples);
                     let (Some(first), Some(last)) =
                         (samples.first().copied(), samples.last().copied())
                     else {

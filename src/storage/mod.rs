@@ -6,12 +6,14 @@
 //! tests and the PromQL test runner; [`SqliteStorage`] is the durable store
 //! (schema and chunk format in `FORMAT.md` beside this file).
 
+mod backfill;
 pub mod chunk;
 mod compaction;
 mod head;
 mod index;
 mod memory;
 pub mod pco_chunk;
+mod restore;
 mod retention;
 mod schema;
 mod sqlite;
@@ -19,10 +21,12 @@ mod state;
 mod stats;
 mod wal;
 
+pub use backfill::{Backfill, BackfillReport};
 pub use head::ChunkPolicy;
 pub use memory::MemoryStorage;
+pub use restore::{RestoreReport, verify_backup};
 pub use retention::MaintenanceReport;
-pub use sqlite::{DB_FILE, SqliteStorage, StorageOptions};
+pub use sqlite::{DB_FILE, LOCK_FILE, SqliteStorage, StorageOptions, lock_dir};
 pub use state::{DeliveryRecord, OutboxRow, StateStore};
 pub use stats::{StorageCollector, StorageStats};
 
@@ -40,6 +44,12 @@ pub enum StorageError {
     /// The query would touch more samples than allowed.
     #[error("query processing would load too many samples into memory")]
     TooManySamples,
+    /// Another process has the data directory open.
+    #[error(
+        "data directory {} is in use by another infermon (it holds {}/lock); stop it first, or talk to it over HTTP",
+        .0.display(), .0.display()
+    )]
+    Locked(std::path::PathBuf),
 }
 
 /// One sample of one series, as written.

@@ -93,7 +93,7 @@ pub(super) struct Writer {
     pub conn: Connection,
     wal_bytes: u64,
     last_checkpoint: Instant,
-    closed: bool,
+    pub closed: bool,
 }
 
 pub(super) struct Inner {
@@ -107,6 +107,9 @@ pub(super) struct Inner {
     pub counters: Counters,
     /// Why ingestion is stopped (disk nearly full), if it is.
     pub blocked: Mutex<Option<String>>,
+    /// The data directory's lock file, held while the store is open so a
+    /// second infermon (or `restore`) cannot write the same files.
+    _lock: std::fs::File,
 }
 
 /// The SQLite time-series store. Cloning is cheap: clones share one store.
@@ -140,7 +143,42 @@ pub(super) fn release_free_pages(conn: &Connection) -> Result<(), StorageError> 
     Ok(())
 }
 
-fn labels_json(labels: &Labels) -> String {
+/// The file in a data directory locked by the process that has it open.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the data directory's exclusive lock, or says who holds it.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Backend(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Puts samples gathered from several chunks in time order with one sample
+/// per timestamp; backfilled chunks may overlap the ones written by appends.
+pub(super) fn normalize(samples: &mut Vec<Sample>) {
+    if samples
+        .windows(2)
+        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+    {
+        return;
+    }
+    samples.sort_by_key(|s| s.timestamp_ms);
+    samples.dedup_by_key(|s| s.timestamp_ms);
+}
+
+pub(super) fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(labels).unwrap_or_default()
 }
 
@@ -155,6 +193,7 @@ impl SqliteStorage {
                 dir.display()
             ))
         })?;
+        let lock = lock_dir(&dir)?;
         let db_path = dir.join(DB_FILE);
         let conn = schema::open_writer(&db_path).map_err(|e| {
             StorageError::Backend(format!("cannot open {}: {e}", db_path.display()))
@@ -204,6 +243,7 @@ impl SqliteStorage {
                 readers: Mutex::new(Vec::new()),
                 counters,
                 blocked: Mutex::new(None),
+                _lock: lock,
             }),
         };
         storage.replay_wal()?;
@@ -713,6 +753,7 @@ impl Querier for SqliteStorage {
                     chunk::decode_into(bytes, mint, maxt, &mut samples)
                         .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
                 }
+                normalize(&mut samples);
                 if !samples.is_empty() {
                     out.push(Series { labels, samples });
                 }

@@ -70,6 +70,11 @@ impl Lang {
             "Series" => "序列",
             "Samples" => "样本",
             "Take a snapshot now" => "立即生成快照",
+            "Whole-store backups" => "整库备份",
+            "Size" => "大小",
+            "Restore one into a stopped infermon with: infermon restore FILE --data-dir DIR" => {
+                "在 infermon 停止后用以下命令恢复：infermon restore 文件 --data-dir 目录"
+            }
             "Unsupported panel type" => "不支持的面板类型",
             "Query error" => "查询错误",
             "Language" => "语言",

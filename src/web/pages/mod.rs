@@ -660,6 +660,10 @@ struct SnapshotsPage {
     samples_label: &'static str,
     files_label: &'static str,
     snapshots: Vec<SnapshotRow>,
+    backups_label: &'static str,
+    size_label: &'static str,
+    restore_hint: &'static str,
+    backups: Vec<SnapshotFile>,
 }
 
 async fn snapshots(
@@ -670,21 +674,28 @@ async fn snapshots(
     let params = Params::new(q.as_deref());
     let page = frame("Snapshots", "Snapshots", &params, &headers, false);
     let lang = page.lang;
-    let (dir, list) = match &pages.snapshots {
+    let (dir, list, backups) = match &pages.snapshots {
         Some(s) => {
             let s2 = s.clone();
-            (
-                s.dir().display().to_string(),
-                tokio::task::spawn_blocking(move || s2.list())
-                    .await
-                    .unwrap_or_default(),
-            )
+            let (list, backups) = tokio::task::spawn_blocking(move || (s2.list(), s2.backups()))
+                .await
+                .unwrap_or_default();
+            (s.dir().display().to_string(), list, backups)
         }
         None => (
             "snapshots are disabled (snapshots.enabled: false)".to_string(),
             Vec::new(),
+            Vec::new(),
         ),
     };
+    let backups = backups
+        .into_iter()
+        .map(|b| SnapshotFile {
+            size: crate::web::charts::units::format(b.bytes as f64, "bytes"),
+            name: b.file,
+            short_sha: String::new(),
+        })
+        .collect();
     let rows = list
         .into_iter()
         .map(|s| SnapshotRow {
@@ -717,6 +728,12 @@ async fn snapshots(
             samples_label: lang.t("Samples"),
             files_label: lang.t("Files"),
             snapshots: rows,
+            backups_label: lang.t("Whole-store backups"),
+            size_label: lang.t("Size"),
+            restore_hint: lang.t(
+                "Restore one into a stopped infermon with: infermon restore FILE --data-dir DIR",
+            ),
+            backups,
         }
         .render(),
         &params,
