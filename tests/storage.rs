@@ -198,6 +198,9 @@ fn retention_by_time_and_size() {
     let day = 24 * 3600 * 1000;
     let o = StorageOptions {
         retention_ms: 2 * day,
+        // Rollups off: expired raw data must leave nothing behind here
+        // (tests/rollups.rs covers what rollups keep).
+        rollup_retention_ms: 0,
         chunk: ChunkPolicy {
             max_samples: 120,
             window_ms: 3_600_000,

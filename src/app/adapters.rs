@@ -325,6 +325,15 @@ pub(super) fn storage_facts(
         ("Storage bytes on disk".to_string(), bytes(s.bytes)),
         ("Storage bytes per sample".to_string(), per_sample),
         ("Storage WAL".to_string(), bytes(s.wal_bytes)),
+        (
+            "Storage 5-minute rollups".to_string(),
+            format!(
+                "{} series · {} points · {}",
+                s.rollup_series,
+                s.rollup_points,
+                bytes(s.rollup_bytes)
+            ),
+        ),
         ("Storage retention".to_string(), retention.to_string()),
         (
             "Ingestion".to_string(),

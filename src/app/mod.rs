@@ -264,7 +264,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         snapshots,
         facts: {
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
-            let retention = config.storage.retention.to_string();
+            let st = &config.storage;
+            let retention = format!(
+                "raw {}; 5-minute rollups of data older than {} kept {}",
+                st.retention, st.rollup_after, st.rollup_retention
+            );
             Arc::new(move || {
                 let mut facts = models.clone();
                 facts.extend(adapters::storage_facts(&sqlite.stats(), &retention));

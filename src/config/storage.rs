@@ -11,9 +11,19 @@ pub struct StorageConfig {
     /// Data directory (default `data/`).
     #[serde(default = "default_path")]
     pub path: String,
-    /// How long raw samples are kept (default 15d).
+    /// How long raw samples are kept (default 15d). Older data survives as
+    /// 5-minute rollups until `rollup_retention`.
     #[serde(default = "default_retention")]
     pub retention: PromDuration,
+    /// Raw samples older than this are also summarised into 5-minute rollup
+    /// points (default 7d); data about to reach `retention` is summarised
+    /// first even when younger.
+    #[serde(default = "default_rollup_after")]
+    pub rollup_after: PromDuration,
+    /// How long the 5-minute rollups are kept (default 400d); `0s` turns
+    /// rollups off.
+    #[serde(default = "default_rollup_retention")]
+    pub rollup_retention: PromDuration,
     /// Largest the store may grow to (e.g. `10GB`); oldest data goes first.
     #[serde(default)]
     pub retention_size: Option<String>,
@@ -37,6 +47,12 @@ impl Default for StorageConfig {
 
 fn default_path() -> String {
     "data/".to_string()
+}
+fn default_rollup_after() -> PromDuration {
+    PromDuration::from_secs(7 * 24 * 3600)
+}
+fn default_rollup_retention() -> PromDuration {
+    PromDuration::from_secs(400 * 24 * 3600)
 }
 fn default_retention() -> PromDuration {
     PromDuration::from_secs(15 * 24 * 3600)

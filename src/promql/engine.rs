@@ -12,7 +12,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use super::value::{Point, RangeSeries, Sample, Value};
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
-use crate::storage::{Querier, Series};
+use crate::storage::{Querier, RollupPoint, Series};
 
 /// Limits and defaults of the engine.
 #[derive(Clone, Debug)]
@@ -284,6 +284,17 @@ pub(crate) struct Matrix {
     pub range_start: i64,
     /// Window end (inclusive), ms.
     pub range_end: i64,
+    /// Per series (same order as `series`, may be shorter): the 5-minute
+    /// rollup summaries behind its points when the window reaches into
+    /// rolled-up history, one per point; `None` for raw-only series.
+    pub aggs: Vec<Option<Vec<RollupPoint>>>,
+}
+
+impl Matrix {
+    /// The rollup summaries of series `i`, if its window holds rolled-up points.
+    pub fn aggs_of(&self, i: usize) -> Option<&[RollupPoint]> {
+        self.aggs.get(i).and_then(|a| a.as_deref())
+    }
 }
 
 /// A value during evaluation of one step.
@@ -382,6 +393,9 @@ pub(crate) struct Evaluator {
     start: i64,
     end: i64,
     data: HashMap<usize, Vec<Series>>,
+    /// Per selector with rolled-up history, per series of `data`: the
+    /// rollup points its first samples stand for (a prefix of `samples`).
+    rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
     subqueries: HashMap<(usize, i64), Val>,
     deadline: Instant,
 }
@@ -397,6 +411,7 @@ impl Evaluator {
             start,
             end,
             data: HashMap::new(),
+            rolled: HashMap::new(),
             subqueries: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
         };
@@ -404,13 +419,16 @@ impl Evaluator {
         ev.collect_spans(expr, start, end, &mut spans);
         let mut loaded = 0usize;
         for (vs, id, mint, maxt) in spans {
-            let series = select(engine.storage.as_ref(), vs, mint, maxt)?;
+            let (series, rolled) = select(engine.storage.as_ref(), vs, mint, maxt)?;
             loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
             if loaded > ev.max_samples {
                 return Err(PromqlError::TooManySamples("query execution"));
             }
             ev.check_deadline()?;
             ev.data.insert(id, series);
+            if let Some(rolled) = rolled {
+                ev.rolled.insert(id, rolled);
+            }
         }
         Ok(ev)
     }
@@ -581,6 +599,7 @@ impl Evaluator {
                     series: by_series.into_values().collect(),
                     range_start: start,
                     range_end: end,
+                    aggs: Vec::new(),
                 };
                 self.count_points(&m)?;
                 Ok(Val::Matrix(m))
@@ -627,14 +646,21 @@ impl Evaluator {
         out
     }
 
-    /// Samples in `(start, end]` of every series of `vs`, stale markers left out.
+    /// Samples in `(start, end]` of every series of `vs`, stale markers left
+    /// out; where the window reaches into rolled-up history, the rollup
+    /// summaries come along (a rollup point counts when its last sample is
+    /// in the window).
     fn matrix_selector(&self, vs: &VectorSelector, start: i64, end: i64) -> Matrix {
         let mut out = Vec::new();
+        let mut aggs = Vec::new();
+        let rolled = self.rolled.get(&node_id(vs));
         if let Some(series) = self.data.get(&node_id(vs)) {
-            for s in series {
+            for (i, s) in series.iter().enumerate() {
                 let lo = s.samples.partition_point(|x| x.timestamp_ms <= start);
                 let hi = s.samples.partition_point(|x| x.timestamp_ms <= end);
-                let points: Vec<Point> = s.samples[lo..hi]
+                let prefix = rolled.and_then(|r| r.get(i)).map_or(&[][..], Vec::as_slice);
+                let window = &s.samples[lo..hi];
+                let points: Vec<Point> = window
                     .iter()
                     .filter(|x| !is_stale_nan(x.value))
                     .map(|x| Point {
@@ -642,19 +668,34 @@ impl Evaluator {
                         f: x.value,
                     })
                     .collect();
-                if !points.is_empty() {
-                    out.push(RangeSeries {
-                        metric: s.labels.clone(),
-                        points,
-                        drop_name: false,
-                    });
+                if points.is_empty() {
+                    continue;
                 }
+                let agg = (lo < prefix.len()).then(|| {
+                    (lo..hi)
+                        .filter_map(|j| match prefix.get(j) {
+                            Some(p) => Some(*p),
+                            None => {
+                                let x = s.samples[j];
+                                (!is_stale_nan(x.value))
+                                    .then(|| RollupPoint::from_sample(x.timestamp_ms, x.value))
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                });
+                aggs.push(agg);
+                out.push(RangeSeries {
+                    metric: s.labels.clone(),
+                    points,
+                    drop_name: false,
+                });
             }
         }
         Matrix {
             series: out,
             range_start: start,
             range_end: end,
+            aggs,
         }
     }
 }
@@ -695,23 +736,48 @@ pub(crate) fn to_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Prom
     Ok(sets)
 }
 
+/// A selector's series in `[mint, maxt]`, sorted by labels. Where raw
+/// samples are gone but 5-minute rollups remain, the rollup points' last
+/// samples lead each series, and the second value holds, per series, the
+/// rollup points behind them (`None` when no series has any).
+#[allow(clippy::type_complexity)]
 fn select(
     q: &dyn Querier,
     vs: &VectorSelector,
     mint: i64,
     maxt: i64,
-) -> Result<Vec<Series>, PromqlError> {
+) -> Result<(Vec<Series>, Option<Vec<Vec<RollupPoint>>>), PromqlError> {
     let sets = to_matchers(vs)?;
-    if sets.len() == 1 {
-        return Ok(q.select(&sets[0], mint, maxt)?);
-    }
     let mut all: BTreeMap<Labels, Series> = BTreeMap::new();
+    let mut rollups: BTreeMap<Labels, Vec<RollupPoint>> = BTreeMap::new();
     for m in &sets {
         for s in q.select(m, mint, maxt)? {
             all.entry(s.labels.clone()).or_insert(s);
         }
+        for r in q.select_rollups(m, mint, maxt)? {
+            rollups.entry(r.labels).or_insert(r.points);
+        }
     }
-    Ok(all.into_values().collect())
+    if rollups.is_empty() {
+        return Ok((all.into_values().collect(), None));
+    }
+    for labels in rollups.keys() {
+        all.entry(labels.clone()).or_insert_with(|| Series {
+            labels: labels.clone(),
+            samples: Vec::new(),
+        });
+    }
+    let mut series = Vec::with_capacity(all.len());
+    let mut rolled = Vec::with_capacity(all.len());
+    for (labels, raw) in all {
+        let points = rollups.remove(&labels).unwrap_or_default();
+        let (merged, used) = crate::storage::merge_rollups(raw, &points);
+        let mut points = points;
+        points.truncate(used);
+        series.push(merged);
+        rolled.push(points);
+    }
+    Ok((series, Some(rolled)))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::PromqlError;
 use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, to_matchers};
 use super::value::{Point, Sample};
 use crate::model::{Labels, METRIC_NAME, MatchOp};
+use crate::storage::RollupPoint;
 
 /// Evaluated arguments of one call at one step.
 pub(crate) struct Args<'a> {
@@ -55,7 +56,11 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("atan", |a| math(a, f64::atan)),
     ("atanh", |a| math(a, f64::atanh)),
     ("avg_over_time", |a| {
-        over_time(a, |p| super::aggregate::avg(p.iter().map(|x| x.f)))
+        over_time_rolled(
+            a,
+            |p| super::aggregate::avg(p.iter().map(|x| x.f)),
+            |r| rolled_sum(r) / rolled_count(r),
+        )
     }),
     ("ceil", |a| math(a, f64::ceil)),
     ("changes", |a| over_time(a, changes)),
@@ -64,7 +69,9 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("clamp_min", clamp_min),
     ("cos", |a| math(a, f64::cos)),
     ("cosh", |a| math(a, f64::cosh)),
-    ("count_over_time", |a| over_time(a, |p| p.len() as f64)),
+    ("count_over_time", |a| {
+        over_time_rolled(a, |p| p.len() as f64, rolled_count)
+    }),
     ("day_of_month", |a| date(a, |d| d.day() as f64)),
     ("day_of_week", |a| {
         date(a, |d| d.weekday().num_days_from_sunday() as f64)
@@ -92,10 +99,18 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("log2", |a| math(a, f64::log2)),
     ("mad_over_time", |a| over_time(a, mad)),
     ("max_over_time", |a| {
-        over_time(a, |p| fold_nan_aware(p, |m, f| f > m))
+        over_time_rolled(
+            a,
+            |p| fold_nan_aware(p, |m, f| f > m),
+            |r| fold_rolled(r, |p| p.max, |m, f| f > m),
+        )
     }),
     ("min_over_time", |a| {
-        over_time(a, |p| fold_nan_aware(p, |m, f| f < m))
+        over_time_rolled(
+            a,
+            |p| fold_nan_aware(p, |m, f| f < m),
+            |r| fold_rolled(r, |p| p.min, |m, f| f < m),
+        )
     }),
     ("minute", |a| date(a, |d| d.minute() as f64)),
     ("month", |a| date(a, |d| d.month() as f64)),
@@ -118,7 +133,7 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("sqrt", |a| math(a, f64::sqrt)),
     ("stddev_over_time", |a| over_time(a, |p| stdvar(p).sqrt())),
     ("stdvar_over_time", |a| over_time(a, stdvar)),
-    ("sum_over_time", |a| over_time(a, sum)),
+    ("sum_over_time", |a| over_time_rolled(a, sum, rolled_sum)),
     ("tan", |a| math(a, f64::tan)),
     ("tanh", |a| math(a, f64::tanh)),
     ("time", |a| Ok(Val::Scalar(a.t as f64 / 1000.0))),
@@ -468,6 +483,62 @@ fn absent_over_time(a: &mut Args) -> Result<Val, PromqlError> {
     }]))
 }
 
+/// As [`over_time`], but a series whose window reaches into rolled-up
+/// history is computed by `rolled` from its 5-minute summaries (raw samples
+/// in the same window count as one-sample summaries).
+fn over_time_rolled(
+    a: &mut Args,
+    raw: impl Fn(&[Point]) -> f64,
+    rolled: impl Fn(&[RollupPoint]) -> f64,
+) -> Result<Val, PromqlError> {
+    let t = a.t;
+    let m = a.matrix(0)?;
+    let aggs = m.aggs;
+    Ok(Val::Vector(
+        m.series
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| !s.points.is_empty())
+            .map(|(i, s)| Sample {
+                f: match aggs.get(i).and_then(Option::as_deref) {
+                    Some(r) if !r.is_empty() => rolled(r),
+                    _ => raw(&s.points),
+                },
+                metric: s.metric,
+                t,
+                drop_name: true,
+            })
+            .collect(),
+    ))
+}
+
+fn rolled_count(r: &[RollupPoint]) -> f64 {
+    r.iter().map(|p| p.count as f64).sum()
+}
+
+fn rolled_sum(r: &[RollupPoint]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for p in r {
+        (s, c) = kahan_inc(p.sum, s, c);
+    }
+    s + c
+}
+
+fn fold_rolled(
+    r: &[RollupPoint],
+    field: fn(&RollupPoint) -> f64,
+    better: fn(f64, f64) -> bool,
+) -> f64 {
+    let mut m = field(&r[0]);
+    for p in &r[1..] {
+        let f = field(p);
+        if better(m, f) || m.is_nan() {
+            m = f;
+        }
+    }
+    m
+}
+
 /// Applies `f` to each series' points of the first argument; drops `__name__`.
 fn over_time(a: &mut Args, f: impl Fn(&[Point]) -> f64) -> Result<Val, PromqlError> {
     let t = a.t;
@@ -610,26 +681,37 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
     let m = a.matrix(0)?;
     let range_secs = (m.range_end - m.range_start) as f64 / 1000.0;
     let mut out = Vec::new();
-    for s in m.series {
+    for (i, s) in m.series.iter().enumerate() {
         let p = &s.points;
-        if p.len() < 2 {
-            continue;
-        }
-        let (first, last) = (p[0], p[p.len() - 1]);
-        let mut result = last.f - first.f;
-        if counter {
-            let mut prev = p[0].f;
-            for x in &p[1..] {
-                if x.f < prev {
-                    result += prev;
+        let rolled = m
+            .aggs_of(i)
+            .filter(|r| counter && !r.is_empty() && r.len() == p.len());
+        let (first, last, samples, result) = match rolled {
+            Some(r) => rolled_increase(r, m.range_start),
+            None => {
+                if p.len() < 2 {
+                    continue;
                 }
-                prev = x.f;
+                let mut result = p[p.len() - 1].f - p[0].f;
+                if counter {
+                    let mut prev = p[0].f;
+                    for x in &p[1..] {
+                        if x.f < prev {
+                            result += prev;
+                        }
+                        prev = x.f;
+                    }
+                }
+                (p[0], p[p.len() - 1], p.len() as f64, result)
             }
+        };
+        if samples < 2.0 || last.t <= first.t {
+            continue;
         }
         let mut to_start = (first.t - m.range_start) as f64 / 1000.0;
         let mut to_end = (m.range_end - last.t) as f64 / 1000.0;
         let sampled = (last.t - first.t) as f64 / 1000.0;
-        let avg_step = sampled / (p.len() - 1) as f64;
+        let avg_step = sampled / (samples - 1.0);
         let threshold = avg_step * 1.1;
         if to_start >= threshold {
             to_start = avg_step / 2.0;
@@ -651,13 +733,51 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
             factor /= range_secs;
         }
         out.push(Sample {
-            metric: s.metric,
+            metric: s.metric.clone(),
             t,
             f: result * factor,
             drop_name: true,
         });
     }
     Ok(Val::Vector(out))
+}
+
+/// A counter's first and last sample, the number of samples between them
+/// (inclusive) and its reset-adjusted increase, from rolled-up history.
+/// The increase between consecutive buckets' last samples is the step to
+/// the next bucket's first sample plus what the counter gained inside that
+/// bucket, resets included — exactly what the raw samples give. When the
+/// window holds the first bucket whole, it starts at its first sample, so a
+/// window of `n` buckets measures `n` buckets of increase, as raw data does.
+fn rolled_increase(r: &[RollupPoint], range_start: i64) -> (Point, Point, f64, f64) {
+    let head = r[0];
+    let (first, mut samples, mut result) = if head.first_t >= range_start {
+        let p = Point {
+            t: head.first_t,
+            f: head.first,
+        };
+        (p, head.count as f64, head.inc)
+    } else {
+        let p = Point {
+            t: head.t,
+            f: head.last,
+        };
+        (p, 1.0, 0.0)
+    };
+    for w in r.windows(2) {
+        result += crate::storage::counter_step(w[0].last, w[1].first) + w[1].inc;
+        samples += w[1].count as f64;
+    }
+    let tail = r[r.len() - 1];
+    (
+        first,
+        Point {
+            t: tail.t,
+            f: tail.last,
+        },
+        samples,
+        result,
+    )
 }
 
 /// `irate` and `idelta`: from the last two samples.

@@ -15,6 +15,7 @@ mod memory;
 pub mod pco_chunk;
 mod restore;
 mod retention;
+mod rollup;
 mod schema;
 mod sqlite;
 mod state;
@@ -26,6 +27,7 @@ pub use head::ChunkPolicy;
 pub use memory::MemoryStorage;
 pub use restore::{RestoreReport, verify_backup};
 pub use retention::MaintenanceReport;
+pub use rollup::{BUCKET_MS, RollupPoint, RollupSeries, counter_step, merge as merge_rollups};
 pub use sqlite::{DB_FILE, LOCK_FILE, SqliteStorage, StorageOptions, lock_dir};
 pub use state::{DeliveryRecord, OutboxRow, StateStore};
 pub use stats::{StorageCollector, StorageStats};
@@ -86,6 +88,19 @@ pub trait Querier: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StorageError>;
+
+    /// The 5-minute rollup points ([`RollupPoint`]) of the series matching
+    /// every matcher whose last sample lies in `[mint, maxt]`, for the part
+    /// of each series' history that no raw samples cover any more. Stores
+    /// without rollups keep this default: none.
+    fn select_rollups(
+        &self,
+        _matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> Result<Vec<RollupSeries>, StorageError> {
+        Ok(Vec::new())
+    }
 
     /// Label names of the series matching `matchers` (all series when empty)
     /// with samples in range, sorted.

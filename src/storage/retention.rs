@@ -29,6 +29,10 @@ pub struct MaintenanceReport {
     pub series_removed: usize,
     /// Chunks rewritten by compaction of finished days.
     pub chunks_compacted: usize,
+    /// Series-days summarised into 5-minute rollups.
+    pub days_rolled_up: usize,
+    /// Rollup rows (series-days) deleted by `storage.rollup_retention`.
+    pub expired_rollups: usize,
 }
 
 /// Bytes of every file under `dir` (everything infermon writes there).
@@ -112,6 +116,13 @@ impl SqliteStorage {
             self.checkpoint_locked(&mut w)?;
         }
 
+        // Summarise raw samples before raw retention may delete them.
+        drop(w);
+        let rolled = self.rollup(now_ms)?;
+        report.days_rolled_up = rolled.days_rolled_up;
+        report.expired_rollups = rolled.expired_rows;
+        w = lock(&self.inner.writer);
+
         let deleted = delete_chunks(
             &w.conn,
             "DELETE FROM chunks WHERE max_t < ?1 RETURNING samples",
@@ -144,8 +155,13 @@ impl SqliteStorage {
                        (SELECT series_id, min_t FROM chunks ORDER BY min_t LIMIT ?1) RETURNING samples",
                     params![n],
                 )?;
-                let count = self.uncount(deleted);
+                let mut count = self.uncount(deleted);
                 report.size_evicted_chunks += count;
+                if count == 0 {
+                    // No raw chunk left: the oldest rollup days go next.
+                    count = self.evict_rollups(&w.conn, n)?;
+                    report.expired_rollups += count;
+                }
                 // Move the deletions out of the SQLite WAL file and hand
                 // freed pages back so the directory really shrinks.
                 w.conn
@@ -159,11 +175,12 @@ impl SqliteStorage {
             w = lock(&self.inner.writer);
         }
 
-        // Series with no chunk and no open chunk have no data left.
+        // Series with no chunk, no rollup and no open chunk have no data left.
         let empty: Vec<i64> = {
             let mut stmt = w
                 .conn
-                .prepare("SELECT id FROM series s WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.series_id = s.id)")
+                .prepare("SELECT id FROM series s WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.series_id = s.id)
+                            AND NOT EXISTS (SELECT 1 FROM rollups r WHERE r.series_id = s.id)")
                 .map_err(backend)?;
             let head = super::sqlite::read(&self.inner.head);
             let ids = stmt
@@ -198,6 +215,30 @@ impl SqliteStorage {
             release_free_pages(&lock(&self.inner.writer).conn)?;
         }
         Ok(report)
+    }
+
+    fn evict_rollups(&self, conn: &rusqlite::Connection, n: i64) -> Result<usize, StorageError> {
+        let deleted = {
+            let mut stmt = conn
+                .prepare(
+                    "DELETE FROM rollups WHERE id IN (SELECT id FROM rollups ORDER BY min_t LIMIT ?1)
+                     RETURNING points, length(data)",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([n], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)?
+        };
+        let c = &self.inner.counters;
+        for (points, bytes) in &deleted {
+            c.rollup_points.fetch_sub(*points as u64, Ordering::Relaxed);
+            c.rollup_bytes.fetch_sub(*bytes as u64, Ordering::Relaxed);
+        }
+        if !deleted.is_empty() {
+            self.refresh_rollup_series(conn)?;
+        }
+        Ok(deleted.len())
     }
 
     fn uncount(&self, deleted: Vec<i64>) -> usize {

@@ -37,6 +37,10 @@ pub struct StorageOptions {
     pub min_free_disk: u64,
     /// When open chunks are closed.
     pub chunk: ChunkPolicy,
+    /// Raw samples older than this are summarised into 5-minute rollups.
+    pub rollup_after_ms: i64,
+    /// Rollup points whose bucket is older than this are deleted.
+    pub rollup_retention_ms: i64,
     /// Checkpoint once the WAL rows hold this many bytes…
     pub checkpoint_wal_bytes: u64,
     /// …or this long after the last checkpoint.
@@ -48,6 +52,8 @@ impl Default for StorageOptions {
         StorageOptions {
             retention_ms: 15 * 24 * 3600 * 1000,
             retention_size: None,
+            rollup_after_ms: 7 * 24 * 3600 * 1000,
+            rollup_retention_ms: 400 * 24 * 3600 * 1000,
             min_free_disk: 256 << 20,
             chunk: ChunkPolicy::default(),
             checkpoint_wal_bytes: 16 << 20,
@@ -73,6 +79,8 @@ impl StorageOptions {
         Ok(StorageOptions {
             retention_ms: c.retention.as_millis(),
             retention_size: size("retention_size", &c.retention_size)?,
+            rollup_after_ms: c.rollup_after.as_millis(),
+            rollup_retention_ms: c.rollup_retention.as_millis(),
             min_free_disk: size("min_free_disk", &c.min_free_disk)?.unwrap_or(256 << 20),
             ..StorageOptions::default()
         })
@@ -87,6 +95,9 @@ pub(super) struct Counters {
     pub chunks: AtomicU64,
     pub chunk_samples: AtomicU64,
     pub wal_bytes: AtomicU64,
+    pub rollup_series: AtomicU64,
+    pub rollup_points: AtomicU64,
+    pub rollup_bytes: AtomicU64,
 }
 
 pub(super) struct Writer {
@@ -226,6 +237,19 @@ impl SqliteStorage {
         counters
             .chunk_samples
             .store(chunk_samples as u64, Ordering::Relaxed);
+        let (rollup_points, rollup_bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(length(data)), 0) FROM rollups",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        counters
+            .rollup_points
+            .store(rollup_points as u64, Ordering::Relaxed);
+        counters
+            .rollup_bytes
+            .store(rollup_bytes as u64, Ordering::Relaxed);
         let head = load_head(&conn)?;
         let storage = SqliteStorage {
             inner: Arc::new(Inner {
@@ -246,6 +270,7 @@ impl SqliteStorage {
                 _lock: lock,
             }),
         };
+        storage.refresh_rollup_series(&self::lock(&storage.inner.writer).conn)?;
         storage.replay_wal()?;
         Ok(storage)
     }
@@ -760,6 +785,18 @@ impl Querier for SqliteStorage {
             }
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
             Ok(out)
+        })
+    }
+
+    fn select_rollups(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<super::RollupSeries>, StorageError> {
+        let matched = self.matching(matchers);
+        self.with_snapshot(&[], |conn, _| {
+            SqliteStorage::read_rollups(conn, matched, mint, maxt)
         })
     }
 

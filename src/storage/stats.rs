@@ -32,6 +32,12 @@ pub struct StorageStats {
     pub wal_bytes: u64,
     /// Why ingestion is stopped, when it is.
     pub ingestion_blocked: Option<String>,
+    /// Series with 5-minute rollups.
+    pub rollup_series: u64,
+    /// 5-minute rollup points stored.
+    pub rollup_points: u64,
+    /// Encoded bytes of the rollup points.
+    pub rollup_bytes: u64,
 }
 
 pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
@@ -52,6 +58,9 @@ pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
         bytes: super::retention::dir_bytes(&s.inner.dir),
         wal_bytes: c.wal_bytes.load(Ordering::Relaxed),
         ingestion_blocked: lock(&s.inner.blocked).clone(),
+        rollup_series: c.rollup_series.load(Ordering::Relaxed),
+        rollup_points: c.rollup_points.load(Ordering::Relaxed),
+        rollup_bytes: c.rollup_bytes.load(Ordering::Relaxed),
     }
 }
 
@@ -67,6 +76,9 @@ pub struct StorageCollector {
     bytes: IntGauge,
     wal_bytes: IntGauge,
     blocked: IntGauge,
+    rollup_series: IntGauge,
+    rollup_points: IntGauge,
+    rollup_bytes: IntGauge,
 }
 
 impl StorageCollector {
@@ -105,6 +117,18 @@ impl StorageCollector {
                 "infermon_storage_ingestion_blocked",
                 "1 while ingestion is stopped because the disk is nearly full (storage.min_free_disk).",
             )?,
+            rollup_series: g(
+                "infermon_storage_rollup_series",
+                "Series with 5-minute rollups (kept for storage.rollup_retention).",
+            )?,
+            rollup_points: g(
+                "infermon_storage_rollup_points",
+                "5-minute rollup points stored.",
+            )?,
+            rollup_bytes: g(
+                "infermon_storage_rollup_bytes",
+                "Encoded bytes of the 5-minute rollup points.",
+            )?,
         })
     }
 }
@@ -121,6 +145,9 @@ impl Collector for StorageCollector {
             self.bytes.desc(),
             self.wal_bytes.desc(),
             self.blocked.desc(),
+            self.rollup_series.desc(),
+            self.rollup_points.desc(),
+            self.rollup_bytes.desc(),
         ]
         .concat()
     }
@@ -138,6 +165,9 @@ impl Collector for StorageCollector {
         self.bytes.set(s.bytes as i64);
         self.wal_bytes.set(s.wal_bytes as i64);
         self.blocked.set(i64::from(s.ingestion_blocked.is_some()));
+        self.rollup_series.set(s.rollup_series as i64);
+        self.rollup_points.set(s.rollup_points as i64);
+        self.rollup_bytes.set(s.rollup_bytes as i64);
         [
             self.series.collect(),
             self.samples.collect(),
@@ -148,6 +178,9 @@ impl Collector for StorageCollector {
             self.bytes.collect(),
             self.wal_bytes.collect(),
             self.blocked.collect(),
+            self.rollup_series.collect(),
+            self.rollup_points.collect(),
+            self.rollup_bytes.collect(),
         ]
         .concat()
     }

@@ -1,0 +1,514 @@
+//! Rollups: once raw samples are older than `storage.rollup_after`, each
+//! series' UTC day is reduced to one point per 5-minute bucket that keeps
+//! what `rate`, `increase` and the `*_over_time` functions need over windows
+//! of 10 minutes or more (last sample and its time, first, min, max, sum,
+//! count, reset-adjusted increase). The points live in the `rollups` table
+//! (one pco-encoded row per series and day, `FORMAT.md`) until
+//! `storage.rollup_retention`, long after raw retention removed the samples.
+
+use std::sync::atomic::Ordering;
+
+use pco::ChunkConfig;
+use pco::standalone::{simple_compress, simple_decompress};
+use rusqlite::{Connection, params};
+
+use super::compaction::DAY_MS;
+use super::index::SeriesId;
+use super::pco_chunk::{self, Encoding};
+use super::sqlite::{SqliteStorage, backend, lock, normalize};
+use super::{Series, StorageError};
+use crate::model::{Labels, Sample, is_stale_nan};
+
+/// Width of one rollup bucket: 5 minutes.
+pub const BUCKET_MS: i64 = 5 * 60 * 1000;
+
+/// Series-days rolled up per transaction, so appends wait at most for one batch.
+const GROUPS_PER_BATCH: i64 = 200;
+
+/// One 5-minute bucket of a series' raw samples (stale markers left out).
+///
+/// `first` is kept beside `last` because a counter can reset inside a
+/// bucket: the increase across buckets is `cross(prev.last, first) + inc`,
+/// where `inc` is the reset-adjusted increase from `first` to `last` inside
+/// the bucket — with `last` alone, what a counter gained before a reset
+/// in the bucket would be lost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RollupPoint {
+    /// Timestamp (ms) of the bucket's last sample; the point's time.
+    pub t: i64,
+    /// Value of the bucket's last sample.
+    pub last: f64,
+    /// Timestamp (ms) of the bucket's first sample.
+    pub first_t: i64,
+    /// Value of the bucket's first sample.
+    pub first: f64,
+    /// Smallest value in the bucket.
+    pub min: f64,
+    /// Largest value in the bucket.
+    pub max: f64,
+    /// Sum of the bucket's values.
+    pub sum: f64,
+    /// Number of samples in the bucket.
+    pub count: u64,
+    /// Counter increase from `first` to `last` with resets counted as
+    /// Prometheus does (a drop restarts from zero).
+    pub inc: f64,
+}
+
+impl RollupPoint {
+    /// The point standing for one raw sample, so raw and rolled-up data
+    /// can be mixed in one window.
+    pub fn from_sample(t: i64, v: f64) -> Self {
+        RollupPoint {
+            t,
+            last: v,
+            first_t: t,
+            first: v,
+            min: v,
+            max: v,
+            sum: v,
+            count: 1,
+            inc: 0.0,
+        }
+    }
+
+    /// Start of the bucket this point summarises.
+    pub fn bucket(&self) -> i64 {
+        self.t.div_euclid(BUCKET_MS) * BUCKET_MS
+    }
+}
+
+/// One series' rollup points in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollupSeries {
+    /// Labels, including `__name__`.
+    pub labels: Labels,
+    /// Points sorted by `t`.
+    pub points: Vec<RollupPoint>,
+}
+
+/// Counter increase from `prev` to `next`: a drop means the counter
+/// restarted from zero.
+pub fn counter_step(prev: f64, next: f64) -> f64 {
+    if next < prev { next } else { next - prev }
+}
+
+/// Reduces time-ordered samples to one point per 5-minute bucket.
+pub fn summarize(samples: &[Sample]) -> Vec<RollupPoint> {
+    let mut out: Vec<RollupPoint> = Vec::new();
+    let mut bucket = i64::MIN;
+    for s in samples.iter().filter(|s| !is_stale_nan(s.value)) {
+        let (t, v) = (s.timestamp_ms, s.value);
+        let b = t.div_euclid(BUCKET_MS);
+        match out.last_mut() {
+            Some(p) if b == bucket => {
+                p.inc += counter_step(p.last, v);
+                p.t = t;
+                p.last = v;
+                // NaN-aware as min_over_time/max_over_time: a NaN is
+                // replaced by any number.
+                if v < p.min || p.min.is_nan() {
+                    p.min = v;
+                }
+                if v > p.max || p.max.is_nan() {
+                    p.max = v;
+                }
+                p.sum += v;
+                p.count += 1;
+            }
+            _ => {
+                bucket = b;
+                out.push(RollupPoint::from_sample(t, v));
+            }
+        }
+    }
+    out
+}
+
+fn put_stream(out: &mut Vec<u8>, stream: &[u8]) {
+    let mut n = stream.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(stream);
+}
+
+fn take_stream<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], StorageError> {
+    let bad = || StorageError::Backend("truncated rollup row".to_string());
+    let (mut len, mut shift, mut pos) = (0u64, 0u32, 0usize);
+    loop {
+        let b = *bytes.get(pos).ok_or_else(bad)?;
+        pos += 1;
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(bad());
+        }
+    }
+    let end = pos
+        .checked_add(usize::try_from(len).map_err(|_| bad())?)
+        .filter(|e| *e <= bytes.len())
+        .ok_or_else(bad)?;
+    let stream = &bytes[pos..end];
+    *bytes = &bytes[end..];
+    Ok(stream)
+}
+
+/// Encodes points as nine pco streams, one per field (layout in `FORMAT.md`).
+pub fn encode(points: &[RollupPoint]) -> Result<Vec<u8>, StorageError> {
+    let cfg = ChunkConfig::default();
+    let fail = |_| StorageError::Backend("pco cannot encode a rollup".to_string());
+    let mut out = Vec::new();
+    let ts: Vec<i64> = points.iter().map(|p| p.t).collect();
+    put_stream(&mut out, &simple_compress(&ts, &cfg).map_err(fail)?);
+    // The first sample's time as its distance to the last: small, and
+    // nearly constant for a regular scrape.
+    let spans: Vec<u64> = points.iter().map(|p| (p.t - p.first_t) as u64).collect();
+    put_stream(&mut out, &simple_compress(&spans, &cfg).map_err(fail)?);
+    let fields: [fn(&RollupPoint) -> f64; 5] =
+        [|p| p.last, |p| p.first, |p| p.min, |p| p.max, |p| p.sum];
+    for f in fields {
+        let col: Vec<f64> = points.iter().map(f).collect();
+        put_stream(&mut out, &simple_compress(&col, &cfg).map_err(fail)?);
+    }
+    let counts: Vec<u64> = points.iter().map(|p| p.count).collect();
+    put_stream(&mut out, &simple_compress(&counts, &cfg).map_err(fail)?);
+    let inc: Vec<f64> = points.iter().map(|p| p.inc).collect();
+    put_stream(&mut out, &simple_compress(&inc, &cfg).map_err(fail)?);
+    Ok(out)
+}
+
+/// Decodes the points whose `t` lies in `[mint, maxt]` and appends them to `out`.
+pub fn decode_into(
+    mut bytes: &[u8],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<RollupPoint>,
+) -> Result<(), StorageError> {
+    let bad = |_| StorageError::Backend("unreadable rollup row".to_string());
+    let ts: Vec<i64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let spans: Vec<u64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let mut floats: Vec<Vec<f64>> = Vec::with_capacity(5);
+    for _ in 0..5 {
+        floats.push(simple_decompress(take_stream(&mut bytes)?).map_err(bad)?);
+    }
+    let counts: Vec<u64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let inc: Vec<f64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let n = ts.len();
+    if floats.iter().any(|c| c.len() != n)
+        || spans.len() != n
+        || counts.len() != n
+        || inc.len() != n
+    {
+        return Err(StorageError::Backend(
+            "rollup row columns differ in length".to_string(),
+        ));
+    }
+    let start = ts.partition_point(|t| *t < mint);
+    let stop = ts.partition_point(|t| *t <= maxt);
+    for i in start..stop.max(start) {
+        out.push(RollupPoint {
+            t: ts[i],
+            last: floats[0][i],
+            first_t: ts[i].saturating_sub(i64::try_from(spans[i]).unwrap_or(i64::MAX)),
+            first: floats[1][i],
+            min: floats[2][i],
+            max: floats[3][i],
+            sum: floats[4][i],
+            count: counts[i],
+            inc: inc[i],
+        });
+    }
+    Ok(())
+}
+
+/// Merges raw samples and rollup points of one series for the engine: the
+/// rollup points before the first raw sample (where raw retention removed
+/// the samples), then the raw samples. Returns the series with the rollup
+/// points' `last` values in front, and how many points came from rollups.
+pub fn merge(mut raw: Series, rollups: &[RollupPoint]) -> (Series, usize) {
+    let raw_from = raw.samples.first().map_or(i64::MAX, |s| s.timestamp_ms);
+    let used = rollups.partition_point(|p| p.t < raw_from);
+    if used == 0 {
+        return (raw, 0);
+    }
+    let mut samples: Vec<Sample> = rollups[..used]
+        .iter()
+        .map(|p| Sample {
+            timestamp_ms: p.t,
+            value: p.last,
+        })
+        .collect();
+    samples.append(&mut raw.samples);
+    raw.samples = samples;
+    (raw, used)
+}
+
+/// What one rollup pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RollupReport {
+    /// Series-days summarised into rollup rows.
+    pub days_rolled_up: usize,
+    /// Rollup rows deleted by `storage.rollup_retention`.
+    pub expired_rows: usize,
+}
+
+impl SqliteStorage {
+    /// Rolls up every series-day older than `rollup_after` (or about to
+    /// reach raw retention, whichever comes first) that has raw samples not
+    /// yet summarised, then deletes rollup rows older than `rollup_retention`.
+    /// Runs in maintenance before raw retention, so raw samples are always
+    /// summarised before they are deleted. A `rollup_retention` of zero
+    /// turns rollups off (existing rows are deleted).
+    pub fn rollup(&self, now_ms: i64) -> Result<RollupReport, StorageError> {
+        let opts = &self.inner.opts;
+        let mut report = RollupReport::default();
+        let done_before = now_ms.saturating_sub(opts.rollup_after_ms);
+        // A day some of whose chunks raw retention deletes in this pass is
+        // summarised first, even if it is younger than rollup_after.
+        let expiring_before = now_ms.saturating_sub(opts.retention_ms);
+        loop {
+            // A rollup retention of zero turns rollups off.
+            if opts.rollup_retention_ms <= 0 {
+                break;
+            }
+            let w = lock(&self.inner.writer);
+            let groups: Vec<(SeriesId, i64)> = {
+                let mut stmt = w
+                    .conn
+                    .prepare_cached(
+                        "SELECT g.series_id, g.day FROM
+                           (SELECT series_id, min_t / ?1 AS day, SUM(samples) AS n, MIN(max_t) AS oldest
+                              FROM chunks GROUP BY series_id, day) g
+                         LEFT JOIN rollups r ON r.series_id = g.series_id AND r.min_t = g.day * ?1
+                         WHERE ((g.day + 1) * ?1 <= ?2 OR g.oldest < ?3)
+                           AND (r.id IS NULL OR r.raw_samples < g.n)
+                         LIMIT ?4",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(
+                        params![DAY_MS, done_before, expiring_before, GROUPS_PER_BATCH],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            if groups.is_empty() {
+                break;
+            }
+            let tx = w.conn.unchecked_transaction().map_err(backend)?;
+            for &(series, day) in &groups {
+                self.rollup_day(&tx, series, day)?;
+            }
+            tx.commit().map_err(backend)?;
+            report.days_rolled_up += groups.len();
+        }
+        let w = lock(&self.inner.writer);
+        let cutoff = now_ms.saturating_sub(opts.rollup_retention_ms);
+        let mut stmt = w
+            .conn
+            .prepare_cached("DELETE FROM rollups WHERE max_t < ?1 RETURNING points, length(data)")
+            .map_err(backend)?;
+        let deleted = stmt
+            .query_map([cutoff], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let c = &self.inner.counters;
+        for (points, bytes) in &deleted {
+            c.rollup_points.fetch_sub(*points as u64, Ordering::Relaxed);
+            c.rollup_bytes.fetch_sub(*bytes as u64, Ordering::Relaxed);
+        }
+        report.expired_rows = deleted.len();
+        self.refresh_rollup_series(&w.conn)?;
+        Ok(report)
+    }
+
+    /// Summarises one series' UTC day, keeping already rolled-up points of
+    /// buckets whose raw samples are gone.
+    fn rollup_day(
+        &self,
+        conn: &Connection,
+        series: SeriesId,
+        day: i64,
+    ) -> Result<(), StorageError> {
+        let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
+        let mut samples: Vec<Sample> = Vec::new();
+        let mut raw_count = 0i64;
+        {
+            let mut read = conn
+                .prepare_cached(
+                    "SELECT data, encoding, samples FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
+                )
+                .map_err(backend)?;
+            let mut rows = read.query(params![series, from, to]).map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                let data: Vec<u8> = row.get(0).map_err(backend)?;
+                let enc = Encoding::from_code(row.get(1).map_err(backend)?).map_err(backend)?;
+                pco_chunk::decode_any(enc, &data, i64::MIN, i64::MAX, &mut samples)
+                    .map_err(backend)?;
+                raw_count += row.get::<_, i64>(2).map_err(backend)?;
+            }
+        }
+        normalize(&mut samples);
+        let fresh = summarize(&samples);
+        let mut points: Vec<RollupPoint> = Vec::new();
+        let old: Option<(Vec<u8>, i64)> = conn
+            .query_row(
+                "SELECT data, points FROM rollups WHERE series_id = ?1 AND min_t = ?2",
+                params![series, from],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let c = &self.inner.counters;
+        if let Some((data, n)) = &old {
+            decode_into(data, i64::MIN, i64::MAX, &mut points)?;
+            let raw_from = fresh.first().map_or(i64::MAX, RollupPoint::bucket);
+            points.retain(|p| p.bucket() < raw_from);
+            c.rollup_points.fetch_sub(*n as u64, Ordering::Relaxed);
+            c.rollup_bytes
+                .fetch_sub(data.len() as u64, Ordering::Relaxed);
+        }
+        points.extend(fresh);
+        let Some(last) = points.last().copied() else {
+            return Ok(());
+        };
+        let data = encode(&points)?;
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollups (series_id, min_t, max_t, points, raw_samples, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(backend)?
+        .execute(params![
+            series,
+            from,
+            last.t,
+            points.len() as i64,
+            raw_count,
+            data
+        ])
+        .map_err(backend)?;
+        c.rollup_points
+            .fetch_add(points.len() as u64, Ordering::Relaxed);
+        c.rollup_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Recounts the series that have rollups (for the Status page).
+    pub(super) fn refresh_rollup_series(&self, conn: &Connection) -> Result<(), StorageError> {
+        let n: i64 = conn
+            .query_row("SELECT COUNT(DISTINCT series_id) FROM rollups", [], |r| {
+                r.get(0)
+            })
+            .map_err(backend)?;
+        self.inner
+            .counters
+            .rollup_series
+            .store(n as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rollup points of the given series in `[mint, maxt]`, read in `conn`'s snapshot.
+    pub(super) fn read_rollups(
+        conn: &Connection,
+        matched: Vec<(SeriesId, Labels)>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<RollupSeries>, StorageError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT data FROM rollups WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+            )
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for (id, labels) in matched {
+            let mut points = Vec::new();
+            let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                let data: Vec<u8> = row.get(0).map_err(backend)?;
+                decode_into(&data, mint, maxt, &mut points)
+                    .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+            }
+            if !points.is_empty() {
+                out.push(RollupSeries { labels, points });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::stale_nan;
+
+    fn s(t: i64, v: f64) -> Sample {
+        Sample {
+            timestamp_ms: t,
+            value: v,
+        }
+    }
+
+    #[test]
+    fn buckets_keep_increase_across_resets_and_skip_stale_markers() {
+        let b = 1_000 * BUCKET_MS;
+        let samples = [
+            s(b, 100.0),
+            s(b + 60_000, 105.0),
+            s(b + 120_000, 5.0), // reset: 5 gained from zero
+            s(b + 180_000, stale_nan()),
+            s(b + 240_000, 20.0),
+            s(b + BUCKET_MS, 30.0),
+        ];
+        let p = summarize(&samples);
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].first_t, p[0].t), (b, b + 240_000));
+        assert_eq!((p[0].first, p[0].last), (100.0, 20.0));
+        assert_eq!(
+            (p[0].min, p[0].max, p[0].sum, p[0].count),
+            (5.0, 105.0, 230.0, 4)
+        );
+        assert_eq!(p[0].inc, 5.0 + 5.0 + 15.0);
+        assert_eq!(p[1], RollupPoint::from_sample(b + BUCKET_MS, 30.0));
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_damage() {
+        let samples: Vec<Sample> = (0..5760)
+            .map(|i| s(1_700_000_000_000 + i * 15_000, (i * 3 % 1000) as f64))
+            .collect();
+        let points = summarize(&samples);
+        let bytes = encode(&points).unwrap();
+        let mut got = Vec::new();
+        decode_into(&bytes, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got, points);
+        let mut window = Vec::new();
+        decode_into(&bytes, points[10].t, points[19].t, &mut window).unwrap();
+        assert_eq!(window, points[10..20]);
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_into(&bytes[..cut], i64::MIN, i64::MAX, &mut Vec::new()).is_err());
+        }
+    }
+
+    #[test]
+    fn merge_uses_rollups_only_before_raw_data() {
+        let rollups: Vec<RollupPoint> = (0..4)
+            .map(|i| RollupPoint::from_sample(i * BUCKET_MS + 1, i as f64))
+            .collect();
+        let raw = Series {
+            labels: Labels::default(),
+            samples: vec![s(2 * BUCKET_MS + 1, 2.0), s(3 * BUCKET_MS, 3.0)],
+        };
+        let (merged, used) = merge(raw, &rollups);
+        assert_eq!(used, 2);
+        let ts: Vec<i64> = merged.samples.iter().map(|x| x.timestamp_ms).collect();
+        assert_eq!(ts, [1, BUCKET_MS + 1, 2 * BUCKET_MS + 1, 3 * BUCKET_MS]);
+    }
+}
