@@ -157,6 +157,13 @@ fn rollups_answer_like_raw_data_survive_restart_and_expire() {
     assert_eq!(points.len(), 2);
     assert_eq!(points[0].points.len(), 3 * 288);
     assert_eq!(raw.select(&all, D0, D0 + 3 * DAY - 1).unwrap().len(), 2);
+    // Label lookups (dashboard variables, /api/v1/labels) still find them.
+    assert_eq!(
+        rolled
+            .label_values("__name__", &all, D0, D0 + 3 * DAY - 1)
+            .unwrap(),
+        ["queue_depth", "requests_total"]
+    );
 
     // Over rolled-up history, and across the rollup/raw boundary (day 3).
     let queries = [

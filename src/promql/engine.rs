@@ -748,15 +748,25 @@ fn select(
     maxt: i64,
 ) -> Result<(Vec<Series>, Option<Vec<Vec<RollupPoint>>>), PromqlError> {
     let sets = to_matchers(vs)?;
-    let mut all: BTreeMap<Labels, Series> = BTreeMap::new();
+    // Raw samples first, rollups second: maintenance writes a day's rollups
+    // before it deletes the day's raw chunks, so whatever raw data this
+    // read misses, the rollup read finds.
+    let mut raw: Vec<Vec<Series>> = Vec::with_capacity(sets.len());
+    for m in &sets {
+        raw.push(q.select(m, mint, maxt)?);
+    }
     let mut rollups: BTreeMap<Labels, Vec<RollupPoint>> = BTreeMap::new();
     for m in &sets {
-        for s in q.select(m, mint, maxt)? {
-            all.entry(s.labels.clone()).or_insert(s);
-        }
         for r in q.select_rollups(m, mint, maxt)? {
             rollups.entry(r.labels).or_insert(r.points);
         }
+    }
+    if raw.len() == 1 && rollups.is_empty() {
+        return Ok((raw.pop().unwrap_or_default(), None));
+    }
+    let mut all: BTreeMap<Labels, Series> = BTreeMap::new();
+    for s in raw.into_iter().flatten() {
+        all.entry(s.labels.clone()).or_insert(s);
     }
     if rollups.is_empty() {
         return Ok((all.into_values().collect(), None));

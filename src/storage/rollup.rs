@@ -395,6 +395,7 @@ impl SqliteStorage {
         .map_err(backend)?;
         c.rollup_points
             .fetch_add(points.len() as u64, Ordering::Relaxed);
+        c.rollup_max_t.fetch_max(last.t, Ordering::Relaxed);
         c.rollup_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())

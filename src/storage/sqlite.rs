@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,9 @@ pub(super) struct Counters {
     pub rollup_series: AtomicU64,
     pub rollup_points: AtomicU64,
     pub rollup_bytes: AtomicU64,
+    /// Newest point time of any rollup row (never lowered): queries over
+    /// newer ranges skip the rollup lookup.
+    pub rollup_max_t: AtomicI64,
 }
 
 pub(super) struct Writer {
@@ -237,13 +240,14 @@ impl SqliteStorage {
         counters
             .chunk_samples
             .store(chunk_samples as u64, Ordering::Relaxed);
-        let (rollup_points, rollup_bytes): (i64, i64) = conn
+        let (rollup_points, rollup_bytes, rollup_max_t): (i64, i64, i64) = conn
             .query_row(
-                "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(length(data)), 0) FROM rollups",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(length(data)), 0), COALESCE(MAX(max_t), ?1) FROM rollups",
+                [i64::MIN],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(backend)?;
+        counters.rollup_max_t.store(rollup_max_t, Ordering::Relaxed);
         counters
             .rollup_points
             .store(rollup_points as u64, Ordering::Relaxed);
@@ -481,13 +485,22 @@ impl SqliteStorage {
             let mut stmt = conn
                 .prepare_cached("SELECT 1 FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 LIMIT 1")
                 .map_err(backend)?;
+            // Rolled-up history counts too; a rollup row spans a UTC day.
+            let rollups_in_range = mint <= self.inner.counters.rollup_max_t.load(Ordering::Relaxed);
+            let mut rolled = conn
+                .prepare_cached("SELECT 1 FROM rollups WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 LIMIT 1")
+                .map_err(backend)?;
             let mut out = Vec::new();
             for (id, labels) in matched {
                 let in_head = heads.get(&id).is_some_and(|b| {
                     let mut s = Vec::new();
                     chunk::decode_into(b, mint, maxt, &mut s).is_ok() && !s.is_empty()
                 });
-                if in_head || stmt.exists(params![id, mint, maxt]).map_err(backend)? {
+                if in_head
+                    || stmt.exists(params![id, mint, maxt]).map_err(backend)?
+                    || (rollups_in_range
+                        && rolled.exists(params![id, mint, maxt]).map_err(backend)?)
+                {
                     out.push(labels);
                 }
             }
@@ -794,6 +807,9 @@ impl Querier for SqliteStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<super::RollupSeries>, StorageError> {
+        if mint > self.inner.counters.rollup_max_t.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         let matched = self.matching(matchers);
         self.with_snapshot(&[], |conn, _| {
             SqliteStorage::read_rollups(conn, matched, mint, maxt)
