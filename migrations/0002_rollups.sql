@@ -2,9 +2,10 @@
 -- storage.rollup_retention. Layout: src/storage/FORMAT.md.
 
 -- One row per series and UTC day: min_t is the day's start (ms), max_t the
--- time of its last point, points the number of 5-minute points, raw_samples
--- how many raw samples were summarised (a day is summarised again when
--- backfill adds samples). A rowid table with data last, as `chunks`.
+-- time of the newest summarised raw sample, points the number of 5-minute
+-- points, raw_samples how many raw samples were summarised (a day is
+-- summarised again when newer or more raw samples turn up). A rowid table
+-- with data last, as `chunks`.
 CREATE TABLE rollups (
     id          INTEGER PRIMARY KEY,
     series_id   INTEGER NOT NULL,

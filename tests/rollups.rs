@@ -266,3 +266,51 @@ fn rollups_answer_like_raw_data_survive_restart_and_expire() {
     assert_eq!(rolled.stats().rollup_bytes, 0);
     assert_eq!(rolled.stats().rollup_series, 0);
 }
+
+/// With raw retention shorter than a day, a day's chunks expire one by one
+/// before the day ends; each is summarised first, and the day's rollup row
+/// grows with them without losing a sample.
+#[test]
+fn a_day_expiring_chunk_by_chunk_is_summarised_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_disk: 0,
+            retention_ms: 6 * 3600 * 1000,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    let n = DAY / STEP;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(240) {
+        let batch: Vec<AppendSample> = chunk
+            .iter()
+            .map(|&i| AppendSample {
+                labels: counter(),
+                sample: Sample {
+                    timestamp_ms: D0 + i * STEP,
+                    value: (i * 3) as f64,
+                },
+            })
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    let all = [Matcher::new("job", MatchOp::Equal, "app").unwrap()];
+    let mut rolled_passes = 0;
+    for hour in 7..=31 {
+        let report = store.maintain(D0 + hour * 3_600_000).unwrap();
+        rolled_passes += usize::from(report.days_rolled_up > 0);
+    }
+    assert!(rolled_passes > 1, "the day was summarised as it expired");
+    assert!(store.select(&all, 0, i64::MAX).unwrap().is_empty());
+    let rolled = store.select_rollups(&all, 0, i64::MAX).unwrap();
+    let points = &rolled[0].points;
+    assert_eq!(points.len(), 288);
+    assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), n as u64);
+    let increase: f64 = points
+        .windows(2)
+        .map(|w| w[1].first - w[0].last + w[1].inc)
+        .sum();
+    assert_eq!(increase, ((n - 1) * 3 - (points[0].last as i64)) as f64);
+}

@@ -159,7 +159,7 @@ impl SqliteStorage {
                 report.size_evicted_chunks += count;
                 if count == 0 {
                     // No raw chunk left: the oldest rollup days go next.
-                    count = self.evict_rollups(&w.conn, n)?;
+                    count = self.evict_rollups(&w.conn, target)?;
                     report.expired_rollups += count;
                 }
                 // Move the deletions out of the SQLite WAL file and hand
@@ -217,7 +217,20 @@ impl SqliteStorage {
         Ok(report)
     }
 
-    fn evict_rollups(&self, conn: &rusqlite::Connection, n: i64) -> Result<usize, StorageError> {
+    /// Deletes the oldest rollup rows, about `bytes` of them.
+    fn evict_rollups(
+        &self,
+        conn: &rusqlite::Connection,
+        bytes: f64,
+    ) -> Result<usize, StorageError> {
+        let avg: f64 = conn
+            .query_row(
+                "SELECT COALESCE(AVG(length(data)), 0) + 48 FROM rollups",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let n = ((bytes / avg.max(1.0)).ceil() as i64).max(1);
         let deleted = {
             let mut stmt = conn
                 .prepare(

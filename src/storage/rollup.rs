@@ -283,11 +283,12 @@ impl SqliteStorage {
                     .conn
                     .prepare_cached(
                         "SELECT g.series_id, g.day FROM
-                           (SELECT series_id, min_t / ?1 AS day, SUM(samples) AS n, MIN(max_t) AS oldest
+                           (SELECT series_id, min_t / ?1 AS day, SUM(samples) AS n,
+                                   MIN(max_t) AS oldest, MAX(max_t) AS newest
                               FROM chunks GROUP BY series_id, day) g
                          LEFT JOIN rollups r ON r.series_id = g.series_id AND r.min_t = g.day * ?1
                          WHERE ((g.day + 1) * ?1 <= ?2 OR g.oldest < ?3)
-                           AND (r.id IS NULL OR r.raw_samples < g.n)
+                           AND (r.id IS NULL OR r.raw_samples < g.n OR r.max_t < g.newest)
                          LIMIT ?4",
                     )
                     .map_err(backend)?;
@@ -341,10 +342,11 @@ impl SqliteStorage {
         let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
         let mut samples: Vec<Sample> = Vec::new();
         let mut raw_count = 0i64;
+        let mut raw_max_t = i64::MIN;
         {
             let mut read = conn
                 .prepare_cached(
-                    "SELECT data, encoding, samples FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
+                    "SELECT data, encoding, samples, max_t FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
                 )
                 .map_err(backend)?;
             let mut rows = read.query(params![series, from, to]).map_err(backend)?;
@@ -354,6 +356,7 @@ impl SqliteStorage {
                 pco_chunk::decode_any(enc, &data, i64::MIN, i64::MAX, &mut samples)
                     .map_err(backend)?;
                 raw_count += row.get::<_, i64>(2).map_err(backend)?;
+                raw_max_t = raw_max_t.max(row.get::<_, i64>(3).map_err(backend)?);
             }
         }
         normalize(&mut samples);
@@ -387,7 +390,9 @@ impl SqliteStorage {
         .execute(params![
             series,
             from,
-            last.t,
+            // The raw chunks' newest time (stale markers included), so a day
+            // is summarised again only when newer raw samples turn up.
+            last.t.max(raw_max_t),
             points.len() as i64,
             raw_count,
             data
