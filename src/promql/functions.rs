@@ -712,7 +712,14 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
         let mut to_end = (m.range_end - last.t) as f64 / 1000.0;
         let sampled = (last.t - first.t) as f64 / 1000.0;
         let avg_step = sampled / (samples - 1.0);
-        let threshold = avg_step * 1.1;
+        // In rolled-up history a window edge falls up to a bucket away from
+        // the nearest kept sample: that gap is the resolution, not the
+        // series starting or ending, so it is extrapolated over.
+        let threshold = if rolled.is_some() {
+            avg_step.max(crate::storage::BUCKET_MS as f64 / 1000.0) * 1.1
+        } else {
+            avg_step * 1.1
+        };
         if to_start >= threshold {
             to_start = avg_step / 2.0;
         }
