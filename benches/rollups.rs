@@ -32,8 +32,13 @@ fn fill(store: &SqliteStorage) {
     for k in 0..DAYS * DAY / STEP {
         let t = D0 + k * STEP;
         for (i, l) in labels.iter().enumerate() {
-            // Request counts: integer increments around 10/s that vary by series.
-            values[i] += ((k as usize * 7919 + i * 104_729) % 60 + 120) as f64;
+            // Request counts: integer increments around 10/s, irregular
+            // (a hash of step and series), as real traffic is.
+            let h = (k as u64 * SERIES as u64 + i as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            values[i] += (h % 61 + 120) as f64;
             batch.push(AppendSample {
                 labels: l.clone(),
                 sample: Sample {
