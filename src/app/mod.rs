@@ -126,6 +126,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .register(Box::new(collector))
         .map_err(TelemetryError::from)?;
     let store: SharedStorage = Arc::new(sqlite.clone());
+    // Remote-write receiver (issue 4): pushes land in the same store.
+    routes.push(
+        crate::remote::receive::Receiver::new(
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite.clone()),
+            config.storage.out_of_order_time_window.as_millis(),
+            &telemetry.registry,
+        )
+        .map_err(TelemetryError::from)?
+        .routes(),
+    );
     let maintenance =
         sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
     let scrape_metrics = ScrapeMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
