@@ -193,7 +193,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     )?);
     let to_alerting = alert_manager.clone();
     let sink = move |alerts: Vec<crate::rules::OutgoingAlert>| {
-        to_alerting.put_alerts(
+        to_alerting.put_rule_alerts(
             alerts
                 .into_iter()
                 .map(|a| crate::alerting::Alert {
