@@ -74,6 +74,9 @@ fn app() -> axum::Router {
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
         csrf: "t0ken".to_string(),
+        uploads: Arc::new(UploadedDashboards::load(
+            std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
+        )),
     }))
 }
 
@@ -211,6 +214,9 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
         csrf: "t0ken".to_string(),
+        uploads: Arc::new(UploadedDashboards::load(
+            std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
+        )),
     }));
     let resp = router
         .oneshot(
