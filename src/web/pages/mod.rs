@@ -446,6 +446,7 @@ async fn variables(
         }
         let chosen = params
             .get(&format!("var-{}", v.name))
+            .or_else(|| v.saved().map(|s| if s == "$__all" { "All" } else { s }))
             .map(str::to_string)
             .filter(|c| options.contains(c))
             .unwrap_or_else(|| options[0].clone());
