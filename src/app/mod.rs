@@ -288,6 +288,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             alerts: alert_manager.clone(),
         }),
         csrf: crate::web::pages::new_csrf_token(),
+        uploads: Arc::new(crate::web::pages::UploadedDashboards::load(
+            std::path::Path::new(&config.storage.path).join("dashboards"),
+        )),
     };
     routes.push(crate::web::pages::routes(Arc::new(pages)));
 

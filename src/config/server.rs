@@ -47,12 +47,64 @@ pub struct AuthConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <key>`.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
-    /// Basic-auth users: name → bcrypt hash (make one with `infermon hash-password`).
+    /// Users for basic auth and the dashboard's login: name → bcrypt hash
+    /// (make one with `infermon hash-password`), or name →
+    /// `{password_hash, role}`; a bare hash is an admin.
     #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, Secret>,
+    pub basic_auth_users: BTreeMap<String, UserConfig>,
     /// Require credentials for `/metrics` too (default false: Prometheus can scrape).
     #[serde(default)]
     pub protect_metrics: bool,
+}
+
+/// One user: a bare bcrypt hash (an admin), or a hash with a role.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum UserConfig {
+    /// `name: <bcrypt hash>`: an admin, as before roles existed.
+    Hash(Secret),
+    /// `name: {password_hash: <bcrypt hash>, role: read_only}`.
+    WithRole(UserWithRole),
+}
+
+/// A user with an explicit role.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserWithRole {
+    /// bcrypt hash of the password.
+    pub password_hash: Secret,
+    /// What the user may do (default `admin`).
+    #[serde(default)]
+    pub role: Role,
+}
+
+impl UserConfig {
+    /// The bcrypt hash.
+    pub fn password_hash(&self) -> &Secret {
+        match self {
+            UserConfig::Hash(h) => h,
+            UserConfig::WithRole(u) => &u.password_hash,
+        }
+    }
+
+    /// The user's role.
+    pub fn role(&self) -> Role {
+        match self {
+            UserConfig::Hash(_) => Role::Admin,
+            UserConfig::WithRole(u) => u.role,
+        }
+    }
+}
+
+/// What a user may do.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: silences, dashboard uploads, `/api/v1/admin/*`.
+    #[default]
+    Admin,
+    /// Look only: pages and read APIs; changes answer 403.
+    ReadOnly,
 }
 
 /// Request size limits.

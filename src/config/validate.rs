@@ -186,8 +186,8 @@ impl Validator<'_> {
             );
         }
         if let Some(auth) = &self.config.server.auth {
-            for (user, hash) in &auth.basic_auth_users {
-                if !hash.expose().starts_with("$2") {
+            for (user, entry) in &auth.basic_auth_users {
+                if !entry.password_hash().expose().starts_with("$2") {
                     self.error(
                         user,
                         format!("server.auth.basic_auth_users.{user}: not a bcrypt hash; make one with `infermon hash-password`"),

@@ -186,16 +186,11 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
         } else {
             r#" fill="none""#.to_string()
         };
-        let data: Vec<String> = c.series[i]
-            .points
-            .iter()
-            .map(|(t, v)| format!("[{t},{}]", json_num(*v)))
-            .collect();
         let _ = write!(
             svg,
-            r#"<path class="series" d="{d}" stroke="{color}"{fill} data-name="{}" data-points="[{}]"/>"#,
+            r#"<path class="series" d="{d}" stroke="{color}"{fill} data-name="{}" data-values="{}"/>"#,
             esc(&s.name),
-            data.join(",")
+            grid_values(&c.series[i].points, c.start, c.end, c.step)
         );
     }
     for th in c.thresholds {
@@ -210,12 +205,58 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
     svg
 }
 
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".to_string()
+/// A value in at most 4 significant digits, as short as JavaScript's
+/// `parseFloat` reads back (`0.0123`, `8.59e10`); empty for NaN.
+pub fn short_number(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
     }
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if !(-4..6).contains(&mag) {
+        let s = format!("{v:.3e}");
+        return match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        };
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The values a series has on the query's grid (`start + i × step`), comma
+/// separated, empty where it has none: what the tooltip script reads.
+/// Timestamps are implied by the chart's `data-start`/`data-step`, which
+/// keeps a day of points per series at about 1.5 KB instead of 7.
+pub fn grid_values(points: &[(i64, f64)], start: i64, end: i64, step: i64) -> String {
+    let step = step.max(1);
+    let n = ((end - start).max(0) / step + 1).min(100_000) as usize;
+    let mut grid: Vec<Option<f64>> = vec![None; n];
+    for &(t, v) in points {
+        let i = ((t - start) as f64 / step as f64).round();
+        if i >= 0.0 && (i as usize) < n {
+            grid[i as usize] = Some(v);
+        }
+    }
+    let mut out = String::with_capacity(n * 6);
+    for (i, v) in grid.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if let Some(v) = v {
+            out.push_str(&short_number(*v));
+        }
+    }
+    out
 }
 
 /// One column of a heatmap: time and per-bucket counts (not cumulative).
@@ -274,28 +315,55 @@ pub fn heatmap(bounds: &[f64], columns: &[HeatColumn], start: i64, end: i64, uni
             esc(&label)
         );
     }
+    // One group per column, its title listing the column's buckets (a
+    // tooltip without script), cells only where there is something.
+    svg.push_str(r##"<g class="cells" fill="#c4162a">"##);
     for col in columns {
+        if max <= 0.0 || col.counts.iter().all(|c| *c <= 0.0) {
+            continue;
+        }
         let xx = LEFT + (col.t - start) as f64 / span_t * (W - LEFT - RIGHT) - cell_w / 2.0;
+        let when = chrono::DateTime::from_timestamp_millis(col.t)
+            .map(|d| d.format("%H:%M").to_string())
+            .unwrap_or_default();
+        let parts: Vec<String> = col
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0.0)
+            .map(|(i, c)| {
+                format!(
+                    "≤ {}: {}",
+                    bounds
+                        .get(i)
+                        .map(|b| units::format(*b, unit))
+                        .unwrap_or_default(),
+                    units::format(*c, "short")
+                )
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            "<g><title>{when} UTC · {}</title>",
+            esc(&parts.join(", "))
+        );
         for (i, count) in col.counts.iter().enumerate() {
-            if *count <= 0.0 || max <= 0.0 {
+            if *count <= 0.0 {
                 continue;
             }
             let opacity = 0.15 + 0.85 * (count / max);
             let _ = write!(
                 svg,
-                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c4162a" fill-opacity="{opacity:.2}"><title>{}: {}</title></rect>"##,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill-opacity="{opacity:.2}"/>"#,
                 xx.max(LEFT),
                 H - BOTTOM - (i + 1) as f64 * cell_h,
                 cell_w.max(1.0),
                 cell_h,
-                esc(&bounds
-                    .get(i)
-                    .map(|b| units::format(*b, unit))
-                    .unwrap_or_default()),
-                units::format(*count, "short")
             );
         }
+        svg.push_str("</g>");
     }
+    svg.push_str("</g>");
     for t in time_ticks(start, end, 6) {
         let xx = LEFT + (t - start) as f64 / span_t * (W - LEFT - RIGHT);
         let _ = write!(
@@ -403,7 +471,10 @@ mod tests {
         assert_eq!(svg.matches("class=\"threshold\"").count(), 1);
         assert!(svg.contains("2 s"), "threshold in range: {svg}");
         assert!(svg.contains("a&lt;b"), "names escaped");
-        assert!(svg.contains("[60000,null]"), "gaps kept for tooltips");
+        assert!(
+            svg.contains(r#"data-values="0.1,""#),
+            "gaps kept for tooltips: {svg}"
+        );
     }
 
     #[test]

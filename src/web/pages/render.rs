@@ -8,6 +8,9 @@ use super::i18n::Lang;
 use crate::model::Labels;
 use crate::web::charts::{self, ChartSeries, HeatColumn, PALETTE, units};
 
+/// Columns a heatmap is drawn with (its query step is the range over this).
+const HEATMAP_COLUMNS: i64 = 60;
+
 /// A range query result: labels and (ms, value) points.
 pub type RangeResult = Vec<(Labels, Vec<(i64, f64)>)>;
 
@@ -135,6 +138,16 @@ pub async fn render_panel(
         );
         return view;
     }
+    // A heatmap draws about 60 columns, not one per query step: a coarser
+    // step is both what the eye can read and a quarter of the work.
+    let w = if panel.kind == "heatmap" {
+        Window {
+            step: charts::query_step(w.end - w.start, HEATMAP_COLUMNS).max(w.step),
+            ..w
+        }
+    } else {
+        w
+    };
     let exprs: Vec<(String, String)> = targets
         .iter()
         .map(|t| {
@@ -144,12 +157,34 @@ pub async fn render_panel(
             )
         })
         .collect();
+    // A panel's queries run at once (each on the blocking pool), in target order.
+    let ranged = matches!(panel.kind.as_str(), "timeseries" | "graph" | "heatmap");
+    let ranges: Vec<Result<RangeResult, String>> = if ranged {
+        futures::future::join_all(
+            exprs
+                .iter()
+                .take(if panel.kind == "heatmap" {
+                    1
+                } else {
+                    usize::MAX
+                })
+                .map(|(e, _)| q.range(e.clone(), w.start, w.end, w.step)),
+        )
+        .await
+    } else {
+        Vec::new()
+    };
+    let instants: Vec<Result<Vec<(Labels, f64)>, String>> = if ranged || panel.kind == "row" {
+        Vec::new()
+    } else {
+        futures::future::join_all(exprs.iter().map(|(e, _)| q.instant(e.clone(), w.end))).await
+    };
     match panel.kind.as_str() {
         "row" | "text" => {}
         "timeseries" | "graph" => {
             let mut series = Vec::new();
-            for (expr, fmt) in &exprs {
-                match q.range(expr.clone(), w.start, w.end, w.step).await {
+            for ((_, fmt), result) in exprs.iter().zip(ranges) {
+                match result {
                     Ok(result) => {
                         for (labels, points) in result {
                             series.push(ChartSeries {
@@ -182,8 +217,8 @@ pub async fn render_panel(
         }
         "stat" | "singlestat" | "gauge" | "bargauge" => {
             let mut tiles = String::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) if result.is_empty() => {
                         tiles.push_str(&format!(
                             r#"<div class="stat nodata">{}</div>"#,
@@ -212,8 +247,8 @@ pub async fn render_panel(
             view.html = format!(r#"<div class="stats">{tiles}</div>"#);
         }
         "heatmap" => {
-            if let Some((expr, _)) = exprs.first() {
-                match q.range(expr.clone(), w.start, w.end, w.step).await {
+            if let Some(result) = ranges.into_iter().next() {
+                match result {
                     Ok(result) => {
                         let (bounds, columns) = heat_columns(&result);
                         view.series = bounds.len();
@@ -225,8 +260,8 @@ pub async fn render_panel(
         }
         "histogram" | "barchart" => {
             let mut items = Vec::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) => {
                         let mut pairs: Vec<(f64, String, f64)> = result
                             .into_iter()
@@ -265,8 +300,8 @@ pub async fn render_panel(
         }
         "table" => {
             let mut rows = String::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) => {
                         for (labels, v) in result {
                             view.series += 1;
