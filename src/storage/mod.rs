@@ -8,6 +8,7 @@
 
 pub mod chunk;
 mod compaction;
+mod follow;
 mod head;
 mod index;
 mod memory;
@@ -19,7 +20,11 @@ mod state;
 mod stats;
 mod wal;
 
+pub use wal::WalSample;
+
+pub use follow::{FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
+pub use index::SeriesId;
 pub use memory::MemoryStorage;
 pub use retention::MaintenanceReport;
 pub use sqlite::{DB_FILE, SqliteStorage, StorageOptions};
