@@ -102,6 +102,15 @@ impl RemoteWrite {
                         .into(),
                 });
             }
+            match reqwest::Url::parse(&c.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(RemoteError::Config {
+                        remote: name,
+                        reason: format!("url {:?} is not an http(s) URL", shown_url(&c.url)),
+                    });
+                }
+            }
             let relabel =
                 Relabel::compile(&c.write_relabel_configs).map_err(|e| RemoteError::Config {
                     remote: name.clone(),
@@ -142,5 +151,40 @@ impl RemoteWrite {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_urls_and_bad_entries() {
+        let c: RemoteWriteConfig =
+            serde_yaml_ng::from_str("url: https://u:pw@vm.example/api/v1/write").unwrap();
+        assert_eq!(remote_name(&c).len(), 6);
+        assert_eq!(shown_url(&c.url), "https://vm.example/api/v1/write");
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path(), Default::default()).unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = RemoteMetrics::new(&registry).unwrap();
+        // Parsed without the config validation, to reach this layer's checks.
+        let config = |yaml: &str| -> Config { serde_yaml_ng::from_str(yaml).unwrap() };
+        let err = |yaml: &str| {
+            RemoteWrite::new(&config(yaml), storage.clone(), &metrics)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err("remote_write: [{url: 'vm:8428'}]");
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        assert!(
+            err("remote_write: [{url: 'http://a/w', name: x}, {url: 'http://b/w', name: x}]")
+                .contains("two remote_write entries")
+        );
+        assert!(
+            err("remote_write: [{url: 'http://a/w', write_relabel_configs: [{regex: '('}]}]")
+                .contains("regex")
+        );
     }
 }
