@@ -334,7 +334,10 @@ fn victoria_metrics_and_prometheus_receive_identical_samples() {
     assert!(count(&local) > 100, "too little scraped: {}", count(&local));
     assert!(local.keys().any(|k| k.contains("__name__=process_")));
 
-    // VictoriaMetrics: every local sample, external label added, values equal.
+    // VictoriaMetrics: every local sample, external label added, values equal
+    // to 12 significant digits (VictoriaMetrics keeps floats as decimal
+    // mantissa and exponent: node_time_seconds and load averages come back
+    // rounded in the last bits; Prometheus below must match bit for bit).
     eventually(Duration::from_secs(30), || {
         let got = cut(&vm_export(&vm, SELF, end), end, &[]);
         let same_keys = got.keys().eq(local.keys());
