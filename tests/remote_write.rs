@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use infermon::model::STALE_NAN_BITS;
 use prost::Message;
 use support::{TestServer, client, free_port, wait_http_ok};
 
@@ -491,30 +492,33 @@ struct Received {
 }
 
 /// A destination that answers 400 to its first request, 503 to its second,
-/// and 204 after that.
+/// and 204 after that. It also serves `/metrics` for infermon to scrape:
+/// `flaky 1` for the first three scrapes, then without it (a stale marker).
 fn refusing_destination() -> (u16, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
     let seen2 = seen.clone();
+    let scrapes: Arc<Mutex<u32>> = Arc::default();
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
-            let seen = seen2.clone();
-            std::thread::spawn(move || serve_connection(stream, &seen));
+            let (seen, scrapes) = (seen2.clone(), scrapes.clone());
+            std::thread::spawn(move || serve_connection(stream, &seen, &scrapes));
         }
     });
     (port, seen)
 }
 
-fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Received>>) {
+fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Received>>, scrapes: &Mutex<u32>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
         let mut headers = Vec::new();
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
+        let mut line = String::new();
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -537,6 +541,26 @@ fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Received>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if request_line.starts_with("GET /metrics") {
+            let n = {
+                let mut n = scrapes.lock().unwrap();
+                *n += 1;
+                *n
+            };
+            let text = if n <= 3 {
+                "flaky 1\nsteady 1\n"
+            } else {
+                "steady 1\n"
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if out.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         let request = infermon::remote::proto::WriteRequest::decode(raw.as_slice()).unwrap();
         let n = {
@@ -558,13 +582,32 @@ fn serve_connection(stream: TcpStream, seen: &Mutex<Vec<Received>>) {
 #[test]
 fn a_refused_batch_is_counted_and_does_not_block_the_queue() {
     let (port, seen) = refusing_destination();
-    let server = TestServer::start(&config(
+    let cfg = config(
         "{dir}/data",
         &remote("fake", &format!("http://127.0.0.1:{port}/api/v1/write"), ""),
-    ));
+    ) + &format!(
+        "scrape_configs:\n- job_name: fake\n  static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    );
+    let server = TestServer::start(&cfg);
+    let stale_sent = |seen: &[Received]| {
+        seen.iter().flat_map(|r| &r.request.timeseries).any(|t| {
+            t.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "flaky")
+                && t.samples
+                    .iter()
+                    .any(|s| s.value.to_bits() == STALE_NAN_BITS)
+        })
+    };
     eventually(Duration::from_secs(30), || {
-        let n = seen.lock().unwrap().len();
-        (n < 6).then(|| format!("only {n} requests arrived"))
+        let seen = seen.lock().unwrap();
+        (seen.len() < 6 || !stale_sent(&seen)).then(|| {
+            format!(
+                "{} requests arrived, stale marker sent: {}",
+                seen.len(),
+                stale_sent(&seen)
+            )
+        })
     });
     let seen = seen.lock().unwrap();
     // The first batch was refused and dropped; the 503 one was sent again.
