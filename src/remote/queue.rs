@@ -144,15 +144,25 @@ impl Queue {
                 continue;
             }
             let last = buffer.last().map(|r| r.seq).unwrap_or(read_upto);
-            match self.send_batch(&buffer, buffered, &shutdown).await? {
-                Settled::Stopped => break,
-                Settled::Done => {}
+            match self.send_batch(&buffer, buffered, &shutdown).await {
+                Ok(Settled::Stopped) => break,
+                Ok(Settled::Done) => {}
+                Err(e) => {
+                    // Nothing was skipped: the same rows are tried again.
+                    tracing::error!(remote = %self.name, error = %e, "cannot build a remote_write batch; retrying");
+                    sleep_or_stop(Duration::from_secs(1), &shutdown).await;
+                    continue;
+                }
             }
             buffer.clear();
             buffered = 0;
-            let lost = position.advance(last).await?;
-            if lost > 0 {
-                self.metrics.failed.inc_by(lost);
+            match position.advance(last).await {
+                Ok(lost) => self.metrics.failed.inc_by(lost),
+                // Delivered but not saved: the next save covers it; a crash
+                // before that resends this batch.
+                Err(e) => {
+                    tracing::warn!(remote = %self.name, error = %e, "cannot save the remote_write position")
+                }
             }
             // The hold bound may have moved the position past what was read.
             read_upto = read_upto.max(position.seq());
