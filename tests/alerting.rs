@@ -353,6 +353,7 @@ fn builtin_annotations_render_like_prometheus() {
         ("AlertNotificationsFailing", 10.0),
         ("MemoryAvailableLow", 0.05),
         ("LoadAboveCores", 3.0),
+        ("RemoteWriteBehind", 960.0),
     ]
     .into();
     let dir = support::repo_root().join("config/rules");

@@ -67,6 +67,9 @@ pub enum Error {
     /// Alerting could not start (state store, receivers).
     #[error(transparent)]
     Alerting(#[from] crate::alerting::AlertingError),
+    /// remote_write could not start.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// Runs infermon until `shutdown` fires. Logs `listening on <addr>` once the
@@ -139,6 +142,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     );
     let maintenance =
         sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
+    // ---- remote_write (issue 9): follows the store's WAL from a durable
+    // position per destination; starts after the store opens, stops before
+    // it closes (what is unsent stays in the WAL for the next start).
+    let remote_task = {
+        let metrics =
+            crate::remote::RemoteMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
+        let remote = crate::remote::RemoteWrite::new(&config, sqlite.clone(), &metrics)?;
+        tokio::spawn(remote.run(shutdown.clone()))
+    };
+    // ---- end remote_write ----
     let scrape_metrics = ScrapeMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -338,6 +351,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         tracing::warn!("rules/alerting did not stop within 15s");
     }
     let _ = maintenance.await;
+    let _ = remote_task.await;
     let closing = sqlite.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await

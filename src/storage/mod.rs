@@ -9,6 +9,7 @@
 mod backfill;
 pub mod chunk;
 mod compaction;
+mod follow;
 mod head;
 mod index;
 mod memory;
@@ -22,7 +23,10 @@ mod stats;
 mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
+pub use follow::{FollowerState, WalBacklog, WalRecord};
+pub use wal::WalSample;
 pub use head::ChunkPolicy;
+pub use index::SeriesId;
 pub use memory::MemoryStorage;
 pub use restore::{RestoreReport, verify_backup};
 pub use retention::MaintenanceReport;

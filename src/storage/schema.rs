@@ -4,10 +4,16 @@
 use rusqlite::Connection;
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_storage.sql",
-    include_str!("../../migrations/0001_storage.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_storage.sql",
+        include_str!("../../migrations/0001_storage.sql"),
+    ),
+    (
+        "0002_wal_followers.sql",
+        include_str!("../../migrations/0002_wal_followers.sql"),
+    ),
+];
 
 /// Pragmas for the one writer: WAL so readers never block it, and a full
 /// sync on every commit so an acknowledged append survives `kill -9`.
