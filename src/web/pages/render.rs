@@ -371,3 +371,49 @@ pub fn heat_columns(result: &RangeResult) -> (Vec<f64>, Vec<HeatColumn>) {
         .collect();
     (bounds, columns)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heat_columns_decumulate_per_time_in_bound_order() {
+        let at = |pts: &[(i64, f64)]| pts.to_vec();
+        let result: RangeResult = vec![
+            (
+                Labels::new([("le", "+Inf")]),
+                at(&[(0, 10.0), (60, 12.0), (120, 3.0)]),
+            ),
+            (Labels::new([("le", "0.5")]), at(&[(0, 4.0), (60, 9.0)])),
+            (
+                Labels::new([("le", "0.1")]),
+                at(&[(0, 1.0), (60, f64::NAN), (120, 1.0)]),
+            ),
+            // Not a bucket series: ignored.
+            (Labels::new([("job", "x")]), at(&[(0, 99.0)])),
+        ];
+        let (bounds, columns) = heat_columns(&result);
+        assert_eq!(bounds, vec![0.1, 0.5, f64::INFINITY]);
+        assert_eq!(
+            columns,
+            vec![
+                HeatColumn {
+                    t: 0,
+                    counts: vec![1.0, 3.0, 6.0]
+                },
+                // NaN counts as nothing in its bucket.
+                HeatColumn {
+                    t: 60,
+                    counts: vec![0.0, 9.0, 3.0]
+                },
+                // A bucket missing at a time (0.5 at 120): its share goes to
+                // the next bound that has one; never negative.
+                HeatColumn {
+                    t: 120,
+                    counts: vec![1.0, 0.0, 2.0]
+                },
+            ]
+        );
+        assert_eq!(heat_columns(&Vec::new()), (Vec::new(), Vec::new()));
+    }
+}
