@@ -15,6 +15,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-aler
 command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 # Dashboard tests drive a real headless Chromium over WebDriver.
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# A CJK font, so the Chinese UI's screenshots show characters, not boxes.
+(fc-list :lang=zh 2>/dev/null | grep -q .) || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -494,4 +494,125 @@ mod tests {
         assert_eq!(svg.matches("<rect").count(), 3);
         assert!(svg.contains("≤ 100 ms"));
     }
+
+    #[test]
+    fn compact_values_on_the_query_grid() {
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(0.012345), "0.01235");
+        assert_eq!(short_number(1234.5678), "1235");
+        assert_eq!(short_number(-2.5), "-2.5");
+        assert_eq!(short_number(85_899_345_920.0), "8.59e10");
+        assert_eq!(short_number(0.00001234), "1.234e-5");
+        assert_eq!(short_number(f64::NAN), "");
+        assert_eq!(
+            "8.59e10".parse::<f64>().unwrap(),
+            8.59e10,
+            "what JS reads back"
+        );
+        // Grid 0..40 every 10: a missing point and a NaN both leave a hole;
+        // points off the grid snap to the nearest slot, outside ones drop.
+        let v = grid_values(
+            &[(0, 1.0), (19, 2.0), (30, f64::NAN), (40, 4.0), (90, 9.0)],
+            0,
+            40,
+            10,
+        );
+        assert_eq!(v, "1,,2,,4");
+    }
+
+    #[test]
+    fn stacked_series_add_up_and_close_their_areas() {
+        let series = vec![
+            ChartSeries {
+                name: "a".into(),
+                points: vec![(0, 1.0), (10, 1.0)],
+            },
+            ChartSeries {
+                name: "b".into(),
+                points: vec![(0, 2.0), (10, 2.0)],
+            },
+        ];
+        let chart = |stacked| {
+            time_series(&TimeSeriesChart {
+                series: &series,
+                start: 0,
+                end: 10,
+                step: 10,
+                unit: "short",
+                thresholds: &[],
+                stacked,
+            })
+        };
+        let (flat, stacked) = (chart(false), chart(true));
+        let top_label = |svg: &str| {
+            svg.split("class=\"ylabel\"")
+                .filter_map(|s| s.split('>').nth(1)?.split('<').next())
+                .filter_map(|t| t.parse::<f64>().ok())
+                .fold(0.0, f64::max)
+        };
+        assert!(top_label(&flat) >= 2.0 && top_label(&flat) < 3.0, "{flat}");
+        assert!(top_label(&stacked) >= 3.0, "b drawn on top of a: {stacked}");
+        assert_eq!(
+            stacked.matches("Z\"").count(),
+            2,
+            "areas closed to the axis"
+        );
+        assert_eq!(flat.matches("fill=\"none\"").count(), 2);
+        // Tooltips still get each series' own values, not the running sum.
+        assert!(
+            stacked.contains(r#"data-name="b" data-values="2,2""#),
+            "{stacked}"
+        );
+    }
+
+    #[test]
+    fn heatmap_shades_by_count_and_titles_columns() {
+        let svg = heatmap(
+            &[0.1, 1.0],
+            &[
+                HeatColumn {
+                    t: 0,
+                    counts: vec![4.0, 0.0],
+                },
+                HeatColumn {
+                    t: 30_000,
+                    counts: vec![0.0, 0.0],
+                },
+                HeatColumn {
+                    t: 60_000,
+                    counts: vec![1.0, 2.0],
+                },
+            ],
+            0,
+            60_000,
+            "s",
+        );
+        assert_eq!(svg.matches("<rect").count(), 3, "empty cells are not drawn");
+        assert_eq!(
+            svg.matches("<title>").count(),
+            2,
+            "one title per non-empty column"
+        );
+        assert!(
+            svg.contains("fill-opacity=\"1.00\""),
+            "the largest count is solid"
+        );
+        assert!(
+            svg.contains("fill-opacity=\"0.36\""),
+            "1 of 4: 0.15 + 0.85/4"
+        );
+        assert!(svg.contains("≤ 100 ms: 1, ≤ 1 s: 2"), "{svg}");
+        let empty = heatmap(&[], &[], 0, 60_000, "s");
+        assert_eq!(empty.matches("<rect").count(), 0);
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest() {
+        let svg = bars(&[("≤0.1".into(), 5.0), ("+Inf".into(), 0.0)], "short");
+        assert_eq!(svg.matches("class=\"bar\"").count(), 2);
+        assert!(svg.contains("<title>≤0.1: 5</title>"));
+        assert!(svg.contains("height=\"0.0\""), "a zero bar is flat");
+        let none = bars(&[], "short");
+        assert!(none.contains(">1<"), "no data: a 0..1 axis, not NaN");
+    }
 }

@@ -391,8 +391,8 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         "{body}"
     );
     assert!(body.contains("<option value=\"0.9\" selected>"));
-    // 1h over 240 points: 15 s steps, $__rate_interval = max(4 × 15 s, 15 s + 15 s);
-    // the heatmap draws 60 columns (60 s steps).
+    // Half-width panels get 120 points: 1h in 30 s steps, $__rate_interval =
+    // max(4 × 15 s, 30 s + 15 s); the heatmap draws 60 columns (60 s steps).
     let mut queries = recording.0.lock().unwrap().clone();
     queries.sort();
     let expected: Vec<(&str, &str, i64)> = vec![
@@ -422,7 +422,7 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         (
             "range",
             "histogram_quantile(0.9, sum by (le) (rate(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[60s])))",
-            15_000,
+            30_000,
         ),
         (
             "range",
@@ -432,7 +432,7 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         (
             "range",
             "sum by (status) (rate(infermon_http_requests_total{job=~\"infermon\"}[60s]))",
-            15_000,
+            30_000,
         ),
     ];
     assert_eq!(
