@@ -24,7 +24,6 @@ mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
 pub use follow::{FollowerState, WalBacklog, WalRecord};
-pub use wal::WalSample;
 pub use head::ChunkPolicy;
 pub use index::SeriesId;
 pub use memory::MemoryStorage;
@@ -33,6 +32,7 @@ pub use retention::MaintenanceReport;
 pub use sqlite::{DB_FILE, LOCK_FILE, SqliteStorage, StorageOptions, lock_dir};
 pub use state::{DeliveryRecord, OutboxRow, StateStore};
 pub use stats::{StorageCollector, StorageStats};
+pub use wal::WalSample;
 
 use crate::model::{Labels, Matcher, Sample};
 
