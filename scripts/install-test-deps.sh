@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, idempotently:
 # Debian's prometheus (promtool), prometheus-node-exporter, prometheus-alertmanager,
-# python3-aiosmtpd, chromium + chromium-driver, and a Python venv with the openai client.
+# victoria-metrics, python3-aiosmtpd, chromium + chromium-driver, and a Python venv with the openai client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
@@ -11,14 +11,18 @@ command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-nod
 # Alerting tests: a real SMTP server (system Python) and a real Alertmanager.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_apt+=(python3-aiosmtpd)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+# remote_write tests and bench: a real VictoriaMetrics single node.
+command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 # Dashboard tests drive a real headless Chromium over WebDriver.
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# A CJK font, so the Chinese UI's screenshots show characters, not boxes.
+(fc-list :lang=zh 2>/dev/null | grep -q .) || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # The package starts a Prometheus service where systemd runs; tests start their own.
-  (systemctl stop prometheus prometheus-node-exporter prometheus-alertmanager 2>/dev/null || true)
+  (systemctl stop prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics 2>/dev/null || true)
 fi
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
   python3 -m venv .venv

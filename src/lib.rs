@@ -11,6 +11,7 @@
 //! - [`promql`]: the PromQL engine over the store, and the promqltest runner.
 //! - [`rules`]: Prometheus rule files; decides which alerts fire.
 //! - [`alerting`]: routes, groups, silences and durably delivers alert notifications.
+//! - [`remote`]: remote_write to VictoriaMetrics/Mimir/Thanos, following the store's WAL durably.
 //! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod inference;
 pub mod model;
 pub mod promql;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod shutdown;

@@ -45,7 +45,13 @@
     if (!start || !end || svg.classList.contains("bars")) return;
     var vb = svg.viewBox.baseVal, left = 64, right = 8;
     var paths = Array.prototype.slice.call(svg.querySelectorAll("path.series"));
-    var data = paths.map(function (p) { try { return { name: p.getAttribute("data-name"), color: p.getAttribute("stroke"), pts: JSON.parse(p.getAttribute("data-points") || "[]") }; } catch (e) { return null; } }).filter(Boolean);
+    // Values sit on the query grid: the i-th is at start + i × step; empty = no sample.
+    var step = Number(svg.getAttribute("data-step")) || 1;
+    var data = paths.map(function (p) {
+      var pts = [];
+      (p.getAttribute("data-values") || "").split(",").forEach(function (v, i) { if (v !== "") pts.push([start + i * step, parseFloat(v)]); });
+      return { name: p.getAttribute("data-name"), color: p.getAttribute("stroke"), pts: pts };
+    });
     var ns = "http://www.w3.org/2000/svg";
     var cross = document.createElementNS(ns, "line");
     cross.setAttribute("class", "crosshair"); cross.setAttribute("y1", 0); cross.setAttribute("y2", vb.height); cross.style.display = "none";

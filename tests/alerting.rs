@@ -3,16 +3,15 @@
 //! silences and inhibition, and delivery through the durable outbox to real
 //! local receivers (HTTP robots that check signatures, SMTP, Alertmanager).
 
+#[path = "support/receivers.rs"]
+mod receivers;
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use infermon::alerting::{Alert, AlertManager, NowFn};
 use infermon::config::Config;
 use infermon::model::Labels;
@@ -22,6 +21,8 @@ use infermon::rules::{
 };
 use infermon::shutdown::Shutdown;
 use infermon::storage::{MemoryStorage, Querier, StateStore};
+use receivers::{Mail, Peer, Receiver, Smtp, assert_dingtalk_signed, start_receiver, wait_port};
+use support::free_port;
 
 // ---------------------------------------------------------------- helpers
 
@@ -352,6 +353,7 @@ fn builtin_annotations_render_like_prometheus() {
         ("AlertNotificationsFailing", 10.0),
         ("MemoryAvailableLow", 0.05),
         ("LoadAboveCores", 3.0),
+        ("RemoteWriteBehind", 960.0),
     ]
     .into();
     let dir = support::repo_root().join("config/rules");
@@ -404,41 +406,33 @@ fn builtin_annotations_render_like_prometheus() {
 
 // ---------------------------------------------------------------- receivers
 
-#[derive(Clone, Default)]
-struct Receiver {
-    /// (path + query, JSON body) of every request answered 200.
-    got: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
-    /// Requests still to fail with 500.
-    fail: Arc<Mutex<u32>>,
-    /// Every request, failed or not.
-    attempts: Arc<Mutex<u32>>,
-    /// Reply body for successful requests.
-    reply: Arc<Mutex<String>>,
+/// An [`AlertManager`] over the state file `state`, running on the current
+/// tokio runtime until [`stop`](Running::stop).
+struct Running {
+    am: Arc<AlertManager>,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
 }
 
-async fn receive(
-    State(r): State<Receiver>,
-    uri: axum::http::Uri,
-    axum::Json(body): axum::Json<serde_json::Value>,
-) -> (StatusCode, String) {
-    *r.attempts.lock().unwrap() += 1;
-    {
-        let mut fail = r.fail.lock().unwrap();
-        if *fail > 0 {
-            *fail -= 1;
-            return (StatusCode::SERVICE_UNAVAILABLE, "down".into());
-        }
+impl Running {
+    fn start(yaml: &str, state: &Path) -> Running {
+        Self::with_registry(yaml, state, &prometheus::Registry::new())
     }
-    r.got.lock().unwrap().push((uri.to_string(), body));
-    (StatusCode::OK, r.reply.lock().unwrap().clone())
-}
 
-async fn start_receiver(r: Receiver) -> String {
-    let app = Router::new().route("/{*path}", post(receive)).with_state(r);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    fn with_registry(yaml: &str, state: &Path, registry: &prometheus::Registry) -> Running {
+        let store = Arc::new(StateStore::open(state).unwrap());
+        let am = Arc::new(
+            AlertManager::new(&alerting_config(yaml), store, registry, system_now()).unwrap(),
+        );
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(am.clone().run(shutdown.clone()));
+        Running { am, shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.unwrap();
+    }
 }
 
 fn system_now() -> NowFn {
@@ -483,20 +477,18 @@ fn alerting_config(yaml: &str) -> Config {
 
 #[tokio::test]
 async fn receiver_outage_then_delivered_exactly_once_in_order() {
-    let r = Receiver {
-        fail: Arc::new(Mutex::new(2)),
-        ..Default::default()
-    };
+    let r = Receiver::failing(2);
     let url = start_receiver(r.clone()).await;
-    let config = alerting_config(&format!(
-        "server: {{listen: '127.0.0.1:0'}}\nalerting:\n  route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 100ms\n    group_interval: 300ms\n  receivers:\n    - name: hook\n      webhook_configs:\n        - url: {url}/hook\n"
-    ));
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
     let registry = prometheus::Registry::new();
-    let am = Arc::new(AlertManager::new(&config, store, &registry, system_now()).unwrap());
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let running = Running::with_registry(
+        &format!(
+            "server: {{listen: '127.0.0.1:0'}}\nalerting:\n  route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 100ms\n    group_interval: 300ms\n  receivers:\n    - name: hook\n      webhook_configs:\n        - url: {url}/hook\n"
+        ),
+        &dir.path().join("state.db"),
+        &registry,
+    );
+    let am = &running.am;
     let now = infermon::util::now_ms();
     am.put_alerts(vec![alert(
         "HighLatency",
@@ -549,15 +541,15 @@ async fn receiver_outage_then_delivered_exactly_once_in_order() {
         ),
         "{text}"
     );
-    shutdown.trigger();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn grouping_silences_and_inhibition() {
     let r = Receiver::default();
     let url = start_receiver(r.clone()).await;
-    let config = alerting_config(&format!(
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
         r#"server: {{listen: '127.0.0.1:0'}}
 alerting:
   route:
@@ -575,14 +567,9 @@ alerting:
       target_matchers: ['severity="warning"']
       equal: [model]
 "#
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
-    let am = Arc::new(
-        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
     );
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let running = Running::start(&yaml, &dir.path().join("state.db"));
+    let am = &running.am;
     let now = infermon::util::now_ms();
     let far = now + 3_600_000;
     // A silence for model c.
@@ -668,8 +655,7 @@ alerting:
         .map(|a| a["labels"]["model"].as_str().unwrap())
         .collect();
     assert_eq!(models, ["a", "b"]);
-    shutdown.trigger();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -687,18 +673,8 @@ async fn queued_notifications_survive_a_crash() {
         )
     };
     {
-        let store = Arc::new(StateStore::open(&path).unwrap());
-        let am = Arc::new(
-            AlertManager::new(
-                &alerting_config(&yaml(&format!("http://{closed}"))),
-                store,
-                &prometheus::Registry::new(),
-                system_now(),
-            )
-            .unwrap(),
-        );
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(am.clone().run(shutdown.clone()));
+        let running = Running::start(&yaml(&format!("http://{closed}")), &path);
+        let am = &running.am;
         let now = infermon::util::now_ms();
         am.put_alerts(vec![alert(
             "DiskFull",
@@ -715,22 +691,12 @@ async fn queued_notifications_survive_a_crash() {
         })
         .await;
         // Crash: the task is dropped mid-flight, nothing is flushed.
-        task.abort();
+        running.task.abort();
     }
     let r = Receiver::default();
     let url = start_receiver(r.clone()).await;
-    let store = Arc::new(StateStore::open(&path).unwrap());
-    let am = Arc::new(
-        AlertManager::new(
-            &alerting_config(&yaml(&url)),
-            store,
-            &prometheus::Registry::new(),
-            system_now(),
-        )
-        .unwrap(),
-    );
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let running = Running::start(&yaml(&url), &path);
+    let am = &running.am;
     wait_for("delivery after restart", Duration::from_secs(15), || {
         !r.got.lock().unwrap().is_empty()
     })
@@ -747,26 +713,17 @@ async fn queued_notifications_survive_a_crash() {
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].1["alerts"][0]["labels"]["mountpoint"], "/data");
-    shutdown.trigger();
-    task.await.unwrap();
-}
-
-#[derive(serde::Deserialize)]
-struct SignQuery {
-    timestamp: Option<String>,
-    sign: Option<String>,
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn dingtalk_wecom_feishu_payloads_signatures_and_limits() {
     use base64::Engine as _;
     use hmac::{KeyInit, Mac};
-    let r = Receiver {
-        reply: Arc::new(Mutex::new(r#"{"errcode":0,"errmsg":"ok","code":0}"#.into())),
-        ..Default::default()
-    };
+    let r = Receiver::robot();
     let url = start_receiver(r.clone()).await;
-    let config = alerting_config(&format!(
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
         r#"server: {{listen: '127.0.0.1:0'}}
 alerting:
   language: zh-CN
@@ -786,14 +743,9 @@ alerting:
         - url: {url}/open-apis/bot/v2/hook/h
           secret: feishusecret
 "#
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
-    let am = Arc::new(
-        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
     );
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let running = Running::start(&yaml, &dir.path().join("state.db"));
+    let am = &running.am;
     let now = infermon::util::now_ms();
     // 300 alerts with long Chinese annotations: far over WeCom's 4096 bytes.
     let alerts: Vec<Alert> = (0..300)
@@ -822,13 +774,7 @@ alerting:
         .iter()
         .find(|(u, _)| u.starts_with("/robot/send"))
         .unwrap();
-    let q: SignQuery = serde_urlencoded_query(uri);
-    let ts = q.timestamp.unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"SECdingtalk").unwrap();
-    mac.update(format!("{ts}\nSECdingtalk").as_bytes());
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    assert_eq!(q.sign.unwrap(), expected, "DingTalk signature");
-    assert!((ts.parse::<i64>().unwrap() - now).abs() < 60_000);
+    assert_dingtalk_signed(uri, "SECdingtalk", now);
     assert_eq!(ding["msgtype"], "markdown");
     let text = ding["markdown"]["text"].as_str().unwrap();
     assert!(
@@ -866,29 +812,36 @@ alerting:
     );
     assert_eq!(feishu["msg_type"], "interactive");
     assert_eq!(feishu["card"]["header"]["template"], "red");
-    shutdown.trigger();
-    task.await.unwrap();
+    running.stop().await;
 }
 
-fn serde_urlencoded_query(uri: &str) -> SignQuery {
-    let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let mut q = SignQuery {
-        timestamp: None,
-        sign: None,
-    };
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_encoding::percent_decode_str(v)
-            .decode_utf8()
-            .unwrap()
-            .into_owned();
-        match k {
-            "timestamp" => q.timestamp = Some(v),
-            "sign" => q.sign = Some(v),
-            _ => {}
-        }
+/// Posts `alerts` to the binary's `/api/v2/alerts`, as a Prometheus server would.
+fn post_alerts(server: &support::TestServer, alerts: serde_json::Value) {
+    let resp = support::client()
+        .post(server.url("/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// Waits (blocking) until `ok`; after `timeout` fails with `what` and the
+/// binary's log.
+fn wait_on(
+    server: &support::TestServer,
+    what: &str,
+    timeout: Duration,
+    mut ok: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    q
 }
 
 // Silences through the HTTP API of the real binary, and alerts posted to it
@@ -961,26 +914,15 @@ alerting:
             .contains("matcher")
     );
 
-    let post = serde_json::json!([
+    post_alerts(
+        &server,
+        serde_json::json!([
         {"labels": {"alertname": "Loud", "model": "loud"}, "annotations": {"summary": "loud"}},
-        {"labels": {"alertname": "Quiet", "model": "quiet"}}]);
-    assert_eq!(
-        c.post(server.url("/api/v2/alerts"))
-            .json(&post)
-            .send()
-            .unwrap()
-            .status(),
-        200
+        {"labels": {"alertname": "Quiet", "model": "quiet"}}]),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while r.got.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no notification; log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_on(&server, "a notification", Duration::from_secs(15), || {
+        r.count() > 0
+    });
     std::thread::sleep(Duration::from_millis(500));
     let got = r.got.lock().unwrap().clone();
     let names: Vec<String> = got
@@ -1044,70 +986,11 @@ alerting:
 
 // ---------------------------------------------------------------- real peers
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop.
-struct Peer(std::process::Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Debian's python3-aiosmtpd lives in the system Python.
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_with_both_parts() {
-    let ok = std::process::Command::new(SYSTEM_PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "python3-aiosmtpd is required (scripts/install-test-deps.sh)"
-    );
     let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let port = free_port();
-    let _smtp = Peer(
-        std::process::Command::new(SYSTEM_PYTHON)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(&maildir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port, "aiosmtpd");
-    let config = alerting_config(&format!(
+    let smtp = Smtp::start(dir.path());
+    let yaml = format!(
         r#"server: {{listen: '127.0.0.1:0'}}
 alerting:
   language: zh-CN
@@ -1120,55 +1003,36 @@ alerting:
       email_configs:
         - to: oncall@example.com, second@example.com
           from: infermon@example.com
-          smarthost: 127.0.0.1:{port}
+          smarthost: 127.0.0.1:{}
           require_tls: false
-"#
-    ));
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
-    let am = Arc::new(
-        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
+"#,
+        smtp.port
     );
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(am.clone().run(shutdown.clone()));
+    let running = Running::start(&yaml, &dir.path().join("state.db"));
     let now = infermon::util::now_ms();
-    am.put_alerts(vec![alert(
+    running.am.put_alerts(vec![alert(
         "HighLatency",
         &[("model", "bge-m3")],
         now,
         now + 600_000,
     )]);
-    let new = maildir.join("new");
     wait_for("an email in the maildir", Duration::from_secs(20), || {
-        std::fs::read_dir(&new)
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
+        smtp.count() > 0
     })
     .await;
-    let file = std::fs::read_dir(&new)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    // Decode it with Python's email package, a parser independent of ours.
-    let out = std::process::Command::new(SYSTEM_PYTHON)
-        .args([
-            "-c",
-            "import sys,email,email.policy;m=email.message_from_binary_file(open(sys.argv[1],'rb'),policy=email.policy.default);\
-             print(m['Subject']);print(m['To']);print(m.get_content_type());\
-             [print(p.get_content_type(), 'P95 of bge-m3' in p.get_content() or 'HighLatency on bge-m3' in p.get_content()) for p in m.iter_parts()]",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "[告警:1] HighLatency model=bge-m3", "{text}");
-    assert!(lines[1].contains("oncall@example.com") && lines[1].contains("second@example.com"));
-    assert_eq!(lines[2], "multipart/alternative");
-    assert_eq!(&lines[3..], ["text/plain True", "text/html True"], "{text}");
-    shutdown.trigger();
-    task.await.unwrap();
+    let mail = &smtp.mails()[0];
+    assert_eq!(
+        mail.subject, "[告警:1] HighLatency model=bge-m3",
+        "{mail:?}"
+    );
+    assert!(mail.to.contains("oncall@example.com") && mail.to.contains("second@example.com"));
+    assert_eq!(mail.content_type, "multipart/alternative");
+    let types: Vec<&str> = mail.parts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["text/plain", "text/html"], "{mail:?}");
+    for (kind, text) in &mail.parts {
+        assert!(text.contains("HighLatency on bge-m3"), "{kind}: {text}");
+    }
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -1207,22 +1071,17 @@ async fn alerts_are_forwarded_to_a_real_alertmanager() {
             .unwrap(),
     );
     wait_port(port, "alertmanager");
-    let config = alerting_config(&format!(
+    let yaml = format!(
         r#"server: {{listen: '127.0.0.1:0'}}
 alerting:
   alertmanagers:
     - static_configs:
         - targets: ['127.0.0.1:{port}']
 "#
-    ));
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
-    let infermon_am = Arc::new(
-        AlertManager::new(&config, store, &prometheus::Registry::new(), system_now()).unwrap(),
     );
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(infermon_am.clone().run(shutdown.clone()));
+    let running = Running::start(&yaml, &dir.path().join("state.db"));
     let now = infermon::util::now_ms();
-    infermon_am.put_alerts(vec![alert(
+    running.am.put_alerts(vec![alert(
         "GpuTemperatureHigh",
         &[("gpu", "0")],
         now,
@@ -1252,8 +1111,7 @@ alerting:
         .unwrap()
         .timestamp_millis();
     assert!((ends - (now + 240_000)).abs() < 1000, "{found}");
-    shutdown.trigger();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 /// `kill -9` while a notification waits for a receiver that is down: the
@@ -1281,57 +1139,35 @@ alerting:
     let c = support::client();
     {
         let mut server = support::TestServer::start(&config);
-        let post =
-            serde_json::json!([{"labels": {"alertname": "DiskNearlyFull", "mountpoint": "/data"}}]);
-        assert_eq!(
-            c.post(server.url("/api/v2/alerts"))
-                .json(&post)
-                .send()
-                .unwrap()
-                .status(),
-            200
+        post_alerts(
+            &server,
+            serde_json::json!([{"labels": {"alertname": "DiskNearlyFull", "mountpoint": "/data"}}]),
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
+        wait_on(&server, "a failed attempt", Duration::from_secs(15), || {
             let v: serde_json::Value = c
                 .get(server.url("/api/v1/notifications"))
                 .send()
                 .unwrap()
                 .json()
                 .unwrap();
-            if v["data"]["queued"][0]["attempts"].as_u64().unwrap_or(0) >= 1 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no failed attempt: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            v["data"]["queued"][0]["attempts"].as_u64().unwrap_or(0) >= 1
+        });
         server.child.kill().unwrap(); // SIGKILL
         server.wait_exit(Duration::from_secs(5));
     }
     // The receiver comes up on the port the config names.
     let r = Receiver::default();
-    rt.block_on(async {
-        let app = Router::new()
-            .route("/{*path}", post(receive))
-            .with_state(r.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    });
+    rt.block_on(receivers::start_receiver_at(
+        r.clone(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    ));
     let server = support::TestServer::start(&config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while r.got.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered after restart; log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_on(
+        &server,
+        "delivery after the restart",
+        Duration::from_secs(20),
+        || r.count() > 0,
+    );
     std::thread::sleep(Duration::from_millis(500));
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
@@ -1367,62 +1203,54 @@ fn check_reports_bad_rule_templates() {
     );
 }
 
-/// The built-in P95 latency rule, driven by a query function standing in for
-/// the PromQL engine (a "slow" knob decides whether the latency expression
-/// returns 2.6 s), goes pending, fires after 5 minutes, reaches DingTalk,
-/// WeCom and email, and resolves when the knob is turned off — through the
-/// same rules → alerting bridge as the binary.
-#[tokio::test]
-async fn builtin_latency_alert_reaches_dingtalk_wecom_and_email_then_resolves() {
-    let r = Receiver {
-        reply: Arc::new(Mutex::new(r#"{"errcode":0,"errmsg":"ok"}"#.into())),
-        ..Default::default()
-    };
-    let url = start_receiver(r.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let port = free_port();
-    let _smtp = Peer(
-        std::process::Command::new(SYSTEM_PYTHON)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(&maildir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port, "aiosmtpd");
-    let config = alerting_config(&format!(
-        r#"server: {{listen: '127.0.0.1:0'}}
-global: {{evaluation_interval: 15s, external_labels: {{box: gpu-07}}}}
-alerting:
+/// `alerting:` sending every alert, grouped by alertname and model, to a
+/// signed DingTalk robot and a WeCom robot at `url` and to email through
+/// `smtp_port`, resolved notices included, waiting `wait` before a group's
+/// first notification and between its updates.
+fn oncall_alerting(url: &str, smtp_port: u16, wait: &str) -> String {
+    format!(
+        r#"alerting:
   route:
     receiver: oncall
     group_by: [alertname, model]
-    group_wait: 50ms
-    group_interval: 200ms
+    group_wait: {wait}
+    group_interval: {wait}
   receivers:
     - name: oncall
       dingtalk_configs:
         - url: {url}/robot/send?access_token=t
-          secret: SECx
+          secret: {ONCALL_DINGTALK_SECRET}
       wecom_configs:
         - url: {url}/cgi-bin/webhook/send?key=k
       email_configs:
         - to: oncall@example.com
           from: infermon@example.com
-          smarthost: 127.0.0.1:{port}
+          smarthost: 127.0.0.1:{smtp_port}
           require_tls: false
           send_resolved: true
 "#
+    )
+}
+
+/// The DingTalk signing secret of [`oncall_alerting`].
+const ONCALL_DINGTALK_SECRET: &str = "SEConcall";
+
+/// The built-in P95 latency rule exactly as shipped (its full `for: 5m`, on
+/// a rules clock advanced by hand), driven by a query function standing in
+/// for the PromQL engine (a "slow" knob decides whether the latency
+/// expression returns 2.6 s): pending, firing after 5 minutes, delivered to
+/// DingTalk, WeCom and email, resolved when the knob is turned off. The
+/// binary test below does the same with real slow inference and a shortened `for`.
+#[tokio::test]
+async fn builtin_latency_rule_fires_after_its_full_five_minutes() {
+    let r = Receiver::robot();
+    let url = start_receiver(r.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(dir.path());
+    let config = alerting_config(&format!(
+        "server: {{listen: '127.0.0.1:0'}}\n\
+         global: {{evaluation_interval: 15s, external_labels: {{box: gpu-07}}}}\n{}",
+        oncall_alerting(&url, smtp.port, "200ms")
     ));
     let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
     let clock = Clock::system();
@@ -1437,7 +1265,7 @@ alerting:
     let am_task = tokio::spawn(am.clone().run(shutdown.clone()));
     let to_alerting = am.clone();
     let sink = move |alerts: Vec<OutgoingAlert>| {
-        to_alerting.put_alerts(
+        to_alerting.put_rule_alerts(
             alerts
                 .into_iter()
                 .map(|a| Alert {
@@ -1503,8 +1331,7 @@ alerting:
         rule_state(&rules, "InferenceHighLatencyP95").await,
         Some(AlertState::Firing)
     );
-    let new = maildir.join("new");
-    let mail_count = || std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+    let mail_count = || smtp.count();
     wait_for(
         "firing on DingTalk, WeCom and email",
         Duration::from_secs(20),
@@ -1581,4 +1408,352 @@ alerting:
     assert_eq!(r.got.lock().unwrap().len(), 4, "no duplicates");
     shutdown.trigger();
     am_task.await.unwrap();
+}
+
+// ---------------------------------------------------------------- the binary, end to end
+
+/// The shipped `config/rules/inference.yml` with one change: the P95 latency
+/// rule's `for: 5m` becomes `for: {for_}`, because waiting a real five
+/// minutes would make the test take over six. The expression, labels and
+/// annotations are the file's own (the full 5m is checked by
+/// `builtin_latency_rule_fires_after_its_full_five_minutes`).
+fn inference_rules_with_p95_for(for_: &str) -> String {
+    let text =
+        std::fs::read_to_string(support::repo_root().join("config/rules/inference.yml")).unwrap();
+    let start = text.find("- alert: InferenceHighLatencyP95").unwrap();
+    let end = text[start + 1..]
+        .find("- alert:")
+        .map_or(text.len(), |i| start + 1 + i);
+    let rule = &text[start..end];
+    assert_eq!(rule.matches("for: 5m").count(), 1, "{rule}");
+    format!(
+        "{}{}{}",
+        &text[..start],
+        rule.replace("for: 5m", &format!("for: {for_}")),
+        &text[end..]
+    )
+}
+
+/// The state and value of `alertname` in the binary's `/api/v1/alerts`
+/// (absent: inactive).
+fn rule_alert(server: &support::TestServer, alertname: &str) -> Option<(String, f64)> {
+    let v: serde_json::Value = support::client()
+        .get(server.url("/api/v1/alerts"))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    let alert = v["data"]["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == alertname)?;
+    let value = alert["value"].as_str()?.parse().ok()?;
+    Some((alert["state"].as_str()?.to_string(), value))
+}
+
+/// The seconds in `…/embed is 4.875s` (humanizeDuration below a minute;
+/// markdown may follow the unit).
+fn p95_in(text: &str) -> f64 {
+    let head = "P95 latency of all-MiniLM-L6-v2 /embed is ";
+    let at = text
+        .find(head)
+        .unwrap_or_else(|| panic!("no {head:?} in {text}"));
+    let rest = &text[at + head.len()..];
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let unit = &rest[number.len()..];
+    assert!(
+        unit.starts_with('s') && !number.is_empty(),
+        "not seconds: {rest:?}"
+    );
+    number.parse().unwrap()
+}
+
+/// A client thread posting one short text to `embed` back to back while
+/// `on` holds, `most` times at most; it returns how many it sent, all answered 200.
+fn embed_client(
+    embed: &str,
+    on: Arc<std::sync::atomic::AtomicBool>,
+    most: u32,
+) -> std::thread::JoinHandle<u32> {
+    let embed = embed.to_string();
+    std::thread::spawn(move || {
+        let c = support::client();
+        let body = serde_json::json!({"inputs": "how long does the p95 take"});
+        let mut sent = 0;
+        while on.load(std::sync::atomic::Ordering::SeqCst) && sent < most {
+            let status = c.post(&embed).json(&body).send().map(|r| r.status());
+            assert!(status.as_ref().is_ok_and(|s| s.is_success()), "{status:?}");
+            sent += 1;
+        }
+        sent
+    })
+}
+
+/// Inference made slow on purpose (the test-only delay file, read by the
+/// model thread before every batch) drives the built-in P95 latency rule of
+/// the real binary through its own scrape, store and PromQL: pending (and
+/// nothing sent), firing (DingTalk signed, WeCom and a real SMTP server each
+/// get the model and a P95 over 2 s), then, with the delay off and enough
+/// fast requests to bring the 5m P95 under 2 s, resolved on all three.
+#[test]
+fn slow_inference_fires_the_builtin_p95_alert_then_resolves_end_to_end() {
+    use infermon::inference::test_delay::TEST_DELAY_ENV;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let begun = Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let robots = Receiver::robot();
+    let url = rt.block_on(start_receiver(robots.clone()));
+    let peers = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(peers.path());
+    let rules = peers.path().join("inference.yml");
+    std::fs::write(&rules, inference_rules_with_p95_for("20s")).unwrap();
+    let delay = peers.path().join("delay-ms");
+    // 2.6 s per batch: every request lands in the (2.5, 5] bucket.
+    std::fs::write(&delay, "2600").unwrap();
+    let server = support::TestServer::start_with_env(
+        &format!(
+            r#"global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}
+server: {{listen: '127.0.0.1:0'}}
+models:
+  - name: all-MiniLM-L6-v2
+    path: '{{repo}}/models/all-MiniLM-L6-v2'
+storage: {{path: '{{dir}}/data'}}
+rule_files: ['{}']
+snapshots: {{enabled: false}}
+collectors: {{host: {{enabled: false}}, gpu: {{enabled: false}}}}
+{}  builtin_rules: false
+"#,
+            rules.display(),
+            oncall_alerting(&url, smtp.port, "1s")
+        ),
+        &[(TEST_DELAY_ENV, &delay)],
+    );
+    let embed = server.url("/embed");
+    // One client sends slow requests back to back (each ~2.6 s).
+    let slow = Arc::new(AtomicBool::new(true));
+    let slow_load = embed_client(&embed, slow.clone(), 60);
+
+    // Pending, with nothing delivered, then firing and delivered everywhere.
+    let mut states: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while robots.count() < 2 || smtp.count() < 1 {
+        // Counted before the state is read: anything delivered by then was
+        // sent while the rule was already firing.
+        let delivered = robots.count() + smtp.count();
+        if let Some((state, value)) = rule_alert(&server, "InferenceHighLatencyP95") {
+            assert!(value > 2.0, "{state} at {value}");
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            if state == "pending" {
+                assert_eq!(delivered, 0, "nothing is sent while pending");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no firing notification on all channels (states {states:?}, {} robot messages, {} mails); log:\n{}",
+            robots.count(),
+            smtp.count(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Firing stays firing while requests are slow: one more look in case
+    // the deliveries landed right after a poll that still saw pending.
+    if let Some((state, _)) = rule_alert(&server, "InferenceHighLatencyP95")
+        && states.last() != Some(&state)
+    {
+        states.push(state);
+    }
+    assert_eq!(
+        states,
+        ["pending", "firing"],
+        "as /api/v1/alerts showed them"
+    );
+    let fired_after = begun.elapsed();
+    let title = "[FIRING:1] InferenceHighLatencyP95 model=all-MiniLM-L6-v2";
+    let ding = robots.at("/robot/send");
+    assert_eq!(ding.len(), 1, "{ding:?}");
+    assert_dingtalk_signed(&ding[0].0, ONCALL_DINGTALK_SECRET, infermon::util::now_ms());
+    assert_eq!(ding[0].1["msgtype"], "markdown");
+    assert_eq!(ding[0].1["markdown"]["title"], title);
+    assert!(p95_in(ding[0].1["markdown"]["text"].as_str().unwrap()) > 2.0);
+    let wecom = robots.at("/cgi-bin/webhook/send?key=k");
+    assert_eq!(wecom.len(), 1, "{wecom:?}");
+    let content = wecom[0].1["markdown"]["content"].as_str().unwrap();
+    assert!(content.contains(title), "{content}");
+    assert!(p95_in(content) > 2.0);
+    let mails: Vec<Mail> = smtp.mails();
+    assert_eq!(mails[0].subject, title);
+    assert!(p95_in(mails[0].part("text/plain")) > 2.0);
+
+    // The knob off: fast requests from four clients until the P95 over the
+    // 5m window is under 2 s and the alert resolves (bounded in count and time).
+    std::fs::write(&delay, "0").unwrap();
+    slow.store(false, Ordering::SeqCst);
+    let slow_sent = slow_load.join().unwrap();
+    let fast = Arc::new(AtomicBool::new(true));
+    let fast_load: Vec<_> = (0..4)
+        .map(|_| embed_client(&embed, fast.clone(), 1500))
+        .collect();
+    wait_on(
+        &server,
+        "resolved notices on DingTalk, WeCom and email",
+        Duration::from_secs(60),
+        || robots.count() >= 4 && smtp.count() >= 2,
+    );
+    fast.store(false, Ordering::SeqCst);
+    let fast_sent: u32 = fast_load.into_iter().map(|t| t.join().unwrap()).sum();
+    let resolved_after = begun.elapsed();
+    assert_eq!(rule_alert(&server, "InferenceHighLatencyP95"), None);
+    let p95: serde_json::Value = support::client()
+        .get(server.url("/api/v1/query"))
+        .query(&[(
+            "query",
+            "histogram_quantile(0.95, sum by (model, route, le) \
+             (rate(infermon_inference_total_duration_seconds_bucket[5m])))",
+        )])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let now_p95: f64 = p95["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        now_p95 < 2.0,
+        "{now_p95} after {slow_sent} slow and {fast_sent} fast requests"
+    );
+
+    // Resolved on each channel, after its firing message, once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let resolved = "[RESOLVED] InferenceHighLatencyP95 model=all-MiniLM-L6-v2";
+    let ding = robots.at("/robot/send");
+    assert_eq!(ding.len(), 2, "{ding:?}");
+    assert_eq!(ding[1].1["markdown"]["title"], resolved);
+    assert_dingtalk_signed(&ding[1].0, ONCALL_DINGTALK_SECRET, infermon::util::now_ms());
+    let wecom = robots.at("/cgi-bin/webhook/send?key=k");
+    assert_eq!(wecom.len(), 2, "{wecom:?}");
+    let content = wecom[1].1["markdown"]["content"].as_str().unwrap();
+    assert!(content.contains(resolved), "{content}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2);
+    assert_eq!(mails[1].subject, resolved);
+    eprintln!(
+        "fired on 3 channels after {fired_after:.1?}, resolved after {resolved_after:.1?} \
+         ({slow_sent} slow, {fast_sent} fast requests; P95 now {now_p95:.3} s)"
+    );
+    assert!(
+        begun.elapsed() < Duration::from_secs(180),
+        "{:?}",
+        begun.elapsed()
+    );
+    drop(rt);
+}
+
+/// `alerting.alert_relabel_configs` in the binary: a step that drops the
+/// rules' alerts with `severity="info"` and one that adds `team`. Routed
+/// notifications and the copies forwarded to an Alertmanager both show it;
+/// the rules API still shows every alert (relabelling happens on the way
+/// out, as in Prometheus), and an alert posted to `/api/v2/alerts` by another
+/// Prometheus passes unchanged (it relabelled its own).
+#[test]
+fn alert_relabel_configs_drop_and_add_labels_before_delivery() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = Receiver::default();
+    let url = rt.block_on(start_receiver(r.clone()));
+    let peers = tempfile::tempdir().unwrap();
+    let rules = peers.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: relabel\n    rules:\n      - alert: NoisyInfo\n        expr: vector(1)\n        labels: {severity: info}\n      - alert: RealProblem\n        expr: vector(1)\n        labels: {severity: critical}\n",
+    )
+    .unwrap();
+    let server = support::TestServer::start(&format!(
+        r#"global: {{evaluation_interval: 1s}}
+server: {{listen: '127.0.0.1:0'}}
+models: []
+storage: {{path: '{{dir}}/data'}}
+rule_files: ['{}']
+snapshots: {{enabled: false}}
+alerting:
+  builtin_rules: false
+  alert_relabel_configs:
+    - source_labels: [severity]
+      regex: info
+      action: drop
+    - target_label: team
+      replacement: ml-platform
+  route:
+    receiver: hook
+    group_by: [alertname]
+    group_wait: 100ms
+    group_interval: 200ms
+  receivers:
+    - name: hook
+      webhook_configs:
+        - url: {url}/hook
+  alertmanagers:
+    - static_configs:
+        - targets: ['{}']
+"#,
+        rules.display(),
+        url.trim_start_matches("http://")
+    ));
+    post_alerts(
+        &server,
+        serde_json::json!([{"labels": {"alertname": "External", "severity": "info"}}]),
+    );
+    let notified = |name: &str| -> Vec<serde_json::Value> {
+        r.at("/hook")
+            .iter()
+            .flat_map(|(_, b)| b["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == name)
+            .collect()
+    };
+    let forwarded = |name: &str| -> Vec<serde_json::Value> {
+        r.at("/api/v2/alerts")
+            .iter()
+            .flat_map(|(_, b)| b.as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == name)
+            .collect()
+    };
+    wait_on(
+        &server,
+        "RealProblem notified and forwarded, External notified",
+        Duration::from_secs(20),
+        || {
+            !notified("RealProblem").is_empty()
+                && !notified("External").is_empty()
+                && !forwarded("RealProblem").is_empty()
+        },
+    );
+    // Several evaluations later the dropped alert has still gone nowhere.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(notified("NoisyInfo").is_empty(), "{:?}", r.all());
+    assert!(forwarded("NoisyInfo").is_empty(), "{:?}", r.all());
+    for a in notified("RealProblem")
+        .iter()
+        .chain(&forwarded("RealProblem"))
+    {
+        assert_eq!(a["labels"]["team"], "ml-platform", "{a}");
+        assert_eq!(a["labels"]["severity"], "critical", "{a}");
+    }
+    let external = &notified("External")[0];
+    assert_eq!(
+        external["labels"]["team"],
+        serde_json::Value::Null,
+        "{external}"
+    );
+    assert_eq!(
+        rule_alert(&server, "NoisyInfo").map(|(state, _)| state),
+        Some("firing".to_string())
+    );
+    drop(rt);
 }

@@ -220,3 +220,174 @@ fn scrapes_node_exporter_and_itself_into_the_store() {
     );
     assert!(store.stats().series > 200);
 }
+
+fn prom_query(base: &str, expr: &str, t: f64) -> Vec<(String, String)> {
+    let r: serde_json::Value = client()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", expr), ("time", &format!("{t:.3}"))])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["status"], "success", "{expr}: {r}");
+    let mut out: Vec<(String, String)> = r["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"].to_string(), s["value"][1].to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn push(url: &str, series: &[(&str, i64, f64)]) -> reqwest::blocking::Response {
+    use infermon::remote::proto::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let request = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|&(name, t, v)| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: name.into(),
+                    },
+                    Label {
+                        name: "job".into(),
+                        value: "pushed".into(),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: v,
+                    timestamp: t,
+                }],
+            })
+            .collect(),
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    client()
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .unwrap()
+}
+
+/// A real Prometheus (Debian package) scraping a real node exporter and
+/// remote-writing to `POST /api/v1/write`: infermon answers the same values
+/// and sample counts as Prometheus does; garbage gets a 400 and infermon
+/// keeps running; late samples are taken within the out-of-order window.
+#[test]
+fn remote_write_receiver_takes_a_real_prometheus() {
+    let (_exporter, node_port) = start_node_exporter();
+    let server = TestServer::start(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    let write_url = server.url("/api/v1/write");
+    let prom_port = free_port();
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom_config = prom_dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\nremote_write:\n  - url: {write_url}\n    queue_config:\n      batch_send_deadline: 500ms\n    metadata_config:\n      send: false\n"
+        ),
+    )
+    .unwrap();
+    let prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom_dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is missing: run scripts/install-test-deps.sh");
+    let _prom = Exporter(prom);
+    let prom_base = format!("http://127.0.0.1:{prom_port}");
+    assert!(support::wait_http_ok(
+        &format!("{prom_base}/-/ready"),
+        Duration::from_secs(60)
+    ));
+    // Prometheus applies discovered targets after 5s, then scrapes.
+    std::thread::sleep(Duration::from_secs(13));
+    // A moment both have fully received (remote write lags by < 1s here).
+    let t = (infermon::util::now_ms() - 3_000) as f64 / 1000.0;
+    let base = format!("http://{}", server.addr);
+    for expr in [
+        "count_over_time(up{job=\"node\"}[5s])",
+        "node_cpu_seconds_total{job=\"node\",cpu=\"0\"}",
+        "count_over_time(node_load1{job=\"node\"}[5s])",
+        "node_memory_MemTotal_bytes{job=\"node\"}",
+    ] {
+        let theirs = prom_query(&prom_base, expr, t);
+        assert!(
+            !theirs.is_empty(),
+            "{expr} at {t}: Prometheus has no data; up = {:?}",
+            prom_query(&prom_base, "up", t + 3.0)
+        );
+        assert_eq!(prom_query(&base, expr, t), theirs, "{expr} at {t}");
+    }
+
+    // Garbage: not snappy, and snappy around something that is not protobuf.
+    let c = client();
+    let bad = c.post(&write_url).body("not a request").send().unwrap();
+    assert_eq!(bad.status(), 400);
+    let e: serde_json::Value = bad.json().unwrap();
+    assert!(e["error"].as_str().unwrap().contains("snappy"), "{e}");
+    let junk = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
+    assert_eq!(c.post(&write_url).body(junk).send().unwrap().status(), 400);
+    assert_eq!(c.get(server.url("/health")).send().unwrap().status(), 200);
+
+    // Late samples: within the window they are stored, older ones refused.
+    let now = infermon::util::now_ms();
+    assert_eq!(
+        push(&write_url, &[("pushed_total", now, 3.0)]).status(),
+        204
+    );
+    assert_eq!(
+        push(&write_url, &[("pushed_total", now - 60_000, 1.0)]).status(),
+        204
+    );
+    let late = push(
+        &write_url,
+        &[
+            ("pushed_total", now - 3_600_000, 0.5),
+            ("other_total", now, 1.0),
+        ],
+    );
+    assert_eq!(late.status(), 400);
+    let e: serde_json::Value = late.json().unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 sample(s) are older"),
+        "{e}"
+    );
+    let counted = prom_query(
+        &base,
+        "count_over_time(pushed_total[2h]) + on() group_left count_over_time(other_total[2h])",
+        now as f64 / 1000.0,
+    );
+    assert_eq!(counted.len(), 1);
+    assert_eq!(
+        counted[0].1, "\"3\"",
+        "2 pushed_total samples + 1 other_total"
+    );
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("infermon_remote_write_rejected_samples_total{reason=\"too_old\"} 1"),
+        "{metrics}"
+    );
+}

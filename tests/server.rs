@@ -103,7 +103,7 @@ fn check_reports_each_broken_config_with_its_position() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 9);
 }
 
 #[test]

@@ -252,8 +252,17 @@ fn cli(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap()
+/// `infermon export --from 0 --to <to> <source…> -o <dir>/<name>`, which
+/// must succeed; the exported text.
+fn export(dir: &std::path::Path, to: &str, source: &[&str], name: &str) -> String {
+    let out = dir.join(name);
+    let out_arg = out.display().to_string();
+    let mut args = vec!["export", "--from", "0", "--to", to];
+    args.extend_from_slice(source);
+    args.extend(["-o", out_arg.as_str()]);
+    let (ok, log) = cli(&args);
+    assert!(ok, "{log}");
+    std::fs::read_to_string(&out).unwrap()
 }
 
 /// Export from a running box and from its stopped data dir agree; `import`
@@ -274,9 +283,10 @@ fn export_import_and_restore_round_trip() {
         .json()
         .unwrap();
     assert_eq!(r["status"], "success", "{r}");
-    let backup_end = infermon::util::now_ms() / 1000 - 2;
+    let backup_end = (infermon::util::now_ms() / 1000 - 2).to_string();
     let backup_file = r["data"]["file"].as_str().unwrap().to_string();
     let backup = a.dir.path().join("backup.db");
+    let backup_arg = backup.display().to_string();
     std::fs::write(
         &backup,
         c.get(a.url(&format!("/backups/{backup_file}")))
@@ -289,21 +299,10 @@ fn export_import_and_restore_round_trip() {
     std::thread::sleep(Duration::from_secs(4));
     let end = (infermon::util::now_ms() / 1000 - 2).to_string();
     let work = tempfile::tempdir().unwrap();
-    let p = |name: &str| work.path().join(name).display().to_string();
-    let base = format!("http://{}", a.addr);
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--url",
-        &base,
-        "-o",
-        &p("running.om"),
-    ]);
-    assert!(ok, "{log}");
-    let running = read(work.path().join("running.om").as_path());
+    let w = work.path();
+    let p = |name: &str| w.join(name).display().to_string();
+    let url_a = format!("http://{}", a.addr);
+    let running = export(w, &end, &["--url", &url_a], "running.om");
     let samples = running.lines().filter(|l| !l.starts_with('#')).count();
     assert!(samples > 100, "{samples} samples exported");
 
@@ -321,7 +320,7 @@ fn export_import_and_restore_round_trip() {
         &p("x.om"),
     ]);
     assert!(!ok && log.contains("in use by another infermon"), "{log}");
-    let (ok, log) = cli(&["restore", backup.to_str().unwrap(), "--data-dir", &data_a]);
+    let (ok, log) = cli(&["restore", &backup_arg, "--data-dir", &data_a]);
     assert!(!ok && log.contains("in use by another infermon"), "{log}");
 
     a.terminate();
@@ -329,47 +328,21 @@ fn export_import_and_restore_round_trip() {
         a.wait_exit(Duration::from_secs(30))
             .is_some_and(|s| s.success())
     );
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--data-dir",
-        &data_a,
-        "-o",
-        &p("stopped.om"),
-    ]);
-    assert!(ok, "{log}");
-    assert_eq!(read(work.path().join("stopped.om").as_path()), running);
+    assert_eq!(
+        export(w, &end, &["--data-dir", &data_a], "stopped.om"),
+        running
+    );
 
     // Import into an empty data dir, twice: the second adds nothing.
     let data_b = p("b");
-    let (ok, log) = cli(&["import", &p("running.om"), "--data-dir", &data_b]);
-    assert!(ok, "{log}");
-    assert!(
-        log.contains(&format!("{samples} samples added, 0 already")),
-        "{log}"
-    );
-    let (ok, log) = cli(&["import", &p("running.om"), "--data-dir", &data_b]);
-    assert!(ok, "{log}");
-    assert!(
-        log.contains(&format!("0 samples added, {samples} already")),
-        "{log}"
-    );
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--data-dir",
-        &data_b,
-        "-o",
-        &p("b.om"),
-    ]);
-    assert!(ok, "{log}");
-    assert_eq!(read(work.path().join("b.om").as_path()), running);
+    for expected in [
+        format!("{samples} samples added, 0 already"),
+        format!("0 samples added, {samples} already"),
+    ] {
+        let (ok, log) = cli(&["import", &p("running.om"), "--data-dir", &data_b]);
+        assert!(ok && log.contains(&expected), "{expected}: {log}");
+    }
+    assert_eq!(export(w, &end, &["--data-dir", &data_b], "b.om"), running);
 
     // Import into a running box over HTTP, twice; its own series differ by
     // instance, so the comparison selects the imported instance.
@@ -377,48 +350,22 @@ fn export_import_and_restore_round_trip() {
         "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
     );
     let url_c = format!("http://{}", server.addr);
-    for round in 0..2 {
+    for expected in [
+        format!("{samples} samples added, 0 already"),
+        format!("0 samples added, {samples} already"),
+    ] {
         let (ok, log) = cli(&["import", &p("running.om"), "--url", &url_c]);
-        assert!(ok, "{log}");
-        let expected = if round == 0 {
-            format!("{samples} samples added, 0 already")
-        } else {
-            format!("0 samples added, {samples} already")
-        };
-        assert!(log.contains(&expected), "round {round}: {log}");
+        assert!(ok && log.contains(&expected), "{expected}: {log}");
     }
     let selector = format!("{{instance=\"{}\"}}", a.addr);
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--url",
-        &url_c,
-        "--match",
-        &selector,
-        "-o",
-        &p("c.om"),
-    ]);
-    assert!(ok, "{log}");
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--data-dir",
-        &data_a,
-        "--match",
-        &selector,
-        "-o",
-        &p("a-instance.om"),
-    ]);
-    assert!(ok, "{log}");
     assert_eq!(
-        read(work.path().join("c.om").as_path()),
-        read(work.path().join("a-instance.om").as_path())
+        export(w, &end, &["--url", &url_c, "--match", &selector], "c.om"),
+        export(
+            w,
+            &end,
+            &["--data-dir", &data_a, "--match", &selector],
+            "a-instance.om"
+        )
     );
     // A body that is not OpenMetrics is a 400 a person can act on.
     let bad = c
@@ -434,12 +381,11 @@ fn export_import_and_restore_round_trip() {
     );
 
     // Restore: a file that is not a store is refused and changes nothing.
-    std::fs::write(work.path().join("junk.db"), "not a database").unwrap();
+    std::fs::write(w.join("junk.db"), "not a database").unwrap();
     let (ok, log) = cli(&["restore", &p("junk.db"), "--data-dir", &data_a]);
     assert!(!ok && log.contains("junk.db"), "{log}");
-    let (ok, log) = cli(&["restore", backup.to_str().unwrap(), "--data-dir", &data_a]);
-    assert!(ok, "{log}");
-    assert!(log.contains("kept as"), "{log}");
+    let (ok, log) = cli(&["restore", &backup_arg, "--data-dir", &data_a]);
+    assert!(ok && log.contains("kept as"), "{log}");
     let kept = std::fs::read_dir(&data_a)
         .unwrap()
         .filter_map(Result::ok)
@@ -451,49 +397,16 @@ fn export_import_and_restore_round_trip() {
     assert!(kept, "the replaced database is kept");
     // The restored store holds what the backup held: the data up to the
     // backup, and nothing written after it.
-    let backup_end = backup_end.to_string();
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &backup_end,
-        "--data-dir",
-        &data_a,
-        "-o",
-        &p("restored.om"),
-    ]);
-    assert!(ok, "{log}");
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &backup_end,
-        "--data-dir",
-        &data_b,
-        "-o",
-        &p("b-before-backup.om"),
-    ]);
-    assert!(ok, "{log}");
-    let restored = read(work.path().join("restored.om").as_path());
     assert_eq!(
-        restored,
-        read(work.path().join("b-before-backup.om").as_path())
+        export(w, &backup_end, &["--data-dir", &data_a], "restored.om"),
+        export(
+            w,
+            &backup_end,
+            &["--data-dir", &data_b],
+            "b-before-backup.om"
+        )
     );
-    let (ok, log) = cli(&[
-        "export",
-        "--from",
-        "0",
-        "--to",
-        &end,
-        "--data-dir",
-        &data_a,
-        "-o",
-        &p("after.om"),
-    ]);
-    assert!(ok, "{log}");
-    let after = read(work.path().join("after.om").as_path());
+    let after = export(w, &end, &["--data-dir", &data_a], "after.om");
     assert!(
         after.lines().count() < running.lines().count(),
         "samples written after the backup are gone"

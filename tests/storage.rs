@@ -267,9 +267,12 @@ fn retention_by_time_and_size() {
         kept[0].samples.last().unwrap().timestamp_ms >= now - 300_000,
         "the newest data is kept"
     );
+    // Within a few 16 KiB pages: each table and index keeps at least one.
     assert!(
-        store.used_bytes().unwrap() <= used * 2 / 3 + 64 * 1024,
-        "size is near the limit"
+        store.used_bytes().unwrap() <= used * 2 / 3 + 128 * 1024,
+        "size is near the limit: {} > {} + 128 KiB",
+        store.used_bytes().unwrap(),
+        used * 2 / 3
     );
 }
 

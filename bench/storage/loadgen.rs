@@ -10,6 +10,8 @@
 //!   storage_loadgen remote-write <url> <series> <hours>
 //!   storage_loadgen local <data-dir> <series> <hours>
 //!   storage_loadgen query <data-dir> <series> <hours>   (after `local`)
+//!   storage_loadgen compact <data-dir> - -                (a stopped infermon's store:
+//!                                                         compact every day now, report bytes)
 //! Prints one JSON line with what it did.
 
 use std::time::Instant;
@@ -223,6 +225,28 @@ fn main() {
     let (mode, target) = (args[1].as_str(), args[2].as_str());
     if mode == "query" {
         query(target);
+        return;
+    }
+    if mode == "compact" {
+        let store = SqliteStorage::open(
+            target,
+            StorageOptions {
+                min_free_disk: 0,
+                ..StorageOptions::default()
+            },
+        )
+        .expect("open store");
+        let before = store.used_bytes().expect("size");
+        let c0 = cpu_seconds();
+        store
+            .compact(infermon::util::now_ms(), true)
+            .expect("compact");
+        store.close().expect("close");
+        let cpu = cpu_seconds() - c0;
+        let after = store.used_bytes().expect("size");
+        println!(
+            "{{\"bytes_before_compaction\":{before},\"bytes\":{after},\"compaction_cpu_s\":{cpu:.3}}}"
+        );
         return;
     }
     let n: usize = args[3].parse().expect("series count");

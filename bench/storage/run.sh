@@ -5,9 +5,11 @@
 # VictoriaMetrics (Debian `victoria-metrics`), in one run on one machine.
 # Then scrape cost: infermon and Prometheus each scrape one node exporter at 1s.
 #
-# infermon has no remote-write receiver on this branch, so its copy of the data
-# goes in as the same batches appended in-process (loadgen `local`): that
-# leaves out the HTTP and protobuf decoding the peers pay for.
+# All three receive the data over Prometheus remote_write 1.0 (one request per
+# 15s step, in time order) and are measured the same way: CPU seconds of the
+# server process during ingest, its peak RSS, and bytes on disk once settled.
+# infermon settles by stopping (SIGTERM) and compacting every day offline
+# (loadgen `compact`, what maintenance does to each day 2 h after it ends).
 #
 # Usage: bench/storage/run.sh   (env: SERIES=2000 HOURS=24 SCRAPE_SECS=60;
 #        ONLY_SCRAPE=1 skips the ingest comparison)
@@ -41,21 +43,37 @@ du_bytes() { du -sb "$1" | cut -f1; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
 if [ -z "${ONLY_SCRAPE:-}" ]; then
-echo "== infermon: $SERIES series × ${HOURS}h = $SAMPLES samples" >&2
-$LOADGEN local "$WORK/infermon" "$SERIES" "$HOURS" | sed 's/^{/{"system":"infermon",/' | tee -a "$OUT" >&2
-
-# ingest_peer NAME PID WRITE_URL SETTLE_FN DATA_DIR
+# ingest_peer NAME PID WRITE_URL SETTLE_FN DATA_DIR [BYTES_FN]
 ingest_peer() {
-  local name=$1 pid=$2 url=$3 settle=$4 dir=$5
-  local c0 start wall cpu hwm
+  local name=$1 pid=$2 url=$3 settle=$4 dir=$5 bytes_fn=${6:-}
+  local c0 start wall cpu hwm bytes
   c0=$(cpu_s "$pid"); start=$(date +%s.%N)
   $LOADGEN remote-write "$url" "$SERIES" "$HOURS" >/dev/null
   wall=$(calc "$(date +%s.%N) - $start"); cpu=$(calc "$(cpu_s "$pid") - $c0")
   $settle
   hwm=$(hwm_bytes "$pid")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  echo "{\"system\":\"$name\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$(du_bytes "$dir")}" | tee -a "$OUT" >&2
+  if [ -n "$bytes_fn" ]; then bytes=$($bytes_fn); else bytes=$(du_bytes "$dir"); fi
+  echo "{\"system\":\"$name\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$bytes}" | tee -a "$OUT" >&2
 }
+
+echo "== infermon: $SERIES series × ${HOURS}h = $SAMPLES samples" >&2
+I0=$(free_port)
+cat > "$WORK/infermon-ingest.yml" <<YML
+server: {listen: "127.0.0.1:$I0"}
+storage: {path: "$WORK/infermon", retention: 30d}
+models: []
+scrape_configs:
+  - job_name: infermon
+    static_configs: []
+YML
+$INFERMON serve --config "$WORK/infermon-ingest.yml" >"$WORK/infermon-ingest.log" 2>&1 &
+INF0=$!; PIDS+=("$INF0")
+wait_http "http://127.0.0.1:$I0/ready"
+no_settle() { :; }
+# Bytes after every day is compacted (the stopped store, compacted offline).
+infermon_bytes() { $LOADGEN compact "$WORK/infermon" - - | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])'; }
+ingest_peer infermon "$INF0" "http://127.0.0.1:$I0/api/v1/write" no_settle "$WORK/infermon" infermon_bytes
 
 echo "== Prometheus" >&2
 P=$(free_port)

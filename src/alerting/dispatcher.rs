@@ -19,6 +19,7 @@ use super::message::Language;
 use super::metrics::AlertingMetrics;
 use super::notification::Notification;
 use super::outbox::Outbox;
+use super::relabel::AlertRelabeler;
 use super::route::RouteNode;
 use super::silence::Silences;
 use super::{Alert, AlertingError, NowFn};
@@ -87,6 +88,7 @@ pub struct AlertManager {
     route: RouteNode,
     receivers: BTreeMap<String, Vec<String>>,
     forward: Vec<String>,
+    relabel: AlertRelabeler,
     outbox: Arc<Outbox>,
     silences: Arc<Silences>,
     inhibitor: Inhibitor,
@@ -189,6 +191,7 @@ impl AlertManager {
             route,
             receivers,
             forward,
+            relabel: AlertRelabeler::new(&a.alert_relabel_configs)?,
             outbox,
             silences,
             inhibitor: Inhibitor::new(&a.inhibit_rules)?,
@@ -221,6 +224,12 @@ impl AlertManager {
     /// Current time (ms).
     pub fn now_ms(&self) -> i64 {
         (self.now)()
+    }
+
+    /// Takes the alerts infermon's own rules raise: `alert_relabel_configs`
+    /// apply first (as in Prometheus' notifier), then [`put_alerts`](Self::put_alerts).
+    pub fn put_rule_alerts(&self, alerts: Vec<Alert>) {
+        self.put_alerts(self.relabel.apply(alerts));
     }
 
     /// Takes alerts (new, refreshed or resolved) and files them into groups.

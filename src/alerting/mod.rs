@@ -3,6 +3,8 @@
 //! inhibition, a notification log that deduplicates across restarts, and a
 //! durable outbox that retries every notification until it is delivered.
 //!
+//! Prometheus' `alert_relabel_configs` apply to the alerts the rules raise.
+//!
 //! This part delivers; `rules` decides. It receives [`Alert`]s (the composition
 //! root converts what rules emit) and never names the rules' types.
 
@@ -14,6 +16,7 @@ mod message;
 mod metrics;
 mod notification;
 mod outbox;
+mod relabel;
 mod retry;
 mod route;
 mod silence;

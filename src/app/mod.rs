@@ -67,6 +67,9 @@ pub enum Error {
     /// Alerting could not start (state store, receivers).
     #[error(transparent)]
     Alerting(#[from] crate::alerting::AlertingError),
+    /// remote_write could not start.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// Runs infermon until `shutdown` fires. Logs `listening on <addr>` once the
@@ -126,8 +129,29 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .register(Box::new(collector))
         .map_err(TelemetryError::from)?;
     let store: SharedStorage = Arc::new(sqlite.clone());
+    // Remote-write receiver (issue 4): pushes land in the same store.
+    routes.push(
+        crate::remote::receive::Receiver::new(
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite.clone()),
+            config.storage.out_of_order_time_window.as_millis(),
+            &telemetry.registry,
+        )
+        .map_err(TelemetryError::from)?
+        .routes(),
+    );
     let maintenance =
         sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
+    // ---- remote_write (issue 9): follows the store's WAL from a durable
+    // position per destination; starts after the store opens, stops before
+    // it closes (what is unsent stays in the WAL for the next start).
+    let remote_task = {
+        let metrics =
+            crate::remote::RemoteMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
+        let remote = crate::remote::RemoteWrite::new(&config, sqlite.clone(), &metrics)?;
+        tokio::spawn(remote.run(shutdown.clone()))
+    };
+    // ---- end remote_write ----
     let scrape_metrics = ScrapeMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -182,7 +206,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     )?);
     let to_alerting = alert_manager.clone();
     let sink = move |alerts: Vec<crate::rules::OutgoingAlert>| {
-        to_alerting.put_alerts(
+        to_alerting.put_rule_alerts(
             alerts
                 .into_iter()
                 .map(|a| crate::alerting::Alert {
@@ -281,6 +305,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             alerts: alert_manager.clone(),
         }),
         csrf: crate::web::pages::new_csrf_token(),
+        uploads: Arc::new(crate::web::pages::UploadedDashboards::load(
+            std::path::Path::new(&config.storage.path).join("dashboards"),
+        )),
     };
     routes.push(crate::web::pages::routes(Arc::new(pages)));
 
@@ -328,6 +355,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         tracing::warn!("rules/alerting did not stop within 15s");
     }
     let _ = maintenance.await;
+    let _ = remote_task.await;
     let closing = sqlite.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await

@@ -41,7 +41,7 @@ pub use query::QueryConfig;
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
-pub use server::{AuthConfig, LimitsConfig, ServerConfig};
+pub use server::{AuthConfig, LimitsConfig, Role, ServerConfig, UserConfig, UserWithRole};
 pub use snapshots::SnapshotsConfig;
 pub use storage::StorageConfig;
 

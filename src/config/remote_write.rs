@@ -57,10 +57,11 @@ pub struct RemoteWriteConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Samples buffered per shard (default 10000).
+    /// Samples buffered per shard in Prometheus (default 10000). Accepted for
+    /// compatibility: infermon's backlog lives in the WAL, not in memory.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// Most parallel senders (default 50).
+    /// Most parallel senders while catching up (default 50).
     #[serde(default = "default_max_shards")]
     pub max_shards: usize,
     /// Fewest parallel senders (default 1).

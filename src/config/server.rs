@@ -47,12 +47,89 @@ pub struct AuthConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <key>`.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
-    /// Basic-auth users: name → bcrypt hash (make one with `infermon hash-password`).
+    /// Users for basic auth and the dashboard's login: name → bcrypt hash
+    /// (make one with `infermon hash-password`), or name →
+    /// `{password_hash, role}`; a bare hash is an admin.
     #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, Secret>,
+    pub basic_auth_users: BTreeMap<String, UserConfig>,
     /// Require credentials for `/metrics` too (default false: Prometheus can scrape).
     #[serde(default)]
     pub protect_metrics: bool,
+}
+
+/// One user: a bare bcrypt hash (an admin), or a hash with a role.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum UserConfig {
+    /// `name: <bcrypt hash>`: an admin, as before roles existed.
+    Hash(Secret),
+    /// `name: {password_hash: <bcrypt hash>, role: read_only}`.
+    WithRole(UserWithRole),
+}
+
+/// A user with an explicit role.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserWithRole {
+    /// bcrypt hash of the password.
+    pub password_hash: Secret,
+    /// What the user may do (default `admin`).
+    #[serde(default)]
+    pub role: Role,
+}
+
+// By hand rather than `untagged`, so a mistake inside the map form (a
+// misspelt role, an unknown key) is reported as itself, at its line.
+impl<'de> Deserialize<'de> for UserConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UserConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a bcrypt hash, or {password_hash, role}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UserConfig, E> {
+                Ok(UserConfig::Hash(Secret(v.to_string())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<UserConfig, A::Error> {
+                UserWithRole::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(UserConfig::WithRole)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl UserConfig {
+    /// The bcrypt hash.
+    pub fn password_hash(&self) -> &Secret {
+        match self {
+            UserConfig::Hash(h) => h,
+            UserConfig::WithRole(u) => &u.password_hash,
+        }
+    }
+
+    /// The user's role.
+    pub fn role(&self) -> Role {
+        match self {
+            UserConfig::Hash(_) => Role::Admin,
+            UserConfig::WithRole(u) => u.role,
+        }
+    }
+}
+
+/// What a user may do.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: silences, dashboard uploads, `/api/v1/admin/*`.
+    #[default]
+    Admin,
+    /// Look only: pages and read APIs; changes answer 403.
+    ReadOnly,
 }
 
 /// Request size limits.
@@ -74,4 +151,40 @@ impl Default for LimitsConfig {
 
 fn default_max_body_bytes() -> usize {
     2 * 1024 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_with_and_without_roles() {
+        let auth: AuthConfig = serde_yaml_ng::from_str(
+            "basic_auth_users:\n  ann: '$2b$04$x'\n  bob:\n    password_hash: '$2b$04$y'\n    role: read_only\n  cy:\n    password_hash: '$2b$04$z'\n",
+        )
+        .unwrap();
+        let users = &auth.basic_auth_users;
+        assert_eq!(
+            users["ann"].role(),
+            Role::Admin,
+            "a bare hash stays an admin"
+        );
+        assert_eq!(users["ann"].password_hash().expose(), "$2b$04$x");
+        assert_eq!(users["bob"].role(), Role::ReadOnly);
+        assert_eq!(users["cy"].role(), Role::Admin, "role defaults to admin");
+        let err = serde_yaml_ng::from_str::<AuthConfig>(
+            "basic_auth_users:\n  bob:\n    password_hash: x\n    role: viewer\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown variant `viewer`"), "{err}");
+        let err = serde_yaml_ng::from_str::<AuthConfig>("basic_auth_users:\n  bob:\n    hash: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `hash`"), "{err}");
+        assert!(
+            !serde_yaml_ng::to_string(&auth).unwrap().contains("$2b"),
+            "hashes stay redacted"
+        );
+    }
 }

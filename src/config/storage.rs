@@ -31,6 +31,10 @@ pub struct StorageConfig {
     /// this, instead of failing mid-write (default `256MB`).
     #[serde(default)]
     pub min_free_disk: Option<String>,
+    /// How old a sample pushed to `POST /api/v1/write` may be when its
+    /// series already has newer samples (default 10m); older ones are refused.
+    #[serde(default = "default_out_of_order_time_window")]
+    pub out_of_order_time_window: PromDuration,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,
@@ -53,6 +57,9 @@ fn default_rollup_after() -> PromDuration {
 }
 fn default_rollup_retention() -> PromDuration {
     PromDuration::from_secs(400 * 24 * 3600)
+}
+fn default_out_of_order_time_window() -> PromDuration {
+    PromDuration::from_secs(600)
 }
 fn default_retention() -> PromDuration {
     PromDuration::from_secs(15 * 24 * 3600)

@@ -60,10 +60,6 @@ impl Validator<'_> {
             ("runtime", c.runtime.is_some()),
             ("query_log_file", c.global.query_log_file.is_some()),
             ("scrape_protocols", c.global.scrape_protocols.is_some()),
-            (
-                "alert_relabel_configs",
-                !c.alerting.alert_relabel_configs.is_empty(),
-            ),
             ("tsdb", c.storage.tsdb.is_some()),
             ("exemplars", c.storage.exemplars.is_some()),
         ];
@@ -190,8 +186,8 @@ impl Validator<'_> {
             );
         }
         if let Some(auth) = &self.config.server.auth {
-            for (user, hash) in &auth.basic_auth_users {
-                if !hash.expose().starts_with("$2") {
+            for (user, entry) in &auth.basic_auth_users {
+                if !entry.password_hash().expose().starts_with("$2") {
                     self.error(
                         user,
                         format!("server.auth.basic_auth_users.{user}: not a bcrypt hash; make one with `infermon hash-password`"),
@@ -251,6 +247,14 @@ impl Validator<'_> {
 
     fn alerting(&mut self) {
         let a = &self.config.alerting;
+        for relabel in &a.alert_relabel_configs {
+            if let Err(e) = relabel.validate() {
+                self.error(
+                    &relabel.regex,
+                    format!("alerting.alert_relabel_configs: {e}"),
+                );
+            }
+        }
         let mut names = HashSet::new();
         for r in &a.receivers {
             if !names.insert(r.name.as_str()) {

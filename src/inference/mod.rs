@@ -6,7 +6,8 @@
 //! architecture behind the [`Backend`] trait; [`queue`] is the per-model actor
 //! that admits requests (429 when full) and runs batches planned by
 //! [`batcher`] on the model's own OS thread; [`handlers`] are the thin HTTP
-//! layer over [`Inference`].
+//! layer over [`Inference`]. [`test_delay`] is a test-only knob that slows
+//! every batch on purpose (off unless its environment variable is set).
 
 pub mod batcher;
 pub mod handlers;
@@ -17,6 +18,7 @@ pub mod models;
 pub mod pooling;
 pub mod queue;
 pub mod service;
+pub mod test_delay;
 pub mod tokenize;
 pub mod types;
 

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::batcher::{self, BatchLimits};
 use super::metrics::ModelMetrics;
+use super::test_delay::TestDelay;
 use super::{Backend, Encoded, InferenceError};
 
 /// Where a request's time went (the `x-*-time` headers).
@@ -97,6 +98,7 @@ impl ModelQueue {
             metrics: metrics.clone(),
             pending: VecDeque::new(),
             rx,
+            test_delay: TestDelay::from_env(model),
         };
         let thread = std::thread::Builder::new()
             .name(format!("model-{model}"))
@@ -184,6 +186,8 @@ struct Worker {
     metrics: ModelMetrics,
     pending: VecDeque<Job>,
     rx: mpsc::Receiver<Msg>,
+    /// Test-only slow-down (off unless its environment variable is set).
+    test_delay: TestDelay,
 }
 
 impl Worker {
@@ -269,6 +273,7 @@ impl Worker {
             .map(|&(j, i)| &self.pending[j].inputs[i])
             .collect();
         let tokens: usize = batch.iter().map(|e| e.len()).sum();
+        self.test_delay.apply();
         let result = self.backend.forward(&batch);
         self.metrics.compute.observe(start.elapsed().as_secs_f64());
         self.metrics.batch_size.observe(chosen.len() as f64);

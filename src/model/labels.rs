@@ -17,9 +17,12 @@ pub struct Label {
 }
 
 /// Labels sorted by name, each name once. Equality and hashing follow the
-/// sorted order, so two sets with the same pairs are equal.
+/// sorted order, so two sets with the same pairs are equal. Shared behind an
+/// `Arc`: the query engine hands the same set on at every step of a range
+/// query, and a clone is then a reference count, not an allocation per label
+/// (changes copy on write).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(std::sync::Arc<Vec<Label>>);
 
 impl Labels {
     /// Builds a set from pairs; later duplicates win; empty values are dropped.
@@ -40,7 +43,7 @@ impl Labels {
         }
         v.retain(|l| !l.value.is_empty());
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        Labels(v)
+        Labels(std::sync::Arc::new(v))
     }
 
     /// The value of `name`, if present.
@@ -58,13 +61,15 @@ impl Labels {
 
     /// Sets `name` to `value` (removes it when `value` is empty).
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+        let found = self.0.binary_search_by(|l| l.name.as_str().cmp(name));
+        match found {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                std::sync::Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].value = value.to_string(),
+            Ok(i) if self.0[i].value == value => {}
+            Ok(i) => std::sync::Arc::make_mut(&mut self.0)[i].value = value.to_string(),
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(
+            Err(i) => std::sync::Arc::make_mut(&mut self.0).insert(
                 i,
                 Label {
                     name: name.to_string(),
@@ -95,8 +100,11 @@ impl Labels {
     }
 
     /// Keeps only labels for which `keep` is true.
-    pub fn retain(&mut self, keep: impl FnMut(&Label) -> bool) {
-        self.0.retain(keep);
+    pub fn retain(&mut self, keep: impl Fn(&Label) -> bool) {
+        if self.0.iter().all(&keep) {
+            return;
+        }
+        std::sync::Arc::make_mut(&mut self.0).retain(keep);
     }
 }
 
@@ -131,7 +139,7 @@ impl Serialize for Labels {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for l in &self.0 {
+        for l in self.0.iter() {
             m.serialize_entry(&l.name, &l.value)?;
         }
         m.end()

@@ -85,7 +85,7 @@ impl SqliteStorage {
                     else {
                         continue;
                     };
-                    let data = pco_chunk::encode(&samples).map_err(backend)?;
+                    let (encoding, data) = pco_chunk::encode(&samples).map_err(backend)?;
                     delete.execute(params![series, from, to]).map_err(backend)?;
                     insert
                         .execute(params![
@@ -94,7 +94,7 @@ impl SqliteStorage {
                             last.timestamp_ms,
                             samples.len() as i64,
                             data,
-                            Encoding::Pco as i64
+                            encoding as i64
                         ])
                         .map_err(backend)?;
                     removed += count;

@@ -9,6 +9,7 @@
 mod backfill;
 pub mod chunk;
 mod compaction;
+mod follow;
 mod head;
 mod index;
 mod memory;
@@ -23,7 +24,9 @@ mod stats;
 mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
+pub use follow::{FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
+pub use index::SeriesId;
 pub use memory::MemoryStorage;
 pub use restore::{RestoreReport, verify_backup};
 pub use retention::MaintenanceReport;
@@ -31,6 +34,7 @@ pub use rollup::{BUCKET_MS, RollupPoint, RollupSeries, counter_step, merge as me
 pub use sqlite::{DB_FILE, LOCK_FILE, SqliteStorage, StorageOptions, lock_dir};
 pub use state::{DeliveryRecord, OutboxRow, StateStore};
 pub use stats::{StorageCollector, StorageStats};
+pub use wal::WalSample;
 
 use crate::model::{Labels, Matcher, Sample};
 

@@ -17,6 +17,11 @@ pub enum Encoding {
     Gorilla = 0,
     /// Two pco streams, written by compaction.
     Pco = 1,
+    /// Like [`Encoding::Pco`], with integer-valued values stored as an `i64`
+    /// stream (plus the few values that are not, by position). Counters and
+    /// byte gauges are integers held in `f64`; pco compresses them about
+    /// twice as well as integers (measured in `FORMAT.md`).
+    PcoInt = 2,
 }
 
 impl Encoding {
@@ -25,58 +30,138 @@ impl Encoding {
         match code {
             0 => Ok(Encoding::Gorilla),
             1 => Ok(Encoding::Pco),
+            2 => Ok(Encoding::PcoInt),
             _ => Err(ChunkError("unknown chunk encoding")),
         }
     }
 }
 
-/// Encodes samples (timestamps increasing).
-pub fn encode(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
-    let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
-    let vs: Vec<f64> = samples.iter().map(|s| s.value).collect();
-    let cfg = ChunkConfig::default();
-    let ts = simple_compress(&ts, &cfg).map_err(|_| ChunkError("pco cannot encode timestamps"))?;
-    let vs = simple_compress(&vs, &cfg).map_err(|_| ChunkError("pco cannot encode values"))?;
-    let mut out = Vec::with_capacity(ts.len() + vs.len() + 5);
-    let mut n = ts.len() as u64;
+/// Values that are not integers, at most one in this many, still let a
+/// chunk use [`Encoding::PcoInt`] (staleness markers, a stray fraction).
+const MAX_EXCEPTION_RATIO: usize = 64;
+
+/// The value as an `i64` when that converts back to the same bits.
+fn exact_int(v: f64) -> Option<i64> {
+    let i = v as i64;
+    ((i as f64).to_bits() == v.to_bits()).then_some(i)
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
     }
     out.push(n as u8);
-    out.extend_from_slice(&ts);
-    out.extend_from_slice(&vs);
-    Ok(out)
 }
 
-/// Decodes the samples in `[mint, maxt]` and appends them to `out`.
+fn get_uvarint(bytes: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
+    let (mut v, mut shift) = (0u64, 0u32);
+    loop {
+        let b = *bytes.get(*pos).ok_or(ChunkError("truncated pco chunk"))?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(ChunkError("pco chunk varint too long"));
+        }
+    }
+}
+
+/// Encodes samples (timestamps increasing) in the smaller of the two pco
+/// encodings (both are tried when the values allow integers: compaction
+/// runs once a day, and a few values beat either rule of thumb); returns
+/// which one with the bytes.
+pub fn encode(samples: &[Sample]) -> Result<(Encoding, Vec<u8>), ChunkError> {
+    let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+    let cfg = ChunkConfig::default();
+    let ts = simple_compress(&ts, &cfg).map_err(|_| ChunkError("pco cannot encode timestamps"))?;
+    let mut out = Vec::with_capacity(ts.len() + samples.len() + 16);
+    put_uvarint(&mut out, ts.len() as u64);
+    out.extend_from_slice(&ts);
+    // Integers, with each exception replaced by the previous integer so the
+    // deltas pco takes stay small.
+    let mut ints = Vec::with_capacity(samples.len());
+    let mut exceptions = Vec::new();
+    let mut last = 0i64;
+    for (i, s) in samples.iter().enumerate() {
+        match exact_int(s.value) {
+            Some(v) => {
+                last = v;
+                ints.push(v);
+            }
+            None => {
+                exceptions.push((i, s.value.to_bits()));
+                ints.push(last);
+            }
+        }
+    }
+    if exceptions.len() * MAX_EXCEPTION_RATIO <= samples.len() {
+        put_uvarint(&mut out, exceptions.len() as u64);
+        let mut prev = 0usize;
+        for (i, bits) in exceptions {
+            put_uvarint(&mut out, (i - prev) as u64);
+            out.extend_from_slice(&bits.to_le_bytes());
+            prev = i;
+        }
+        let vs =
+            simple_compress(&ints, &cfg).map_err(|_| ChunkError("pco cannot encode values"))?;
+        out.extend_from_slice(&vs);
+        return Ok((Encoding::PcoInt, out));
+    }
+    let vs: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    let vs = simple_compress(&vs, &cfg).map_err(|_| ChunkError("pco cannot encode values"))?;
+    out.extend_from_slice(&vs);
+    Ok((Encoding::Pco, out))
+}
+
+/// Decodes the samples in `[mint, maxt]` of a chunk in one of the pco
+/// encodings and appends them to `out`.
 pub fn decode_into(
+    encoding: Encoding,
     bytes: &[u8],
     mint: i64,
     maxt: i64,
     out: &mut Vec<Sample>,
 ) -> Result<(), ChunkError> {
-    let (mut len, mut shift, mut pos) = (0u64, 0u32, 0usize);
-    loop {
-        let b = *bytes.get(pos).ok_or(ChunkError("truncated pco chunk"))?;
-        pos += 1;
-        len |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return Err(ChunkError("pco chunk length too long"));
-        }
-    }
+    let mut pos = 0usize;
+    let len = get_uvarint(bytes, &mut pos)?;
     let end = pos
-        .checked_add(len as usize)
+        .checked_add(usize::try_from(len).map_err(|_| ChunkError("pco chunk length too long"))?)
         .filter(|e| *e <= bytes.len())
         .ok_or(ChunkError("truncated pco chunk"))?;
     let ts: Vec<i64> =
         simple_decompress(&bytes[pos..end]).map_err(|_| ChunkError("bad pco timestamps"))?;
-    let vs: Vec<f64> =
-        simple_decompress(&bytes[end..]).map_err(|_| ChunkError("bad pco values"))?;
+    let vs: Vec<f64> = if encoding == Encoding::PcoInt {
+        pos = end;
+        let count = get_uvarint(bytes, &mut pos)?;
+        if count > ts.len() as u64 {
+            return Err(ChunkError("more exceptions than samples"));
+        }
+        let mut exceptions = Vec::with_capacity(count as usize);
+        let mut at = 0u64;
+        for _ in 0..count {
+            at = at.saturating_add(get_uvarint(bytes, &mut pos)?);
+            let raw: [u8; 8] = bytes
+                .get(pos..pos + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(ChunkError("truncated pco chunk"))?;
+            pos += 8;
+            exceptions.push((at, f64::from_bits(u64::from_le_bytes(raw))));
+        }
+        let ints: Vec<i64> =
+            simple_decompress(&bytes[pos..]).map_err(|_| ChunkError("bad pco values"))?;
+        let mut vs: Vec<f64> = ints.into_iter().map(|i| i as f64).collect();
+        for (i, v) in exceptions {
+            *vs.get_mut(i as usize)
+                .ok_or(ChunkError("pco exception out of range"))? = v;
+        }
+        vs
+    } else {
+        simple_decompress(&bytes[end..]).map_err(|_| ChunkError("bad pco values"))?
+    };
     if ts.len() != vs.len() {
         return Err(ChunkError("pco streams differ in length"));
     }
@@ -106,7 +191,7 @@ pub fn decode_any(
 ) -> Result<(), ChunkError> {
     match encoding {
         Encoding::Gorilla => super::chunk::decode_into(bytes, mint, maxt, out),
-        Encoding::Pco => decode_into(bytes, mint, maxt, out),
+        Encoding::Pco | Encoding::PcoInt => decode_into(encoding, bytes, mint, maxt, out),
     }
 }
 
@@ -127,9 +212,11 @@ mod tests {
                 }
             })
             .collect();
-        let bytes = encode(&samples).unwrap();
+        let (enc, bytes) = encode(&samples).unwrap();
+        // One stale marker among integers: still the integer encoding.
+        assert_eq!(enc, Encoding::PcoInt);
         let mut got = Vec::new();
-        decode_into(&bytes, i64::MIN, i64::MAX, &mut got).unwrap();
+        decode_into(enc, &bytes, i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(got.len(), samples.len());
         assert!(got.iter().zip(&samples).all(
             |(a, b)| a.timestamp_ms == b.timestamp_ms && a.value.to_bits() == b.value.to_bits()
@@ -147,6 +234,7 @@ mod tests {
         );
         let mut part = Vec::new();
         decode_into(
+            enc,
             &bytes,
             samples[10].timestamp_ms,
             samples[19].timestamp_ms,
@@ -155,7 +243,78 @@ mod tests {
         .unwrap();
         assert_eq!(part.len(), 10);
         for cut in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
-            let _ = decode_into(&bytes[..cut], i64::MIN, i64::MAX, &mut Vec::new());
+            let _ = decode_into(enc, &bytes[..cut], i64::MIN, i64::MAX, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn integers_shrink_and_fractions_fall_back_bit_exact() {
+        let at = |i: i64| 1_700_000_000_000 + i * 15_000;
+        // Byte gauges: multiples of 4096 on a random walk, stored as f64.
+        let (mut v, mut x) = (1e9_f64, 0x9e37_79b9_7f4a_7c15_u64);
+        let gauge: Vec<Sample> = (0..5760)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v += ((x % 2048) as f64 - 1024.0) * 4096.0;
+                Sample {
+                    timestamp_ms: at(i),
+                    value: v,
+                }
+            })
+            .collect();
+        let (enc, int_bytes) = encode(&gauge).unwrap();
+        assert_eq!(enc, Encoding::PcoInt);
+        let floats = {
+            let vs: Vec<f64> = gauge.iter().map(|s| s.value).collect();
+            simple_compress(&vs, &ChunkConfig::default()).unwrap()
+        };
+        assert!(
+            int_bytes.len() * 5 / 4 < floats.len(),
+            "{} vs {}",
+            int_bytes.len(),
+            floats.len()
+        );
+        // Fractions, -0.0, infinities and NaN payloads come back bit for bit.
+        let odd = [
+            0.5,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e300,
+            -7.0,
+            3.25,
+        ];
+        let mixed: Vec<Sample> = (0..4000)
+            .map(|i| Sample {
+                timestamp_ms: at(i),
+                value: if i % 500 == 0 {
+                    odd[(i / 500) as usize]
+                } else {
+                    i as f64
+                },
+            })
+            .collect();
+        let fractional: Vec<Sample> = (0..100)
+            .map(|i| Sample {
+                timestamp_ms: at(i),
+                value: i as f64 / 3.0,
+            })
+            .collect();
+        for (samples, want) in [(&mixed, Encoding::PcoInt), (&fractional, Encoding::Pco)] {
+            let (enc, bytes) = encode(samples).unwrap();
+            assert_eq!(enc, want);
+            let mut got = Vec::new();
+            decode_any(enc, &bytes, i64::MIN, i64::MAX, &mut got).unwrap();
+            assert_eq!(got.len(), samples.len());
+            for (a, b) in got.iter().zip(samples.iter()) {
+                assert_eq!(
+                    (a.timestamp_ms, a.value.to_bits()),
+                    (b.timestamp_ms, b.value.to_bits())
+                );
+            }
         }
     }
 }

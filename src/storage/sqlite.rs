@@ -45,6 +45,9 @@ pub struct StorageOptions {
     pub checkpoint_wal_bytes: u64,
     /// …or this long after the last checkpoint.
     pub checkpoint_interval: Duration,
+    /// Most WAL bytes kept for remote_write destinations that are behind
+    /// (see `follow.rs`); beyond it their oldest rows are dropped.
+    pub wal_hold_max_bytes: u64,
 }
 
 impl Default for StorageOptions {
@@ -58,6 +61,7 @@ impl Default for StorageOptions {
             chunk: ChunkPolicy::default(),
             checkpoint_wal_bytes: 16 << 20,
             checkpoint_interval: Duration::from_secs(300),
+            wal_hold_max_bytes: 1 << 30,
         }
     }
 }
@@ -124,6 +128,8 @@ pub(super) struct Inner {
     /// The data directory's lock file, held while the store is open so a
     /// second infermon (or `restore`) cannot write the same files.
     _lock: std::fs::File,
+    /// The newest WAL seq, for followers waiting for appends.
+    pub wal_seq: tokio::sync::watch::Sender<i64>,
 }
 
 /// The SQLite time-series store. Cloning is cheap: clones share one store.
@@ -255,6 +261,7 @@ impl SqliteStorage {
             .rollup_bytes
             .store(rollup_bytes as u64, Ordering::Relaxed);
         let head = load_head(&conn)?;
+        let newest_seq = super::follow::newest_seq(&conn).map_err(backend)?;
         let storage = SqliteStorage {
             inner: Arc::new(Inner {
                 dir,
@@ -272,6 +279,7 @@ impl SqliteStorage {
                 counters,
                 blocked: Mutex::new(None),
                 _lock: lock,
+                wal_seq: tokio::sync::watch::Sender::new(newest_seq),
             }),
         };
         storage.refresh_rollup_series(&self::lock(&storage.inner.writer).conn)?;
@@ -349,7 +357,14 @@ impl SqliteStorage {
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         let head = read(&self.inner.head);
         let tx = w.conn.transaction().map_err(backend)?;
-        tx.execute("DELETE FROM wal", []).map_err(backend)?;
+        let opts = &self.inner.opts;
+        let held = super::follow::truncate(
+            &tx,
+            crate::util::now_ms(),
+            opts.retention_ms,
+            opts.wal_hold_max_bytes,
+        )
+        .map_err(backend)?;
         tx.execute("DELETE FROM head_chunks", []).map_err(backend)?;
         {
             let mut stmt = tx
@@ -363,7 +378,7 @@ impl SqliteStorage {
         tx.commit().map_err(backend)?;
         w.wal_bytes = 0;
         w.last_checkpoint = Instant::now();
-        self.inner.counters.wal_bytes.store(0, Ordering::Relaxed);
+        self.inner.counters.wal_bytes.store(held, Ordering::Relaxed);
         Ok(())
     }
 
@@ -420,7 +435,7 @@ impl SqliteStorage {
         Ok(())
     }
 
-    fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
+    pub(super) fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
         let conn = match lock(&self.inner.readers).pop() {
             Some(c) => c,
             None => schema::open_reader(&self.inner.db_path).map_err(backend)?,
@@ -514,13 +529,13 @@ impl SqliteStorage {
     }
 }
 
-struct PooledReader<'a> {
+pub(super) struct PooledReader<'a> {
     conn: Option<Connection>,
     pool: &'a Mutex<Vec<Connection>>,
 }
 
 impl PooledReader<'_> {
-    fn conn(&self) -> &Connection {
+    pub(super) fn conn(&self) -> &Connection {
         // Present from construction until drop.
         self.conn.as_ref().expect("pooled connection present")
     }
@@ -718,9 +733,14 @@ impl Appender for SqliteStorage {
             }
         }
         let record = wal::encode(&logged);
+        let mut seq = None;
         if !logged.is_empty() {
-            tx.execute("INSERT INTO wal (data) VALUES (?1)", [&record])
-                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO wal (samples, appended_ms, data) VALUES (?1, ?2, ?3)",
+                params![logged.len() as i64, crate::util::now_ms(), &record],
+            )
+            .map_err(backend)?;
+            seq = Some(tx.last_insert_rowid());
         }
         insert_chunks(&tx, &closed, false)?;
         {
@@ -741,6 +761,11 @@ impl Appender for SqliteStorage {
             for (labels, id) in new_series {
                 index.insert(id, labels.clone());
             }
+        }
+        // After the index knows the batch's series: a follower woken now
+        // finds every series it reads.
+        if let Some(seq) = seq {
+            self.inner.wal_seq.send_replace(seq);
         }
         let refs: Vec<&ClosedChunk> = closed.iter().collect();
         self.count_chunks_added(&refs);
@@ -858,9 +883,15 @@ impl Drop for Inner {
         }
         // Best effort: an unclean drop is recovered from the WAL at open.
         let head = self.head.get_mut().unwrap_or_else(|p| p.into_inner());
+        let opts = &self.opts;
         let result = (|| -> rusqlite::Result<()> {
             let tx = w.conn.transaction()?;
-            tx.execute("DELETE FROM wal", [])?;
+            super::follow::truncate(
+                &tx,
+                crate::util::now_ms(),
+                opts.retention_ms,
+                opts.wal_hold_max_bytes,
+            )?;
             tx.execute("DELETE FROM head_chunks", [])?;
             {
                 let mut stmt =

@@ -105,7 +105,8 @@ impl IntoResponse for ApiError {
 }
 
 /// Middleware: answers that layers produced as plain text (body limit 413,
-/// timeouts, axum's own 405) are rewritten as JSON errors.
+/// timeouts, axum's own 405) are rewritten as JSON errors; HTML pages meant
+/// for a person (login, 403 for read-only users) pass as they are.
 pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
@@ -113,7 +114,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -5,12 +5,13 @@
 //! the layers every request passes (JSON errors, metrics, auth, body limit).
 
 pub mod api;
-mod auth;
+pub mod auth;
 pub mod charts;
 mod error;
 mod extract;
 mod health;
 pub mod pages;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, Principal, Via};
 pub use error::ApiError;
 pub use extract::ApiJson;
 pub use health::Readiness;
@@ -49,6 +50,10 @@ pub fn router(parts: WebParts) -> Router {
         .route("/metrics", get(metrics).with_state(parts.telemetry.clone()));
     for routes in parts.routes {
         app = app.merge(routes);
+    }
+    // The dashboard's login and logout, when there are users to log in.
+    if let Some(auth) = parts.auth.as_ref().filter(|a| a.has_users()) {
+        app = app.merge(pages::login_routes(auth.clone()));
     }
     // Layers run outside-in in the reverse order they are added here:
     // json_errors → http metrics → auth → body limit → handler.

@@ -49,20 +49,36 @@ impl TestServer {
 
     /// Like [`start`], returning the log on failure.
     pub fn try_start(config_yaml: &str) -> Result<TestServer, String> {
+        Self::try_start_with_env(config_yaml, &[])
+    }
+
+    /// Like [`start`], with extra environment variables for the binary
+    /// (test-only knobs such as `INFERMON_TEST_INFERENCE_DELAY_FILE`).
+    pub fn start_with_env(config_yaml: &str, env: &[(&str, &Path)]) -> TestServer {
+        Self::try_start_with_env(config_yaml, env)
+            .unwrap_or_else(|log| panic!("infermon did not start:\n{log}"))
+    }
+
+    fn try_start_with_env(config_yaml: &str, env: &[(&str, &Path)]) -> Result<TestServer, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = config_yaml
             .replace("{dir}", &dir.path().display().to_string())
             .replace("{repo}", &repo_root().display().to_string());
         let path = dir.path().join("infermon.yml");
         std::fs::write(&path, text).expect("write config");
-        Self::spawn(&path, dir)
+        Self::spawn(&path, dir, env)
     }
 
-    fn spawn(config: &Path, dir: tempfile::TempDir) -> Result<TestServer, String> {
+    fn spawn(
+        config: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &Path)],
+    ) -> Result<TestServer, String> {
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(config)
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .env("INFERMON_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

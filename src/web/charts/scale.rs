@@ -101,4 +101,36 @@ mod tests {
         assert_eq!(query_step(3_600_000, 240), 15_000);
         assert_eq!(query_step(60_000, 240), 1000);
     }
+
+    #[test]
+    fn negative_tiny_and_huge_ranges() {
+        let t = nice_ticks(-3.0, 7.0, 5);
+        assert_eq!(t, vec![-4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]);
+        let t = nice_ticks(0.001, 0.004, 3);
+        assert!(
+            t.len() <= 5 && t[0] <= 0.001 && *t.last().unwrap() >= 0.004,
+            "{t:?}"
+        );
+        let t = nice_ticks(0.0, 8.6e10, 4);
+        assert_eq!(t[1] - t[0], 2.5e10, "{t:?}");
+        let t = nice_ticks(-5.0, -5.0, 4);
+        assert!(
+            t[0] <= -5.5 && *t.last().unwrap() >= -4.5,
+            "flat negative line padded: {t:?}"
+        );
+    }
+
+    #[test]
+    fn time_ticks_for_a_day_and_degenerate_windows() {
+        let day = 86_400_000;
+        let t = time_ticks(day * 100 + 1, day * 101, 6);
+        assert_eq!(t.len(), 4, "every 6 h: {t:?}");
+        assert!(t.iter().all(|x| x % 21_600_000 == 0));
+        assert_eq!(time_ticks(5, 5, 6), vec![5]);
+        assert_eq!(time_ticks(10, 0, 6), vec![10]);
+        // A year still gets round (30-day) ticks rather than thousands.
+        assert!(time_ticks(0, 365 * day, 6).len() <= 13);
+        assert_eq!(query_step(day, 240), 360_000);
+        assert_eq!(query_step(day, 0), day, "no zero division");
+    }
 }

@@ -186,16 +186,11 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
         } else {
             r#" fill="none""#.to_string()
         };
-        let data: Vec<String> = c.series[i]
-            .points
-            .iter()
-            .map(|(t, v)| format!("[{t},{}]", json_num(*v)))
-            .collect();
         let _ = write!(
             svg,
-            r#"<path class="series" d="{d}" stroke="{color}"{fill} data-name="{}" data-points="[{}]"/>"#,
+            r#"<path class="series" d="{d}" stroke="{color}"{fill} data-name="{}" data-values="{}"/>"#,
             esc(&s.name),
-            data.join(",")
+            grid_values(&c.series[i].points, c.start, c.end, c.step)
         );
     }
     for th in c.thresholds {
@@ -210,12 +205,58 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
     svg
 }
 
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".to_string()
+/// A value in at most 4 significant digits, as short as JavaScript's
+/// `parseFloat` reads back (`0.0123`, `8.59e10`); empty for NaN.
+pub fn short_number(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
     }
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if !(-4..6).contains(&mag) {
+        let s = format!("{v:.3e}");
+        return match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        };
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The values a series has on the query's grid (`start + i × step`), comma
+/// separated, empty where it has none: what the tooltip script reads.
+/// Timestamps are implied by the chart's `data-start`/`data-step`, which
+/// keeps a day of points per series at about 1.5 KB instead of 7.
+pub fn grid_values(points: &[(i64, f64)], start: i64, end: i64, step: i64) -> String {
+    let step = step.max(1);
+    let n = ((end - start).max(0) / step + 1).min(100_000) as usize;
+    let mut grid: Vec<Option<f64>> = vec![None; n];
+    for &(t, v) in points {
+        let i = ((t - start) as f64 / step as f64).round();
+        if i >= 0.0 && (i as usize) < n {
+            grid[i as usize] = Some(v);
+        }
+    }
+    let mut out = String::with_capacity(n * 6);
+    for (i, v) in grid.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if let Some(v) = v {
+            out.push_str(&short_number(*v));
+        }
+    }
+    out
 }
 
 /// One column of a heatmap: time and per-bucket counts (not cumulative).
@@ -274,28 +315,55 @@ pub fn heatmap(bounds: &[f64], columns: &[HeatColumn], start: i64, end: i64, uni
             esc(&label)
         );
     }
+    // One group per column, its title listing the column's buckets (a
+    // tooltip without script), cells only where there is something.
+    svg.push_str(r##"<g class="cells" fill="#c4162a">"##);
     for col in columns {
+        if max <= 0.0 || col.counts.iter().all(|c| *c <= 0.0) {
+            continue;
+        }
         let xx = LEFT + (col.t - start) as f64 / span_t * (W - LEFT - RIGHT) - cell_w / 2.0;
+        let when = chrono::DateTime::from_timestamp_millis(col.t)
+            .map(|d| d.format("%H:%M").to_string())
+            .unwrap_or_default();
+        let parts: Vec<String> = col
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0.0)
+            .map(|(i, c)| {
+                format!(
+                    "≤ {}: {}",
+                    bounds
+                        .get(i)
+                        .map(|b| units::format(*b, unit))
+                        .unwrap_or_default(),
+                    units::format(*c, "short")
+                )
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            "<g><title>{when} UTC · {}</title>",
+            esc(&parts.join(", "))
+        );
         for (i, count) in col.counts.iter().enumerate() {
-            if *count <= 0.0 || max <= 0.0 {
+            if *count <= 0.0 {
                 continue;
             }
             let opacity = 0.15 + 0.85 * (count / max);
             let _ = write!(
                 svg,
-                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c4162a" fill-opacity="{opacity:.2}"><title>{}: {}</title></rect>"##,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill-opacity="{opacity:.2}"/>"#,
                 xx.max(LEFT),
                 H - BOTTOM - (i + 1) as f64 * cell_h,
                 cell_w.max(1.0),
                 cell_h,
-                esc(&bounds
-                    .get(i)
-                    .map(|b| units::format(*b, unit))
-                    .unwrap_or_default()),
-                units::format(*count, "short")
             );
         }
+        svg.push_str("</g>");
     }
+    svg.push_str("</g>");
     for t in time_ticks(start, end, 6) {
         let xx = LEFT + (t - start) as f64 / span_t * (W - LEFT - RIGHT);
         let _ = write!(
@@ -403,7 +471,10 @@ mod tests {
         assert_eq!(svg.matches("class=\"threshold\"").count(), 1);
         assert!(svg.contains("2 s"), "threshold in range: {svg}");
         assert!(svg.contains("a&lt;b"), "names escaped");
-        assert!(svg.contains("[60000,null]"), "gaps kept for tooltips");
+        assert!(
+            svg.contains(r#"data-values="0.1,""#),
+            "gaps kept for tooltips: {svg}"
+        );
     }
 
     #[test]
@@ -422,5 +493,126 @@ mod tests {
         );
         assert_eq!(svg.matches("<rect").count(), 3);
         assert!(svg.contains("≤ 100 ms"));
+    }
+
+    #[test]
+    fn compact_values_on_the_query_grid() {
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(0.012345), "0.01235");
+        assert_eq!(short_number(1234.5678), "1235");
+        assert_eq!(short_number(-2.5), "-2.5");
+        assert_eq!(short_number(85_899_345_920.0), "8.59e10");
+        assert_eq!(short_number(0.00001234), "1.234e-5");
+        assert_eq!(short_number(f64::NAN), "");
+        assert_eq!(
+            "8.59e10".parse::<f64>().unwrap(),
+            8.59e10,
+            "what JS reads back"
+        );
+        // Grid 0..40 every 10: a missing point and a NaN both leave a hole;
+        // points off the grid snap to the nearest slot, outside ones drop.
+        let v = grid_values(
+            &[(0, 1.0), (19, 2.0), (30, f64::NAN), (40, 4.0), (90, 9.0)],
+            0,
+            40,
+            10,
+        );
+        assert_eq!(v, "1,,2,,4");
+    }
+
+    #[test]
+    fn stacked_series_add_up_and_close_their_areas() {
+        let series = vec![
+            ChartSeries {
+                name: "a".into(),
+                points: vec![(0, 1.0), (10, 1.0)],
+            },
+            ChartSeries {
+                name: "b".into(),
+                points: vec![(0, 2.0), (10, 2.0)],
+            },
+        ];
+        let chart = |stacked| {
+            time_series(&TimeSeriesChart {
+                series: &series,
+                start: 0,
+                end: 10,
+                step: 10,
+                unit: "short",
+                thresholds: &[],
+                stacked,
+            })
+        };
+        let (flat, stacked) = (chart(false), chart(true));
+        let top_label = |svg: &str| {
+            svg.split("class=\"ylabel\"")
+                .filter_map(|s| s.split('>').nth(1)?.split('<').next())
+                .filter_map(|t| t.parse::<f64>().ok())
+                .fold(0.0, f64::max)
+        };
+        assert!(top_label(&flat) >= 2.0 && top_label(&flat) < 3.0, "{flat}");
+        assert!(top_label(&stacked) >= 3.0, "b drawn on top of a: {stacked}");
+        assert_eq!(
+            stacked.matches("Z\"").count(),
+            2,
+            "areas closed to the axis"
+        );
+        assert_eq!(flat.matches("fill=\"none\"").count(), 2);
+        // Tooltips still get each series' own values, not the running sum.
+        assert!(
+            stacked.contains(r#"data-name="b" data-values="2,2""#),
+            "{stacked}"
+        );
+    }
+
+    #[test]
+    fn heatmap_shades_by_count_and_titles_columns() {
+        let svg = heatmap(
+            &[0.1, 1.0],
+            &[
+                HeatColumn {
+                    t: 0,
+                    counts: vec![4.0, 0.0],
+                },
+                HeatColumn {
+                    t: 30_000,
+                    counts: vec![0.0, 0.0],
+                },
+                HeatColumn {
+                    t: 60_000,
+                    counts: vec![1.0, 2.0],
+                },
+            ],
+            0,
+            60_000,
+            "s",
+        );
+        assert_eq!(svg.matches("<rect").count(), 3, "empty cells are not drawn");
+        assert_eq!(
+            svg.matches("<title>").count(),
+            2,
+            "one title per non-empty column"
+        );
+        assert!(
+            svg.contains("fill-opacity=\"1.00\""),
+            "the largest count is solid"
+        );
+        assert!(
+            svg.contains("fill-opacity=\"0.36\""),
+            "1 of 4: 0.15 + 0.85/4"
+        );
+        assert!(svg.contains("≤ 100 ms: 1, ≤ 1 s: 2"), "{svg}");
+        let empty = heatmap(&[], &[], 0, 60_000, "s");
+        assert_eq!(empty.matches("<rect").count(), 0);
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest() {
+        let svg = bars(&[("≤0.1".into(), 5.0), ("+Inf".into(), 0.0)], "short");
+        assert_eq!(svg.matches("class=\"bar\"").count(), 2);
+        assert!(svg.contains("<title>≤0.1: 5</title>"));
+        assert!(svg.contains("height=\"0.0\""), "a zero bar is flat");
+        let none = bars(&[], "short");
+        assert!(none.contains(">1<"), "no data: a 0..1 axis, not NaN");
     }
 }

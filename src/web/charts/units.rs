@@ -106,4 +106,32 @@ mod tests {
         assert_eq!(format(f64::NAN, "s"), "–");
         assert_eq!(format(0.0, "short"), "0");
     }
+
+    #[test]
+    fn every_unit_and_sign() {
+        assert_eq!(format(250.0, "ms"), "250 ms");
+        assert_eq!(format(1500.0, "ms"), "1.5 s");
+        assert_eq!(format(0.000_004_2, "s"), "4.2 µs");
+        assert_eq!(format(0.000_000_3, "s"), "300 ns");
+        assert_eq!(format(-0.25, "s"), "-250 ms");
+        assert_eq!(format(7200.0, "s"), "2 h");
+        assert_eq!(format(172_800.0, "s"), "2 d");
+        assert_eq!(format(512.0, "bytes"), "512 B");
+        assert_eq!(format(2.0f64.powi(50), "bytes"), "1 PiB");
+        assert_eq!(format(-3072.0, "bytes"), "-3 KiB");
+        assert_eq!(format(42.5, "percent"), "42.5%");
+        assert_eq!(format(1.0, "percentunit"), "100%");
+        assert_eq!(format(1.98e9, "hertz"), "1.98G Hz");
+        assert_eq!(format(301.6, "watt"), "302 W");
+        assert_eq!(format(12.0, "ops"), "12 ops/s");
+        assert_eq!(format(1_500_000.0, "short"), "1.5M");
+        assert_eq!(format(2.0e12, "none"), "2T");
+        assert_eq!(
+            format(0.5, "unknown-unit"),
+            "0.5",
+            "unknown units as plain numbers"
+        );
+        assert_eq!(format(f64::INFINITY, "bytes"), "+Inf");
+        assert_eq!(format(f64::NEG_INFINITY, "s"), "-Inf");
+    }
 }

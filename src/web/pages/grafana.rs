@@ -42,6 +42,19 @@ pub struct Variable {
     pub include_all: bool,
     /// Label shown.
     pub label: Option<String>,
+    /// The value saved with the dashboard (`{"value": "x"}`), the default choice.
+    pub current: serde_json::Value,
+}
+
+impl Variable {
+    /// The saved value, when it is a single string.
+    pub fn saved(&self) -> Option<&str> {
+        match self.current.get("value") {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// One panel (or a row with `panels`).

@@ -1,10 +1,13 @@
 //! The dashboard: server-rendered pages (askama templates, SVG charts, one
 //! small script), built-in dashboards in Grafana's JSON format and users' own.
 
+mod catalog;
 mod grafana;
 mod i18n;
+mod login;
 mod ops;
 mod render;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -17,15 +20,18 @@ use axum::routing::get;
 
 pub use grafana::{Dashboard, Panel, legend, substitute};
 pub use i18n::Lang;
+pub use login::{forbidden_page, routes as login_routes};
 pub use ops::{
     AlertRow, AlertsView, NoOperations, NotificationRow, Operations, RuleRow, SilenceRow, TargetRow,
 };
 pub use render::{
     LegendItem, PanelView, QueryApi, RangeResult, Window, esc, heat_columns, render_panel,
 };
+pub use uploads::{UploadError, UploadedDashboards};
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::snapshot::Snapshotter;
+use crate::web::auth::{Principal, Via};
 use crate::web::charts::query_step;
 
 /// Dashboards compiled into the binary: (uid, JSON).
@@ -58,23 +64,14 @@ pub struct Pages {
     pub ops: Arc<dyn Operations>,
     /// Token every state-changing form must carry (random per process).
     pub csrf: String,
+    /// Dashboards uploaded through the Dashboards page.
+    pub uploads: Arc<UploadedDashboards>,
 }
 
-/// A random token for [`Pages::csrf`].
+/// A random token for [`Pages::csrf`] (empty only if the OS has no
+/// randomness, which then refuses every form rather than accept a guessable one).
 pub fn new_csrf_token() -> String {
-    use sha2::Digest;
-    let seed = format!(
-        "{}:{}:{:?}",
-        crate::util::now_ms(),
-        std::process::id(),
-        std::thread::current().id()
-    );
-    let mut h = sha2::Sha256::new();
-    h.update(seed.as_bytes());
-    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
-        h.update(&bytes);
-    }
-    hex::encode(h.finalize())
+    crate::web::session::random_token().unwrap_or_default()
 }
 
 /// Local-time-free display of a millisecond timestamp (the script localizes it).
@@ -98,6 +95,15 @@ pub enum PagesError {
 }
 
 impl Pages {
+    /// A dashboard by uid: built-in, configured, then uploaded.
+    pub fn find_dashboard(&self, uid: &str) -> Option<Dashboard> {
+        self.dashboards
+            .iter()
+            .find(|(u, _)| u == uid)
+            .map(|(_, d)| d.clone())
+            .or_else(|| self.uploads.get(uid))
+    }
+
     /// The built-in dashboards plus users' Grafana JSON files.
     pub fn load_dashboards(
         files: &[std::path::PathBuf],
@@ -134,7 +140,12 @@ impl Pages {
 pub fn routes(pages: Arc<Pages>) -> Router {
     Router::new()
         .route("/", get(overview))
-        .route("/dashboards", get(dashboards))
+        .route("/dashboards", get(catalog::list))
+        .route("/dashboards/upload", axum::routing::post(catalog::upload))
+        .route(
+            "/dashboards/{uid}/delete",
+            axum::routing::post(catalog::delete),
+        )
         .route("/dashboards/{uid}", get(dashboard))
         .route("/explore", get(explore))
         .route("/status", get(status))
@@ -184,6 +195,11 @@ const REFRESHES: [&str; 4] = ["off", "5s", "15s", "1m"];
 
 /// The common frame every page fills.
 struct PageFrame {
+    user: Option<String>,
+    session: bool,
+    read_only_label: Option<&'static str>,
+    logout_label: &'static str,
+    csrf: String,
     title: String,
     lang: Lang,
     lang_code: &'static str,
@@ -215,6 +231,8 @@ fn frame(
     params: &Params,
     headers: &HeaderMap,
     show_range: bool,
+    viewer: &Viewer,
+    pages: &Pages,
 ) -> PageFrame {
     let cookie = headers
         .get(header::COOKIE)
@@ -280,6 +298,11 @@ fn frame(
             .unwrap_or_default()
     };
     PageFrame {
+        user: viewer.0.as_ref().map(|p| p.user.clone()),
+        session: viewer.0.as_ref().is_some_and(|p| p.via == Via::Session),
+        read_only_label: (!viewer.is_admin()).then(|| lang.t("read-only")),
+        logout_label: lang.t("Log out"),
+        csrf: viewer.csrf(pages).to_string(),
         title: lang.t(title).to_string(),
         lang,
         lang_code: lang.code(),
@@ -423,6 +446,7 @@ async fn variables(
         }
         let chosen = params
             .get(&format!("var-{}", v.name))
+            .or_else(|| v.saved().map(|s| if s == "$__all" { "All" } else { s }))
             .map(str::to_string)
             .filter(|c| options.contains(c))
             .unwrap_or_else(|| options[0].clone());
@@ -445,8 +469,9 @@ async fn render_dashboard(
     active: &str,
     params: &Params,
     headers: &HeaderMap,
+    viewer: &Viewer,
 ) -> Response {
-    let frame = frame(&d.title, active, params, headers, true);
+    let frame = frame(&d.title, active, params, headers, true, viewer, pages);
     let (views, values) = variables(pages, d, params, frame.window).await;
     let panels = futures::future::join_all(d.flat_panels().iter().map(|p| async {
         render_panel(pages.query.as_ref(), p, frame.window, &values, frame.lang).await
@@ -467,12 +492,13 @@ async fn render_dashboard(
 
 async fn overview(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
     match pages.dashboards.first() {
-        Some((_, d)) => render_dashboard(&pages, d, "Overview", &params, &headers).await,
+        Some((_, d)) => render_dashboard(&pages, d, "Overview", &params, &headers, &viewer).await,
         None => crate::web::ApiError::not_found("no dashboards").into_response(),
     }
 }
@@ -480,53 +506,16 @@ async fn overview(
 async fn dashboard(
     State(pages): State<Arc<Pages>>,
     Path(uid): Path<String>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
-    match pages.dashboards.iter().find(|(u, _)| *u == uid) {
-        Some((_, d)) => render_dashboard(&pages, d, "Dashboards", &params, &headers).await,
+    match pages.find_dashboard(&uid) {
+        Some(d) => render_dashboard(&pages, &d, "Dashboards", &params, &headers, &viewer).await,
         None => crate::web::ApiError::not_found(format!("no dashboard {uid:?}; see /dashboards"))
             .into_response(),
     }
-}
-
-#[derive(Template)]
-#[template(path = "dashboards.html")]
-struct DashboardsPage {
-    page: PageFrame,
-    dashboards: Vec<(String, String, String)>,
-}
-
-async fn dashboards(
-    State(pages): State<Arc<Pages>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let params = Params::new(q.as_deref());
-    let page = frame("Dashboards", "Dashboards", &params, &headers, false);
-    let list = pages
-        .dashboards
-        .iter()
-        .map(|(uid, d)| {
-            (
-                uid.clone(),
-                d.title.clone(),
-                format!(
-                    "{} panels",
-                    d.flat_panels().iter().filter(|p| p.kind != "row").count()
-                ),
-            )
-        })
-        .collect();
-    html(
-        DashboardsPage {
-            page,
-            dashboards: list,
-        }
-        .render(),
-        &params,
-    )
 }
 
 #[derive(Template)]
@@ -544,11 +533,14 @@ struct ExplorePage {
 
 async fn explore(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
-    let page = frame("Explore", "Explore", &params, &headers, true);
+    let page = frame(
+        "Explore", "Explore", &params, &headers, true, &viewer, &pages,
+    );
     let query = params.get("q").unwrap_or("").to_string();
     let view = if params.get("view") == Some("table") {
         "table"
@@ -601,11 +593,14 @@ struct StatusPage {
 
 async fn status(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
-    let page = frame("Status", "Status", &params, &headers, false);
+    let page = frame(
+        "Status", "Status", &params, &headers, false, &viewer, &pages,
+    );
     let lang = page.lang;
     let uptime_s = (crate::util::now_ms() - pages.started_ms) / 1000;
     let mut facts = vec![
@@ -668,11 +663,20 @@ struct SnapshotsPage {
 
 async fn snapshots(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
-    let page = frame("Snapshots", "Snapshots", &params, &headers, false);
+    let page = frame(
+        "Snapshots",
+        "Snapshots",
+        &params,
+        &headers,
+        false,
+        &viewer,
+        &pages,
+    );
     let lang = page.lang;
     let (dir, list, backups) = match &pages.snapshots {
         Some(s) => {
@@ -791,11 +795,14 @@ impl TargetsPage {
 
 async fn targets(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = Params::new(q.as_deref());
-    let page = frame("Targets", "Targets", &params, &headers, false);
+    let page = frame(
+        "Targets", "Targets", &params, &headers, false, &viewer, &pages,
+    );
     let l = page.lang;
     html(
         TargetsPage {
@@ -818,6 +825,7 @@ struct AlertsPage {
     page: PageFrame,
     view: AlertsView,
     csrf: String,
+    admin: bool,
     prefill: String,
     message: Option<String>,
     alerts_label: &'static str,
@@ -842,6 +850,7 @@ impl AlertsPage {
 
 async fn alerts(
     State(pages): State<Arc<Pages>>,
+    viewer: Viewer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -850,6 +859,7 @@ async fn alerts(
         &pages,
         &params,
         &headers,
+        &viewer,
         params.get("message").map(str::to_string),
     )
     .await
@@ -859,16 +869,18 @@ async fn alerts_page(
     pages: &Pages,
     params: &Params,
     headers: &HeaderMap,
+    viewer: &Viewer,
     message: Option<String>,
 ) -> Response {
-    let page = frame("Alerts", "Alerts", params, headers, false);
+    let page = frame("Alerts", "Alerts", params, headers, false, viewer, pages);
     let l = page.lang;
     let view = pages.ops.alerts().await;
     html(
         AlertsPage {
             page,
             view,
-            csrf: pages.csrf.clone(),
+            csrf: viewer.csrf(pages).to_string(),
+            admin: viewer.is_admin(),
             prefill: params.get("silence").unwrap_or("").to_string(),
             message,
             alerts_label: l.t("Alerts"),
@@ -889,9 +901,43 @@ async fn alerts_page(
     )
 }
 
-/// Whether the form carries this process's token.
-fn csrf_ok(pages: &Pages, form: &std::collections::HashMap<String, String>) -> bool {
-    form.get("csrf").map(String::as_str) == Some(pages.csrf.as_str())
+/// Who is looking at a page: the principal the auth layer found, or nobody
+/// when `server.auth` is off (then everyone may do everything, as before).
+pub struct Viewer(pub Option<Principal>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Viewer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Viewer(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
+impl Viewer {
+    /// Whether the viewer may change things (the auth layer enforces it; pages
+    /// only hide what would be refused).
+    fn is_admin(&self) -> bool {
+        self.0.as_ref().is_none_or(|p| p.role == Role::Admin)
+    }
+
+    /// The token this viewer's forms carry: the session's own, else the process's.
+    fn csrf<'a>(&'a self, pages: &'a Pages) -> &'a str {
+        self.0
+            .as_ref()
+            .and_then(|p| p.csrf.as_deref())
+            .unwrap_or(&pages.csrf)
+    }
+
+    /// Whether a form's token is right. API keys are never sent by a browser
+    /// on its own, so a request with one cannot be forged cross-site.
+    fn csrf_ok(&self, pages: &Pages, sent: Option<&str>) -> bool {
+        let expected = self.csrf(pages);
+        self.0.as_ref().is_some_and(|p| p.via == Via::ApiKey)
+            || (!expected.is_empty() && sent == Some(expected))
+    }
 }
 
 fn csrf_rejected() -> Response {
@@ -916,10 +962,10 @@ fn back_to_alerts(message: Option<&str>) -> Response {
 
 async fn create_silence(
     State(pages): State<Arc<Pages>>,
-    headers: HeaderMap,
+    viewer: Viewer,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&pages, &form) {
+    if !viewer.csrf_ok(&pages, form.get("csrf").map(String::as_str)) {
         return csrf_rejected();
     }
     let matchers: Vec<String> = form
@@ -931,15 +977,10 @@ async fn create_silence(
         .and_then(|h| h.trim().parse::<f64>().ok())
         .filter(|h| *h > 0.0 && h.is_finite())
         .unwrap_or(2.0);
-    let user = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split(':').next().map(str::to_string))
+    let user = viewer
+        .0
+        .as_ref()
+        .map(|p| p.user.clone())
         .unwrap_or_else(|| "dashboard".to_string());
     match pages.ops.create_silence(
         matchers,
@@ -992,9 +1033,10 @@ fn split_matchers(text: &str) -> Vec<String> {
 async fn expire_silence(
     State(pages): State<Arc<Pages>>,
     Path(id): Path<String>,
+    viewer: Viewer,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&pages, &form) {
+    if !viewer.csrf_ok(&pages, form.get("csrf").map(String::as_str)) {
         return csrf_rejected();
     }
     match pages.ops.expire_silence(&id) {

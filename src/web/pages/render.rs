@@ -8,6 +8,22 @@ use super::i18n::Lang;
 use crate::model::Labels;
 use crate::web::charts::{self, ChartSeries, HeatColumn, PALETTE, units};
 
+/// Columns a heatmap is drawn with (its query step is the range over this).
+const HEATMAP_COLUMNS: i64 = 60;
+
+/// Points a panel's queries return: like Grafana's `maxDataPoints`, from
+/// the panel's width — 10 per grid column, about one every 5–6 px on a
+/// 1400 px page (240 across the full width), never under 60. A heatmap
+/// draws 60 columns. Fewer points than pixels look the same and cost the
+/// query engine proportionally less (a day of a histogram's buckets at 120
+/// points takes half the time of 240).
+pub fn points_for(panel: &Panel) -> i64 {
+    if panel.kind == "heatmap" {
+        return HEATMAP_COLUMNS;
+    }
+    (i64::from(panel.grid_pos.w) * 10).clamp(60, 240)
+}
+
 /// A range query result: labels and (ms, value) points.
 pub type RangeResult = Vec<(Labels, Vec<(i64, f64)>)>;
 
@@ -135,6 +151,10 @@ pub async fn render_panel(
         );
         return view;
     }
+    let w = Window {
+        step: charts::query_step(w.end - w.start, points_for(panel)),
+        ..w
+    };
     let exprs: Vec<(String, String)> = targets
         .iter()
         .map(|t| {
@@ -144,12 +164,34 @@ pub async fn render_panel(
             )
         })
         .collect();
+    // A panel's queries run at once (each on the blocking pool), in target order.
+    let ranged = matches!(panel.kind.as_str(), "timeseries" | "graph" | "heatmap");
+    let ranges: Vec<Result<RangeResult, String>> = if ranged {
+        futures::future::join_all(
+            exprs
+                .iter()
+                .take(if panel.kind == "heatmap" {
+                    1
+                } else {
+                    usize::MAX
+                })
+                .map(|(e, _)| q.range(e.clone(), w.start, w.end, w.step)),
+        )
+        .await
+    } else {
+        Vec::new()
+    };
+    let instants: Vec<Result<Vec<(Labels, f64)>, String>> = if ranged || panel.kind == "row" {
+        Vec::new()
+    } else {
+        futures::future::join_all(exprs.iter().map(|(e, _)| q.instant(e.clone(), w.end))).await
+    };
     match panel.kind.as_str() {
         "row" | "text" => {}
         "timeseries" | "graph" => {
             let mut series = Vec::new();
-            for (expr, fmt) in &exprs {
-                match q.range(expr.clone(), w.start, w.end, w.step).await {
+            for ((_, fmt), result) in exprs.iter().zip(ranges) {
+                match result {
                     Ok(result) => {
                         for (labels, points) in result {
                             series.push(ChartSeries {
@@ -182,8 +224,8 @@ pub async fn render_panel(
         }
         "stat" | "singlestat" | "gauge" | "bargauge" => {
             let mut tiles = String::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) if result.is_empty() => {
                         tiles.push_str(&format!(
                             r#"<div class="stat nodata">{}</div>"#,
@@ -212,8 +254,8 @@ pub async fn render_panel(
             view.html = format!(r#"<div class="stats">{tiles}</div>"#);
         }
         "heatmap" => {
-            if let Some((expr, _)) = exprs.first() {
-                match q.range(expr.clone(), w.start, w.end, w.step).await {
+            if let Some(result) = ranges.into_iter().next() {
+                match result {
                     Ok(result) => {
                         let (bounds, columns) = heat_columns(&result);
                         view.series = bounds.len();
@@ -225,8 +267,8 @@ pub async fn render_panel(
         }
         "histogram" | "barchart" => {
             let mut items = Vec::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) => {
                         let mut pairs: Vec<(f64, String, f64)> = result
                             .into_iter()
@@ -265,8 +307,8 @@ pub async fn render_panel(
         }
         "table" => {
             let mut rows = String::new();
-            for (expr, fmt) in &exprs {
-                match q.instant(expr.clone(), w.end).await {
+            for ((_, fmt), result) in exprs.iter().zip(instants) {
+                match result {
                     Ok(result) => {
                         for (labels, v) in result {
                             view.series += 1;
@@ -335,4 +377,69 @@ pub fn heat_columns(result: &RangeResult) -> (Vec<f64>, Vec<HeatColumn>) {
         })
         .collect();
     (bounds, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_follow_the_panel_width() {
+        let panel = |kind: &str, w: u32| Panel {
+            kind: kind.into(),
+            grid_pos: crate::web::pages::grafana::GridPos {
+                h: 8,
+                w,
+                x: 0,
+                y: 0,
+            },
+            ..Default::default()
+        };
+        assert_eq!(points_for(&panel("timeseries", 24)), 240);
+        assert_eq!(points_for(&panel("timeseries", 12)), 120);
+        assert_eq!(points_for(&panel("graph", 3)), 60, "never under 60");
+        assert_eq!(points_for(&panel("timeseries", 40)), 240, "nor over 240");
+        assert_eq!(points_for(&panel("heatmap", 24)), 60);
+    }
+
+    #[test]
+    fn heat_columns_decumulate_per_time_in_bound_order() {
+        let at = |pts: &[(i64, f64)]| pts.to_vec();
+        let result: RangeResult = vec![
+            (
+                Labels::new([("le", "+Inf")]),
+                at(&[(0, 10.0), (60, 12.0), (120, 3.0)]),
+            ),
+            (Labels::new([("le", "0.5")]), at(&[(0, 4.0), (60, 9.0)])),
+            (
+                Labels::new([("le", "0.1")]),
+                at(&[(0, 1.0), (60, f64::NAN), (120, 1.0)]),
+            ),
+            // Not a bucket series: ignored.
+            (Labels::new([("job", "x")]), at(&[(0, 99.0)])),
+        ];
+        let (bounds, columns) = heat_columns(&result);
+        assert_eq!(bounds, vec![0.1, 0.5, f64::INFINITY]);
+        assert_eq!(
+            columns,
+            vec![
+                HeatColumn {
+                    t: 0,
+                    counts: vec![1.0, 3.0, 6.0]
+                },
+                // NaN counts as nothing in its bucket.
+                HeatColumn {
+                    t: 60,
+                    counts: vec![0.0, 9.0, 3.0]
+                },
+                // A bucket missing at a time (0.5 at 120): its share goes to
+                // the next bound that has one; never negative.
+                HeatColumn {
+                    t: 120,
+                    counts: vec![1.0, 0.0, 2.0]
+                },
+            ]
+        );
+        assert_eq!(heat_columns(&Vec::new()), (Vec::new(), Vec::new()));
+    }
 }

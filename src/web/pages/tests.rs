@@ -74,6 +74,9 @@ fn app() -> axum::Router {
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
         csrf: "t0ken".to_string(),
+        uploads: Arc::new(UploadedDashboards::load(
+            std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
+        )),
     }))
 }
 
@@ -211,6 +214,9 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
         csrf: "t0ken".to_string(),
+        uploads: Arc::new(UploadedDashboards::load(
+            std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
+        )),
     }));
     let resp = router
         .oneshot(
@@ -238,4 +244,216 @@ async fn a_grafana_dashboard_with_each_panel_type() {
     );
     assert!(body.contains("2.5 B"), "stat in the panel's unit");
     assert!(body.contains("/embed"), "legendFormat applied");
+}
+
+/// Records every query it answers; `group by (job)` gets two jobs, bucket
+/// queries get cumulative buckets, everything else one series.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<(String, String, i64)>>);
+
+impl QueryApi for Recording {
+    fn range(
+        &self,
+        expr: String,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("range".into(), expr.clone(), step));
+        async move {
+            let pts: Vec<(i64, f64)> = (0..)
+                .map(|i| start + i * step)
+                .take_while(|t| *t <= end)
+                .map(|t| (t, 1.0))
+                .collect();
+            if expr.contains("_bucket") {
+                return Ok(["0.1", "1", "+Inf"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, le)| {
+                        (
+                            Labels::new([("le", *le)]),
+                            pts.iter().map(|p| (p.0, (i + 1) as f64)).collect(),
+                        )
+                    })
+                    .collect());
+            }
+            Ok(vec![(Labels::new([("status", "200")]), pts)])
+        }
+        .boxed()
+    }
+    fn instant(
+        &self,
+        expr: String,
+        _t: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("instant".into(), expr.clone(), 0));
+        async move {
+            if expr.starts_with("group by (job)") {
+                return Ok(vec![
+                    (Labels::new([("job", "infermon")]), 1.0),
+                    (Labels::new([("job", "node")]), 1.0),
+                ]);
+            }
+            if expr.contains("_bucket") {
+                return Ok(vec![
+                    (Labels::new([("le", "0.1")]), 4.0),
+                    (Labels::new([("le", "1")]), 6.0),
+                    (Labels::new([("le", "+Inf")]), 7.0),
+                ]);
+            }
+            Ok(vec![(
+                Labels::new([
+                    ("job", "infermon"),
+                    ("instance", "i:1"),
+                    ("route", "/embed"),
+                ]),
+                1536.0,
+            )])
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
+    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata/dashboards/all-panels.json");
+    let dashboards = Pages::load_dashboards(&[file]).unwrap();
+    let recording = Arc::new(Recording::default());
+    let config = crate::config::Config::load_default().unwrap().config;
+    let router = routes(Arc::new(Pages {
+        query: recording.clone(),
+        config: Arc::new(config),
+        started_ms: 0,
+        dashboards,
+        snapshots: None,
+        facts: Arc::new(Vec::new),
+        ops: Arc::new(NoOperations),
+        csrf: "t0ken".to_string(),
+        uploads: Arc::new(UploadedDashboards::load(
+            std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
+        )),
+    }));
+    let resp = router
+        .oneshot(
+            Request::builder()
+                .uri("/dashboards/all-panels?range=1h&var-job=infermon")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    // Panels in gridPos order, the collapsed row's own panels included.
+    let kinds: Vec<&str> = body
+        .split("data-kind=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "stat",
+            "gauge",
+            "bargauge",
+            "timeseries",
+            "graph",
+            "heatmap",
+            "histogram",
+            "barchart",
+            "table",
+            "text",
+            "piechart",
+            "timeseries"
+        ]
+    );
+    assert_eq!(body.matches("<h2 class=\"row").count(), 2, "both rows");
+    assert!(body.contains("Unsupported panel type: piechart"));
+    assert!(body.contains("Unsupported panel type: timeseries (non-Prometheus data source)"));
+    // The variable's options came from label_values(up, job); the saved
+    // quantile (0.9) is the default choice.
+    assert!(
+        body.contains("<option value=\"node\">node</option>"),
+        "{body}"
+    );
+    assert!(body.contains("<option value=\"0.9\" selected>"));
+    // Half-width panels get 120 points: 1h in 30 s steps, $__rate_interval =
+    // max(4 × 15 s, 30 s + 15 s); the heatmap draws 60 columns (60 s steps).
+    let mut queries = recording.0.lock().unwrap().clone();
+    queries.sort();
+    let expected: Vec<(&str, &str, i64)> = vec![
+        ("instant", "group by (job) (up)", 0),
+        (
+            "instant",
+            "process_resident_memory_bytes{job=~\"infermon\"}",
+            0,
+        ),
+        (
+            "instant",
+            "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[3600s]))",
+            0,
+        ),
+        (
+            "instant",
+            "sum by (method) (infermon_http_requests_total{job=~\"infermon\"})",
+            0,
+        ),
+        (
+            "instant",
+            "sum by (route) (infermon_http_requests_total{job=~\"infermon\"})",
+            0,
+        ),
+        ("instant", "sum(up{job=~\"infermon\"})", 0),
+        ("instant", "up{job=~\"infermon\"}", 0),
+        (
+            "range",
+            "histogram_quantile(0.9, sum by (le) (rate(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[60s])))",
+            30_000,
+        ),
+        (
+            "range",
+            "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[60s]))",
+            60_000,
+        ),
+        (
+            "range",
+            "sum by (status) (rate(infermon_http_requests_total{job=~\"infermon\"}[60s]))",
+            30_000,
+        ),
+    ];
+    assert_eq!(
+        queries
+            .iter()
+            .map(|(k, e, s)| (k.as_str(), e.as_str(), *s))
+            .collect::<Vec<_>>(),
+        expected,
+        "hidden targets, text, unsupported and Loki panels query nothing"
+    );
+    // What the panels show: units, legends, decumulated buckets, thresholds.
+    assert!(body.contains("1.5 KiB"), "gauge in bytes");
+    assert!(
+        body.contains("data-name=\"200\""),
+        "legendFormat {{status}}"
+    );
+    assert!(body.contains("class=\"threshold\""), "timeseries threshold");
+    assert!(
+        body.contains("≤0.1") && body.contains("+Inf"),
+        "histogram bars"
+    );
+    assert!(body.contains("<td>infermon i:1</td>"), "table legend");
+    assert!(body.contains("class=\"chart heatmap\""));
 }

@@ -1,0 +1,192 @@
+//! remote_write: forwards every stored sample to VictoriaMetrics, Mimir,
+//! Thanos receive or Prometheus with the Prometheus remote_write 1.0
+//! protocol, losing nothing while the destination is down; and the other
+//! direction, [`receive`]: `POST /api/v1/write` into infermon's store.
+//!
+//! # Design
+//!
+//! The sender does not sit in the append path; it *follows the store's WAL*.
+//! Every acknowledged append is one row of the `wal` table with a `seq` that
+//! only grows (`storage/follow.rs`). Each destination has a durable position
+//! in the same database (`wal_followers`: every row up to `seq` is
+//! delivered). The loop ([`queue::Queue`]) reads the rows after its position,
+//! groups their samples per series (time order within a series is the WAL's
+//! order), cuts them into requests of `max_samples_per_send` on
+//! `min_shards..=max_shards` shards (a series always on the same shard, each
+//! shard sending in order), and moves the position only when every request
+//! of the batch is settled: accepted (2xx), or refused for good (4xx other
+//! than a retried 429 — counted in `samples_failed_total`, logged with the
+//! answer, and passed so it never blocks the queue). Network errors, 5xx and
+//! (with `retry_on_http_429`) 429 are retried forever with exponential
+//! backoff between `min_backoff` and `max_backoff`.
+//!
+//! Durability comes from the store: a checkpoint deletes only the WAL rows
+//! that every destination has passed, so an outage, a restart or `kill -9`
+//! resumes from the saved position and sends what is missing. The position is
+//! saved after each settled batch, so a crash between the destination's
+//! answer and that save resends at most one batch (at-least-once, like
+//! Prometheus). The held rows are bounded by the storage retention time and
+//! `storage`'s WAL hold size (1 GiB): past that, the oldest rows are removed,
+//! the lagging positions jump forward and the lost samples are counted in
+//! `samples_failed_total`, so a destination that is gone for good cannot fill
+//! the disk. A new destination starts at the newest row (what is stored from
+//! now on); a destination removed from the config releases its hold.
+//!
+//! Labels: the stored series plus `global.external_labels` (the series' own
+//! value wins), then `write_relabel_configs`, sorted by name; stale markers
+//! are sent as the exact NaN bit pattern they are stored as.
+
+mod client;
+mod error;
+mod metrics;
+mod position;
+pub mod proto;
+mod queue;
+pub mod receive;
+mod retry;
+mod series;
+
+pub use error::RemoteError;
+pub use metrics::RemoteMetrics;
+pub use queue::{Queue, QueueSettings};
+
+use std::sync::Arc;
+
+use crate::config::{Config, RemoteWriteConfig};
+use crate::model::Labels;
+use crate::scrape::relabel::Relabel;
+use crate::shutdown::Shutdown;
+use crate::storage::SqliteStorage;
+
+/// Every configured destination, ready to run.
+pub struct RemoteWrite {
+    queues: Vec<Queue>,
+}
+
+/// The name used in metrics, logs and as the position's key: `name`, or the
+/// first 6 hex digits of a hash of the URL (as Prometheus does without one).
+pub fn remote_name(c: &RemoteWriteConfig) -> String {
+    match &c.name {
+        Some(n) if !n.is_empty() => n.clone(),
+        _ => format!("{:016x}", xxhash_rust::xxh64::xxh64(c.url.as_bytes(), 0))[..6].to_string(),
+    }
+}
+
+/// The URL as shown in the `url` label: without user and password.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+impl RemoteWrite {
+    /// Builds one queue per `remote_write` entry, registers each one's WAL
+    /// position and releases the hold of destinations no longer configured.
+    pub fn new(
+        config: &Config,
+        storage: SqliteStorage,
+        metrics: &RemoteMetrics,
+    ) -> Result<Self, RemoteError> {
+        let external = Labels::new(config.global.external_labels.clone());
+        let mut queues = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for c in &config.remote_write {
+            let name = remote_name(c);
+            if !names.insert(name.clone()) {
+                return Err(RemoteError::Config {
+                    remote: name,
+                    reason: "two remote_write entries have this name; give each a unique `name`"
+                        .into(),
+                });
+            }
+            match reqwest::Url::parse(&c.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(RemoteError::Config {
+                        remote: name,
+                        reason: format!("url {:?} is not an http(s) URL", shown_url(&c.url)),
+                    });
+                }
+            }
+            let relabel =
+                Relabel::compile(&c.write_relabel_configs).map_err(|e| RemoteError::Config {
+                    remote: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            // Registered now, before the scrapers start: a new destination
+            // gets everything stored from this start on.
+            storage.follow_wal(&name)?;
+            queues.push(Queue {
+                client: Arc::new(client::WriteClient::new(&name, c)?),
+                metrics: metrics.for_queue(&name, &shown_url(&c.url)),
+                series: series::SeriesCache::new(external.clone(), relabel),
+                settings: QueueSettings::from_config(&c.queue_config),
+                storage: storage.clone(),
+                name,
+            });
+        }
+        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        storage.retain_followers(&names)?;
+        Ok(RemoteWrite { queues })
+    }
+
+    /// Runs every queue until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        let tasks: Vec<_> = self
+            .queues
+            .into_iter()
+            .map(|q| {
+                let name = q.name.clone();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = q.run(stop).await {
+                        tracing::error!(remote = %name, error = %e, "remote_write queue stopped");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_urls_and_bad_entries() {
+        let c: RemoteWriteConfig =
+            serde_yaml_ng::from_str("url: https://u:pw@vm.example/api/v1/write").unwrap();
+        assert_eq!(remote_name(&c).len(), 6);
+        assert_eq!(shown_url(&c.url), "https://vm.example/api/v1/write");
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path(), Default::default()).unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = RemoteMetrics::new(&registry).unwrap();
+        // Parsed without the config validation, to reach this layer's checks.
+        let config = |yaml: &str| -> Config { serde_yaml_ng::from_str(yaml).unwrap() };
+        let err = |yaml: &str| {
+            RemoteWrite::new(&config(yaml), storage.clone(), &metrics)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err("remote_write: [{url: 'vm:8428'}]");
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        assert!(
+            err("remote_write: [{url: 'http://a/w', name: x}, {url: 'http://b/w', name: x}]")
+                .contains("two remote_write entries")
+        );
+        assert!(
+            err("remote_write: [{url: 'http://a/w', write_relabel_configs: [{regex: '('}]}]")
+                .contains("regex")
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The login page, logout, and the readable 403 page for read-only users.
+//! Sessions themselves live in `web::session`; this is their HTML face.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::i18n::Lang;
+use super::{CSP, Params, Viewer};
+use crate::web::auth::{Authenticator, Via};
+use crate::web::session;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    lang_code: &'static str,
+    lang_label: &'static str,
+    title: &'static str,
+    user_label: &'static str,
+    password_label: &'static str,
+    submit_label: &'static str,
+    error: Option<String>,
+    next: String,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "forbidden.html")]
+struct ForbiddenPage {
+    lang_code: &'static str,
+    title: &'static str,
+    message: String,
+    back_label: &'static str,
+}
+
+/// The page language from `?lang=`, the `lang` cookie, `Accept-Language`.
+pub(super) fn lang_of(params: &Params, headers: &HeaderMap) -> Lang {
+    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    Lang::pick(params.get("lang"), session::cookie(cookies, "lang"), accept)
+}
+
+/// Where to go after login: a path on this server only (never `//host`).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+            n.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+fn page(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    match body {
+        Ok(b) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, CSP),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            b,
+        )
+            .into_response(),
+        Err(e) => {
+            crate::web::ApiError::internal(format!("cannot render page: {e}")).into_response()
+        }
+    }
+}
+
+fn login_page(
+    auth: &Authenticator,
+    lang: Lang,
+    next: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    page(
+        status,
+        LoginPage {
+            lang_code: lang.code(),
+            lang_label: lang.t("Language"),
+            title: lang.t("Log in"),
+            user_label: lang.t("User name"),
+            password_label: lang.t("Password"),
+            submit_label: lang.t("Log in"),
+            error,
+            next,
+            csrf: auth.login_csrf().to_string(),
+        }
+        .render(),
+    )
+}
+
+/// A 403 a person can read (read-only users trying to change something).
+pub fn forbidden_page(headers: &HeaderMap, message: &str) -> Response {
+    let lang = lang_of(&Params::new(None), headers);
+    page(
+        StatusCode::FORBIDDEN,
+        ForbiddenPage {
+            lang_code: lang.code(),
+            title: lang.t("Forbidden"),
+            message: message.to_string(),
+            back_label: lang.t("Back to the overview"),
+        }
+        .render(),
+    )
+}
+
+/// `/login` (public) and `/logout`.
+pub fn routes(auth: Arc<Authenticator>) -> Router {
+    Router::new()
+        .route("/login", get(show).post(submit))
+        .route("/logout", post(logout))
+        .with_state(auth)
+}
+
+async fn show(
+    State(auth): State<Arc<Authenticator>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = Params::new(q.as_deref());
+    let next = safe_next(params.get("next"));
+    if auth.session(&headers).is_some() {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    }
+    let mut response = login_page(
+        &auth,
+        lang_of(&params, &headers),
+        next,
+        None,
+        StatusCode::OK,
+    );
+    if let Some(lang) = params.get("lang").filter(|l| *l == "en" || *l == "zh")
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "lang={lang}; Path=/; Max-Age=31536000; SameSite=Strict"
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn submit(
+    State(auth): State<Arc<Authenticator>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&Params::new(None), &headers);
+    let next = safe_next(form.get("next").map(String::as_str));
+    if form.get("csrf").map(String::as_str) != Some(auth.login_csrf()) {
+        return login_page(
+            &auth,
+            lang,
+            next,
+            Some(lang.t("The form expired; log in again").to_string()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let user = form.get("username").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let checker = auth.clone();
+    let who = user.clone();
+    // bcrypt is deliberately slow: keep it off the async threads.
+    let role = tokio::task::spawn_blocking(move || checker.verify_password(&who, &password))
+        .await
+        .ok()
+        .flatten();
+    let Some(role) = role else {
+        tracing::info!(user = %user, "dashboard login refused");
+        return login_page(
+            &auth,
+            lang,
+            next,
+            Some(lang.t("Wrong user name or password").to_string()),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let Some((token, _)) = auth.sessions().create(&user, role, crate::util::now_ms()) else {
+        return crate::web::ApiError::internal("no randomness for a session token").into_response();
+    };
+    tracing::info!(user = %user, ?role, "dashboard login");
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        session::COOKIE,
+        session::SESSION_TTL_MS / 1000
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, next), (header::SET_COOKIE, cookie)],
+    )
+        .into_response()
+}
+
+async fn logout(
+    State(auth): State<Arc<Authenticator>>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(p) = viewer.0 else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+    };
+    if p.via != Via::Session || form.get("csrf") != p.csrf.as_ref() {
+        return super::csrf_rejected();
+    }
+    if let Some((token, _)) = auth.session(&headers) {
+        auth.sessions().remove(&token);
+    }
+    let clear = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        session::COOKIE
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/login".to_string()),
+            (header::SET_COOKIE, clear),
+        ],
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(safe_next(Some("/alerts?x=1")), "/alerts?x=1");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}
