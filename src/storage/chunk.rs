@@ -282,6 +282,7 @@ pub fn decode_into(
     let mut r = BitReader { bytes, pos: 16 };
     let (mut t, mut delta, mut v) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u8, 0u8);
+    let mut previous = i64::MIN;
     for i in 0..count {
         match i {
             0 => {
@@ -300,6 +301,13 @@ pub fn decode_into(
                 v = read_value(&mut r, v, &mut leading, &mut trailing)?;
             }
         }
+        // The encoder only writes increasing timestamps; anything else is
+        // damage (found by the `chunk_decode` fuzz target), and stopping at
+        // `maxt` relies on the order.
+        if i > 0 && t <= previous {
+            return Err(ChunkError("timestamps do not increase"));
+        }
+        previous = t;
         if t > maxt {
             break;
         }
@@ -363,6 +371,17 @@ fn read_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_that_do_not_increase_are_damage() {
+        // Found by the chunk_decode fuzz target: decoded to timestamps that
+        // went backwards, which no encoder writes.
+        let bytes = [
+            0x00, 0x0a, 0xff, 0xff, 0x7a, 0x51, 0x27, 0x85, 0x61, 0x00, 0x00, 0x00, 0x00, 0x15,
+            0x00, 0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00,
+        ];
+        assert!(decode(&bytes).is_err());
+    }
     use crate::model::{STALE_NAN_BITS, stale_nan};
 
     fn roundtrip(samples: &[(i64, f64)]) -> Vec<u8> {

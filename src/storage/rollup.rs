@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 
 use pco::ChunkConfig;
-use pco::standalone::{simple_compress, simple_decompress};
+use pco::standalone::simple_compress;
 use rusqlite::{Connection, params};
 
 use super::compaction::DAY_MS;
@@ -205,8 +205,8 @@ pub fn decode_into(
     out: &mut Vec<RollupPoint>,
 ) -> Result<(), StorageError> {
     let bad = |_| StorageError::Backend("unreadable rollup row".to_string());
-    let ints: Vec<i64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
-    let floats: Vec<f64> = simple_decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let ints: Vec<i64> = super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let floats: Vec<f64> = super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(bad)?;
     let n = ints.len() / 3;
     if ints.len() != 3 * n || floats.len() != 6 * n || !bytes.is_empty() {
         return Err(StorageError::Backend(
