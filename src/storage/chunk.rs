@@ -333,10 +333,18 @@ fn read_dod(r: &mut BitReader) -> Result<i64, ChunkError> {
         3 => 20,
         _ => return Ok(r.read_bits(64)? as i64),
     };
-    let raw = r.read_bits(bits)?;
-    // Sign-extend the two's-complement field.
-    let shift = 64 - bits;
-    Ok(((raw << shift) as i64) >> shift)
+    // The buckets hold -(2^(n-1)) + 1 ..= 2^(n-1) (Prometheus' ranges, what
+    // `write_dod` writes): a field above 2^(n-1) is negative, 2^(n-1) itself
+    // is not. Plain sign extension read +2^(n-1) as -2^(n-1), so a scrape
+    // arriving exactly 8.192 s late came back 16.384 s early (found by the
+    // `chunk_decode` fuzz target).
+    let raw = r.read_bits(bits)? as i64;
+    let half = 1i64 << (bits - 1);
+    Ok(if raw > half {
+        raw - (1i64 << bits)
+    } else {
+        raw
+    })
 }
 
 fn read_value(
@@ -371,6 +379,49 @@ fn read_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_delta_of_delta_bucket_edge_round_trips() {
+        let mut t = 1_700_000_000_000i64;
+        let mut delta = 15_000i64;
+        let mut enc = ChunkEncoder::new();
+        let mut want = Vec::new();
+        let edges = [
+            0,
+            1,
+            -1,
+            8191,
+            8192,
+            -8191,
+            -8192,
+            8193,
+            65_535,
+            65_536,
+            -65_535,
+            -65_536,
+            65_537,
+            524_287,
+            524_288,
+            -524_287,
+            -524_288,
+            524_289,
+            1 << 40,
+        ];
+        for (i, dod) in std::iter::once(0).chain(edges).enumerate() {
+            if i > 1 {
+                delta += dod;
+            }
+            t += delta.max(1);
+            enc.append(t, i as f64);
+            want.push(t);
+        }
+        let got: Vec<i64> = decode(enc.bytes())
+            .unwrap()
+            .iter()
+            .map(|s| s.timestamp_ms)
+            .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn timestamps_that_do_not_increase_are_damage() {
