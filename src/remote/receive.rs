@@ -108,15 +108,7 @@ impl Receiver {
 
     /// Stores one decoded request as of `now_ms`.
     pub fn store(&self, series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
-        let batch: Vec<AppendSample> = series
-            .iter()
-            .flat_map(|s| {
-                s.samples.iter().map(|&sample| AppendSample {
-                    labels: s.labels.clone(),
-                    sample,
-                })
-            })
-            .collect();
+        let batch: Vec<AppendSample> = series.iter().flat_map(appends).collect();
         let total = batch.len() as u64;
         match self.appender.append(&batch) {
             Ok(()) => {
@@ -131,14 +123,7 @@ impl Receiver {
         let mut outcome = Outcome::default();
         let oldest_allowed = now_ms.saturating_sub(self.window_ms);
         for s in series {
-            let one: Vec<AppendSample> = s
-                .samples
-                .iter()
-                .map(|&sample| AppendSample {
-                    labels: s.labels.clone(),
-                    sample,
-                })
-                .collect();
+            let one: Vec<AppendSample> = appends(&s).collect();
             match self.appender.append(&one) {
                 Ok(()) => outcome.stored += one.len() as u64,
                 Err(StorageError::Rejected(_)) => {
@@ -167,6 +152,14 @@ impl Receiver {
             .route("/api/v1/write", post(write))
             .with_state(self)
     }
+}
+
+/// The samples of one series as appends.
+fn appends(s: &Series) -> impl Iterator<Item = AppendSample> + '_ {
+    s.samples.iter().map(|&sample| AppendSample {
+        labels: s.labels.clone(),
+        sample,
+    })
 }
 
 /// Decodes a request body: snappy block format, then protobuf; labels are
