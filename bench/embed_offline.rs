@@ -30,7 +30,12 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let cfg: ModelConfig = serde_yaml_ng::from_str(&format!("path: {model_dir}"))?;
     let mut parts = loader::load(&cfg, Path::new("."))?;
-    for batch_size in [1usize, 8, 32] {
+    // BATCH_SIZES=32 (comma-separated) narrows the run, for A/B comparisons.
+    let sizes: Vec<usize> = std::env::var("BATCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 32]);
+    for batch_size in sizes {
         let mut latencies = Vec::new();
         let mut done = 0usize;
         let mut cursor = 0usize;

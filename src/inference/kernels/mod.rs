@@ -10,13 +10,23 @@
 //! key and value straight from the fused QKV buffer one (sequence, head)
 //! pair per task, looking only at that sequence's own tokens — so padding
 //! never needs a mask.
+//!
+//! Where the CPU has AMX tiles, matrix products run on them instead
+//! ([`amx`]), in a split-bf16 precision close to f32.
+
+pub mod amx;
+mod simd;
 
 use rayon::prelude::*;
 
 /// `x·W + b` for `x: [rows, k]`, `W` stored as `[k, n]` row-major.
 pub struct Linear {
-    /// Weights, `[k, n]` row-major (the transpose of PyTorch's layout).
+    /// Weights, `[k, n]` row-major (the transpose of PyTorch's layout);
+    /// empty when they live in `tiles` instead.
     pub w: Vec<f32>,
+    /// The weights packed for AMX tiles, where the CPU has them and the
+    /// shape fits.
+    pub tiles: Option<Box<amx::PackedWeights>>,
     /// Bias, `n`.
     pub b: Vec<f32>,
     /// Input width.
@@ -47,7 +57,19 @@ impl Linear {
                 w[i * n + o] = weight[o * k + i];
             }
         }
-        Linear { w, b: bias, k, n }
+        Linear::new(w, bias, k, n)
+    }
+
+    /// From `[k, n]` row-major weights and `n` bias; packs them for AMX
+    /// tiles where possible (and then drops the f32 copy).
+    pub fn new(w: Vec<f32>, b: Vec<f32>, k: usize, n: usize) -> Linear {
+        let tiles = if amx::available() {
+            amx::PackedWeights::pack(&w, k, n).map(Box::new)
+        } else {
+            None
+        };
+        let w = if tiles.is_some() { Vec::new() } else { w };
+        Linear { w, tiles, b, k, n }
     }
 
     /// `act(x·W + b)` for `rows` rows of `x`.
@@ -58,6 +80,11 @@ impl Linear {
             out.extend_from_slice(&self.b);
         }
         if rows == 0 {
+            return out;
+        }
+        if let Some(tiles) = &self.tiles {
+            tiles.matmul_acc(x, rows, &mut out);
+            self.activate(&mut out, act);
             return out;
         }
         let threads = rayon::current_num_threads();
@@ -91,13 +118,17 @@ impl Linear {
                 parallelism,
             );
         }
+        self.activate(&mut out, act);
+        out
+    }
+
+    fn activate(&self, out: &mut [f32], act: Activation) {
         match act {
             Activation::None => {}
-            Activation::Gelu => par_map(&mut out, gelu_erf),
-            Activation::GeluTanh => par_map(&mut out, gelu_tanh),
-            Activation::Relu => par_map(&mut out, |v| v.max(0.0)),
+            Activation::Gelu => par_map(out, gelu_erf),
+            Activation::GeluTanh => par_map(out, gelu_tanh),
+            Activation::Relu => par_map(out, |v| v.max(0.0)),
         }
-        out
     }
 }
 
@@ -114,33 +145,41 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// `x = LayerNorm(x + residual)`, row by row, in place.
     pub fn add_forward(&self, x: &mut [f32], residual: &[f32]) {
-        let width = self.gamma.len();
-        x.par_chunks_mut(width.max(1) * 16)
-            .zip(residual.par_chunks(width.max(1) * 16))
-            .for_each(|(xs, rs)| {
-                for (row, res) in xs.chunks_mut(width).zip(rs.chunks(width)) {
-                    for (v, r) in row.iter_mut().zip(res) {
-                        *v += r;
-                    }
-                    self.row(row);
-                }
-            });
+        let width = self.gamma.len().max(1);
+        x.par_chunks_mut(width * 16)
+            .zip(residual.par_chunks(width * 16))
+            .for_each(|(xs, rs)| simd::run(|| self.rows(xs, Some(rs))));
     }
 
     /// LayerNorm of every row, in place.
     pub fn forward(&self, x: &mut [f32]) {
-        let width = self.gamma.len();
-        x.par_chunks_mut(width.max(1) * 16)
-            .for_each(|xs| xs.chunks_mut(width).for_each(|row| self.row(row)));
+        let width = self.gamma.len().max(1);
+        x.par_chunks_mut(width * 16)
+            .for_each(|xs| simd::run(|| self.rows(xs, None)));
     }
 
-    fn row(&self, row: &mut [f32]) {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + self.eps).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
-            *v = (*v - mean) * inv * g + b;
+    #[inline(always)]
+    fn rows(&self, xs: &mut [f32], residual: Option<&[f32]>) {
+        let width = self.gamma.len();
+        for (i, row) in xs.chunks_mut(width).enumerate() {
+            if let Some(rs) = residual {
+                for (v, r) in row.iter_mut().zip(&rs[i * width..]) {
+                    *v += r;
+                }
+            }
+            let n = row.len() as f32;
+            let mean = simd::sum(row) / n;
+            let mut sq = [0f32; simd::LANES];
+            for c in row.chunks(simd::LANES) {
+                for (a, v) in sq.iter_mut().zip(c) {
+                    *a += (v - mean) * (v - mean);
+                }
+            }
+            let var = sq.iter().sum::<f32>() / n;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
+                *v = (*v - mean) * inv * g + b;
+            }
         }
     }
 }
@@ -163,35 +202,38 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) 
     let blocks: Vec<Vec<f32>> = tasks
         .par_iter()
         .map(|&(s, head)| {
-            let (start, end) = (offsets[s], offsets[s + 1]);
-            let len = end - start;
-            let row = |t: usize, part: usize| {
-                let base = (start + t) * 3 * h + part * h + head * head_dim;
-                &qkv[base..base + head_dim]
-            };
-            let mut ctx = vec![0f32; len * head_dim];
-            let mut scores = vec![0f32; len];
-            for i in 0..len {
-                let q = row(i, 0);
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s = dot(q, row(j, 1));
-                    max = max.max(*s);
-                }
-                let mut sum = 0.0;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let c = &mut ctx[i * head_dim..(i + 1) * head_dim];
-                for (j, s) in scores.iter().enumerate() {
-                    let p = s / sum;
-                    for (cv, vv) in c.iter_mut().zip(row(j, 2)) {
-                        *cv += p * vv;
+            simd::run(|| {
+                let (start, end) = (offsets[s], offsets[s + 1]);
+                let len = end - start;
+                let row = |t: usize, part: usize| {
+                    let base = (start + t) * 3 * h + part * h + head * head_dim;
+                    &qkv[base..base + head_dim]
+                };
+                let mut ctx = vec![0f32; len * head_dim];
+                let mut scores = vec![0f32; len];
+                for i in 0..len {
+                    let q = row(i, 0);
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, s) in scores.iter_mut().enumerate() {
+                        *s = dot(q, row(j, 1));
+                        max = max.max(*s);
+                    }
+                    let mut sum = 0.0;
+                    for s in scores.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let c = &mut ctx[i * head_dim..(i + 1) * head_dim];
+                    let inv = 1.0 / sum;
+                    for (j, s) in scores.iter().enumerate() {
+                        let p = s * inv;
+                        for (cv, vv) in c.iter_mut().zip(row(j, 2)) {
+                            *cv += p * vv;
+                        }
                     }
                 }
-            }
-            ctx
+                ctx
+            })
         })
         .collect();
     for (&(s, head), block) in tasks.iter().zip(blocks) {
@@ -203,12 +245,14 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) 
     out
 }
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums let the compiler keep them in one vector register.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for k in 0..8 {
+    // Partial sums per lane let the compiler keep them in one vector register.
+    const L: usize = simd::LANES;
+    let mut acc = [0f32; L];
+    let chunks = a.len() / L * L;
+    for (ca, cb) in a[..chunks].chunks_exact(L).zip(b[..chunks].chunks_exact(L)) {
+        for k in 0..L {
             acc[k] += ca[k] * cb[k];
         }
     }
@@ -221,9 +265,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 fn par_map(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     x.par_chunks_mut(4096)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+        .for_each(|c| simd::run(|| c.iter_mut().for_each(|v| *v = f(*v))));
 }
 
+#[inline(always)]
 /// erf for f32 as a rational polynomial on [-4, 4] (outside, erf is ±1 to
 /// f32 precision): branch-free, so the loop vectorizes; error below 1e-6.
 fn erf(x: f32) -> f32 {
@@ -243,10 +288,12 @@ fn erf(x: f32) -> f32 {
     p / q
 }
 
+#[inline(always)]
 fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+#[inline(always)]
 fn gelu_tanh(x: f32) -> f32 {
     let c = (2.0 / std::f32::consts::PI).sqrt();
     0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
