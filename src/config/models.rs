@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::PromDuration;
+
 /// One model, loaded from a local Hugging Face directory.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,12 @@ pub struct ModelConfig {
     /// Most requests merged into one batch (default 32).
     #[serde(default = "default_max_batch_requests")]
     pub max_batch_requests: usize,
+    /// How long a batch smaller than the previous one may wait for more
+    /// inputs (default 2ms; 0 never waits). Under steady concurrent load
+    /// this keeps batches even instead of alternating tiny and large ones;
+    /// a lone client never waits (its batches do not shrink).
+    #[serde(default = "default_max_batch_delay")]
+    pub max_batch_delay: PromDuration,
     /// Requests admitted at once; beyond this a 429 comes back at once (default 512).
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
@@ -59,6 +67,9 @@ fn default_max_batch_tokens() -> usize {
 }
 fn default_max_batch_requests() -> usize {
     32
+}
+fn default_max_batch_delay() -> PromDuration {
+    PromDuration::from_millis(2)
 }
 fn default_max_concurrent_requests() -> usize {
     512

@@ -13,6 +13,8 @@ pub struct BatchLimits {
     pub max_batch_requests: usize,
     /// Most padded tokens (longest input × inputs) in one batch.
     pub max_batch_tokens: usize,
+    /// How long a batch smaller than the previous one may wait for more.
+    pub max_batch_delay: std::time::Duration,
 }
 
 /// How many waiting inputs the planner looks at: enough to find inputs of
@@ -72,6 +74,7 @@ mod tests {
         BatchLimits {
             max_batch_requests: n,
             max_batch_tokens: tokens,
+            max_batch_delay: std::time::Duration::ZERO,
         }
     }
 

@@ -192,6 +192,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
+        let mut last_batch = 0;
         loop {
             if self.pending.is_empty() {
                 match self.rx.blocking_recv() {
@@ -199,18 +200,11 @@ impl Worker {
                     Some(Msg::Stop) | None => break,
                 }
             }
-            let mut stop = false;
-            while let Ok(msg) = self.rx.try_recv() {
-                match msg {
-                    Msg::Run(job) => self.pending.push_back(job),
-                    Msg::Stop => stop = true,
-                }
-            }
-            if stop {
+            if self.receive_waiting() || self.wait_for_more(last_batch) {
                 break;
             }
             self.drop_abandoned();
-            self.run_one_batch();
+            last_batch = self.run_one_batch();
         }
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
@@ -226,6 +220,46 @@ impl Worker {
         }
     }
 
+    /// Moves every message already sent into `pending`; true on Stop.
+    fn receive_waiting(&mut self) -> bool {
+        let mut stop = false;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Run(job) => self.pending.push_back(job),
+                Msg::Stop => stop = true,
+            }
+        }
+        stop
+    }
+
+    /// When fewer inputs wait than the last batch held, waits up to
+    /// `max_batch_delay` for that many: under steady concurrent load the
+    /// answers of a big batch go out together and their next requests come
+    /// back together, so taking the one early arrival alone would lock the
+    /// queue into alternating tiny and big batches. True on Stop.
+    fn wait_for_more(&mut self, last_batch: usize) -> bool {
+        let delay = self.limits.max_batch_delay;
+        let want = last_batch.min(self.limits.max_batch_requests);
+        if delay.is_zero() || self.waiting_inputs() >= want {
+            return false;
+        }
+        let deadline = Instant::now() + delay;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || self.waiting_inputs() >= want {
+                return false;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_micros(100)));
+            if self.receive_waiting() {
+                return true;
+            }
+        }
+    }
+
+    fn waiting_inputs(&self) -> usize {
+        self.pending.iter().map(|job| job.remaining).sum()
+    }
+
     /// Requests whose caller went away are not computed.
     fn drop_abandoned(&mut self) {
         let metrics = &self.metrics;
@@ -238,7 +272,8 @@ impl Worker {
         });
     }
 
-    fn run_one_batch(&mut self) {
+    /// Runs the next batch; returns how many inputs it held.
+    fn run_one_batch(&mut self) -> usize {
         // The oldest waiting inputs, as (job, input) pairs, oldest first.
         let window = batcher::window(self.limits);
         let mut candidates = Vec::with_capacity(window);
@@ -253,7 +288,7 @@ impl Worker {
             }
         }
         if candidates.is_empty() {
-            return;
+            return 0;
         }
         let lengths: Vec<usize> = candidates
             .iter()
@@ -299,6 +334,7 @@ impl Worker {
             Err(e) => self.fail_jobs(&chosen, &e.to_string()),
         }
         self.answer_finished();
+        chosen.len()
     }
 
     fn fail_jobs(&mut self, chosen: &[(usize, usize)], error: &str) {
@@ -374,6 +410,14 @@ mod tests {
         max_requests: usize,
         concurrent: usize,
     ) -> (ModelQueue, Arc<Mutex<Vec<usize>>>, ModelMetrics) {
+        queue_with_delay(max_requests, concurrent, Duration::ZERO)
+    }
+
+    fn queue_with_delay(
+        max_requests: usize,
+        concurrent: usize,
+        delay: Duration,
+    ) -> (ModelQueue, Arc<Mutex<Vec<usize>>>, ModelMetrics) {
         let registry = prometheus::Registry::new();
         let metrics = Metrics::new(&registry)
             .unwrap()
@@ -382,6 +426,7 @@ mod tests {
         let limits = BatchLimits {
             max_batch_requests: max_requests,
             max_batch_tokens: 10_000,
+            max_batch_delay: delay,
         };
         let q = ModelQueue::start(
             "m",
@@ -418,6 +463,45 @@ mod tests {
         assert!(sizes.iter().all(|&s| s <= 4), "{sizes:?}");
         assert_eq!(metrics.queue_depth.get(), 0);
         assert_eq!(metrics.in_flight.get(), 0);
+        q.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_smaller_batch_waits_briefly_for_the_rest_and_a_lone_caller_does_not() {
+        let (q, sizes, _) = queue_with_delay(8, 16, Duration::from_millis(400));
+        let q = Arc::new(q);
+        let a = q.admit().unwrap();
+        q.submit(&a, (0..4).map(|_| enc(3)).collect())
+            .await
+            .unwrap();
+        drop(a);
+        // Four single inputs arriving 30 ms apart: the first waits for the
+        // others because the last batch held four.
+        let mut tasks = Vec::new();
+        for i in 0..4u64 {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(30 * i)).await;
+                let a = q.admit().unwrap();
+                q.submit(&a, vec![enc(2)]).await.unwrap().vectors
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), vec![vec![2.0]]);
+        }
+        assert_eq!(sizes.lock().unwrap().clone(), vec![4, 4]);
+        // Load drops to one caller: its first batch may wait once; after
+        // that its batches no longer shrink, so it never waits.
+        let a = q.admit().unwrap();
+        q.submit(&a, vec![enc(1)]).await.unwrap();
+        let started = Instant::now();
+        q.submit(&a, vec![enc(1)]).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "a lone caller waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sizes.lock().unwrap().clone(), vec![4, 4, 1, 1]);
         q.stop().await;
     }
 

@@ -89,6 +89,7 @@ impl Inference {
             let limits = BatchLimits {
                 max_batch_requests: cfg.max_batch_requests,
                 max_batch_tokens: cfg.max_batch_tokens,
+                max_batch_delay: cfg.max_batch_delay.as_duration(),
             };
             let queue = ModelQueue::start(
                 &name,

@@ -194,73 +194,57 @@ pub fn attention(qkv: &[f32], offsets: &[usize], heads: usize, head_dim: usize) 
     let h = heads * head_dim;
     let tokens = offsets.last().copied().unwrap_or(0);
     let mut out = vec![0f32; tokens * h];
+    let out_addr = out.as_mut_ptr() as usize;
     // One task per (sequence, head); each writes a disjoint column block of
-    // its sequence's rows, gathered below.
+    // its sequence's rows.
     let tasks: Vec<(usize, usize)> = (0..offsets.len().saturating_sub(1))
         .flat_map(|s| (0..heads).map(move |hd| (s, hd)))
         .collect();
-    let blocks: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(s, head)| {
-            simd::run(|| {
-                let (start, end) = (offsets[s], offsets[s + 1]);
-                let len = end - start;
-                let row = |t: usize, part: usize| {
-                    let base = (start + t) * 3 * h + part * h + head * head_dim;
-                    &qkv[base..base + head_dim]
-                };
-                let mut ctx = vec![0f32; len * head_dim];
-                let mut scores = vec![0f32; len];
-                for i in 0..len {
-                    let q = row(i, 0);
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, s) in scores.iter_mut().enumerate() {
-                        *s = dot(q, row(j, 1));
-                        max = max.max(*s);
-                    }
-                    let mut sum = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let c = &mut ctx[i * head_dim..(i + 1) * head_dim];
-                    let inv = 1.0 / sum;
-                    for (j, s) in scores.iter().enumerate() {
-                        let p = s * inv;
-                        for (cv, vv) in c.iter_mut().zip(row(j, 2)) {
-                            *cv += p * vv;
-                        }
+    tasks.par_iter().for_each(|&(s, head)| {
+        simd::run(|| {
+            let (start, end) = (offsets[s], offsets[s + 1]);
+            let len = end - start;
+            let at = |t: usize, part: usize| (start + t) * 3 * h + part * h + head * head_dim;
+            // Keys transposed ([head_dim, len]) so that a query's scores are
+            // one vectorized pass per dimension, with no horizontal sums.
+            let mut keys = vec![0f32; head_dim * len];
+            for j in 0..len {
+                for (d, k) in qkv[at(j, 1)..at(j, 1) + head_dim].iter().enumerate() {
+                    keys[d * len + j] = *k;
+                }
+            }
+            let mut scores = vec![0f32; len];
+            let mut ctx = vec![0f32; head_dim];
+            for i in 0..len {
+                scores.fill(0.0);
+                for (d, q) in qkv[at(i, 0)..at(i, 0) + head_dim].iter().enumerate() {
+                    for (s, k) in scores.iter_mut().zip(&keys[d * len..(d + 1) * len]) {
+                        *s += q * k;
                     }
                 }
-                ctx
-            })
+                let max = simd::max(&scores);
+                for s in scores.iter_mut() {
+                    *s = simd::exp(*s - max);
+                }
+                let inv = 1.0 / simd::sum(&scores);
+                ctx.fill(0.0);
+                for (j, s) in scores.iter().enumerate() {
+                    let p = s * inv;
+                    for (c, v) in ctx.iter_mut().zip(&qkv[at(j, 2)..at(j, 2) + head_dim]) {
+                        *c += p * v;
+                    }
+                }
+                // SAFETY: row start+i, columns head·head_dim.. of `out`
+                // (tokens × h) belong to this task alone; `out` outlives
+                // the parallel loop.
+                unsafe {
+                    let dst = (out_addr as *mut f32).add((start + i) * h + head * head_dim);
+                    std::ptr::copy_nonoverlapping(ctx.as_ptr(), dst, head_dim);
+                }
+            }
         })
-        .collect();
-    for (&(s, head), block) in tasks.iter().zip(blocks) {
-        for (i, chunk) in block.chunks(head_dim).enumerate() {
-            let base = (offsets[s] + i) * h + head * head_dim;
-            out[base..base + head_dim].copy_from_slice(chunk);
-        }
-    }
+    });
     out
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Partial sums per lane let the compiler keep them in one vector register.
-    const L: usize = simd::LANES;
-    let mut acc = [0f32; L];
-    let chunks = a.len() / L * L;
-    for (ca, cb) in a[..chunks].chunks_exact(L).zip(b[..chunks].chunks_exact(L)) {
-        for k in 0..L {
-            acc[k] += ca[k] * cb[k];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for k in chunks..a.len() {
-        sum += a[k] * b[k];
-    }
-    sum
 }
 
 fn par_map(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {

@@ -74,3 +74,67 @@ pub fn sum(x: &[f32]) -> f32 {
     }
     acc.iter().sum()
 }
+
+/// Largest value of `x` (−∞ when empty), in [`LANES`] partial maxima.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    for c in x.chunks(LANES) {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = if *v > *a { *v } else { *a };
+        }
+    }
+    acc.iter()
+        .fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m })
+}
+
+/// e^x for the softmax, branch-free so it vectorizes (libm's `expf` is a
+/// call per value): x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor
+/// series to r⁶ (relative error below 2e-7), 2^n from the exponent bits.
+/// Inputs below −87 give e^−87 (≈1.6e-38) rather than smaller values or 0.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2^23 rounds to an integer without a call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate_where_softmax_uses_it() {
+        let mut worst = 0f64;
+        let mut x = -80.0f32;
+        while x <= 10.0 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn reductions_see_every_value() {
+        let x: Vec<f32> = (0..37).map(|i| i as f32 - 20.0).collect();
+        assert_eq!(sum(&x), x.iter().sum::<f32>());
+        assert_eq!(max(&x), 16.0);
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+    }
+}

@@ -474,13 +474,21 @@ impl Backend for EncoderModel {
                 // about CPU_SLICE_TOKENS tokens: the activations of one slice
                 // stay in the core's L2 cache (measured: 32×29 tokens in one
                 // pass was slower per text than 8×29).
+                // At most CPU_SLICE_TOKENS per slice, and at least one slice
+                // per thread where the batch has enough sequences: slices
+                // in parallel scale better than one slice's ops split across
+                // threads (measured at batch 8: 605 vs 402 texts/s).
+                let total: usize = batch.iter().map(|e| e.len()).sum();
+                let per_slice = cpu_slice_tokens()
+                    .min(total.div_ceil(rayon::current_num_threads().max(1)))
+                    .max(1);
                 let mut slices = Vec::new();
                 let mut start = 0;
                 while start < batch.len() {
                     let mut end = start;
                     let mut tokens = 0;
                     while end < batch.len()
-                        && (end == start || tokens + batch[end].len() <= cpu_slice_tokens())
+                        && (end == start || tokens + batch[end].len() <= per_slice)
                     {
                         tokens += batch[end].len();
                         end += 1;
