@@ -94,18 +94,19 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
         }
         token::T_COUNT_VALUES => {
             let label = match param {
-                Some(Val::Str(s)) => s,
+                Some(Val::Str(s)) if s.is_valid_label_name() => s.text,
+                Some(Val::Str(s)) => {
+                    return Err(PromqlError::Execution(format!(
+                        "invalid label name {:?}",
+                        s.text
+                    )));
+                }
                 _ => {
                     return Err(PromqlError::Execution(
                         "count_values needs a string parameter".into(),
                     ));
                 }
             };
-            if !valid_label_name(&label) {
-                return Err(PromqlError::Execution(format!(
-                    "invalid label name {label:?}"
-                )));
-            }
             for (key, members) in groups {
                 let mut counts: Vec<(String, f64)> = Vec::new();
                 for s in members {
@@ -169,11 +170,6 @@ fn label_hash(l: &Labels) -> u64 {
         buf.push(0xff);
     }
     xxhash_rust::xxh64::xxh64(&buf, 0)
-}
-
-/// Whether `name` is a valid label name (UTF-8 names are allowed in Prometheus 3).
-pub(crate) fn valid_label_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('\u{fffd}')
 }
 
 fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {

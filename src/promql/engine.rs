@@ -2,13 +2,14 @@
 //! step). Before the first step every selector's samples are fetched once for
 //! the whole time span it can see, so steps only search in memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
+use super::literal::GoString;
 use super::value::{Point, RangeSeries, Sample, Value};
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
@@ -82,17 +83,27 @@ impl Engine {
 
     /// Evaluates `query` at `t` (ms).
     pub fn instant(&self, query: &str, t: i64) -> Result<Value, PromqlError> {
-        let expr = super::parse(query)?;
-        self.instant_expr(&expr, t)
+        let (expr, invalid_utf8) = super::parse_literals(query)?;
+        self.instant_eval(&expr, invalid_utf8, t)
     }
 
     /// Evaluates a parsed expression at `t` (ms).
     pub fn instant_expr(&self, expr: &Expr, t: i64) -> Result<Value, PromqlError> {
-        let mut ev = Evaluator::prepare(self, expr, t, t)?;
+        self.instant_eval(expr, HashSet::new(), t)
+    }
+
+    /// Evaluates an expression from [`super::parse_literals`] at `t` (ms).
+    pub(crate) fn instant_eval(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        t: i64,
+    ) -> Result<Value, PromqlError> {
+        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, t, t)?;
         let val = ev.eval(expr, t)?;
         Ok(match val {
             Val::Scalar(f) => Value::Scalar { t, f },
-            Val::Str(s) => Value::String { t, s },
+            Val::Str(s) => Value::String { t, s: s.text },
             Val::Vector(v) => {
                 let mut v = finish_vector(v)?;
                 for s in &mut v {
@@ -112,14 +123,26 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, PromqlError> {
-        let expr = super::parse(query)?;
-        self.range_expr(&expr, start, end, step)
+        let (expr, invalid_utf8) = super::parse_literals(query)?;
+        self.range_eval(&expr, invalid_utf8, start, end, step)
     }
 
     /// Range evaluation of a parsed expression.
     pub fn range_expr(
         &self,
         expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, PromqlError> {
+        self.range_eval(expr, HashSet::new(), start, end, step)
+    }
+
+    /// Range evaluation of an expression from [`super::parse_literals`].
+    pub(crate) fn range_eval(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
         start: i64,
         end: i64,
         step: i64,
@@ -148,7 +171,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let mut ev = Evaluator::prepare(self, expr, start, end)?;
+        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, start, end)?;
         let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         let mut points = 0usize;
         let mut t = start;
@@ -303,7 +326,7 @@ pub(crate) enum Val {
     /// A number.
     Scalar(f64),
     /// A string literal.
-    Str(String),
+    Str(GoString),
     /// An instant vector.
     Vector(Vec<Sample>),
     /// A range vector.
@@ -354,7 +377,7 @@ impl Val {
     }
 
     /// The value as a string.
-    pub fn into_string(self) -> Result<String, PromqlError> {
+    pub fn into_string(self) -> Result<GoString, PromqlError> {
         match self {
             Val::Str(s) => Ok(s),
             other => Err(PromqlError::Execution(format!(
@@ -398,11 +421,19 @@ pub(crate) struct Evaluator {
     rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
     subqueries: HashMap<(usize, i64), Val>,
     deadline: Instant,
+    /// String literals that are not valid UTF-8 in Go (see `literal`).
+    invalid_utf8: HashSet<String>,
 }
 
 impl Evaluator {
     /// Fetches every selector's samples for the span `[start, end]` needs.
-    fn prepare(engine: &Engine, expr: &Expr, start: i64, end: i64) -> Result<Self, PromqlError> {
+    fn prepare(
+        engine: &Engine,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        start: i64,
+        end: i64,
+    ) -> Result<Self, PromqlError> {
         let opts = &engine.opts;
         let mut ev = Evaluator {
             lookback: opts.lookback_delta.as_millis() as i64,
@@ -414,6 +445,7 @@ impl Evaluator {
             rolled: HashMap::new(),
             subqueries: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
+            invalid_utf8,
         };
         let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
         ev.collect_spans(expr, start, end, &mut spans);
@@ -514,7 +546,10 @@ impl Evaluator {
     pub fn eval(&mut self, expr: &Expr, t: i64) -> Result<Val, PromqlError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
-            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::StringLiteral(s) => Ok(Val::Str(GoString {
+                valid_utf8: !self.invalid_utf8.contains(&s.val),
+                text: s.val.clone(),
+            })),
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Val::Scalar(f) => Ok(Val::Scalar(-f)),
@@ -839,6 +874,30 @@ mod tests {
             0,
             "(t-5m, t] excludes t-5m"
         );
+    }
+
+    #[test]
+    fn string_literals_are_go_byte_strings() {
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        // Escaped bytes that form UTF-8 name one label, as in Go.
+        match e
+            .instant(r#"label_replace(x, "\xc3\xbf", "v", "job", ".*")"#, 0)
+            .unwrap()
+        {
+            Value::Vector(v) => assert_eq!(v[0].metric.get("ÿ"), Some("v")),
+            other => panic!("not a vector: {other:?}"),
+        }
+        // A lone byte 0xFF is not UTF-8: no label name, no regular expression.
+        for q in [
+            r#"label_replace(x, "\xff", "", "job", "(.*)")"#,
+            r#"label_join(x, "\377", ",", "job")"#,
+            r#"count_values("\xff", x)"#,
+            r#"label_replace(x, "dst", "", "job", "\xff")"#,
+        ] {
+            assert!(e.instant(q, 0).is_err(), "{q}");
+        }
+        // The character U+00FF written as such is a fine name.
+        assert!(e.instant(r#"count_values("ÿ", x)"#, 0).is_ok());
     }
 
     #[test]

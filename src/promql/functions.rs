@@ -6,6 +6,7 @@ use promql_parser::parser::{Call, Expr};
 
 use super::PromqlError;
 use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, to_matchers};
+use super::literal::GoString;
 use super::value::{Point, Sample};
 use crate::model::{Labels, METRIC_NAME, MatchOp};
 use crate::storage::RollupPoint;
@@ -35,6 +36,10 @@ impl Args<'_> {
         self.take(i)?.into_matrix()
     }
     fn string(&mut self, i: usize) -> Result<String, PromqlError> {
+        Ok(self.go_string(i)?.text)
+    }
+    /// A string argument with its Go validity (for arguments Prometheus checks).
+    fn go_string(&mut self, i: usize) -> Result<GoString, PromqlError> {
         self.take(i)?.into_string()
     }
     fn len(&self) -> usize {
@@ -929,16 +934,24 @@ fn double_exponential_smoothing(a: &mut Args) -> Result<Val, PromqlError> {
 }
 
 fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
-    let dst = a.string(1)?;
+    let dst_arg = a.go_string(1)?;
     let repl = a.string(2)?;
     let src = a.string(3)?;
-    let re_src = a.string(4)?;
-    let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+    let re_arg = a.go_string(4)?;
+    let re_src = &re_arg.text;
+    let compiled = if re_arg.valid_utf8 {
+        regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| e.to_string())
+    } else {
+        // Go's regexp refuses patterns that are not UTF-8.
+        Err("invalid UTF-8".to_string())
+    };
+    let re = compiled.map_err(|e| {
         PromqlError::Execution(format!(
             "invalid regular expression in label_replace(): {re_src}: {e}"
         ))
     })?;
-    if !super::aggregate::valid_label_name(&dst) {
+    let dst = dst_arg.text.clone();
+    if !dst_arg.is_valid_label_name() {
         return Err(PromqlError::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -960,13 +973,14 @@ fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
 }
 
 fn label_join(a: &mut Args) -> Result<Val, PromqlError> {
-    let dst = a.string(1)?;
+    let dst_arg = a.go_string(1)?;
+    let dst = dst_arg.text.clone();
     let sep = a.string(2)?;
     let mut srcs = Vec::new();
     for i in 3..a.len() {
         srcs.push(a.string(i)?);
     }
-    if !super::aggregate::valid_label_name(&dst) {
+    if !dst_arg.is_valid_label_name() {
         return Err(PromqlError::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
