@@ -2,15 +2,19 @@
 //! step). Before the first step every selector's samples are fetched once for
 //! the whole time span it can see, so steps only search in memory.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::literal::GoString;
+use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, RangeSeries, Sample, Value};
+use super::window::StepValues;
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
 use crate::storage::{Querier, RollupPoint, Series};
@@ -105,7 +109,7 @@ impl Engine {
             Val::Scalar(f) => Value::Scalar { t, f },
             Val::Str(s) => Value::String { t, s: s.text },
             Val::Vector(v) => {
-                let mut v = finish_vector(v)?;
+                let mut v = finish_vector(v, ev.memos.of(0, MemoKind::Output))?;
                 for s in &mut v {
                     s.t = t;
                 }
@@ -172,19 +176,30 @@ impl Engine {
             ));
         }
         let mut ev = Evaluator::prepare(self, expr, invalid_utf8, start, end)?;
-        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        ev.steps = Some((start, end, step));
+        // Result series by the id of their interned label set (equal sets
+        // are one shared set, see `memo`), sorted by labels at the end.
+        let mut index: FxHashMap<usize, usize> = FxHashMap::default();
+        let mut out: Vec<(Labels, Vec<Point>)> = Vec::new();
+        let mut push = |metric: Labels, p: Point| match index.entry(metric.ptr_id()) {
+            Entry::Occupied(e) => out[*e.get()].1.push(p),
+            Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push((metric, vec![p]));
+            }
+        };
         let mut points = 0usize;
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
-                Val::Scalar(f) => out
-                    .entry(Labels::default())
-                    .or_default()
-                    .push(Point { t, f }),
+                Val::Scalar(f) => {
+                    let metric = ev.memos.of(0, MemoKind::Output).intern(Labels::default());
+                    push(metric, Point { t, f });
+                }
                 Val::Vector(v) => {
-                    for s in finish_vector(v)? {
-                        out.entry(s.metric).or_default().push(Point { t, f: s.f });
+                    for s in finish_vector(v, ev.memos.of(0, MemoKind::Output))? {
+                        push(s.metric, Point { t, f: s.f });
                         points += 1;
                     }
                 }
@@ -200,6 +215,7 @@ impl Engine {
             }
             t += step;
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Value::Matrix(
             out.into_iter()
                 .map(|(metric, points)| RangeSeries {
@@ -236,17 +252,31 @@ impl Engine {
 
 /// Removes `__name__` from series marked for it and rejects the duplicates
 /// that removal can create.
-fn finish_vector(mut v: Vec<Sample>) -> Result<Vec<Sample>, PromqlError> {
+/// Result label sets come out interned by `memo` (equal sets are one shared
+/// set), which makes the duplicate check and range grouping id lookups.
+fn finish_vector(mut v: Vec<Sample>, memo: &mut LabelMemo) -> Result<Vec<Sample>, PromqlError> {
     let mut any = false;
     for s in &mut v {
         if s.drop_name {
-            drop_name_labels(&mut s.metric);
+            s.metric = memo.get_variant(&s.metric, 1, |l| {
+                let mut l = l.clone();
+                drop_name_labels(&mut l);
+                l
+            });
             s.drop_name = false;
             any = true;
+        } else {
+            s.metric = memo.get_variant(&s.metric, 0, Labels::clone);
         }
     }
     if any {
-        check_unique(&v)?;
+        let mut seen = FxHashSet::default();
+        seen.reserve(v.len());
+        for s in &v {
+            if !seen.insert(s.metric.ptr_id()) {
+                return Err(dup_labelset());
+            }
+        }
     }
     Ok(v)
 }
@@ -396,7 +426,7 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,
@@ -404,7 +434,7 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-fn node_id<T>(node: &T) -> usize {
+pub(crate) fn node_id<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
@@ -412,17 +442,24 @@ fn node_id<T>(node: &T) -> usize {
 pub(crate) struct Evaluator {
     lookback: i64,
     default_step: i64,
-    max_samples: usize,
+    pub(super) max_samples: usize,
     start: i64,
     end: i64,
-    data: HashMap<usize, Vec<Series>>,
+    pub(super) data: HashMap<usize, Vec<Series>>,
     /// Per selector with rolled-up history, per series of `data`: the
     /// rollup points its first samples stand for (a prefix of `samples`).
-    rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
+    pub(super) rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
+    /// A range query's steps (start, end, step), `None` for an instant query.
+    pub(super) steps: Option<(i64, i64, i64)>,
+    /// Per call node evaluated in one pass over all steps (see `window`):
+    /// its values, or `None` when it does not qualify.
+    pub(super) windows: FxHashMap<usize, Option<StepValues>>,
     subqueries: HashMap<(usize, i64), Val>,
     deadline: Instant,
     /// String literals that are not valid UTF-8 in Go (see `literal`).
     invalid_utf8: HashSet<String>,
+    /// Label-set work remembered across steps (see `memo`).
+    pub memos: Memos,
 }
 
 impl Evaluator {
@@ -446,6 +483,9 @@ impl Evaluator {
             subqueries: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
             invalid_utf8,
+            memos: Memos::default(),
+            steps: None,
+            windows: FxHashMap::default(),
         };
         let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
         ev.collect_spans(expr, start, end, &mut spans);
@@ -465,7 +505,7 @@ impl Evaluator {
         Ok(ev)
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub(super) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         at.as_ref().map(|a| match a {
             AtModifier::Start => self.start,
             AtModifier::End => self.end,
@@ -964,6 +1004,66 @@ mod tests {
         assert_eq!(one("max_over_time(x[10m:1m])", 3_600_000), 60.0);
         assert_eq!(one("count_over_time(x[10m:1m])", 3_600_000), 10.0);
         assert_eq!(one("timestamp(x offset 90s)", 3_600_000), 3_480.0);
+    }
+
+    #[test]
+    fn one_pass_range_functions_equal_step_by_step_evaluation() {
+        // An irregular counter with a reset, a gap and a stale marker.
+        let mut points: Vec<(i64, f64)> = Vec::new();
+        let mut v = 0.0;
+        for i in 0..400i64 {
+            let t = i * 15_000 + (i * 7919 % 5_000);
+            if (150..170).contains(&i) {
+                continue;
+            }
+            v = if i == 250 { 3.0 } else { v + (i % 7) as f64 };
+            points.push((t, if i == 300 { stale_nan() } else { v }));
+        }
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let (start, end, step) = (200_000, 6_000_000, 37_000);
+        for q in [
+            "rate(x[2m])",
+            "increase(x[5m] offset 3m)",
+            "delta(x[1m])",
+            "irate(x[3m])",
+            "idelta(x[3m])",
+            "avg_over_time(x[4m])",
+            "sum_over_time(x[4m] @ 3000)",
+            "count_over_time(x[30s])",
+            "max_over_time(x[2m])",
+            "min_over_time(x[2m])",
+            "stddev_over_time(x[5m])",
+            "stdvar_over_time(x[5m])",
+            "changes(x[10m])",
+            "resets(x[10m])",
+            "present_over_time(x[1m])",
+            "last_over_time(x[1m])",
+            "sum(rate(x[2m])) by (job)",
+        ] {
+            let Value::Matrix(m) = e.range(q, start, end, step).unwrap() else {
+                panic!("{q}: not a matrix");
+            };
+            let mut want: Vec<(i64, f64)> = Vec::new();
+            let mut t = start;
+            while t <= end {
+                if let Value::Vector(v) = e.instant(q, t).unwrap() {
+                    want.extend(v.iter().map(|s| (t, s.f)));
+                }
+                t += step;
+            }
+            let got: Vec<(i64, f64)> = m
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| (p.t, p.f)))
+                .collect();
+            assert!(want.len() > 10, "{q}: only {} points", want.len());
+            assert_eq!(got.len(), want.len(), "{q}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.0 == w.0 && (g.1 == w.1 || g.1.is_nan() && w.1.is_nan()),
+                    "{q}: {g:?} != {w:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -12,8 +12,10 @@ mod binary;
 mod engine;
 mod functions;
 mod literal;
+mod memo;
 pub mod promqltest;
 mod value;
+mod window;
 
 pub use engine::{Engine, EngineOptions};
 pub use value::{Point, RangeSeries, Sample, Value, format_float};

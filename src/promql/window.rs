@@ -1,0 +1,225 @@
+//! Range-vector functions over a range query's whole step grid in one pass.
+//!
+//! Evaluated step by step, `rate(x[5m])` would cut every series' window out
+//! of the prefetched samples at each step, copying its points into a fresh
+//! matrix. As Prometheus' engine does, a range query instead walks each
+//! series once: the window's two edges only move forward from step to step,
+//! and the function reads the points in place. The values of every step are
+//! kept for the call node; each step then only hands out its column.
+//!
+//! Only a call whose range argument is a plain matrix selector over raw
+//! samples takes this path, and only at the query's own steps: subqueries
+//! (other timestamps), instant queries and windows that reach into rolled-up
+//! history use the step-by-step functions, which these kernels share.
+
+use promql_parser::parser::{Call, Expr};
+
+use super::PromqlError;
+use super::engine::{Evaluator, Val, node_id, offset_ms};
+use super::functions::{WINDOW_FUNCTIONS, WindowKernel};
+use super::value::{Point, Sample};
+use crate::model::{Labels, Sample as StoredSample, is_stale_nan};
+
+/// A call's values at every step of the range query.
+pub(crate) struct StepValues {
+    /// Per series with a value at some step: its labels and, per step, the
+    /// value (`None`: no value at that step).
+    series: Vec<(Labels, Vec<Option<f64>>)>,
+    drop_name: bool,
+}
+
+impl StepValues {
+    /// The instant vector at step `i` (time `t`).
+    fn at(&self, i: usize, t: i64) -> Vec<Sample> {
+        self.series
+            .iter()
+            .filter_map(|(metric, values)| {
+                values[i].map(|f| Sample {
+                    metric: metric.clone(),
+                    t,
+                    f,
+                    drop_name: self.drop_name,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Evaluator {
+    /// The value of call `c` at `t` from its one-pass evaluation, when it
+    /// qualifies (see the module doc); `None` sends it down the step-by-step
+    /// path.
+    pub(crate) fn window_call(&mut self, c: &Call, t: i64) -> Result<Option<Val>, PromqlError> {
+        let Some((start, end, step)) = self.steps else {
+            return Ok(None);
+        };
+        if t < start || t > end || (t - start) % step != 0 {
+            return Ok(None);
+        }
+        let id = node_id(c);
+        if !self.windows.contains_key(&id) {
+            let values = self.step_values(c, start, end, step)?;
+            self.windows.insert(id, values);
+        }
+        Ok(self.windows[&id]
+            .as_ref()
+            .map(|w| Val::Vector(w.at(((t - start) / step) as usize, t))))
+    }
+
+    /// Walks every series of the call's selector across all steps.
+    fn step_values(
+        &self,
+        c: &Call,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Option<StepValues>, PromqlError> {
+        let Some(&(_, kernel, drop_name)) =
+            WINDOW_FUNCTIONS.iter().find(|(n, _, _)| *n == c.func.name)
+        else {
+            return Ok(None);
+        };
+        let [arg] = c.args.args.as_slice() else {
+            return Ok(None);
+        };
+        let Expr::MatrixSelector(ms) = arg.as_ref() else {
+            return Ok(None);
+        };
+        let sel = node_id(&ms.vs);
+        if self.rolled.contains_key(&sel) {
+            return Ok(None);
+        }
+        let range = ms.range.as_millis() as i64;
+        let at = self.at_ms(&ms.vs.at);
+        let offset = offset_ms(&ms.vs.offset);
+        let steps = ((end - start) / step) as usize + 1;
+        let window_end = |i: usize| at.unwrap_or(start + i as i64 * step) - offset;
+        let mut per_step = vec![0usize; steps];
+        let mut series = Vec::new();
+        let mut buf: Vec<Point> = Vec::new();
+        for s in self.data.get(&sel).map_or(&[][..], Vec::as_slice) {
+            self.check_deadline()?;
+            let values = walk(
+                &s.samples,
+                kernel,
+                range,
+                window_end,
+                &mut per_step,
+                &mut buf,
+            );
+            if values.iter().any(Option::is_some) {
+                series.push((s.labels.clone(), values));
+            }
+        }
+        if per_step.iter().any(|&n| n > self.max_samples) {
+            return Err(PromqlError::TooManySamples("query execution"));
+        }
+        Ok(Some(StepValues { series, drop_name }))
+    }
+}
+
+/// The kernel's value over `(e - range, e]` for `e = window_end(i)` at each
+/// step `i` (as many as `per_step` has), stale markers left out; counts the
+/// points each step's window holds into `per_step`. Both edges move forward
+/// by binary search over what lies ahead, so a step only costs its window.
+fn walk(
+    samples: &[StoredSample],
+    kernel: WindowKernel,
+    range: i64,
+    window_end: impl Fn(usize) -> i64,
+    per_step: &mut [usize],
+    buf: &mut Vec<Point>,
+) -> Vec<Option<f64>> {
+    let (mut lo, mut hi) = (0, 0);
+    let mut out = Vec::with_capacity(per_step.len());
+    for (i, count) in per_step.iter_mut().enumerate() {
+        let e = window_end(i);
+        let s = e - range;
+        if lo > 0 && samples[lo - 1].timestamp_ms > s || hi > 0 && samples[hi - 1].timestamp_ms > e
+        {
+            // The window moved back (an `@` modifier keeps it in place;
+            // steps never move it back): search from the start.
+            lo = 0;
+            hi = 0;
+        }
+        lo += samples[lo..].partition_point(|x| x.timestamp_ms <= s);
+        hi = hi.max(lo);
+        hi += samples[hi..].partition_point(|x| x.timestamp_ms <= e);
+        buf.clear();
+        buf.extend(
+            samples[lo..hi]
+                .iter()
+                .filter(|x| !is_stale_nan(x.value))
+                .map(|x| Point {
+                    t: x.timestamp_ms,
+                    f: x.value,
+                }),
+        );
+        *count += buf.len();
+        out.push(if buf.is_empty() {
+            None
+        } else {
+            kernel(buf, s, e)
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_left_open_and_right_closed_and_skip_stale_markers() {
+        let mut samples: Vec<StoredSample> = (0..10)
+            .map(|i| StoredSample {
+                timestamp_ms: i * 10,
+                value: i as f64,
+            })
+            .collect();
+        samples[6].value = crate::model::stale_nan();
+        let count: WindowKernel = |p, _, _| Some(p.len() as f64);
+        let first: WindowKernel = |p, _, _| Some(p[0].f);
+        let mut buf = Vec::new();
+        let mut per_step = vec![0; 5];
+        // Windows (e-30, e] for e = 0, 25, 50, 75, 100; 60 is stale.
+        let got = walk(
+            &samples,
+            count,
+            30,
+            |i| i as i64 * 25,
+            &mut per_step,
+            &mut buf,
+        );
+        assert_eq!(
+            got,
+            vec![Some(1.0), Some(3.0), Some(3.0), Some(2.0), Some(2.0)]
+        );
+        assert_eq!(per_step, vec![1, 3, 3, 2, 2]);
+        let got = walk(
+            &samples,
+            first,
+            30,
+            |i| i as i64 * 25,
+            &mut per_step,
+            &mut buf,
+        );
+        assert_eq!(
+            got,
+            vec![Some(0.0), Some(0.0), Some(3.0), Some(5.0), Some(8.0)]
+        );
+        // A fixed window (`@`) at every step; past the data, no value.
+        let mut per_step = vec![0; 3];
+        let got = walk(&samples, count, 30, |_| 40, &mut per_step, &mut buf);
+        assert_eq!(got, vec![Some(3.0); 3]);
+        let got = walk(
+            &samples,
+            count,
+            5,
+            |i| 200 + i as i64,
+            &mut per_step,
+            &mut buf,
+        );
+        assert_eq!(got, vec![None; 3]);
+    }
+}
