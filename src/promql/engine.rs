@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::literal::GoString;
 use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, RangeSeries, Sample, Value};
-use super::window::StepValues;
+use super::window::{StepSamples, StepValues};
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
 use crate::storage::{Querier, RollupPoint, Series};
@@ -440,7 +440,7 @@ pub(crate) fn node_id<T>(node: &T) -> usize {
 
 /// The state of one query: fetched samples, query bounds, deadline.
 pub(crate) struct Evaluator {
-    lookback: i64,
+    pub(super) lookback: i64,
     default_step: i64,
     pub(super) max_samples: usize,
     start: i64,
@@ -454,6 +454,8 @@ pub(crate) struct Evaluator {
     /// Per call node evaluated in one pass over all steps (see `window`):
     /// its values, or `None` when it does not qualify.
     pub(super) windows: FxHashMap<usize, Option<StepValues>>,
+    /// Per instant selector node of a range query: its samples at every step.
+    pub(super) selectors: FxHashMap<usize, StepSamples>,
     subqueries: HashMap<(usize, i64), Val>,
     deadline: Instant,
     /// String literals that are not valid UTF-8 in Go (see `literal`).
@@ -486,6 +488,7 @@ impl Evaluator {
             memos: Memos::default(),
             steps: None,
             windows: FxHashMap::default(),
+            selectors: FxHashMap::default(),
         };
         let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
         ev.collect_spans(expr, start, end, &mut spans);
@@ -606,7 +609,10 @@ impl Evaluator {
                     other.kind()
                 ))),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, t))),
+            Expr::VectorSelector(vs) => Ok(Val::Vector(match self.selector_steps(vs, t) {
+                Some(v) => v,
+                None => self.vector_selector(vs, t),
+            })),
             Expr::MatrixSelector(ms) => {
                 let range = ms.range.as_millis() as i64;
                 let end = self.at_ms(&ms.vs.at).unwrap_or(t) - offset_ms(&ms.vs.offset);
@@ -1007,7 +1013,7 @@ mod tests {
     }
 
     #[test]
-    fn one_pass_range_functions_equal_step_by_step_evaluation() {
+    fn one_pass_range_evaluation_equals_step_by_step_evaluation() {
         // An irregular counter with a reset, a gap and a stale marker.
         let mut points: Vec<(i64, f64)> = Vec::new();
         let mut v = 0.0;
@@ -1039,6 +1045,11 @@ mod tests {
             "present_over_time(x[1m])",
             "last_over_time(x[1m])",
             "sum(rate(x[2m])) by (job)",
+            "x",
+            "x offset 2m",
+            "x @ 3000",
+            "timestamp(x)",
+            "max(x) - min(x offset 1m)",
         ] {
             let Value::Matrix(m) = e.range(q, start, end, step).unwrap() else {
                 panic!("{q}: not a matrix");

@@ -7,12 +7,15 @@
 //! and the function reads the points in place. The values of every step are
 //! kept for the call node; each step then only hands out its column.
 //!
+//! Instant selectors get the same treatment: one forward walk per series
+//! finds the sample each step sees.
+//!
 //! Only a call whose range argument is a plain matrix selector over raw
 //! samples takes this path, and only at the query's own steps: subqueries
 //! (other timestamps), instant queries and windows that reach into rolled-up
 //! history use the step-by-step functions, which these kernels share.
 
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use super::PromqlError;
 use super::engine::{Evaluator, Val, node_id, offset_ms};
@@ -45,7 +48,67 @@ impl StepValues {
     }
 }
 
+/// An instant selector's samples at every step of the range query.
+pub(crate) struct StepSamples {
+    /// Per series: its labels and, per step, the sample the step sees.
+    series: Vec<(Labels, Vec<Option<StoredSample>>)>,
+}
+
+impl StepSamples {
+    /// The instant vector at step `i`; samples keep their own timestamps.
+    fn at(&self, i: usize) -> Vec<Sample> {
+        self.series
+            .iter()
+            .filter_map(|(metric, samples)| {
+                samples[i].map(|x| Sample {
+                    metric: metric.clone(),
+                    t: x.timestamp_ms,
+                    f: x.value,
+                    drop_name: false,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Evaluator {
+    /// The instant selector `vs` at `t` from one pass over each series for
+    /// all steps (the latest sample at or before each step within the
+    /// lookback, unless it is a stale marker); `None` off the step grid.
+    pub(crate) fn selector_steps(&mut self, vs: &VectorSelector, t: i64) -> Option<Vec<Sample>> {
+        let (start, end, step) = self.steps?;
+        if t < start || t > end || (t - start) % step != 0 {
+            return None;
+        }
+        let id = node_id(vs);
+        if !self.selectors.contains_key(&id) {
+            let at = self.at_ms(&vs.at);
+            let offset = offset_ms(&vs.offset);
+            let steps = ((end - start) / step) as usize + 1;
+            let mut series = Vec::new();
+            for s in self.data.get(&id).map_or(&[][..], Vec::as_slice) {
+                let mut idx = 0;
+                let mut any = false;
+                let seen: Vec<Option<StoredSample>> = (0..steps)
+                    .map(|i| {
+                        let ref_t = at.unwrap_or(start + i as i64 * step) - offset;
+                        idx += gallop(&s.samples[idx..], ref_t);
+                        let x = *s.samples[..idx].last()?;
+                        let fresh =
+                            x.timestamp_ms > ref_t - self.lookback && !is_stale_nan(x.value);
+                        any |= fresh;
+                        fresh.then_some(x)
+                    })
+                    .collect();
+                if any {
+                    series.push((s.labels.clone(), seen));
+                }
+            }
+            self.selectors.insert(id, StepSamples { series });
+        }
+        Some(self.selectors[&id].at(((t - start) / step) as usize))
+    }
+
     /// The value of call `c` at `t` from its one-pass evaluation, when it
     /// qualifies (see the module doc); `None` sends it down the step-by-step
     /// path.
@@ -121,7 +184,8 @@ impl Evaluator {
 /// The kernel's value over `(e - range, e]` for `e = window_end(i)` at each
 /// step `i` (as many as `per_step` has), stale markers left out; counts the
 /// points each step's window holds into `per_step`. Both edges move forward
-/// by binary search over what lies ahead, so a step only costs its window.
+/// by galloping search from where they were, so a step only costs its
+/// window and the cache lines between it and the last one.
 fn walk(
     samples: &[StoredSample],
     kernel: WindowKernel,
@@ -142,9 +206,9 @@ fn walk(
             lo = 0;
             hi = 0;
         }
-        lo += samples[lo..].partition_point(|x| x.timestamp_ms <= s);
+        lo += gallop(&samples[lo..], s);
         hi = hi.max(lo);
-        hi += samples[hi..].partition_point(|x| x.timestamp_ms <= e);
+        hi += gallop(&samples[hi..], e);
         buf.clear();
         buf.extend(
             samples[lo..hi]
@@ -165,9 +229,37 @@ fn walk(
     out
 }
 
+/// How many leading samples are at or before `t` (sorted samples), found by
+/// doubling steps from the front and then a binary search in the last one.
+fn gallop(samples: &[StoredSample], t: i64) -> usize {
+    let mut bound = 1;
+    while bound <= samples.len() && samples[bound - 1].timestamp_ms <= t {
+        bound *= 2;
+    }
+    let from = bound / 2;
+    let to = bound.min(samples.len());
+    from + samples[from..to].partition_point(|x| x.timestamp_ms <= t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gallop_finds_the_partition_point() {
+        for n in 0..40usize {
+            let samples: Vec<StoredSample> = (0..n)
+                .map(|i| StoredSample {
+                    timestamp_ms: 2 * i as i64,
+                    value: 0.0,
+                })
+                .collect();
+            for t in -1..=2 * n as i64 + 1 {
+                let want = samples.partition_point(|x| x.timestamp_ms <= t);
+                assert_eq!(gallop(&samples, t), want, "n={n} t={t}");
+            }
+        }
+    }
 
     #[test]
     fn windows_are_left_open_and_right_closed_and_skip_stale_markers() {
