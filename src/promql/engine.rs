@@ -609,7 +609,7 @@ impl Evaluator {
                     other.kind()
                 ))),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(match self.selector_steps(vs, t) {
+            Expr::VectorSelector(vs) => Ok(Val::Vector(match self.selector_steps(vs, t)? {
                 Some(v) => v,
                 None => self.vector_selector(vs, t),
             })),
@@ -984,6 +984,18 @@ mod tests {
             1,
             "under the limit"
         );
+        // Few stored samples, many steps: what a range query holds counts.
+        let e = Engine::new(
+            store(&points[..50]),
+            EngineOptions {
+                max_samples: 100,
+                ..EngineOptions::default()
+            },
+        );
+        for q in ["x", "sum_over_time(x[1m])"] {
+            let err = e.range(q, 0, 200_000, 100).unwrap_err();
+            assert!(matches!(err, PromqlError::TooManySamples(_)), "{q}: {err}");
+        }
 
         let opts = EngineOptions {
             timeout: Duration::ZERO,

@@ -75,10 +75,16 @@ impl Evaluator {
     /// The instant selector `vs` at `t` from one pass over each series for
     /// all steps (the latest sample at or before each step within the
     /// lookback, unless it is a stale marker); `None` off the step grid.
-    pub(crate) fn selector_steps(&mut self, vs: &VectorSelector, t: i64) -> Option<Vec<Sample>> {
-        let (start, end, step) = self.steps?;
+    pub(crate) fn selector_steps(
+        &mut self,
+        vs: &VectorSelector,
+        t: i64,
+    ) -> Result<Option<Vec<Sample>>, PromqlError> {
+        let Some((start, end, step)) = self.steps else {
+            return Ok(None);
+        };
         if t < start || t > end || (t - start) % step != 0 {
-            return None;
+            return Ok(None);
         }
         let id = node_id(vs);
         if !self.selectors.contains_key(&id) {
@@ -86,9 +92,10 @@ impl Evaluator {
             let offset = offset_ms(&vs.offset);
             let steps = ((end - start) / step) as usize + 1;
             let mut series = Vec::new();
+            let mut held = 0usize;
             for s in self.data.get(&id).map_or(&[][..], Vec::as_slice) {
                 let mut idx = 0;
-                let mut any = false;
+                let mut fresh_steps = 0usize;
                 let seen: Vec<Option<StoredSample>> = (0..steps)
                     .map(|i| {
                         let ref_t = at.unwrap_or(start + i as i64 * step) - offset;
@@ -96,17 +103,21 @@ impl Evaluator {
                         let x = *s.samples[..idx].last()?;
                         let fresh =
                             x.timestamp_ms > ref_t - self.lookback && !is_stale_nan(x.value);
-                        any |= fresh;
+                        fresh_steps += usize::from(fresh);
                         fresh.then_some(x)
                     })
                     .collect();
-                if any {
+                if fresh_steps > 0 {
+                    held += fresh_steps;
+                    if held > self.max_samples {
+                        return Err(PromqlError::TooManySamples("query execution"));
+                    }
                     series.push((s.labels.clone(), seen));
                 }
             }
             self.selectors.insert(id, StepSamples { series });
         }
-        Some(self.selectors[&id].at(((t - start) / step) as usize))
+        Ok(Some(self.selectors[&id].at(((t - start) / step) as usize)))
     }
 
     /// The value of call `c` at `t` from its one-pass evaluation, when it
@@ -159,6 +170,7 @@ impl Evaluator {
         let window_end = |i: usize| at.unwrap_or(start + i as i64 * step) - offset;
         let mut per_step = vec![0usize; steps];
         let mut series = Vec::new();
+        let mut held = 0usize;
         let mut buf: Vec<Point> = Vec::new();
         for s in self.data.get(&sel).map_or(&[][..], Vec::as_slice) {
             self.check_deadline()?;
@@ -170,7 +182,14 @@ impl Evaluator {
                 &mut per_step,
                 &mut buf,
             );
-            if values.iter().any(Option::is_some) {
+            let n = values.iter().filter(|v| v.is_some()).count();
+            if n > 0 {
+                // Held values count against the limit, as Prometheus counts
+                // the points of a range function's result.
+                held += n;
+                if held > self.max_samples {
+                    return Err(PromqlError::TooManySamples("query execution"));
+                }
                 series.push((s.labels.clone(), values));
             }
         }
