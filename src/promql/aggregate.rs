@@ -25,7 +25,8 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     // Groups in order of first appearance. Keys come interned from the memo,
     // so a group is the id of its key.
     let memo = ev.memos.of(node_id(a), MemoKind::Group);
-    let mut index: FxHashMap<usize, usize> = FxHashMap::default();
+    let mut index: FxHashMap<usize, usize> =
+        FxHashMap::with_capacity_and_hasher(input.len(), Default::default());
     let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in input {
         let key = memo.get(&s.metric, |m| group_labels(m, grouping));

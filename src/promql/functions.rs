@@ -1150,8 +1150,10 @@ type BucketGroups = Vec<(Labels, Vec<(f64, f64)>)>;
 /// interns them, so both lookups are by id.
 fn bucket_groups(v: Vec<Sample>, memo: &mut LabelMemo) -> Result<BucketGroups, PromqlError> {
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    let mut index: FxHashMap<usize, usize> = FxHashMap::default();
-    let mut seen: FxHashSet<usize> = FxHashSet::default();
+    let mut index: FxHashMap<usize, usize> =
+        FxHashMap::with_capacity_and_hasher(v.len(), Default::default());
+    let mut seen: FxHashSet<usize> =
+        FxHashSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         let Some(le) = s.metric.get("le").and_then(parse_le) else {
             continue;
