@@ -1,6 +1,8 @@
-//! Criterion benchmark of the PromQL engine alone (in-memory store): the
-//! dashboard's and alert rules' query shapes over 1h, 6h, 24h and 7d ranges
-//! at about 250 points per series, as a dashboard panel asks.
+//! Criterion benchmark of the PromQL engine alone: the dashboard's and alert
+//! rules' query shapes over 1h, 6h, 24h and 7d ranges at about 250 points per
+//! series, as a dashboard panel asks, over the in-memory store (the engine's
+//! own cost) and over the SQLite store (what users run: chunk reads and
+//! decoding included).
 
 mod support;
 
@@ -8,26 +10,39 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use infermon::promql::{Engine, EngineOptions};
-use infermon::storage::{AppendSample, Appender, MemoryStorage};
+use infermon::storage::{
+    AppendSample, Appender, MemoryStorage, Querier, SqliteStorage, StorageOptions,
+};
 
 const DAY_MS: i64 = 86_400_000;
 const START_MS: i64 = 1_700_000_000_000;
 
-fn bench(c: &mut Criterion) {
-    let store = Arc::new(MemoryStorage::new());
-    for (labels, samples) in support::generate(START_MS, 7 * DAY_MS) {
-        let batch: Vec<AppendSample> = samples
-            .into_iter()
-            .map(|sample| AppendSample {
-                labels: labels.clone(),
-                sample,
-            })
-            .collect();
-        store.append(&batch).expect("append");
+/// Appends the generated week one scrape round at a time.
+fn fill(store: &dyn Appender) {
+    let data = support::generate(START_MS, 7 * DAY_MS);
+    let rounds = data.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    let mut batch = Vec::with_capacity(data.len() * 240);
+    for i in 0..rounds {
+        for (labels, s) in &data {
+            if let Some(x) = s.get(i) {
+                batch.push(AppendSample {
+                    labels: labels.clone(),
+                    sample: *x,
+                });
+            }
+        }
+        if batch.len() >= data.len() * 240 {
+            store.append(&batch).expect("append");
+            batch.clear();
+        }
     }
+    store.append(&batch).expect("append");
+}
+
+fn bench_store(c: &mut Criterion, group: &str, store: Arc<dyn Querier>) {
     let engine = Engine::new(store, EngineOptions::default());
     let end = START_MS + 7 * DAY_MS;
-    let mut group = c.benchmark_group("range_query");
+    let mut group = c.benchmark_group(group);
     group.sample_size(10);
     for (range_name, range_ms) in [
         ("1h", 3_600_000),
@@ -43,6 +58,29 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let memory = Arc::new(MemoryStorage::new());
+    fill(memory.as_ref());
+    bench_store(c, "range_query", memory);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStorage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_disk: 0,
+            rollup_after_ms: 8 * DAY_MS,
+            ..StorageOptions::default()
+        },
+    )
+    .expect("open");
+    fill(&sqlite);
+    sqlite
+        .maintain(START_MS + 7 * DAY_MS + 60_000)
+        .expect("maintain");
+    sqlite.checkpoint().expect("checkpoint");
+    bench_store(c, "range_query_sqlite", Arc::new(sqlite));
 }
 
 criterion_group!(benches, bench);

@@ -1,5 +1,6 @@
-//! Query latency side by side: infermon's engine (in-memory store, served by
-//! its real HTTP API handlers), Prometheus (Debian package, data imported with
+//! Query latency side by side: infermon's engine (over its SQLite store, as
+//! users run it, filled like a scraper fills it and maintained once, served
+//! by its real HTTP API handlers), Prometheus (Debian package, data imported with
 //! `promtool tsdb create-blocks-from openmetrics`) and VictoriaMetrics
 //! (Debian package, data imported through `/api/v1/import/prometheus`) when
 //! installed. Same data, same queries, both over HTTP; prints a markdown
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use infermon::model::Labels;
 use infermon::promql::{Engine, EngineOptions};
-use infermon::storage::{AppendSample, Appender, MemoryStorage};
+use infermon::storage::{AppendSample, Appender, SqliteStorage, StorageOptions};
 
 const DAY_MS: i64 = 86_400_000;
 const RUNS: usize = 15;
@@ -96,18 +97,41 @@ fn main() {
         .build()
         .expect("client");
 
-    // infermon: its real API handlers over the in-memory store.
-    let store = Arc::new(MemoryStorage::new());
-    for (labels, s) in &data {
-        let batch: Vec<AppendSample> = s
-            .iter()
-            .map(|x| AppendSample {
-                labels: labels.clone(),
-                sample: *x,
-            })
-            .collect();
-        store.append(&batch).expect("append");
+    // infermon: its real API handlers over its SQLite store, appended one
+    // scrape round at a time (all series at one timestamp), then maintained
+    // once as the running server does (chunks compacted). Raw samples are
+    // kept for the whole week (rollups start after 8 days), as in Prometheus.
+    let t0 = Instant::now();
+    let store = SqliteStorage::open(
+        dir.path().join("infermon"),
+        StorageOptions {
+            min_free_disk: 0,
+            rollup_after_ms: 8 * DAY_MS,
+            ..StorageOptions::default()
+        },
+    )
+    .expect("open SQLite store");
+    let rounds = data.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    let mut batch = Vec::with_capacity(data.len() * 240);
+    for i in 0..rounds {
+        for (labels, s) in &data {
+            if let Some(x) = s.get(i) {
+                batch.push(AppendSample {
+                    labels: labels.clone(),
+                    sample: *x,
+                });
+            }
+        }
+        if batch.len() >= data.len() * 240 {
+            store.append(&batch).expect("append");
+            batch.clear();
+        }
     }
+    store.append(&batch).expect("append");
+    store.maintain(infermon::util::now_ms()).expect("maintain");
+    store.checkpoint().expect("checkpoint");
+    eprintln!("infermon SQLite fill + maintenance: {:?}", t0.elapsed());
+    let store = Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

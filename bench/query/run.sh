@@ -6,4 +6,6 @@
 # (13 on a loaded 2-core machine). Prints a markdown table; copy it into bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo bench --bench promql_vs_prometheus 2>&1 | sed -n '/^| query/,$p'
+# PROFILE=bench-storage (release without LTO) builds much faster than the
+# default bench profile (release, thin LTO) on a small machine.
+cargo bench --profile "${PROFILE:-bench}" --bench promql_vs_prometheus 2>&1 | sed -n '/^| query/,$p'

@@ -104,7 +104,20 @@ impl Labels {
         if self.0.iter().all(&keep) {
             return;
         }
-        std::sync::Arc::make_mut(&mut self.0).retain(keep);
+        match std::sync::Arc::get_mut(&mut self.0) {
+            Some(v) => v.retain(keep),
+            // Shared: copy only the labels that stay.
+            None => {
+                self.0 = std::sync::Arc::new(self.0.iter().filter(|l| keep(l)).cloned().collect())
+            }
+        }
+    }
+
+    /// Identifies this shared set while it is alive: clones share the id,
+    /// sets built separately do not (even when equal). The query engine
+    /// remembers per-set work under it.
+    pub fn ptr_id(&self) -> usize {
+        std::sync::Arc::as_ptr(&self.0) as usize
     }
 }
 

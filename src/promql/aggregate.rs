@@ -1,14 +1,14 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`…)
 //! with `by`/`without` grouping.
 
-use std::collections::HashMap;
-
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
+use rustc_hash::FxHashMap;
 
 use super::PromqlError;
-use super::engine::{Evaluator, Val, is_name_label};
+use super::engine::{Evaluator, Val, is_name_label, node_id};
 use super::functions::{kahan_inc, quantile};
+use super::memo::MemoKind;
 use super::value::{Sample, format_float};
 use crate::model::{Labels, METRIC_NAME};
 
@@ -22,12 +22,15 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     let input = ev.eval(&a.expr, t)?.into_vector()?;
     let grouping = &a.modifier;
 
-    // Groups in order of first appearance.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Groups in order of first appearance. Keys come interned from the memo,
+    // so a group is the id of its key.
+    let memo = ev.memos.of(node_id(a), MemoKind::Group);
+    let mut index: FxHashMap<usize, usize> =
+        FxHashMap::with_capacity_and_hasher(input.len(), Default::default());
     let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in input {
-        let key = group_labels(&s.metric, grouping);
-        let i = *index.entry(key.clone()).or_insert_with(|| {
+        let key = memo.get(&s.metric, |m| group_labels(m, grouping));
+        let i = *index.entry(key.ptr_id()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
         });
@@ -94,18 +97,19 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
         }
         token::T_COUNT_VALUES => {
             let label = match param {
-                Some(Val::Str(s)) => s,
+                Some(Val::Str(s)) if s.is_valid_label_name() => s.text,
+                Some(Val::Str(s)) => {
+                    return Err(PromqlError::Execution(format!(
+                        "invalid label name {:?}",
+                        s.text
+                    )));
+                }
                 _ => {
                     return Err(PromqlError::Execution(
                         "count_values needs a string parameter".into(),
                     ));
                 }
             };
-            if !valid_label_name(&label) {
-                return Err(PromqlError::Execution(format!(
-                    "invalid label name {label:?}"
-                )));
-            }
             for (key, members) in groups {
                 let mut counts: Vec<(String, f64)> = Vec::new();
                 for s in members {
@@ -169,11 +173,6 @@ fn label_hash(l: &Labels) -> u64 {
         buf.push(0xff);
     }
     xxhash_rust::xxh64::xxh64(&buf, 0)
-}
-
-/// Whether `name` is a valid label name (UTF-8 names are allowed in Prometheus 3).
-pub(crate) fn valid_label_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('\u{fffd}')
 }
 
 fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {

@@ -2,14 +2,19 @@
 //! step). Before the first step every selector's samples are fetched once for
 //! the whole time span it can see, so steps only search in memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::literal::GoString;
+use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, RangeSeries, Sample, Value};
+use super::window::{StepSamples, StepValues};
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
 use crate::storage::{Querier, RollupPoint, Series};
@@ -82,19 +87,29 @@ impl Engine {
 
     /// Evaluates `query` at `t` (ms).
     pub fn instant(&self, query: &str, t: i64) -> Result<Value, PromqlError> {
-        let expr = super::parse(query)?;
-        self.instant_expr(&expr, t)
+        let (expr, invalid_utf8) = super::parse_literals(query)?;
+        self.instant_eval(&expr, invalid_utf8, t)
     }
 
     /// Evaluates a parsed expression at `t` (ms).
     pub fn instant_expr(&self, expr: &Expr, t: i64) -> Result<Value, PromqlError> {
-        let mut ev = Evaluator::prepare(self, expr, t, t)?;
+        self.instant_eval(expr, HashSet::new(), t)
+    }
+
+    /// Evaluates an expression from [`super::parse_literals`] at `t` (ms).
+    pub(crate) fn instant_eval(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        t: i64,
+    ) -> Result<Value, PromqlError> {
+        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, t, t)?;
         let val = ev.eval(expr, t)?;
         Ok(match val {
             Val::Scalar(f) => Value::Scalar { t, f },
-            Val::Str(s) => Value::String { t, s },
+            Val::Str(s) => Value::String { t, s: s.text },
             Val::Vector(v) => {
-                let mut v = finish_vector(v)?;
+                let mut v = finish_vector(v, ev.memos.of(0, MemoKind::Output))?;
                 for s in &mut v {
                     s.t = t;
                 }
@@ -112,14 +127,26 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, PromqlError> {
-        let expr = super::parse(query)?;
-        self.range_expr(&expr, start, end, step)
+        let (expr, invalid_utf8) = super::parse_literals(query)?;
+        self.range_eval(&expr, invalid_utf8, start, end, step)
     }
 
     /// Range evaluation of a parsed expression.
     pub fn range_expr(
         &self,
         expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, PromqlError> {
+        self.range_eval(expr, HashSet::new(), start, end, step)
+    }
+
+    /// Range evaluation of an expression from [`super::parse_literals`].
+    pub(crate) fn range_eval(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
         start: i64,
         end: i64,
         step: i64,
@@ -148,20 +175,31 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let mut ev = Evaluator::prepare(self, expr, start, end)?;
-        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, start, end)?;
+        ev.steps = Some((start, end, step));
+        // Result series by the id of their interned label set (equal sets
+        // are one shared set, see `memo`), sorted by labels at the end.
+        let mut index: FxHashMap<usize, usize> = FxHashMap::default();
+        let mut out: Vec<(Labels, Vec<Point>)> = Vec::new();
+        let mut push = |metric: Labels, p: Point| match index.entry(metric.ptr_id()) {
+            Entry::Occupied(e) => out[*e.get()].1.push(p),
+            Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push((metric, vec![p]));
+            }
+        };
         let mut points = 0usize;
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
-                Val::Scalar(f) => out
-                    .entry(Labels::default())
-                    .or_default()
-                    .push(Point { t, f }),
+                Val::Scalar(f) => {
+                    let metric = ev.memos.of(0, MemoKind::Output).intern(Labels::default());
+                    push(metric, Point { t, f });
+                }
                 Val::Vector(v) => {
-                    for s in finish_vector(v)? {
-                        out.entry(s.metric).or_default().push(Point { t, f: s.f });
+                    for s in finish_vector(v, ev.memos.of(0, MemoKind::Output))? {
+                        push(s.metric, Point { t, f: s.f });
                         points += 1;
                     }
                 }
@@ -177,6 +215,7 @@ impl Engine {
             }
             t += step;
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Value::Matrix(
             out.into_iter()
                 .map(|(metric, points)| RangeSeries {
@@ -213,17 +252,31 @@ impl Engine {
 
 /// Removes `__name__` from series marked for it and rejects the duplicates
 /// that removal can create.
-fn finish_vector(mut v: Vec<Sample>) -> Result<Vec<Sample>, PromqlError> {
+/// Result label sets come out interned by `memo` (equal sets are one shared
+/// set), which makes the duplicate check and range grouping id lookups.
+fn finish_vector(mut v: Vec<Sample>, memo: &mut LabelMemo) -> Result<Vec<Sample>, PromqlError> {
     let mut any = false;
     for s in &mut v {
         if s.drop_name {
-            drop_name_labels(&mut s.metric);
+            s.metric = memo.get_variant(&s.metric, 1, |l| {
+                let mut l = l.clone();
+                drop_name_labels(&mut l);
+                l
+            });
             s.drop_name = false;
             any = true;
+        } else {
+            s.metric = memo.get_variant(&s.metric, 0, Labels::clone);
         }
     }
     if any {
-        check_unique(&v)?;
+        let mut seen = FxHashSet::default();
+        seen.reserve(v.len());
+        for s in &v {
+            if !seen.insert(s.metric.ptr_id()) {
+                return Err(dup_labelset());
+            }
+        }
     }
     Ok(v)
 }
@@ -303,7 +356,7 @@ pub(crate) enum Val {
     /// A number.
     Scalar(f64),
     /// A string literal.
-    Str(String),
+    Str(GoString),
     /// An instant vector.
     Vector(Vec<Sample>),
     /// A range vector.
@@ -354,7 +407,7 @@ impl Val {
     }
 
     /// The value as a string.
-    pub fn into_string(self) -> Result<String, PromqlError> {
+    pub fn into_string(self) -> Result<GoString, PromqlError> {
         match self {
             Val::Str(s) => Ok(s),
             other => Err(PromqlError::Execution(format!(
@@ -373,7 +426,7 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,
@@ -381,28 +434,45 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-fn node_id<T>(node: &T) -> usize {
+pub(crate) fn node_id<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
 /// The state of one query: fetched samples, query bounds, deadline.
 pub(crate) struct Evaluator {
-    lookback: i64,
+    pub(super) lookback: i64,
     default_step: i64,
-    max_samples: usize,
+    pub(super) max_samples: usize,
     start: i64,
     end: i64,
-    data: HashMap<usize, Vec<Series>>,
+    pub(super) data: HashMap<usize, Vec<Series>>,
     /// Per selector with rolled-up history, per series of `data`: the
     /// rollup points its first samples stand for (a prefix of `samples`).
-    rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
+    pub(super) rolled: HashMap<usize, Vec<Vec<RollupPoint>>>,
+    /// A range query's steps (start, end, step), `None` for an instant query.
+    pub(super) steps: Option<(i64, i64, i64)>,
+    /// Per call node evaluated in one pass over all steps (see `window`):
+    /// its values, or `None` when it does not qualify.
+    pub(super) windows: FxHashMap<usize, Option<StepValues>>,
+    /// Per instant selector node of a range query: its samples at every step.
+    pub(super) selectors: FxHashMap<usize, StepSamples>,
     subqueries: HashMap<(usize, i64), Val>,
     deadline: Instant,
+    /// String literals that are not valid UTF-8 in Go (see `literal`).
+    invalid_utf8: HashSet<String>,
+    /// Label-set work remembered across steps (see `memo`).
+    pub memos: Memos,
 }
 
 impl Evaluator {
     /// Fetches every selector's samples for the span `[start, end]` needs.
-    fn prepare(engine: &Engine, expr: &Expr, start: i64, end: i64) -> Result<Self, PromqlError> {
+    fn prepare(
+        engine: &Engine,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        start: i64,
+        end: i64,
+    ) -> Result<Self, PromqlError> {
         let opts = &engine.opts;
         let mut ev = Evaluator {
             lookback: opts.lookback_delta.as_millis() as i64,
@@ -414,6 +484,11 @@ impl Evaluator {
             rolled: HashMap::new(),
             subqueries: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
+            invalid_utf8,
+            memos: Memos::default(),
+            steps: None,
+            windows: FxHashMap::default(),
+            selectors: FxHashMap::default(),
         };
         let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
         ev.collect_spans(expr, start, end, &mut spans);
@@ -433,7 +508,7 @@ impl Evaluator {
         Ok(ev)
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub(super) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         at.as_ref().map(|a| match a {
             AtModifier::Start => self.start,
             AtModifier::End => self.end,
@@ -514,7 +589,10 @@ impl Evaluator {
     pub fn eval(&mut self, expr: &Expr, t: i64) -> Result<Val, PromqlError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
-            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::StringLiteral(s) => Ok(Val::Str(GoString {
+                valid_utf8: !self.invalid_utf8.contains(&s.val),
+                text: s.val.clone(),
+            })),
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Val::Scalar(f) => Ok(Val::Scalar(-f)),
@@ -531,7 +609,10 @@ impl Evaluator {
                     other.kind()
                 ))),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, t))),
+            Expr::VectorSelector(vs) => Ok(Val::Vector(match self.selector_steps(vs, t)? {
+                Some(v) => v,
+                None => self.vector_selector(vs, t),
+            })),
             Expr::MatrixSelector(ms) => {
                 let range = ms.range.as_millis() as i64;
                 let end = self.at_ms(&ms.vs.at).unwrap_or(t) - offset_ms(&ms.vs.offset);
@@ -842,6 +923,30 @@ mod tests {
     }
 
     #[test]
+    fn string_literals_are_go_byte_strings() {
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        // Escaped bytes that form UTF-8 name one label, as in Go.
+        match e
+            .instant(r#"label_replace(x, "\xc3\xbf", "v", "job", ".*")"#, 0)
+            .unwrap()
+        {
+            Value::Vector(v) => assert_eq!(v[0].metric.get("ÿ"), Some("v")),
+            other => panic!("not a vector: {other:?}"),
+        }
+        // A lone byte 0xFF is not UTF-8: no label name, no regular expression.
+        for q in [
+            r#"label_replace(x, "\xff", "", "job", "(.*)")"#,
+            r#"label_join(x, "\377", ",", "job")"#,
+            r#"count_values("\xff", x)"#,
+            r#"label_replace(x, "dst", "", "job", "\xff")"#,
+        ] {
+            assert!(e.instant(q, 0).is_err(), "{q}");
+        }
+        // The character U+00FF written as such is a fine name.
+        assert!(e.instant(r#"count_values("ÿ", x)"#, 0).is_ok());
+    }
+
+    #[test]
     fn range_query_is_one_series_per_label_set() {
         let points: Vec<(i64, f64)> = (0..=20).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
         let e = Engine::new(store(&points), EngineOptions::default());
@@ -879,6 +984,18 @@ mod tests {
             1,
             "under the limit"
         );
+        // Few stored samples, many steps: what a range query holds counts.
+        let e = Engine::new(
+            store(&points[..50]),
+            EngineOptions {
+                max_samples: 100,
+                ..EngineOptions::default()
+            },
+        );
+        for q in ["x", "sum_over_time(x[1m])"] {
+            let err = e.range(q, 0, 200_000, 100).unwrap_err();
+            assert!(matches!(err, PromqlError::TooManySamples(_)), "{q}: {err}");
+        }
 
         let opts = EngineOptions {
             timeout: Duration::ZERO,
@@ -905,6 +1022,71 @@ mod tests {
         assert_eq!(one("max_over_time(x[10m:1m])", 3_600_000), 60.0);
         assert_eq!(one("count_over_time(x[10m:1m])", 3_600_000), 10.0);
         assert_eq!(one("timestamp(x offset 90s)", 3_600_000), 3_480.0);
+    }
+
+    #[test]
+    fn one_pass_range_evaluation_equals_step_by_step_evaluation() {
+        // An irregular counter with a reset, a gap and a stale marker.
+        let mut points: Vec<(i64, f64)> = Vec::new();
+        let mut v = 0.0;
+        for i in 0..400i64 {
+            let t = i * 15_000 + (i * 7919 % 5_000);
+            if (150..170).contains(&i) {
+                continue;
+            }
+            v = if i == 250 { 3.0 } else { v + (i % 7) as f64 };
+            points.push((t, if i == 300 { stale_nan() } else { v }));
+        }
+        let e = Engine::new(store(&points), EngineOptions::default());
+        let (start, end, step) = (200_000, 6_000_000, 37_000);
+        for q in [
+            "rate(x[2m])",
+            "increase(x[5m] offset 3m)",
+            "delta(x[1m])",
+            "irate(x[3m])",
+            "idelta(x[3m])",
+            "avg_over_time(x[4m])",
+            "sum_over_time(x[4m] @ 3000)",
+            "count_over_time(x[30s])",
+            "max_over_time(x[2m])",
+            "min_over_time(x[2m])",
+            "stddev_over_time(x[5m])",
+            "stdvar_over_time(x[5m])",
+            "changes(x[10m])",
+            "resets(x[10m])",
+            "present_over_time(x[1m])",
+            "last_over_time(x[1m])",
+            "sum(rate(x[2m])) by (job)",
+            "x",
+            "x offset 2m",
+            "x @ 3000",
+            "timestamp(x)",
+            "max(x) - min(x offset 1m)",
+        ] {
+            let Value::Matrix(m) = e.range(q, start, end, step).unwrap() else {
+                panic!("{q}: not a matrix");
+            };
+            let mut want: Vec<(i64, f64)> = Vec::new();
+            let mut t = start;
+            while t <= end {
+                if let Value::Vector(v) = e.instant(q, t).unwrap() {
+                    want.extend(v.iter().map(|s| (t, s.f)));
+                }
+                t += step;
+            }
+            let got: Vec<(i64, f64)> = m
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| (p.t, p.f)))
+                .collect();
+            assert!(want.len() > 10, "{q}: only {} points", want.len());
+            assert_eq!(got.len(), want.len(), "{q}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.0 == w.0 && (g.1 == w.1 || g.1.is_nan() && w.1.is_nan()),
+                    "{q}: {g:?} != {w:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

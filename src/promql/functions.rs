@@ -5,7 +5,11 @@ use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::parser::{Call, Expr};
 
 use super::PromqlError;
-use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, to_matchers};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, node_id, to_matchers};
+use super::literal::GoString;
+use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, Sample};
 use crate::model::{Labels, METRIC_NAME, MatchOp};
 use crate::storage::RollupPoint;
@@ -16,6 +20,10 @@ pub(crate) struct Args<'a> {
     t: i64,
     vals: Vec<Option<Val>>,
     exprs: &'a [Box<Expr>],
+    /// The query's label-set memos (see `memo`).
+    memos: &'a mut Memos,
+    /// Identifies the call node in `memos`.
+    node: usize,
 }
 
 impl Args<'_> {
@@ -35,6 +43,10 @@ impl Args<'_> {
         self.take(i)?.into_matrix()
     }
     fn string(&mut self, i: usize) -> Result<String, PromqlError> {
+        Ok(self.go_string(i)?.text)
+    }
+    /// A string argument with its Go validity (for arguments Prometheus checks).
+    fn go_string(&mut self, i: usize) -> Result<GoString, PromqlError> {
         self.take(i)?.into_string()
     }
     fn len(&self) -> usize {
@@ -155,6 +167,58 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
 ];
 
 /// Evaluates a function call at `t`.
+/// A range-vector function that reads one series' window at a time: its
+/// value from the window's points (never empty) and bounds `(start, end]`.
+pub(crate) type WindowKernel = fn(&[Point], i64, i64) -> Option<f64>;
+
+/// The functions a range query computes for all its steps in one pass per
+/// series (see `window`), with whether they drop the metric name. Each
+/// kernel is the per-series core of the function of the same name in
+/// [`FUNCTIONS`], which still serves instant queries, subqueries and
+/// rolled-up history.
+pub(crate) static WINDOW_FUNCTIONS: &[(&str, WindowKernel, bool)] = &[
+    (
+        "avg_over_time",
+        |p, _, _| Some(super::aggregate::avg(p.iter().map(|x| x.f))),
+        true,
+    ),
+    ("changes", |p, _, _| Some(changes(p)), true),
+    ("count_over_time", |p, _, _| Some(p.len() as f64), true),
+    (
+        "delta",
+        |p, s, e| extrapolated_window(p, s, e, false, false),
+        true,
+    ),
+    ("idelta", |p, _, _| instant_value_window(p, false), true),
+    (
+        "increase",
+        |p, s, e| extrapolated_window(p, s, e, true, false),
+        true,
+    ),
+    ("irate", |p, _, _| instant_value_window(p, true), true),
+    ("last_over_time", |p, _, _| p.last().map(|x| x.f), false),
+    (
+        "max_over_time",
+        |p, _, _| Some(fold_nan_aware(p, |m, f| f > m)),
+        true,
+    ),
+    (
+        "min_over_time",
+        |p, _, _| Some(fold_nan_aware(p, |m, f| f < m)),
+        true,
+    ),
+    ("present_over_time", |_, _, _| Some(1.0), true),
+    (
+        "rate",
+        |p, s, e| extrapolated_window(p, s, e, true, true),
+        true,
+    ),
+    ("resets", |p, _, _| Some(resets(p)), true),
+    ("stddev_over_time", |p, _, _| Some(stdvar(p).sqrt()), true),
+    ("stdvar_over_time", |p, _, _| Some(stdvar(p)), true),
+    ("sum_over_time", |p, _, _| Some(sum(p)), true),
+];
+
 pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlError> {
     let name = c.func.name;
     let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
@@ -162,6 +226,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlEr
             "function {name:?} is not supported by infermon"
         )));
     };
+    if let Some(v) = ev.window_call(c, t)? {
+        return Ok(v);
+    }
     let mut vals = Vec::with_capacity(c.args.args.len());
     for a in &c.args.args {
         vals.push(Some(ev.eval(a, t)?));
@@ -170,6 +237,8 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlEr
         t,
         vals,
         exprs: &c.args.args,
+        memos: &mut ev.memos,
+        node: node_id(c),
     })
 }
 
@@ -679,43 +748,105 @@ fn quantile_over_time(a: &mut Args) -> Result<Val, PromqlError> {
 fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlError> {
     let t = a.t;
     let m = a.matrix(0)?;
-    let range_secs = (m.range_end - m.range_start) as f64 / 1000.0;
     let mut out = Vec::new();
     for (i, s) in m.series.iter().enumerate() {
         let p = &s.points;
         let rolled = m
             .aggs_of(i)
             .filter(|r| counter && !r.is_empty() && r.len() == p.len());
-        let (first, last, samples, result) = match rolled {
-            Some(r) => rolled_increase(r, m.range_start),
-            None => {
-                if p.len() < 2 {
-                    continue;
-                }
-                let mut result = p[p.len() - 1].f - p[0].f;
-                if counter {
-                    let mut prev = p[0].f;
-                    for x in &p[1..] {
-                        if x.f < prev {
-                            result += prev;
-                        }
-                        prev = x.f;
-                    }
-                }
-                (p[0], p[p.len() - 1], p.len() as f64, result)
+        let f = match rolled {
+            Some(r) => {
+                let (first, last, samples, result) = rolled_increase(r, m.range_start);
+                let span = Span {
+                    first,
+                    last,
+                    samples,
+                    result,
+                };
+                span.extrapolate(m.range_start, m.range_end, counter, rate, true)
             }
+            None => extrapolated_window(p, m.range_start, m.range_end, counter, rate),
         };
-        if samples < 2.0 || last.t <= first.t {
-            continue;
+        if let Some(f) = f {
+            out.push(Sample {
+                metric: s.metric.clone(),
+                t,
+                f,
+                drop_name: true,
+            });
         }
-        let mut to_start = (first.t - m.range_start) as f64 / 1000.0;
-        let mut to_end = (m.range_end - last.t) as f64 / 1000.0;
+    }
+    Ok(Val::Vector(out))
+}
+
+/// [`extrapolated`] for one series' raw points in `(range_start, range_end]`.
+fn extrapolated_window(
+    p: &[Point],
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let mut result = p[p.len() - 1].f - p[0].f;
+    if counter {
+        let mut prev = p[0].f;
+        for x in &p[1..] {
+            if x.f < prev {
+                result += prev;
+            }
+            prev = x.f;
+        }
+    }
+    let span = Span {
+        first: p[0],
+        last: p[p.len() - 1],
+        samples: p.len() as f64,
+        result,
+    };
+    span.extrapolate(range_start, range_end, counter, rate, false)
+}
+
+/// What `rate` needs of a window: its first and last sample, how many
+/// samples lie between them (inclusive) and the (reset-adjusted) change.
+struct Span {
+    first: Point,
+    last: Point,
+    samples: f64,
+    result: f64,
+}
+
+impl Span {
+    /// The change extrapolated to the window's edges (per second for
+    /// `rate`); `None` when the window cannot tell.
+    fn extrapolate(
+        &self,
+        range_start: i64,
+        range_end: i64,
+        counter: bool,
+        rate: bool,
+        rolled: bool,
+    ) -> Option<f64> {
+        let Span {
+            first,
+            last,
+            samples,
+            result,
+        } = *self;
+        if samples < 2.0 || last.t <= first.t {
+            return None;
+        }
+        let range_secs = (range_end - range_start) as f64 / 1000.0;
+        let mut to_start = (first.t - range_start) as f64 / 1000.0;
+        let mut to_end = (range_end - last.t) as f64 / 1000.0;
         let sampled = (last.t - first.t) as f64 / 1000.0;
         let avg_step = sampled / (samples - 1.0);
         // In rolled-up history a window edge falls up to a bucket away from
         // the nearest kept sample: that gap is the resolution, not the
         // series starting or ending, so it is extrapolated over.
-        let threshold = if rolled.is_some() {
+        let threshold = if rolled {
             avg_step.max(crate::storage::BUCKET_MS as f64 / 1000.0) * 1.1
         } else {
             avg_step * 1.1
@@ -739,14 +870,8 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
         if rate {
             factor /= range_secs;
         }
-        out.push(Sample {
-            metric: s.metric.clone(),
-            t,
-            f: result * factor,
-            drop_name: true,
-        });
+        Some(result * factor)
     }
-    Ok(Val::Vector(out))
 }
 
 /// A counter's first and last sample, the number of samples between them
@@ -793,31 +918,37 @@ fn instant_value(a: &mut Args, rate: bool) -> Result<Val, PromqlError> {
     let m = a.matrix(0)?;
     let mut out = Vec::new();
     for s in m.series {
-        let p = &s.points;
-        if p.len() < 2 {
-            continue;
+        if let Some(f) = instant_value_window(&s.points, rate) {
+            out.push(Sample {
+                metric: s.metric,
+                t,
+                f,
+                drop_name: true,
+            });
         }
-        let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
-        let mut v = if rate && last.f < prev.f {
-            last.f
-        } else {
-            last.f - prev.f
-        };
-        let interval = last.t - prev.t;
-        if interval == 0 {
-            continue;
-        }
-        if rate {
-            v /= interval as f64 / 1000.0;
-        }
-        out.push(Sample {
-            metric: s.metric,
-            t,
-            f: v,
-            drop_name: true,
-        });
     }
     Ok(Val::Vector(out))
+}
+
+/// [`instant_value`] for one series' window.
+fn instant_value_window(p: &[Point], rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
+    let mut v = if rate && last.f < prev.f {
+        last.f
+    } else {
+        last.f - prev.f
+    };
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    if rate {
+        v /= interval as f64 / 1000.0;
+    }
+    Some(v)
 }
 
 /// Least-squares slope and intercept at `intercept_t` (ms).
@@ -929,16 +1060,24 @@ fn double_exponential_smoothing(a: &mut Args) -> Result<Val, PromqlError> {
 }
 
 fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
-    let dst = a.string(1)?;
+    let dst_arg = a.go_string(1)?;
     let repl = a.string(2)?;
     let src = a.string(3)?;
-    let re_src = a.string(4)?;
-    let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+    let re_arg = a.go_string(4)?;
+    let re_src = &re_arg.text;
+    let compiled = if re_arg.valid_utf8 {
+        regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| e.to_string())
+    } else {
+        // Go's regexp refuses patterns that are not UTF-8.
+        Err("invalid UTF-8".to_string())
+    };
+    let re = compiled.map_err(|e| {
         PromqlError::Execution(format!(
             "invalid regular expression in label_replace(): {re_src}: {e}"
         ))
     })?;
-    if !super::aggregate::valid_label_name(&dst) {
+    let dst = dst_arg.text.clone();
+    if !dst_arg.is_valid_label_name() {
         return Err(PromqlError::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -960,13 +1099,14 @@ fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
 }
 
 fn label_join(a: &mut Args) -> Result<Val, PromqlError> {
-    let dst = a.string(1)?;
+    let dst_arg = a.go_string(1)?;
+    let dst = dst_arg.text.clone();
     let sep = a.string(2)?;
     let mut srcs = Vec::new();
     for i in 3..a.len() {
         srcs.push(a.string(i)?);
     }
-    if !super::aggregate::valid_label_name(&dst) {
+    if !dst_arg.is_valid_label_name() {
         return Err(PromqlError::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
@@ -1004,23 +1144,35 @@ fn check_unique_after_drop(v: &[Sample]) -> Result<(), PromqlError> {
 /// Series labels (without `le`) with their (upper bound, count) buckets.
 type BucketGroups = Vec<(Labels, Vec<(f64, f64)>)>;
 
-fn bucket_groups(v: Vec<Sample>) -> Result<BucketGroups, PromqlError> {
+/// Buckets grouped by their labels without `le` and the name, in order of
+/// first appearance. Label sets go through the call's memo (variant 0: the
+/// set without the name, for the duplicate check; 1: the group key), which
+/// interns them, so both lookups are by id.
+fn bucket_groups(v: Vec<Sample>, memo: &mut LabelMemo) -> Result<BucketGroups, PromqlError> {
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut index: FxHashMap<usize, usize> =
+        FxHashMap::with_capacity_and_hasher(v.len(), Default::default());
+    let mut seen: FxHashSet<usize> =
+        FxHashSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         let Some(le) = s.metric.get("le").and_then(parse_le) else {
             continue;
         };
-        let mut full = s.metric.clone();
-        drop_name_labels(&mut full);
-        if !seen.insert(full) {
+        let full = memo.get_variant(&s.metric, 0, |m| {
+            let mut full = m.clone();
+            drop_name_labels(&mut full);
+            full
+        });
+        if !seen.insert(full.ptr_id()) {
             return Err(super::engine::dup_labelset());
         }
-        let mut key = s.metric.clone();
-        key.remove("le");
-        drop_name_labels(&mut key);
-        let i = *index.entry(key.clone()).or_insert_with(|| {
+        let key = memo.get_variant(&s.metric, 1, |m| {
+            let mut key = m.clone();
+            key.remove("le");
+            drop_name_labels(&mut key);
+            key
+        });
+        let i = *index.entry(key.ptr_id()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
         });
@@ -1179,7 +1331,7 @@ fn histogram_quantile(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(1)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v)? {
+    for (metric, buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
         out.push(Sample {
             metric,
             t,
@@ -1195,7 +1347,7 @@ fn histogram_fraction(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(2)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v)? {
+    for (metric, buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
         out.push(Sample {
             metric,
             t,

@@ -11,11 +11,16 @@ mod aggregate;
 mod binary;
 mod engine;
 mod functions;
+mod literal;
+mod memo;
 pub mod promqltest;
 mod value;
+mod window;
 
 pub use engine::{Engine, EngineOptions};
 pub use value::{Point, RangeSeries, Sample, Value, format_float};
+
+use std::collections::HashSet;
 
 use crate::storage::StorageError;
 
@@ -63,7 +68,17 @@ impl PromqlError {
 
 /// Parses an expression, with the error text Prometheus users know.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
-    promql_parser::parser::parse(query).map_err(PromqlError::Parse)
+    parse_literals(query).map(|(expr, _)| expr)
+}
+
+/// Parses an expression whose string literals mean what they mean in Go
+/// (see `literal`), with the decoded literals that are not valid UTF-8.
+pub(crate) fn parse_literals(
+    query: &str,
+) -> Result<(promql_parser::parser::Expr, HashSet<String>), PromqlError> {
+    let n = literal::normalise(query);
+    let expr = promql_parser::parser::parse(&n.text).map_err(PromqlError::Parse)?;
+    Ok((expr, n.invalid_utf8))
 }
 
 /// The matcher sets of a series selector such as `up{job="a"}` (for the

@@ -438,15 +438,16 @@ fn parse_eval(line: &str, body: Vec<String>) -> Result<Eval, String> {
 }
 
 fn run_eval(engine: &Engine, ev: &Eval) -> Outcome {
-    let parsed = promql_parser::parser::parse(&ev.expr);
-    let expr = match parsed {
-        Ok(e) => e,
-        Err(e) if ev.fail => return check_failure(ev, &e),
+    let (expr, invalid_utf8) = match super::parse_literals(&ev.expr) {
+        Ok(parsed) => parsed,
+        Err(e) if ev.fail => return check_failure(ev, &e.to_string()),
         Err(_) => return Outcome::Skip("syntax the parser lacks"),
     };
     let result = match ev.query {
-        Query::Instant(t) => engine.instant_expr(&expr, t),
-        Query::Range { start, end, step } => engine.range_expr(&expr, start, end, step),
+        Query::Instant(t) => engine.instant_eval(&expr, invalid_utf8, t),
+        Query::Range { start, end, step } => {
+            engine.range_eval(&expr, invalid_utf8, start, end, step)
+        }
     };
     match result {
         Err(e) if ev.fail => check_failure(ev, &e.to_string()),

@@ -90,9 +90,19 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// `{"status":"success","data":...}`.
+/// `{"status":"success","data":...}`, written straight from `data` (a
+/// large range query result is not first copied into a JSON tree).
 pub fn success<T: Serialize>(data: T) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
+    #[derive(Serialize)]
+    struct Success<T> {
+        status: &'static str,
+        data: T,
+    }
+    Json(Success {
+        status: "success",
+        data,
+    })
+    .into_response()
 }
 
 /// An API error in Prometheus' shape (`errorType`, `error`), plus the
