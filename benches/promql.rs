@@ -10,33 +10,14 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use infermon::promql::{Engine, EngineOptions};
-use infermon::storage::{
-    AppendSample, Appender, MemoryStorage, Querier, SqliteStorage, StorageOptions,
-};
+use infermon::storage::{Appender, MemoryStorage, Querier, SqliteStorage, StorageOptions};
 
 const DAY_MS: i64 = 86_400_000;
 const START_MS: i64 = 1_700_000_000_000;
 
 /// Appends the generated week one scrape round at a time.
 fn fill(store: &dyn Appender) {
-    let data = support::generate(START_MS, 7 * DAY_MS);
-    let rounds = data.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
-    let mut batch = Vec::with_capacity(data.len() * 240);
-    for i in 0..rounds {
-        for (labels, s) in &data {
-            if let Some(x) = s.get(i) {
-                batch.push(AppendSample {
-                    labels: labels.clone(),
-                    sample: *x,
-                });
-            }
-        }
-        if batch.len() >= data.len() * 240 {
-            store.append(&batch).expect("append");
-            batch.clear();
-        }
-    }
-    store.append(&batch).expect("append");
+    support::append_by_rounds(store, &support::generate(START_MS, 7 * DAY_MS));
 }
 
 fn bench_store(c: &mut Criterion, group: &str, store: Arc<dyn Querier>) {

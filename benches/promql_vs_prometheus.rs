@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use infermon::model::Labels;
 use infermon::promql::{Engine, EngineOptions};
-use infermon::storage::{AppendSample, Appender, SqliteStorage, StorageOptions};
+use infermon::storage::{SqliteStorage, StorageOptions};
 
 const DAY_MS: i64 = 86_400_000;
 const RUNS: usize = 15;
@@ -111,23 +111,7 @@ fn main() {
         },
     )
     .expect("open SQLite store");
-    let rounds = data.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
-    let mut batch = Vec::with_capacity(data.len() * 240);
-    for i in 0..rounds {
-        for (labels, s) in &data {
-            if let Some(x) = s.get(i) {
-                batch.push(AppendSample {
-                    labels: labels.clone(),
-                    sample: *x,
-                });
-            }
-        }
-        if batch.len() >= data.len() * 240 {
-            store.append(&batch).expect("append");
-            batch.clear();
-        }
-    }
-    store.append(&batch).expect("append");
+    support::append_by_rounds(&store, &data);
     store.maintain(infermon::util::now_ms()).expect("maintain");
     store.checkpoint().expect("checkpoint");
     eprintln!("infermon SQLite fill + maintenance: {:?}", t0.elapsed());

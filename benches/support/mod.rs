@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use infermon::model::{Labels, Sample};
+use infermon::storage::{AppendSample, Appender};
 
 /// Scrape interval of the generated data.
 pub const STEP_MS: i64 = 15_000;
@@ -127,4 +128,26 @@ pub fn generate(start_ms: i64, span_ms: i64) -> Vec<(Labels, Vec<Sample>)> {
         ));
     }
     out
+}
+
+/// Appends `data` one scrape round at a time (all series at one timestamp),
+/// in batches of about 240 rounds, as a running scraper fills the store.
+pub fn append_by_rounds(store: &dyn Appender, data: &[(Labels, Vec<Sample>)]) {
+    let rounds = data.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    let mut batch = Vec::with_capacity(data.len() * 240);
+    for i in 0..rounds {
+        for (labels, s) in data {
+            if let Some(x) = s.get(i) {
+                batch.push(AppendSample {
+                    labels: labels.clone(),
+                    sample: *x,
+                });
+            }
+        }
+        if batch.len() >= data.len() * 240 {
+            store.append(&batch).expect("append");
+            batch.clear();
+        }
+    }
+    store.append(&batch).expect("append");
 }
