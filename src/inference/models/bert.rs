@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::inference::kernels::Activation;
 use crate::inference::pooling::{PaddingSide, Pooling};
 use crate::inference::{Backend, Encoded, InferenceError};
 
@@ -48,6 +49,31 @@ pub struct BertConfig {
     /// Classification labels (cross-encoders).
     #[serde(default)]
     pub id2label: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl BertConfig {
+    /// The activation `hidden_act` names.
+    pub(crate) fn activation(&self) -> Result<Activation, String> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            other => Err(format!(
+                "hidden_act {other:?} is not supported (gelu, gelu_new, relu)"
+            )),
+        }
+    }
+
+    /// Width of one attention head (`hidden_size` must split evenly).
+    pub(crate) fn head_dim(&self) -> Result<usize, String> {
+        let (h, heads) = (self.hidden_size, self.num_attention_heads);
+        if heads == 0 || !h.is_multiple_of(heads) {
+            return Err(format!(
+                "hidden_size {h} is not a multiple of num_attention_heads {heads}"
+            ));
+        }
+        Ok(h / heads)
+    }
 }
 
 fn default_act() -> String {
@@ -107,13 +133,6 @@ impl Norm {
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
-}
-
-#[derive(Clone, Copy)]
-enum Act {
-    Gelu,
-    GeluTanh,
-    Relu,
 }
 
 struct Layer {
@@ -179,7 +198,7 @@ pub(crate) struct Encoder {
     layers: Vec<Layer>,
     heads: usize,
     head_dim: usize,
-    act: Act,
+    act: Activation,
     pad_id: u32,
     max_positions: usize,
 }
@@ -191,23 +210,8 @@ impl Encoder {
         cfg: &BertConfig,
         position_offset: usize,
     ) -> Result<Encoder, String> {
-        let act = match cfg.hidden_act.as_str() {
-            "gelu" => Act::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Act::GeluTanh,
-            "relu" => Act::Relu,
-            other => {
-                return Err(format!(
-                    "hidden_act {other:?} is not supported (gelu, gelu_new, relu)"
-                ));
-            }
-        };
-        let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
-        if heads == 0 || h % heads != 0 {
-            return Err(format!(
-                "hidden_size {h} is not a multiple of num_attention_heads {heads}"
-            ));
-        }
-        let head_dim = h / heads;
+        let act = cfg.activation()?;
+        let (h, heads, head_dim) = (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim()?);
         let load = || -> candle_core::Result<Encoder> {
             let embeddings = Embeddings::load(&vb.pp("embeddings"), cfg, position_offset)?;
             let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -312,9 +316,10 @@ impl Encoder {
         let attn = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + x)?)?;
         let up = l.up.forward(&attn)?;
         let up = match self.act {
-            Act::Gelu => up.gelu_erf()?,
-            Act::GeluTanh => up.gelu()?,
-            Act::Relu => up.relu()?,
+            Activation::Gelu => up.gelu_erf()?,
+            Activation::GeluTanh => up.gelu()?,
+            Activation::Relu => up.relu()?,
+            Activation::None => up,
         };
         l.out_norm.forward(&(l.down.forward(&up)? + attn)?)
     }
@@ -525,6 +530,16 @@ fn cpu_slice_tokens() -> usize {
     })
 }
 
+/// Where the encoder's weights are: under `prefix.` (the task models'
+/// layout) or at the root (the bare model's).
+pub(crate) fn encoder_root<'a>(vb: &VarBuilder<'a>, prefix: &str) -> VarBuilder<'a> {
+    if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+        vb.pp(prefix)
+    } else {
+        vb.clone()
+    }
+}
+
 /// `BertModel` / `BertForSequenceClassification` (weights under `bert.` or
 /// at the root; the head at `bert.pooler.dense` and `classifier`).
 pub fn load(
@@ -533,11 +548,7 @@ pub fn load(
     pooling: Option<Pooling>,
     candle_only: bool,
 ) -> Result<EncoderModel, String> {
-    let root = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-        vb.pp("bert")
-    } else {
-        vb.clone()
-    };
+    let root = encoder_root(&vb, "bert");
     let head = HeadPaths {
         dense: root.pp("pooler.dense"),
         out: vb.pp("classifier"),

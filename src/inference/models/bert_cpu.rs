@@ -62,23 +62,8 @@ impl CpuEncoder {
         cfg: &BertConfig,
         position_offset: usize,
     ) -> Result<CpuEncoder, String> {
-        let act = match cfg.hidden_act.as_str() {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "relu" => Activation::Relu,
-            other => {
-                return Err(format!(
-                    "hidden_act {other:?} is not supported (gelu, gelu_new, relu)"
-                ));
-            }
-        };
-        let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
-        if heads == 0 || h % heads != 0 {
-            return Err(format!(
-                "hidden_size {h} is not a multiple of num_attention_heads {heads}"
-            ));
-        }
-        let head_dim = h / heads;
+        let act = cfg.activation()?;
+        let (h, heads, head_dim) = (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim()?);
         let load = || -> candle_core::Result<CpuEncoder> {
             let e = vb.pp("embeddings");
             let mut layers = Vec::with_capacity(cfg.num_hidden_layers);

@@ -5,7 +5,7 @@
 
 use candle_nn::VarBuilder;
 
-use super::bert::{BertConfig, EncoderModel, HeadPaths};
+use super::bert::{BertConfig, EncoderModel, HeadPaths, encoder_root};
 use crate::inference::pooling::Pooling;
 
 /// Loads `XLMRobertaModel` / `XLMRobertaForSequenceClassification` (weights
@@ -16,11 +16,7 @@ pub fn load(
     pooling: Option<Pooling>,
     candle_only: bool,
 ) -> Result<EncoderModel, String> {
-    let root = if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
-        vb.pp("roberta")
-    } else {
-        vb.clone()
-    };
+    let root = encoder_root(&vb, "roberta");
     let c = vb.pp("classifier");
     let head = HeadPaths {
         dense: c.pp("dense"),
