@@ -30,12 +30,30 @@ for lib in "$cuda"/lib/*.so.*; do
   base="${lib%%.so.*}.so"
   [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
 done
+# libcuda.so belongs to the driver, not to the toolkit wheels, and candle links
+# cudarc with `dynamic-linking`. Link against a stub of the driver API, as the
+# toolkit's own lib64/stubs/libcuda.so is meant for: one empty function per
+# entry point cudarc declares. At run time the driver's libcuda.so.1 is used
+# (so a `cuda` build needs the NVIDIA driver installed to start).
+stubs="$PWD/target/cuda-stubs"
+mkdir -p "$stubs"
+cudarc=$(cargo metadata --format-version 1 --features cuda 2>/dev/null | "$venv/bin/python" -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "cudarc":
+        print(os.path.dirname(p["manifest_path"]))
+        break')
+[ -n "$cudarc" ] || { echo "cudarc not found in cargo metadata" >&2; exit 1; }
+grep -ho '^pub unsafe fn cu[A-Za-z0-9_]*' "$cudarc/src/driver/sys/mod.rs" | awk '{print "void " $4 "(void) {}"}' | sort -u > "$stubs/libcuda.c"
+gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda.c"
 export CUDA_ROOT="$cuda" CUDA_PATH="$cuda" CUDA_HOME="$cuda"
 export PATH="$cuda/bin:$PATH"
-export LIBRARY_PATH="$cuda/lib:${LIBRARY_PATH:-}"
+export LIBRARY_PATH="$cuda/lib:$stubs:${LIBRARY_PATH:-}"
 # No GPU to ask for its compute capability: build for Ampere+ (sm_80).
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
 nvcc --version | tail -2
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_CUDA:-$PWD/target/cuda}
 cargo build --release --features cuda
-echo "cuda build OK"
+# The binary must need only the driver's libcuda.so.1 from outside the toolkit.
+readelf -d "$CARGO_TARGET_DIR/release/infermon" | grep NEEDED
+echo "cuda build OK: $CARGO_TARGET_DIR/release/infermon"
