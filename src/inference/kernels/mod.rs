@@ -14,6 +14,10 @@
 //! Where the CPU has AMX tiles, matrix products run on them instead
 //! ([`amx`]), in a split-bf16 precision close to f32.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(not(target_arch = "x86_64"))]
+#[path = "amx_elsewhere.rs"]
 pub mod amx;
 mod simd;
 
