@@ -347,3 +347,51 @@ fn sigterm_drains_a_request_in_flight_and_exits_zero() {
         .expect("exits within the deadline");
     assert!(status.success(), "exit status {status:?}\n{}", server.log());
 }
+
+#[test]
+fn repeated_failed_logins_lock_the_user_name_for_a_while() {
+    let hash = bcrypt::hash("right", 4).unwrap();
+    let server = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  auth:\n    basic_auth_users:\n      admin: '{hash}'\nstorage:\n  path: {{dir}}/data\nmodels: []\n"
+    ));
+    let c = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let page = c.get(server.url("/login")).send().unwrap().text().unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field on the login page")
+        .to_string();
+    let login = |password: &str| {
+        c.post(server.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={csrf}&username=admin&password={password}&next=%2F"
+            ))
+            .send()
+            .unwrap()
+    };
+    // A success clears earlier failures.
+    assert_eq!(login("wrong").status(), 401);
+    assert_eq!(login("right").status(), 303);
+    for _ in 0..5 {
+        assert_eq!(login("wrong").status(), 401);
+    }
+    // Locked now, even with the right password, and told for how long.
+    let r = login("right");
+    assert_eq!(r.status(), 429);
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "retry-after {retry}");
+    assert!(
+        r.text().unwrap().contains("Too many failed logins"),
+        "the page says why"
+    );
+}

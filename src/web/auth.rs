@@ -12,6 +12,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::login_limit::LoginLimiter;
 use super::session::{self, Session, SessionStore};
 use crate::config::{AuthConfig, Role};
 
@@ -55,6 +56,7 @@ pub struct Authenticator {
     // (by digest, never in clear) so a dashboard's many requests stay fast.
     verified: Mutex<HashMap<[u8; 32], (String, Role)>>,
     sessions: SessionStore,
+    logins: LoginLimiter,
     login_csrf: String,
 }
 
@@ -76,6 +78,7 @@ impl Authenticator {
             protect_metrics: config.protect_metrics,
             verified: Mutex::new(HashMap::new()),
             sessions: SessionStore::new(session::SESSION_TTL_MS),
+            logins: LoginLimiter::default(),
             login_csrf: session::random_token().unwrap_or_default(),
         }
     }
@@ -93,6 +96,11 @@ impl Authenticator {
     /// The logged-in sessions.
     pub fn sessions(&self) -> &SessionStore {
         &self.sessions
+    }
+
+    /// Failed logins per user name (brute-force protection).
+    pub fn logins(&self) -> &LoginLimiter {
+        &self.logins
     }
 
     fn is_public(&self, path: &str) -> bool {

@@ -10,6 +10,7 @@ pub mod charts;
 mod error;
 mod extract;
 mod health;
+pub mod login_limit;
 pub mod pages;
 pub mod session;
 

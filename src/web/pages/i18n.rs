@@ -98,6 +98,9 @@ impl Lang {
             "User name" => "用户名",
             "Password" => "密码",
             "Wrong user name or password" => "用户名或密码错误",
+            "Too many failed logins for this user; try again in {n} min" => {
+                "该用户登录失败次数过多，请 {n} 分钟后再试"
+            }
             "The form expired; log in again" => "表单已过期，请重新登录",
             "Forbidden" => "无权操作",
             "Back to the overview" => "返回概览",

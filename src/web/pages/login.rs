@@ -167,6 +167,25 @@ async fn submit(
     }
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
+    let now = crate::util::now_ms();
+    if let Some(wait_ms) = auth.logins().blocked_for(&user, now) {
+        tracing::warn!(user = %user, "dashboard login refused: too many failed attempts");
+        let minutes = (wait_ms + 59_999) / 60_000;
+        let mut response = login_page(
+            &auth,
+            lang,
+            next,
+            Some(
+                lang.t("Too many failed logins for this user; try again in {n} min")
+                    .replace("{n}", &minutes.to_string()),
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(v) = HeaderValue::from_str(&((wait_ms + 999) / 1000).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     let checker = auth.clone();
     let who = user.clone();
     // bcrypt is deliberately slow: keep it off the async threads.
@@ -175,6 +194,7 @@ async fn submit(
         .ok()
         .flatten();
     let Some(role) = role else {
+        auth.logins().failed(&user, now);
         tracing::info!(user = %user, "dashboard login refused");
         return login_page(
             &auth,
@@ -184,7 +204,8 @@ async fn submit(
             StatusCode::UNAUTHORIZED,
         );
     };
-    let Some((token, _)) = auth.sessions().create(&user, role, crate::util::now_ms()) else {
+    auth.logins().succeeded(&user);
+    let Some((token, _)) = auth.sessions().create(&user, role, now) else {
         return crate::web::ApiError::internal("no randomness for a session token").into_response();
     };
     tracing::info!(user = %user, ?role, "dashboard login");
