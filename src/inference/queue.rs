@@ -238,12 +238,8 @@ impl Worker {
     /// back together, so taking the one early arrival alone would lock the
     /// queue into alternating tiny and big batches. True on Stop.
     fn wait_for_more(&mut self, last_batch: usize) -> bool {
-        let delay = self.limits.max_batch_delay;
         let want = last_batch.min(self.limits.max_batch_requests);
-        if delay.is_zero() || self.waiting_inputs() >= want {
-            return false;
-        }
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now() + self.limits.max_batch_delay;
         loop {
             let now = Instant::now();
             if now >= deadline || self.waiting_inputs() >= want {

@@ -251,27 +251,26 @@ impl PackedWeights {
                             (out_addr as *mut f32).add(r * n + col),
                         )
                     };
-                    if rows - r > TILE_ROWS {
-                        let mut second = 0;
-                        while rows - r > TILE_ROWS {
-                            let rows2 = (rows - r - TILE_ROWS).min(TILE_ROWS);
-                            if rows2 != second {
-                                TileConfig::two_strips(rows2).load();
-                                second = rows2;
-                            }
-                            let (h0, l0, c0) = at(r);
-                            let (h1, l1, c1) = at(r + TILE_ROWS);
-                            two_strip_product(
-                                [h0, h1],
-                                [l0, l1],
-                                k * 2,
-                                weights.as_ptr().cast::<u16>(),
-                                [c0, c1],
-                                n * 4,
-                                steps,
-                            );
-                            r += TILE_ROWS + rows2;
+                    // Rows of the second strip the loaded configuration has.
+                    let mut configured = 0;
+                    while rows - r > TILE_ROWS {
+                        let rows2 = (rows - r - TILE_ROWS).min(TILE_ROWS);
+                        if rows2 != configured {
+                            TileConfig::two_strips(rows2).load();
+                            configured = rows2;
                         }
+                        let (h0, l0, c0) = at(r);
+                        let (h1, l1, c1) = at(r + TILE_ROWS);
+                        two_strip_product(
+                            [h0, h1],
+                            [l0, l1],
+                            k * 2,
+                            weights.as_ptr().cast::<u16>(),
+                            [c0, c1],
+                            n * 4,
+                            steps,
+                        );
+                        r += TILE_ROWS + rows2;
                     }
                     if r < rows {
                         TileConfig::one_strip(rows - r).load();

@@ -86,11 +86,17 @@ impl Linear {
         if rows == 0 {
             return out;
         }
-        if let Some(tiles) = &self.tiles {
-            tiles.matmul_acc(x, rows, &mut out);
-            self.activate(&mut out, act);
-            return out;
+        match &self.tiles {
+            Some(tiles) => tiles.matmul_acc(x, rows, &mut out),
+            None => self.product_f32(x, rows, &mut out),
         }
+        self.activate(&mut out, act);
+        out
+    }
+
+    /// `out += x·W` with the f32 `gemm` crate.
+    fn product_f32(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let n = self.n;
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 && rows * n * self.k > 1 << 16 {
             gemm::Parallelism::Rayon(threads)
@@ -122,8 +128,6 @@ impl Linear {
                 parallelism,
             );
         }
-        self.activate(&mut out, act);
-        out
     }
 
     fn activate(&self, out: &mut [f32], act: Activation) {
