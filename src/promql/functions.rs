@@ -166,7 +166,6 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("year", |a| date(a, |d| d.year() as f64)),
 ];
 
-/// Evaluates a function call at `t`.
 /// A range-vector function that reads one series' window at a time: its
 /// value from the window's points (never empty) and bounds `(start, end]`.
 pub(crate) type WindowKernel = fn(&[Point], i64, i64) -> Option<f64>;
@@ -219,6 +218,7 @@ pub(crate) static WINDOW_FUNCTIONS: &[(&str, WindowKernel, bool)] = &[
     ("sum_over_time", |p, _, _| Some(sum(p)), true),
 ];
 
+/// Evaluates a function call at `t`.
 pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlError> {
     let name = c.func.name;
     let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
@@ -755,16 +755,13 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
             .aggs_of(i)
             .filter(|r| counter && !r.is_empty() && r.len() == p.len());
         let f = match rolled {
-            Some(r) => {
-                let (first, last, samples, result) = rolled_increase(r, m.range_start);
-                let span = Span {
-                    first,
-                    last,
-                    samples,
-                    result,
-                };
-                span.extrapolate(m.range_start, m.range_end, counter, rate, true)
-            }
+            Some(r) => rolled_increase(r, m.range_start).extrapolate(
+                m.range_start,
+                m.range_end,
+                counter,
+                rate,
+                true,
+            ),
             None => extrapolated_window(p, m.range_start, m.range_end, counter, rate),
         };
         if let Some(f) = f {
@@ -881,7 +878,7 @@ impl Span {
 /// bucket, resets included — exactly what the raw samples give. When the
 /// window holds the first bucket whole, it starts at its first sample, so a
 /// window of `n` buckets measures `n` buckets of increase, as raw data does.
-fn rolled_increase(r: &[RollupPoint], range_start: i64) -> (Point, Point, f64, f64) {
+fn rolled_increase(r: &[RollupPoint], range_start: i64) -> Span {
     let head = r[0];
     let (first, mut samples, mut result) = if head.first_t >= range_start {
         let p = Point {
@@ -901,15 +898,15 @@ fn rolled_increase(r: &[RollupPoint], range_start: i64) -> (Point, Point, f64, f
         samples += w[1].count as f64;
     }
     let tail = r[r.len() - 1];
-    (
+    Span {
         first,
-        Point {
+        last: Point {
             t: tail.t,
             f: tail.last,
         },
         samples,
         result,
-    )
+    }
 }
 
 /// `irate` and `idelta`: from the last two samples.
