@@ -1,6 +1,6 @@
 //! The model server end to end: the real binary with all-MiniLM-L6-v2 and
 //! the two tiny reranker fixtures, checked against the reference outputs of
-//! sentence-transformers / transformers in `../shared/fixtures`.
+//! sentence-transformers / transformers in `tests/fixtures`.
 
 mod support;
 
@@ -19,9 +19,9 @@ models:
     path: {repo}/models/all-MiniLM-L6-v2
     max_client_batch_size: 16
   - name: cross
-    path: {repo}/../shared/fixtures/tiny-cross-encoder
+    path: {repo}/tests/fixtures/tiny-cross-encoder
   - name: qwen
-    path: {repo}/../shared/fixtures/tiny-qwen3-reranker
+    path: {repo}/tests/fixtures/tiny-qwen3-reranker
 "#;
 
 fn reference(name: &str) -> Value {

@@ -1,4 +1,4 @@
-//! Runs Prometheus' own promqltest scripts (`../shared/promql-testdata/*.test`)
+//! Runs Prometheus' own promqltest scripts (copied into `tests/testdata/promql/`, see its README)
 //! against the engine, prints pass/fail/skip per file, and fails when a case
 //! listed in `tests/testdata/promql-expected-passes.txt` no longer passes.
 //!
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use infermon::promql::promqltest::{Outcome, run_script};
 
 fn testdata_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/promql")
 }
 
 fn expected_file() -> PathBuf {
@@ -22,7 +22,7 @@ fn expected_file() -> PathBuf {
 #[test]
 fn promql_testdata() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(testdata_dir())
-        .expect("../shared/promql-testdata exists")
+        .expect("tests/testdata/promql exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
         .collect();
@@ -90,7 +90,12 @@ fn promql_testdata() {
         std::fs::write(expected_file(), text).expect("write expected passes");
         return;
     }
-    let expected = std::fs::read_to_string(expected_file()).unwrap_or_default();
+    let expected = std::fs::read_to_string(expected_file()).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the expected-passes list must exist (PROMQLTEST_WRITE=1 writes it)",
+            expected_file().display()
+        )
+    });
     let regressions: Vec<String> = expected
         .lines()
         .filter(|l| !l.trim().is_empty() && !passes.contains(l.trim()))

@@ -174,7 +174,7 @@ mod tests {
     /// including its `padding: Fixed(128)`.
     fn minilm() -> TextTokenizer {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/tiny-cross-encoder/tokenizer.json");
+            .join("tests/fixtures/tiny-cross-encoder/tokenizer.json");
         TextTokenizer::load(&path, 16).unwrap()
     }
 

@@ -7,14 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The repository root (tests read `../shared` relative to it).
+/// The repository root (tests read `tests/fixtures` relative to it).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/fixtures/<name>`.
+/// `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
-    repo_root().join("../shared/fixtures").join(name)
+    repo_root().join("tests/fixtures").join(name)
 }
 
 /// The default model unpacked by `scripts/fetch-model.sh`.

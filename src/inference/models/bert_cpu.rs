@@ -237,7 +237,7 @@ mod tests {
     /// batch mixing lengths (padding for candle, packing for the kernels).
     #[test]
     fn cpu_kernels_match_the_candle_path() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let model = "tiny-cross-encoder";
         let run = |candle_only: bool| {
             let yaml = format!(
