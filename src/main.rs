@@ -198,7 +198,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -207,7 +207,11 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             trigger.trigger();
         });
         infermon::run(loaded.config, shutdown).await
-    })?;
+    });
+    // A stage abandoned at the deadline may still hold a blocking thread;
+    // it must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(())
 }
 

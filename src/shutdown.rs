@@ -1,4 +1,5 @@
-//! One shutdown signal threaded through every long-running task.
+//! The stop signal threaded through every long-running task, and the OS
+//! signals that trigger it.
 
 use tokio_util::sync::CancellationToken;
 
@@ -10,6 +11,12 @@ impl Shutdown {
     /// A new, not yet triggered signal.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A signal that fires when this one does, or on its own when triggered
+    /// (one per shutdown stage, so stages can be stopped one after another).
+    pub fn child(&self) -> Self {
+        Self(self.0.child_token())
     }
 
     /// Asks every holder to stop.

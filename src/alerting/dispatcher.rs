@@ -452,7 +452,9 @@ impl AlertManager {
                 }
             }
         }
-        // Everything queued is already durable; let in-flight sends finish.
+        // The rules stage stopped first: queue what its last evaluation made
+        // due, then let in-flight sends finish (everything queued is durable).
+        self.flush_due((self.now)());
         let _ = outbox.await;
         tracing::info!("alert manager stopped");
     }

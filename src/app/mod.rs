@@ -1,17 +1,28 @@
 //! The composition root: builds every part from the config, serves HTTP,
 //! and stops the parts in order.
 //!
-//! Stop order: web stops accepting and drains (up to `server.shutdown_timeout`)
-//! → model queues answer what is left and their threads exit
-//! → background parts are told to stop → scrape loops stop → rules stop →
-//! alerting finishes in-flight sends → storage checkpoints and closes → exit.
+//! Stop order (the same after SIGTERM, after an HTTP server error and when a
+//! part fails to start): web stops accepting and drains in-flight requests
+//! (up to `server.shutdown_timeout`) → model queues answer what is left →
+//! scrape loops finish their last append → rules evaluate a last time →
+//! alerting flushes what is due and lets in-flight sends finish →
+//! remote_write finishes an in-flight request (the rest stays in the WAL) →
+//! snapshot and backup jobs finish or are cancelled → storage maintenance
+//! stops → storage checkpoints and closes. Every stage after HTTP shares one
+//! deadline ([`lifecycle::STAGES_BUDGET`] past the drain); a stage that
+//! misses it is named in the log and abandoned.
 
 mod adapters;
+mod lifecycle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use lifecycle::{Lifecycle, STAGES_BUDGET, Stage};
 
 use crate::config::Config;
 use crate::scrape::{self, ScrapeError, ScrapeMetrics};
@@ -72,9 +83,109 @@ pub enum Error {
     Remote(#[from] crate::remote::RemoteError),
 }
 
+/// What `start` leaves running: the HTTP server still to serve, the models.
+struct Started {
+    listener: TcpListener,
+    app: axum::Router,
+    inference: crate::inference::Inference,
+}
+
 /// Runs infermon until `shutdown` fires. Logs `listening on <addr>` once the
 /// port is open (tests and scripts wait for that line).
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let mut life = Lifecycle::new();
+    let mut storage = None;
+    let started = start(&config, &mut life, &mut storage).await;
+    let drain = config.server.shutdown_timeout.as_duration();
+    let (result, deadline) = match started {
+        Ok(started) => serve(started, &shutdown, drain).await,
+        Err(e) => (Err(e), Instant::now() + STAGES_BUDGET),
+    };
+    let abandoned = life.stop(deadline).await;
+    if let Some(sqlite) = storage {
+        close_storage(sqlite, deadline, !abandoned.is_empty()).await;
+    }
+    result
+}
+
+/// Serves HTTP until `shutdown`, drains for up to `drain`, then stops the
+/// model queues. Returns the outcome and the deadline of the later stages.
+async fn serve(
+    started: Started,
+    shutdown: &Shutdown,
+    drain: std::time::Duration,
+) -> (Result<(), Error>, Instant) {
+    let Started {
+        listener,
+        app,
+        inference,
+    } = started;
+    let signal_at = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            Instant::now()
+        }
+    });
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
+    let drained = async {
+        shutdown.wait().await;
+        let signalled = Instant::now();
+        tokio::time::sleep_until(signalled + drain).await;
+    };
+    let result = tokio::select! {
+        result = server => result.map_err(Error::Serve),
+        _ = drained => {
+            tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({drain:?}); closing them");
+            Ok(())
+        }
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "HTTP server failed; stopping");
+    }
+    // The drain and the later stages together stay within one deadline,
+    // counted from the stop signal (or from the failure).
+    let now = Instant::now();
+    let deadline = match signal_at.now_or_never().and_then(Result::ok) {
+        Some(at) => (at + drain).max(now) + STAGES_BUDGET,
+        None => now + STAGES_BUDGET,
+    };
+    tracing::info!("HTTP server stopped");
+    inference.stop().await;
+    tracing::info!("model queues stopped");
+    (result, deadline)
+}
+
+/// Checkpoints and closes the store on a blocking thread, within `deadline`
+/// (at least a second). A store left open is safe: its WAL is replayed at
+/// the next start.
+async fn close_storage(sqlite: SqliteStorage, deadline: Instant, stages_abandoned: bool) {
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .max(std::time::Duration::from_secs(1));
+    let closing = tokio::task::spawn_blocking(move || {
+        sqlite.finish_backups(wait / 2);
+        sqlite.close()
+    });
+    match tokio::time::timeout(wait, closing).await {
+        Ok(Ok(Ok(()))) => tracing::info!("storage closed"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "storage did not close cleanly"),
+        Ok(Err(e)) => tracing::error!(error = %e, "storage close task failed"),
+        Err(_) => tracing::warn!(
+            stage = "storage",
+            abandoned_before = stages_abandoned,
+            "shutdown stage 'storage' did not finish within the shutdown deadline; the WAL is replayed at the next start"
+        ),
+    }
+}
+
+/// Builds and starts every part; what it started is stopped by [`run`]
+/// through `life` and `storage`, also when a later part fails to start.
+async fn start(
+    config: &Config,
+    life: &mut Lifecycle,
+    storage: &mut Option<SqliteStorage>,
+) -> Result<Started, Error> {
     let addr: SocketAddr = config
         .server
         .listen
@@ -113,7 +224,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     routes.push(inference.routes());
     readiness.set("models", true);
 
-    // Storage and scrape (issue 4). The store opens before the port does;
+    // Storage and scrape. The store opens before the port does;
     // `store` is the shared handle PromQL and rules read and write through.
     // The scrape manager needs the bound address for the self-scrape job, so
     // it is built after binding; it stops before the store closes.
@@ -129,7 +240,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .register(Box::new(collector))
         .map_err(TelemetryError::from)?;
     let store: SharedStorage = Arc::new(sqlite.clone());
-    // Remote-write receiver (issue 4): pushes land in the same store.
+    // Remote-write receiver: pushes land in the same store.
     routes.push(
         crate::remote::receive::Receiver::new(
             Arc::new(sqlite.clone()),
@@ -140,18 +251,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .map_err(TelemetryError::from)?
         .routes(),
     );
-    let maintenance =
-        sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
-    // ---- remote_write (issue 9): follows the store's WAL from a durable
+    *storage = Some(sqlite.clone());
+    let maintenance = sqlite.spawn_maintenance(
+        std::time::Duration::from_secs(60),
+        life.signal(Stage::Maintenance),
+    );
+    life.spawn(Stage::Maintenance, async move {
+        let _ = maintenance.await;
+    });
+    // remote_write follows the store's WAL from a durable
     // position per destination; starts after the store opens, stops before
     // it closes (what is unsent stays in the WAL for the next start).
-    let remote_task = {
+    {
         let metrics =
             crate::remote::RemoteMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
-        let remote = crate::remote::RemoteWrite::new(&config, sqlite.clone(), &metrics)?;
-        tokio::spawn(remote.run(shutdown.clone()))
-    };
-    // ---- end remote_write ----
+        let remote = crate::remote::RemoteWrite::new(config, sqlite.clone(), &metrics)?;
+        life.spawn(Stage::Remote, remote.run(life.signal(Stage::Remote)));
+    }
+
     let scrape_metrics = ScrapeMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -159,10 +276,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let local = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
-    let scraper = scrape::Manager::new(&config, local, store.clone(), scrape_metrics)?;
+    let scraper = scrape::Manager::new(config, local, store.clone(), scrape_metrics)?;
     routes.push(scrape::routes(scraper.targets()));
     let targets_view = scraper.targets();
-    let scraping = tokio::spawn(scraper.run(shutdown.clone()));
+    life.spawn(Stage::Scrape, scraper.run(life.signal(Stage::Scrape)));
 
     // PromQL engine and the Prometheus HTTP API (/api/v1/query, series, labels, status…).
     let query_store: Arc<dyn crate::storage::Querier> = store.clone();
@@ -173,7 +290,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     routes.push(web::api::routes(web::api::ApiState {
         engine: engine.clone(),
         config_yaml: Arc::new(config.redacted_yaml()),
-        flags: Arc::new(web::api::flags_from_config(&config)),
+        flags: Arc::new(web::api::flags_from_config(config)),
         start_time_ms: crate::util::now_ms(),
         storage_retention: config.storage.retention.to_string(),
         external_labels: Arc::new(crate::model::Labels::new(
@@ -181,7 +298,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         )),
     }));
 
-    // ---- Rules and alerting (issue 6) ----
+    // Rules and alerting.
     // Rules evaluate through a query function and hand alerts to the alert
     // manager through a closure, so neither names the other. Alert state,
     // silences, the notification log and the outbox live in
@@ -199,7 +316,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         Arc::new(move || clock.now_ms())
     };
     let alert_manager = Arc::new(crate::alerting::AlertManager::new(
-        &config,
+        config,
         state_store.clone(),
         &telemetry.registry,
         now,
@@ -223,8 +340,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let appender: Arc<dyn crate::storage::Appender> = store.clone();
     let rule_manager = Arc::new(
         crate::rules::RuleManager::new(
-            crate::rules::load_rule_files(&config)?,
-            crate::rules::ManagerOptions::from_config(&config),
+            crate::rules::load_rule_files(config)?,
+            crate::rules::ManagerOptions::from_config(config),
             query,
             appender,
             Arc::new(sink),
@@ -235,14 +352,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     );
     routes.push(crate::rules::routes(rule_manager.clone()));
     routes.push(crate::alerting::routes(alert_manager.clone()));
-    let rules_task = tokio::spawn({
-        let (m, s) = (rule_manager.clone(), shutdown.clone());
+    life.spawn(Stage::Rules, {
+        let (m, s) = (rule_manager.clone(), life.signal(Stage::Rules));
         async move { m.run(s).await }
     });
-    let alerting_task = tokio::spawn(alert_manager.clone().run(shutdown.clone()));
-    // ---- end rules and alerting ----
+    life.spawn(
+        Stage::Alerting,
+        alert_manager.clone().run(life.signal(Stage::Alerting)),
+    );
 
-    // Daily snapshots (issue 8): a missed day is taken at start, then one on
+    // Daily snapshots: a missed day is taken at start, then one on
     // every `snapshots.schedule`; downloads and the export API.
     let snapshots = if config.snapshots.enabled {
         let snapshotter = Arc::new(
@@ -265,9 +384,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             snapshotter.clone(),
             config.snapshots.schedule.clone(),
             config.snapshots.backup_schedule.clone(),
-            shutdown.clone(),
+            life.signal(Stage::Snapshots),
         );
-        tokio::spawn(async move {
+        life.spawn(Stage::Snapshots, async move {
             if let Err(e) = s.run(schedule, backups, stop).await {
                 tracing::error!(error = %e, "snapshot schedule stopped");
             }
@@ -277,13 +396,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         None
     };
 
-    // Dashboard pages (issue 7): queries through the engine, targets and
+    // Dashboard pages: queries through the engine, targets and
     // alerts through the adapters, so the pages name neither.
     let pages = crate::web::pages::Pages {
         query: Arc::new(adapters::EngineQueries(engine.clone())),
         config: Arc::new(config.clone()),
         started_ms: crate::util::now_ms(),
-        dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(&config))
+        dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(config))
             .map_err(|e| Error::Snapshot(e.to_string()))?,
         snapshots,
         facts: {
@@ -324,44 +443,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     });
 
     tracing::info!(addr = %local, "listening on {local}");
-
-    let drain = config.server.shutdown_timeout.as_duration();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
-    let deadline = async {
-        shutdown.wait().await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        result = server => result.map_err(Error::Serve)?,
-        _ = deadline => tracing::warn!("in-flight requests did not finish within server.shutdown_timeout ({}); closing them", config.server.shutdown_timeout),
-    }
-    tracing::info!("HTTP server stopped");
-    inference.stop().await;
-    tracing::info!("model queues stopped");
-    // Stop order: scrape loops finish their last append → rules stop →
-    // alerting lets in-flight sends finish (everything queued is durable) →
-    // the store checkpoints its head and closes.
-    shutdown.trigger();
-    let _ = scraping.await;
-    // Rules, then alerting (issue 6): both already saw the shutdown signal.
-    let stop = async {
-        let _ = rules_task.await;
-        let _ = alerting_task.await;
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(15), stop)
-        .await
-        .is_err()
-    {
-        tracing::warn!("rules/alerting did not stop within 15s");
-    }
-    let _ = maintenance.await;
-    let _ = remote_task.await;
-    let closing = sqlite.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .map_err(|e| StorageError::Backend(e.to_string()))??;
-    tracing::info!("storage closed");
-    Ok(())
+    Ok(Started {
+        listener,
+        app,
+        inference,
+    })
 }
 
 /// Users' Grafana dashboard files from `dashboards:` (globs, relative to the config).

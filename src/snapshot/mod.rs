@@ -361,6 +361,8 @@ impl Snapshotter {
 
     /// Runs the schedule until `shutdown`: a missed run first, then one
     /// snapshot of the previous day each time `schedule` fires (in the zone).
+    /// At shutdown the schedule stops and a job already running is waited
+    /// for (a backup is cancelled by the store's close if it runs too long).
     pub async fn run(
         self: Arc<Self>,
         schedule: String,
@@ -368,6 +370,9 @@ impl Snapshotter {
         shutdown: Shutdown,
     ) -> Result<(), SnapshotError> {
         use tokio_cron_scheduler::{Job, JobScheduler};
+        // Each job holds a read guard while it runs; stopping takes the
+        // write side, so it waits for running jobs and no new one starts.
+        let jobs = Arc::new(tokio::sync::RwLock::new(()));
         let me = self.clone();
         match tokio::task::spawn_blocking(move || me.catch_up(crate::util::now_ms())).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "missed snapshot could not be taken"),
@@ -377,10 +382,13 @@ impl Snapshotter {
         let sched_err =
             |e: tokio_cron_scheduler::JobSchedulerError| SnapshotError::Schedule(e.to_string());
         let mut scheduler = JobScheduler::new().await.map_err(sched_err)?;
-        let me = self.clone();
+        let (me, tracker) = (self.clone(), jobs.clone());
         let job = Job::new_async_tz(schedule.as_str(), self.tz, move |_, _| {
-            let me = me.clone();
+            let (me, tracker) = (me.clone(), tracker.clone());
             Box::pin(async move {
+                let Ok(_running) = tracker.try_read_owned() else {
+                    return;
+                };
                 let day = yesterday(crate::util::now_ms(), me.tz);
                 let worker = me.clone();
                 match tokio::task::spawn_blocking(move || {
@@ -397,10 +405,13 @@ impl Snapshotter {
         .map_err(sched_err)?;
         scheduler.add(job).await.map_err(sched_err)?;
         if self.backup.is_some() {
-            let me = self.clone();
+            let (me, tracker) = (self.clone(), jobs.clone());
             let backup_job = Job::new_async_tz(backup_schedule.as_str(), self.tz, move |_, _| {
-                let me = me.clone();
+                let (me, tracker) = (me.clone(), tracker.clone());
                 Box::pin(async move {
+                    let Ok(_running) = tracker.try_read_owned() else {
+                        return;
+                    };
                     match tokio::task::spawn_blocking(move || me.backup_now()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::error!(error = %e, "store backup failed"),
@@ -413,8 +424,9 @@ impl Snapshotter {
         }
         scheduler.start().await.map_err(sched_err)?;
         shutdown.wait().await;
-        scheduler.shutdown().await.map_err(sched_err)?;
-        Ok(())
+        let stopped = scheduler.shutdown().await.map_err(sched_err);
+        let _idle = jobs.write().await;
+        stopped
     }
 }
 

@@ -130,6 +130,33 @@ pub(super) struct Inner {
     _lock: std::fs::File,
     /// The newest WAL seq, for followers waiting for appends.
     pub wal_seq: tokio::sync::watch::Sender<i64>,
+    /// Backups being written, so `close` can wait for them or cancel them.
+    backups: Mutex<RunningBackups>,
+    /// Signalled whenever a backup ends.
+    backup_ended: std::sync::Condvar,
+}
+
+/// The backups in progress and whether new ones are still allowed.
+#[derive(Default)]
+struct RunningBackups {
+    /// Set by `close`: no new backup starts after it.
+    closing: bool,
+    next_id: u64,
+    /// Each running backup's handle to interrupt its `VACUUM INTO`.
+    running: HashMap<u64, rusqlite::InterruptHandle>,
+}
+
+/// Deregisters a backup when it ends, however it ends.
+struct BackupTicket<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for BackupTicket<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.backups).running.remove(&self.id);
+        self.inner.backup_ended.notify_all();
+    }
 }
 
 /// The SQLite time-series store. Cloning is cheap: clones share one store.
@@ -280,6 +307,8 @@ impl SqliteStorage {
                 blocked: Mutex::new(None),
                 _lock: lock,
                 wal_seq: tokio::sync::watch::Sender::new(newest_seq),
+                backups: Mutex::default(),
+                backup_ended: std::sync::Condvar::new(),
             }),
         };
         storage.refresh_rollup_series(&self::lock(&storage.inner.writer).conn)?;
@@ -393,34 +422,109 @@ impl SqliteStorage {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
-        {
-            // Its own connection: pooled readers are read-only, and VACUUM INTO
-            // needs to create the output file. In WAL mode it only reads the
-            // source, so the writer is not blocked.
-            let conn = Connection::open(&self.inner.db_path).map_err(backend)?;
-            conn.busy_timeout(Duration::from_secs(30))
+        let written = self.vacuum_into(&partial).and_then(|()| {
+            let copy = Connection::open(&partial).map_err(backend)?;
+            let verdict: String = copy
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                 .map_err(backend)?;
-            conn.execute("VACUUM INTO ?1", params![partial.to_string_lossy()])
-                .map_err(backend)?;
-        }
-        let copy = Connection::open(&partial).map_err(backend)?;
-        let verdict: String = copy
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(backend)?;
-        drop(copy);
-        if verdict != "ok" {
+            drop(copy);
+            if verdict != "ok" {
+                return Err(StorageError::Backend(format!(
+                    "backup failed its integrity check: {verdict}"
+                )));
+            }
+            std::fs::rename(&partial, dest).map_err(backend)
+        });
+        if let Err(e) = written {
+            // A failed or cancelled backup leaves nothing behind.
             let _ = std::fs::remove_file(&partial);
-            return Err(StorageError::Backend(format!(
-                "backup failed its integrity check: {verdict}"
-            )));
+            return Err(e);
         }
-        std::fs::rename(&partial, dest).map_err(backend)?;
         std::fs::metadata(dest).map(|m| m.len()).map_err(backend)
     }
 
+    /// Copies the store into `out` with `VACUUM INTO`, registered so that
+    /// `close` waits for it (or interrupts it once its wait is over).
+    fn vacuum_into(&self, out: &Path) -> Result<(), StorageError> {
+        // Its own connection: pooled readers are read-only, and VACUUM INTO
+        // needs to create the output file. In WAL mode it only reads the
+        // source, so the writer is not blocked.
+        let conn = Connection::open(&self.inner.db_path).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
+        let _ticket = {
+            let mut b = lock(&self.inner.backups);
+            if b.closing {
+                return Err(StorageError::Backend(
+                    "the store is closing (infermon is shutting down); no backup was taken".into(),
+                ));
+            }
+            b.next_id += 1;
+            let id = b.next_id;
+            b.running.insert(id, conn.get_interrupt_handle());
+            BackupTicket {
+                inner: &self.inner,
+                id,
+            }
+        };
+        conn.execute("VACUUM INTO ?1", params![out.to_string_lossy()])
+            .map_err(|e| {
+                if lock(&self.inner.backups).closing {
+                    StorageError::Backend(format!(
+                        "backup cancelled because infermon is shutting down ({e})"
+                    ))
+                } else {
+                    backend(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Refuses new backups, then waits up to `wait` for running ones to
+    /// finish; backups still running after that are interrupted (they remove
+    /// their partial file). Returns how many were interrupted.
+    pub fn finish_backups(&self, wait: Duration) -> usize {
+        let deadline = std::time::Instant::now() + wait;
+        let mut b = lock(&self.inner.backups);
+        b.closing = true;
+        while !b.running.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            b = self
+                .inner
+                .backup_ended
+                .wait_timeout(b, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let cancelled = b.running.len();
+        for handle in b.running.values() {
+            handle.interrupt();
+        }
+        // An interrupted VACUUM stops at its next page step.
+        let grace = std::time::Instant::now() + Duration::from_secs(5);
+        while !b.running.is_empty() {
+            let left = grace.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            b = self
+                .inner
+                .backup_ended
+                .wait_timeout(b, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        cancelled
+    }
+
     /// Checkpoints and closes the write path; later appends fail. Called at
-    /// shutdown after the scrapers stopped.
+    /// shutdown after the scrapers stopped. Backups still running are waited
+    /// for briefly, then cancelled, so none races the final checkpoint.
     pub fn close(&self) -> Result<(), StorageError> {
+        self.finish_backups(Duration::from_secs(10));
         let mut w = lock(&self.inner.writer);
         if w.closed {
             return Ok(());
