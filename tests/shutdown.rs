@@ -178,3 +178,71 @@ fn a_backup_racing_sigterm_completes_or_leaves_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", again.log());
 }
+
+/// The store's side of the race, without HTTP: backups running while the
+/// store is told to finish them either complete whole or leave nothing, and
+/// a backup asked for after that is refused without leaving a file.
+#[test]
+fn finishing_backups_waits_for_or_cancels_them_and_refuses_new_ones() {
+    use infermon::model::{Labels, Sample};
+    use infermon::storage::{AppendSample, Appender, SqliteStorage, StorageOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_disk: 0,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let labels: Vec<Labels> = (0..500)
+        .map(|i| Labels::new([("__name__", "backup_race"), ("i", &i.to_string())]))
+        .collect();
+    for step in 0..40i64 {
+        let batch: Vec<AppendSample> = labels
+            .iter()
+            .map(|l| AppendSample {
+                labels: l.clone(),
+                sample: Sample {
+                    timestamp_ms: now - 3_600_000 + step * 15_000,
+                    value: step as f64,
+                },
+            })
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    let out = dir.path().join("backups");
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, dest) = (store.clone(), out.join(format!("b{i}.db")));
+            std::thread::spawn(move || store.backup_to(&dest).is_ok())
+        })
+        .collect();
+    store.finish_backups(Duration::ZERO);
+    let finished: Vec<bool> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    for (i, ok) in finished.iter().enumerate() {
+        let dest = out.join(format!("b{i}.db"));
+        assert_eq!(
+            dest.exists(),
+            *ok,
+            "backup {i}: a file exactly when it succeeded"
+        );
+        if *ok {
+            assert_eq!(integrity(&dest), "ok");
+        }
+        assert!(
+            !dest.with_extension("partial").exists(),
+            "backup {i} left a partial file"
+        );
+    }
+    let late = out.join("late.db");
+    let err = store.backup_to(&late).unwrap_err().to_string();
+    assert!(err.contains("closing"), "{err}");
+    assert!(!late.exists() && !late.with_extension("partial").exists());
+    store.close().unwrap();
+}
