@@ -11,6 +11,7 @@ use super::models::bert::{self, BertConfig};
 use super::models::qwen3::{self, Qwen3};
 use super::models::xlm_roberta;
 use super::pooling::Pooling;
+use super::sentence_modules::{SentenceModules, WithPostSteps};
 use super::tokenize::TextTokenizer;
 use super::{Backend, InferenceError, Task};
 use crate::config::ModelConfig;
@@ -116,12 +117,15 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         Some("rerank") => Some(Task::Rerank),
         Some(other) => return Err(bad(format!("task {other:?} is not embed or rerank"))),
     };
+    let mut modules =
+        SentenceModules::read(&dir).map_err(|(path, reason)| file_err(&path, reason))?;
     let pooling = match cfg.pooling.as_deref() {
-        Some(p) => Some(
-            Pooling::parse(p)
-                .ok_or_else(|| bad(format!("pooling {p:?} is not mean, cls or last_token")))?,
-        ),
-        None => Pooling::from_sentence_transformers(&dir),
+        Some(p) => Some(Pooling::parse(p).ok_or_else(|| {
+            bad(format!(
+                "pooling {p:?} is not mean, cls, last_token, max, mean_sqrt_len_tokens or weightedmean"
+            ))
+        })?),
+        None => modules.pooling,
     };
 
     let unsupported = || InferenceError::UnsupportedArchitecture {
@@ -223,6 +227,19 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
     if pooling.is_some_and(|p| p != Pooling::LastToken) && family == Family::Qwen3 {
         return Err(bad("Qwen3 embeddings use last_token pooling".to_string()));
     }
+    // Dense/Normalize modules after pooling, checked against the pooled width.
+    let backend = if task == Task::Embed {
+        let width = config
+            .get("hidden_size")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_default() as usize;
+        modules
+            .output_width(width)
+            .map_err(|m| file_err(&dir.join("modules.json"), m))?;
+        WithPostSteps::wrap(backend, std::mem::take(&mut modules.after_pooling))
+    } else {
+        backend
+    };
 
     let default_max = sentence_max.unwrap_or(positions).min(positions);
     let max_input_length = match cfg.max_input_length {
@@ -330,9 +347,21 @@ fn weights(
         .map_err(|e| (files[0].clone(), e.to_string()))
 }
 
-/// `max_seq_length` from sentence-transformers' `sentence_bert_config.json`.
+/// The length sentence-transformers truncates at: `max_seq_length` in
+/// `sentence_bert_config.json`, or (sentence-transformers 6 writes it there
+/// instead) `model_max_length` in `tokenizer_config.json` of a folder that
+/// has a `sentence_bert_config.json`. Values above a million are
+/// transformers' "no limit" marker and are ignored.
 fn sentence_max_seq_length(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("max_seq_length")?.as_u64().map(|n| n as usize)
+    let read = |file: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(file)).ok()?).ok()
+    };
+    let st = read("sentence_bert_config.json")?;
+    let sane = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_u64)
+            .filter(|n| *n > 0 && *n < 1_000_000)
+            .map(|n| n as usize)
+    };
+    sane(st.get("max_seq_length"))
+        .or_else(|| sane(read("tokenizer_config.json")?.get("model_max_length")))
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod models;
 pub mod pooling;
 pub mod queue;
+pub mod sentence_modules;
 pub mod service;
 pub mod test_delay;
 pub mod tokenize;

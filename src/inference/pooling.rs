@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-/// How per-token states become one vector.
+/// How per-token states become one vector (sentence-transformers' Pooling modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pooling {
     /// Average over the real (unpadded) tokens.
@@ -12,15 +12,36 @@ pub enum Pooling {
     Cls,
     /// The last real token (decoder models such as Qwen3-Embedding).
     LastToken,
+    /// Component-wise maximum over the real tokens.
+    Max,
+    /// Sum over the real tokens divided by the square root of their number.
+    MeanSqrtLen,
+    /// Mean weighted by position (1, 2, 3, …), as SGPT's weighted mean.
+    WeightedMean,
 }
 
+/// sentence-transformers' Pooling config keys, each with the mode it turns on,
+/// in the order sentence-transformers concatenates them.
+const ST_MODES: [(&str, Pooling); 6] = [
+    ("pooling_mode_cls_token", Pooling::Cls),
+    ("pooling_mode_max_tokens", Pooling::Max),
+    ("pooling_mode_mean_tokens", Pooling::Mean),
+    ("pooling_mode_mean_sqrt_len_tokens", Pooling::MeanSqrtLen),
+    ("pooling_mode_weightedmean_tokens", Pooling::WeightedMean),
+    ("pooling_mode_lasttoken", Pooling::LastToken),
+];
+
 impl Pooling {
-    /// Parses a config value (`mean`, `cls`, `last_token`).
+    /// Parses a config value (`mean`, `cls`, `last_token`, `max`,
+    /// `mean_sqrt_len_tokens`, `weightedmean`).
     pub fn parse(s: &str) -> Option<Pooling> {
         match s {
             "mean" => Some(Pooling::Mean),
             "cls" => Some(Pooling::Cls),
             "last_token" | "lasttoken" | "last" => Some(Pooling::LastToken),
+            "max" => Some(Pooling::Max),
+            "mean_sqrt_len_tokens" | "mean_sqrt_len" => Some(Pooling::MeanSqrtLen),
+            "weightedmean" | "weighted_mean" => Some(Pooling::WeightedMean),
             _ => None,
         }
     }
@@ -31,30 +52,103 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
             Pooling::LastToken => "last_token",
+            Pooling::Max => "max",
+            Pooling::MeanSqrtLen => "mean_sqrt_len_tokens",
+            Pooling::WeightedMean => "weightedmean",
         }
     }
 
-    /// Reads sentence-transformers' `1_Pooling/config.json` under `dir`;
-    /// `None` when absent or when it names no mode infermon supports.
-    pub fn from_sentence_transformers(dir: &Path) -> Option<Pooling> {
-        let text = std::fs::read_to_string(dir.join("1_Pooling/config.json")).ok()?;
-        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let on = |key: &str| {
-            value
-                .get(key)
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false)
-        };
-        if on("pooling_mode_cls_token") {
-            Some(Pooling::Cls)
-        } else if on("pooling_mode_lasttoken") {
-            Some(Pooling::LastToken)
-        } else if on("pooling_mode_mean_tokens") {
-            Some(Pooling::Mean)
-        } else {
-            None
+    /// Reads a sentence-transformers Pooling module's `config.json`. Exactly
+    /// one mode must be on; several at once (a concatenation) are refused with
+    /// the file and keys named, never approximated by one of them.
+    pub fn from_sentence_transformers(config: &Path) -> Result<Pooling, String> {
+        let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+        // sentence-transformers 6 writes `"pooling_mode": "max"` (or a list).
+        if let Some(mode) = value.get("pooling_mode") {
+            let names: Vec<&str> = match mode {
+                serde_json::Value::String(s) => vec![s.as_str()],
+                serde_json::Value::Array(a) => a.iter().filter_map(|m| m.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            return match names.as_slice() {
+                [name] => Pooling::parse(name).ok_or_else(|| {
+                    format!("pooling_mode {name:?} is not cls, max, mean, mean_sqrt_len_tokens, weightedmean or lasttoken")
+                }),
+                [] => Err(format!("pooling_mode {mode} names no mode")),
+                several => Err(format!(
+                    "pooling_mode {} has several modes; concatenated pooling modes are not supported",
+                    several.join(" and ")
+                )),
+            };
+        }
+        let on: Vec<(&str, Pooling)> = ST_MODES
+            .iter()
+            .copied()
+            .filter(|(key, _)| value.get(key).and_then(serde_json::Value::as_bool) == Some(true))
+            .collect();
+        match on.as_slice() {
+            [(_, mode)] => Ok(*mode),
+            [] => Err(format!(
+                "no pooling mode is on (one of {} must be true)",
+                ST_MODES.map(|(k, _)| k).join(", ")
+            )),
+            several => Err(format!(
+                "{} are all on; concatenated pooling modes are not supported",
+                several
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
         }
     }
+
+    /// Pools the `len` token vectors `token(0..len)`; `position(t)` is the
+    /// 1-based position of token `t` in its padded row (weighted mean).
+    fn reduce<'a>(
+        self,
+        len: usize,
+        dim: usize,
+        token: impl Fn(usize) -> &'a [f32],
+        position: impl Fn(usize) -> f32,
+    ) -> Vec<f32> {
+        let weighted_sum = |weight: &dyn Fn(usize) -> f32| {
+            let mut sum = vec![0f32; dim];
+            for t in 0..len {
+                let w = weight(t);
+                for (s, v) in sum.iter_mut().zip(token(t)) {
+                    *s += w * v;
+                }
+            }
+            sum
+        };
+        match self {
+            Pooling::Cls => token(0).to_vec(),
+            Pooling::LastToken => token(len - 1).to_vec(),
+            Pooling::Mean => scaled(weighted_sum(&|_| 1.0), 1.0 / len as f32),
+            Pooling::MeanSqrtLen => scaled(weighted_sum(&|_| 1.0), 1.0 / (len as f32).sqrt()),
+            Pooling::WeightedMean => {
+                let total: f32 = (0..len).map(&position).sum();
+                scaled(weighted_sum(&position), 1.0 / total)
+            }
+            Pooling::Max => {
+                let mut max = token(0).to_vec();
+                for t in 1..len {
+                    for (m, v) in max.iter_mut().zip(token(t)) {
+                        *m = m.max(*v);
+                    }
+                }
+                max
+            }
+        }
+    }
+}
+
+fn scaled(mut v: Vec<f32>, by: f32) -> Vec<f32> {
+    v.iter_mut().for_each(|x| *x *= by);
+    v
 }
 
 /// Where the real tokens sit in a padded row.
@@ -89,21 +183,7 @@ pub fn pool(
                 let start = (row * seq_len + first + t) * dim;
                 &hidden[start..start + dim]
             };
-            match mode {
-                Pooling::Cls => token(0).to_vec(),
-                Pooling::LastToken => token(len - 1).to_vec(),
-                Pooling::Mean => {
-                    let mut sum = vec![0f32; dim];
-                    for t in 0..len {
-                        for (s, v) in sum.iter_mut().zip(token(t)) {
-                            *s += v;
-                        }
-                    }
-                    let n = len as f32;
-                    sum.iter_mut().for_each(|s| *s /= n);
-                    sum
-                }
-            }
+            mode.reduce(len, dim, token, |t| (first + t + 1) as f32)
         })
         .collect()
 }
@@ -116,22 +196,8 @@ pub fn pool_packed(hidden: &[f32], dim: usize, offsets: &[usize], mode: Pooling)
         .windows(2)
         .map(|w| {
             let (start, end) = (w[0], w[1].max(w[0] + 1));
-            let row = |t: usize| &hidden[t * dim..(t + 1) * dim];
-            match mode {
-                Pooling::Cls => row(start).to_vec(),
-                Pooling::LastToken => row(end - 1).to_vec(),
-                Pooling::Mean => {
-                    let mut sum = vec![0f32; dim];
-                    for t in start..end {
-                        for (s, v) in sum.iter_mut().zip(row(t)) {
-                            *s += v;
-                        }
-                    }
-                    let n = (end - start) as f32;
-                    sum.iter_mut().for_each(|s| *s /= n);
-                    sum
-                }
-            }
+            let token = |t: usize| &hidden[(start + t) * dim..(start + t + 1) * dim];
+            mode.reduce(end - start, dim, token, |t| (t + 1) as f32)
         })
         .collect()
 }
@@ -224,6 +290,62 @@ mod tests {
     }
 
     #[test]
+    fn max_sqrt_len_and_weighted_mean_ignore_padding() {
+        let pooled = |mode| pool(&HIDDEN, 3, 2, &[3, 2], PaddingSide::Right, mode);
+        assert_eq!(pooled(Pooling::Max)[1], vec![30.0, 40.0]);
+        let s = pooled(Pooling::MeanSqrtLen)[1].clone();
+        assert!((s[0] - 40.0 / 2f32.sqrt()).abs() < 1e-5, "{s:?}");
+        // Weights 1 and 2 for row 1's two tokens: (10 + 2·30) / 3.
+        let w = pooled(Pooling::WeightedMean)[1].clone();
+        assert!((w[0] - 70.0 / 3.0).abs() < 1e-5, "{w:?}");
+        // Packed gives the same as right-padded.
+        let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0];
+        for mode in [Pooling::Max, Pooling::MeanSqrtLen, Pooling::WeightedMean] {
+            assert_eq!(pool_packed(&hidden, 2, &[0, 3, 5], mode), pooled(mode));
+        }
+    }
+
+    #[test]
+    fn sentence_transformers_config_needs_exactly_one_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let read = |json: &str| {
+            std::fs::write(&file, json).unwrap();
+            Pooling::from_sentence_transformers(&file)
+        };
+        assert_eq!(
+            read(r#"{"pooling_mode_max_tokens": true, "pooling_mode_mean_tokens": false}"#),
+            Ok(Pooling::Max)
+        );
+        assert_eq!(
+            read(r#"{"pooling_mode_weightedmean_tokens": true}"#),
+            Ok(Pooling::WeightedMean)
+        );
+        let both = read(r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true}"#)
+            .unwrap_err();
+        assert!(
+            both.contains("pooling_mode_cls_token and pooling_mode_mean_tokens"),
+            "{both}"
+        );
+        assert!(read("{}").unwrap_err().contains("no pooling mode"));
+        // sentence-transformers 6's form.
+        assert_eq!(
+            read(r#"{"pooling_mode": "weightedmean"}"#),
+            Ok(Pooling::WeightedMean)
+        );
+        assert!(
+            read(r#"{"pooling_mode": ["cls", "max"]}"#)
+                .unwrap_err()
+                .contains("concatenated")
+        );
+        assert!(
+            read(r#"{"pooling_mode": "median"}"#)
+                .unwrap_err()
+                .contains("median")
+        );
+    }
+
+    #[test]
     fn normalize_and_truncate() {
         let mut v = vec![3.0, 4.0, 12.0];
         truncate_dims(&mut v, 2, true);
@@ -237,6 +359,7 @@ mod tests {
     fn parses_names() {
         assert_eq!(Pooling::parse("mean"), Some(Pooling::Mean));
         assert_eq!(Pooling::parse("last_token"), Some(Pooling::LastToken));
-        assert_eq!(Pooling::parse("max"), None);
+        assert_eq!(Pooling::parse("max"), Some(Pooling::Max));
+        assert_eq!(Pooling::parse("maximum"), None);
     }
 }

@@ -51,6 +51,10 @@ pub struct BertConfig {
     /// Classification labels (cross-encoders).
     #[serde(default)]
     pub id2label: Option<std::collections::BTreeMap<String, String>>,
+    /// `absolute` (the only kind this encoder implements); `relative_key`
+    /// and `relative_key_query` models are refused rather than run wrong.
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
 }
 
 impl BertConfig {
@@ -62,6 +66,17 @@ impl BertConfig {
             "relu" => Ok(Activation::Relu),
             other => Err(format!(
                 "hidden_act {other:?} is not supported (gelu, gelu_new, relu)"
+            )),
+        }
+    }
+
+    /// Refuses position embeddings other than absolute ones: run with the
+    /// absolute table, a relative-position model gives wrong vectors.
+    pub(crate) fn check_position_embeddings(&self) -> Result<(), String> {
+        match self.position_embedding_type.as_deref() {
+            None | Some("absolute") => Ok(()),
+            Some(other) => Err(format!(
+                "config.json position_embedding_type {other:?} is not supported (only \"absolute\")"
             )),
         }
     }
@@ -431,6 +446,7 @@ impl EncoderModel {
         pooling: Option<Pooling>,
         candle_only: bool,
     ) -> Result<EncoderModel, String> {
+        cfg.check_position_embeddings()?;
         if pooling.is_none() {
             let labels = cfg.id2label.as_ref().map_or(1, |l| l.len());
             if labels != 1 {

@@ -1,0 +1,186 @@
+//! sentence-transformers folders served exactly: Pooling modes (max,
+//! weightedmean, mean_sqrt_len_tokens), Dense layers with their activations
+//! and the Normalize module, against sentence-transformers' own outputs
+//! (tests/fixtures/tiny-st-*, made by scripts/make-fixtures.py); and folders
+//! infermon cannot serve exactly refuse to load, naming the file and key.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{TestServer, client, fixture};
+
+const FIXTURES: [&str; 3] = [
+    "tiny-st-max-dense",
+    "tiny-st-weightedmean-dense",
+    "tiny-st-mean-sqrt-len",
+];
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dimensions");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn embed(s: &TestServer, body: Value) -> Vec<Vec<f32>> {
+    let r = client().post(s.url("/embed")).json(&body).send().unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{body}: {v}");
+    v.as_array().unwrap().iter().map(floats).collect()
+}
+
+#[test]
+fn pooling_modes_and_dense_layers_match_sentence_transformers() {
+    let models: String = FIXTURES
+        .iter()
+        .map(|f| format!("  - name: {f}\n    path: {{repo}}/tests/fixtures/{f}\n"))
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for name in FIXTURES {
+        let path = fixture(name).join("reference.json");
+        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let texts: Vec<&str> = refs["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let raw = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "normalize": false, "truncate": true}),
+        );
+        let normed = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "truncate": true}),
+        );
+        for (i, text) in texts.iter().enumerate() {
+            for (got, key) in [(&raw[i], "unnormalized"), (&normed[i], "normalized")] {
+                let want = floats(&refs[key][i]);
+                assert!(
+                    cosine(got, &want) >= 0.9999 && max_abs(got, &want) <= 1e-4,
+                    "{name} {key} {text:?}: cosine {}, max abs {}",
+                    cosine(got, &want),
+                    max_abs(got, &want)
+                );
+            }
+            let single = embed(
+                &s,
+                json!({"model": name, "inputs": text, "normalize": false, "truncate": true}),
+            );
+            assert!(
+                max_abs(&single[0], &raw[i]) <= 1e-5,
+                "{name}: batched vs single for {text:?}"
+            );
+        }
+    }
+}
+
+/// Copies a fixture folder so a test can break one file of it.
+fn copy_fixture(name: &str, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&fixture(name), to);
+}
+
+/// Starts the binary on one broken copy of a fixture; returns its log.
+fn start_fails(edit: impl Fn(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    copy_fixture("tiny-st-max-dense", &model);
+    edit(&model);
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
+        model.display()
+    );
+    match TestServer::try_start(&config) {
+        Ok(_) => panic!("a folder infermon cannot serve exactly started"),
+        Err(log) => log,
+    }
+}
+
+fn rewrite(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{}: no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn folders_that_cannot_be_served_exactly_refuse_to_load() {
+    // A module type infermon does not implement.
+    let log = start_fails(|m| {
+        rewrite(
+            &m.join("modules.json"),
+            "normalize.Normalize",
+            "layer_norm.LayerNorm",
+        )
+    });
+    assert!(
+        log.contains("modules.json") && log.contains("LayerNorm"),
+        "{log}"
+    );
+    // Two pooling modes at once (a concatenation).
+    let log = start_fails(|m| {
+        rewrite(
+            &m.join("1_Pooling/config.json"),
+            "\"pooling_mode\": \"max\"",
+            "\"pooling_mode\": [\"max\", \"mean\"]",
+        )
+    });
+    assert!(
+        log.contains("1_Pooling/config.json") && log.contains("concatenated"),
+        "{log}"
+    );
+    // A Dense activation infermon does not implement.
+    let log = start_fails(|m| {
+        rewrite(
+            &m.join("2_Dense/config.json"),
+            "activation.Tanh",
+            "activation.Softsign",
+        )
+    });
+    assert!(
+        log.contains("2_Dense/config.json") && log.contains("Softsign"),
+        "{log}"
+    );
+    // Relative position embeddings would run with the wrong positions.
+    let log = start_fails(|m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"pad_token_id\": 0,",
+            "\"pad_token_id\": 0,\n  \"position_embedding_type\": \"relative_key\",",
+        )
+    });
+    assert!(
+        log.contains("position_embedding_type") && log.contains("relative_key"),
+        "{log}"
+    );
+}
