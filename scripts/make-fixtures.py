@@ -112,6 +112,20 @@ def make(name: str, mode: str, dense: list) -> None:
     print(f"{name}: {width} dims, pooling {mode}")
 
 
+def pytorch_bin_copy(source: str, name: str) -> None:
+    """The same folder with PyTorch .bin weights only (older models ship so)."""
+    from safetensors.torch import load_file
+
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(FIXTURES / source, out)
+    for st in sorted(out.rglob("model.safetensors")):
+        torch.save(load_file(st), st.with_name("pytorch_model.bin"))
+        st.unlink()
+    print(f"{name}: {source} with pytorch_model.bin weights")
+
+
 if __name__ == "__main__":
     for name, (mode, dense) in FIXTURES_TO_MAKE.items():
         make(name, mode, dense)
+    pytorch_bin_copy("tiny-st-max-dense", "tiny-st-bin-weights")

@@ -1,6 +1,6 @@
 //! sentence-transformers folders served exactly: Pooling modes (max,
 //! weightedmean, mean_sqrt_len_tokens), Dense layers with their activations
-//! and the Normalize module, against sentence-transformers' own outputs
+//! and the Normalize module, from safetensors or PyTorch `.bin` weights, against sentence-transformers' own outputs
 //! (tests/fixtures/tiny-st-*, made by scripts/make-fixtures.py); and folders
 //! infermon cannot serve exactly refuse to load, naming the file and key.
 
@@ -11,10 +11,12 @@ use std::path::Path;
 use serde_json::{Value, json};
 use support::{TestServer, client, fixture};
 
-const FIXTURES: [&str; 3] = [
+const FIXTURES: [&str; 4] = [
     "tiny-st-max-dense",
     "tiny-st-weightedmean-dense",
     "tiny-st-mean-sqrt-len",
+    // The first one again with PyTorch `.bin` weights only.
+    "tiny-st-bin-weights",
 ];
 
 fn floats(v: &Value) -> Vec<f32> {

@@ -314,37 +314,72 @@ fn weights(
 ) -> Result<VarBuilder<'static>, (PathBuf, String)> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
-    let files = if single.is_file() {
-        vec![single]
+    let bin = dir.join("pytorch_model.bin");
+    let bin_index = dir.join("pytorch_model.bin.index.json");
+    let (files, pickled) = if single.is_file() {
+        (vec![single], false)
     } else if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| (index.clone(), e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| (index.clone(), e.to_string()))?;
-        let map = value
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| (index.clone(), "no weight_map".to_string()))?;
-        let mut shards: Vec<PathBuf> = map
-            .values()
-            .filter_map(|v| v.as_str())
-            .map(|f| dir.join(f))
-            .collect();
-        shards.sort();
-        shards.dedup();
-        shards
+        (shards(dir, &index)?, false)
+    } else if bin.is_file() {
+        (vec![bin], true)
+    } else if bin_index.is_file() {
+        (shards(dir, &bin_index)?, true)
     } else {
-        return Err((single, "missing: infermon reads safetensors weights (model.safetensors or model.safetensors.index.json)".to_string()));
+        return Err((single, "missing: infermon reads safetensors weights (model.safetensors or model.safetensors.index.json) or PyTorch ones (pytorch_model.bin or pytorch_model.bin.index.json)".to_string()));
     };
     for f in &files {
         if !f.is_file() {
             return Err((f.clone(), "missing".to_string()));
         }
     }
+    if pickled {
+        // candle's pickle reader understands tensors only and runs no
+        // pickle code, so a .bin cannot execute anything.
+        let mut tensors = std::collections::HashMap::new();
+        for f in &files {
+            let read = candle_core::pickle::read_all(f).map_err(|e| (f.clone(), e.to_string()))?;
+            if read.is_empty() {
+                return Err((f.clone(), "holds no tensors".to_string()));
+            }
+            tensors.extend(read);
+        }
+        tracing::info!(file = %files[0].display(), "reading PyTorch .bin weights (no safetensors in the folder)");
+        return Ok(VarBuilder::from_tensors(tensors, dtype, device));
+    }
     // SAFETY: the files are memory-mapped read-only; infermon never writes
     // them, and a model directory changing under a running server is outside
     // what any model server can guard against.
     unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
         .map_err(|e| (files[0].clone(), e.to_string()))
+}
+
+/// The shard files a `*.index.json` weight map names.
+fn shards(dir: &Path, index: &Path) -> Result<Vec<PathBuf>, (PathBuf, String)> {
+    let text = std::fs::read_to_string(index).map_err(|e| (index.to_path_buf(), e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| (index.to_path_buf(), e.to_string()))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| (index.to_path_buf(), "no weight_map".to_string()))?;
+    let mut shards: Vec<PathBuf> = map
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(|f| {
+            // Shards sit beside the index; a path elsewhere is refused.
+            if Path::new(f).components().count() == 1 {
+                Ok(dir.join(f))
+            } else {
+                Err((
+                    index.to_path_buf(),
+                    format!("shard {f:?} is not a file name in the folder"),
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
 }
 
 /// The length sentence-transformers truncates at: `max_seq_length` in
