@@ -1,5 +1,5 @@
 //! `relabel_configs` entries, with Prometheus' keys and defaults. The engine
-//! that applies them lives in `scrape::relabel`.
+//! that applies them lives in `model::relabel`.
 
 use serde::{Deserialize, Serialize};
 

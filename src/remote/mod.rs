@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, RemoteWriteConfig};
 use crate::model::Labels;
-use crate::scrape::relabel::Relabel;
+use crate::model::relabel::Relabel;
 use crate::shutdown::Shutdown;
 use crate::storage::SqliteStorage;
 

@@ -5,10 +5,10 @@
 use md5::{Digest, Md5};
 use regex::Regex;
 
-use super::ScrapeError;
-use super::parser::is_label_name;
+use super::textparse::is_label_name;
 use crate::config::{RelabelAction, RelabelConfig};
 use crate::model::Labels;
+use crate::scrape::ScrapeError;
 
 /// One relabel step with its regex compiled.
 #[derive(Clone, Debug)]
