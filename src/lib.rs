@@ -52,6 +52,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod storage;
 pub mod telemetry;
+pub mod template;
 pub mod util;
 pub mod web;
 

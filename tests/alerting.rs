@@ -384,7 +384,7 @@ fn builtin_annotations_render_like_prometheus() {
                                 ));
                             for (k, want) in exp["exp_annotations"].as_mapping().unwrap() {
                                 let tmpl = &rule.annotations[k.as_str().unwrap()];
-                                let got = infermon::rules::template::expand_alert_text(
+                                let got = infermon::template::expand_alert_text(
                                     tmpl,
                                     &labels,
                                     &BTreeMap::new(),

@@ -227,7 +227,7 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
             // Like promtool: every label and annotation template must parse.
             if rule.alert.is_some() {
                 for (key, value) in rule.labels.iter().chain(&rule.annotations) {
-                    if let Err(e) = super::template::Template::parse(value) {
+                    if let Err(e) = crate::template::Template::parse(value) {
                         let first_line = value.lines().next().unwrap_or("");
                         problems.push(at(first_line, format!("{what}: {key}: {e}")));
                     }

@@ -9,11 +9,9 @@
 mod alerting_rule;
 mod api;
 mod file;
-mod gofmt;
 mod group;
 mod manager;
 mod recording;
-pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

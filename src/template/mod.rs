@@ -10,9 +10,11 @@
 //! Functions that query the store from a template (`query`) are refused at
 //! parse time with a clear message rather than rendered wrong.
 
+mod gofmt;
+
 use std::collections::BTreeMap;
 
-use super::gofmt::{self, PrintfArg};
+use gofmt::PrintfArg;
 
 /// A value a template works on.
 #[derive(Clone, Debug, PartialEq)]
