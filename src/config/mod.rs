@@ -13,7 +13,6 @@ mod global;
 mod http_client;
 mod models;
 mod query;
-mod relabel;
 mod remote_write;
 mod scrape;
 mod server;
@@ -26,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::diag::Diagnostic;
+pub use crate::model::relabel::{RelabelAction, RelabelConfig};
 pub use alerting::{
     AlertingConfig, AlertmanagerConfig, AlertmanagerReceiverConfig, EmailConfig, InhibitRule,
     Receiver, RobotConfig, Route, WebhookConfig,
@@ -36,7 +36,6 @@ pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 pub use models::ModelConfig;
 pub use query::QueryConfig;
-pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
 pub use server::{AuthConfig, LimitsConfig, Role, ServerConfig, UserConfig, UserWithRole};

@@ -28,6 +28,9 @@ pub enum ScrapeError {
     /// A job's settings cannot be used.
     #[error("scrape config: {0}")]
     Config(String),
+    /// A relabel step cannot be used.
+    #[error("scrape config: {0}")]
+    Relabel(#[from] crate::model::relabel::RelabelError),
     /// Metrics could not be registered.
     #[error("scrape metrics: {0}")]
     Metrics(#[from] prometheus::Error),
