@@ -5,7 +5,10 @@
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
 //! - [`diag`]: the `file:line:col` problem type config, rule and template checks share.
 //! - [`inference`]: the model server: candle models, batching queues, TEI/OpenAI/Cohere routes.
-//! - [`model`]: labels, matchers and samples every part shares.
+//! - [`model`]: labels, matchers and samples every part shares; relabeling and the
+//!   exposition parser.
+//! - [`template`]: the Go `text/template` subset rule annotations and alert messages use.
+//! - [`util`]: small helpers, and the one retry policy of every HTTP sender.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
