@@ -221,10 +221,20 @@ fn lex_fields(chars: &[char], i: &mut usize) -> Vec<String> {
     fields
 }
 
+/// Deepest nesting of parentheses, or of `if`/`range`/`with` blocks, a
+/// template may have: far beyond any rule, and it keeps parsing and
+/// rendering from exhausting the stack.
+const MAX_NESTING: usize = 100;
+
+fn too_deep() -> TemplateError {
+    TemplateError(format!("nested more than {MAX_NESTING} levels deep"))
+}
+
 fn lex(action: &str) -> Result<Vec<Tok>, TemplateError> {
     let chars: Vec<char> = action.chars().collect();
     let mut toks = Vec::new();
     let mut i = 0;
+    let mut parens = 0usize;
     let err = |m: String| TemplateError(m);
     while i < chars.len() {
         let c = chars[i];
@@ -239,10 +249,15 @@ fn lex(action: &str) -> Result<Vec<Tok>, TemplateError> {
                 i += 1;
             }
             '(' => {
+                parens += 1;
+                if parens > MAX_NESTING {
+                    return Err(too_deep());
+                }
                 toks.push(Tok::LParen);
                 i += 1;
             }
             ')' => {
+                parens = parens.saturating_sub(1);
                 i += 1;
                 let fields = lex_fields(&chars, &mut i);
                 toks.push(Tok::RParen(fields));
@@ -635,10 +650,42 @@ fn parse_block(
     })
 }
 
+/// Refuses blocks nested deeper than [`MAX_NESTING`] before the recursive
+/// parser sees them. An `{{ else if }}` nests inside its block and shares
+/// its `{{ end }}`.
+fn check_block_depth(items: &[Item]) -> Result<(), TemplateError> {
+    let mut chains: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    for item in items {
+        let Item::Action(action) = item else { continue };
+        let mut words = action.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("if" | "range" | "with"), _) => chains.push(1),
+            (Some("else"), Some("if" | "with")) => {
+                if let Some(top) = chains.last_mut() {
+                    *top += 1;
+                }
+            }
+            (Some("end"), _) => {
+                chains.pop();
+            }
+            _ => {}
+        }
+        let now: usize = chains.iter().sum();
+        depth = depth.max(now);
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+    }
+    Ok(())
+}
+
 impl Template {
     /// Parses template text.
     pub fn parse(src: &str) -> Result<Self, TemplateError> {
-        let mut items = split(src)?.into_iter().peekable();
+        let items = split(src)?;
+        check_block_depth(&items)?;
+        let mut items = items.into_iter().peekable();
         let (nodes, end) = parse_nodes(&mut items)?;
         match end {
             Stop::Eof => Ok(Template { nodes }),
