@@ -103,9 +103,9 @@ fn named_parts(source: &str) -> Vec<(usize, String)> {
                 continue;
             }
             let rest = &code[at..];
-            if rest.starts_with('{') {
+            if let Some(group) = rest.strip_prefix('{') {
                 in_group = Some(0);
-                scan_group(&rest[1..], i, &mut in_group, &mut found);
+                scan_group(group, i, &mut in_group, &mut found);
             } else {
                 let name: String = rest
                     .chars()
