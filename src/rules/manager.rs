@@ -264,3 +264,35 @@ impl RuleManager {
         tracing::info!("rule manager stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config names rule files but does not read them: loading it
+    /// succeeds, and the one rule loader reports every problem of every
+    /// entry, the config's own first (at the entry), then those inside files.
+    #[test]
+    fn config_loads_without_reading_rule_files_and_the_loader_reports_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: sum(up\n",
+        )
+        .unwrap();
+        let path = dir.path().join("infermon.yml");
+        let text = "rule_files:\n  - missing.yml\n  - bad.yml\n";
+        std::fs::write(&path, text).unwrap();
+        let loaded = Config::load_file(&path).expect("rule files are not the config's to read");
+        let Err(RulesError::Invalid(problems)) = load_rule_files(&loaded.config) else {
+            panic!("both entries are broken")
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].file, path.display().to_string());
+        assert_eq!((problems[0].line, problems[0].column), (2, 5));
+        assert!(problems[0].message.starts_with("rule_files: rule file"));
+        assert!(problems[1].file.ends_with("bad.yml"));
+        assert_eq!(problems[1].line, 5);
+        assert!(problems[1].message.contains("could not parse expression"));
+    }
+}
