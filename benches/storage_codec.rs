@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use infermon::scrape::parser::{Format, parse};
+use infermon::model::textparse::{Format, parse};
 use infermon::storage::chunk::{ChunkEncoder, decode};
 
 /// A body shaped like node exporter's: families with a few labels each.

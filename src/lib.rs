@@ -3,8 +3,12 @@
 //! The parts, following Prometheus' split plus the model server:
 //!
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
+//! - [`diag`]: the `file:line:col` problem type config, rule and template checks share.
 //! - [`inference`]: the model server: candle models, batching queues, TEI/OpenAI/Cohere routes.
-//! - [`model`]: labels, matchers and samples every part shares.
+//! - [`model`]: labels, matchers and samples every part shares; relabeling and the
+//!   exposition parser.
+//! - [`template`]: the Go `text/template` subset rule annotations and alert messages use.
+//! - [`util`]: small helpers, and the one retry policy of every HTTP sender.
 //! - [`telemetry`]: infermon's own `/metrics` (HTTP, process, GPU).
 //! - [`scrape`]: pulls Prometheus endpoints (itself included) into storage.
 //! - [`storage`]: the store boundary (Appender, Querier) and its implementations.
@@ -18,9 +22,29 @@
 //!
 //! [`run`] is the composition root: it builds every part from a [`config::Config`]
 //! and stops them in order when the shutdown signal fires.
+//!
+//! # Layers
+//!
+//! Dependencies point down this list: a part uses only parts on lower lines, and
+//! parts on one line do not use each other. Files of one part (one folder) may use
+//! each other. Parts talk upward through small traits the upper part implements
+//! (`QueryFn`, `AlertSink`, `Appender`, `Querier`). `tests/layers.rs` reads this
+//! list and fails when a `crate::` path points up it.
+//!
+//! ```text
+//! app, main: composition root, command line
+//! web: the HTTP edge: router, auth, params, error mapping, pages, API
+//! alerting, remote, snapshot: notification delivery, remote_write, exports
+//! rules: rule files, alert state, recording rules
+//! inference, scrape, promql: model server, scraper, query engine
+//! telemetry, storage, template: own metrics, the store, Go templates
+//! config: the typed configuration and its validation
+//! model, util, shutdown, diag: labels, matchers, relabel, exposition parser, helpers
+//! ```
 
 pub mod alerting;
 pub mod config;
+pub mod diag;
 pub mod inference;
 pub mod model;
 pub mod promql;
@@ -31,6 +55,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod storage;
 pub mod telemetry;
+pub mod template;
 pub mod util;
 pub mod web;
 

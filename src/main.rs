@@ -216,37 +216,48 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match Config::load_file(file) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                println!(
-                    "{}:{}:{}: warning: {}",
-                    warning.file, warning.line, warning.column, warning.message
-                );
-            }
-            let rule_files = loaded.config.rule_files.len();
-            println!(
-                "SUCCESS: {} is valid infermon config ({rule_files} rule_files entries checked)",
-                file.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(ConfigError::Invalid(problems)) => {
-            for p in &problems {
-                println!("{p}");
-            }
-            println!(
-                "FAILED: {} problem(s) in {}",
-                problems.len(),
-                file.display()
-            );
-            ExitCode::FAILURE
-        }
+    let loaded = match Config::load_file(file) {
+        Ok(loaded) => loaded,
+        Err(ConfigError::Invalid(problems)) => return failed(file, &problems),
         Err(e) => {
             println!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    // Rule files are checked by the same code that loads them at start-up.
+    match infermon::rules::load_rule_files(&loaded.config) {
+        Ok(_) => {}
+        Err(infermon::rules::RulesError::Invalid(problems)) => return failed(file, &problems),
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
         }
     }
+    for warning in &loaded.warnings {
+        println!(
+            "{}:{}:{}: warning: {}",
+            warning.file, warning.line, warning.column, warning.message
+        );
+    }
+    let rule_files = loaded.config.rule_files.len();
+    println!(
+        "SUCCESS: {} is valid infermon config ({rule_files} rule_files entries checked)",
+        file.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Prints every problem and the failure line of `infermon check`.
+fn failed(file: &std::path::Path, problems: &[infermon::diag::Diagnostic]) -> ExitCode {
+    for p in problems {
+        println!("{p}");
+    }
+    println!(
+        "FAILED: {} problem(s) in {}",
+        problems.len(),
+        file.display()
+    );
+    ExitCode::FAILURE
 }
 
 fn export(

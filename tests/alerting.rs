@@ -384,7 +384,7 @@ fn builtin_annotations_render_like_prometheus() {
                                 ));
                             for (k, want) in exp["exp_annotations"].as_mapping().unwrap() {
                                 let tmpl = &rule.annotations[k.as_str().unwrap()];
-                                let got = infermon::rules::template::expand_alert_text(
+                                let got = infermon::template::expand_alert_text(
                                     tmpl,
                                     &labels,
                                     &BTreeMap::new(),
@@ -410,6 +410,7 @@ fn builtin_annotations_render_like_prometheus() {
 /// tokio runtime until [`stop`](Running::stop).
 struct Running {
     am: Arc<AlertManager>,
+    registry: prometheus::Registry,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
 }
@@ -426,7 +427,12 @@ impl Running {
         );
         let shutdown = Shutdown::new();
         let task = tokio::spawn(am.clone().run(shutdown.clone()));
-        Running { am, shutdown, task }
+        Running {
+            am,
+            registry: registry.clone(),
+            shutdown,
+            task,
+        }
     }
 
     async fn stop(self) {
@@ -469,6 +475,37 @@ async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Sum of every series of metric `name` in `registry`.
+fn gathered(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        // A series is either a counter or a gauge; the other reads 0.
+        .map(|m| m.get_counter().value() + m.get_gauge().value())
+        .sum()
+}
+
+/// Waits until the alert manager has nothing left to say: the outbox is
+/// empty and the groups were flushed `flushes` more times (or no group is
+/// left). After that a notification can only come from new alerts or the
+/// next group_interval.
+async fn settled(registry: &prometheus::Registry, flushes: f64) {
+    let start = gathered(registry, "infermon_alerting_group_flushes_total");
+    wait_for(
+        "the alert manager to settle",
+        Duration::from_secs(20),
+        || {
+            gathered(registry, "infermon_alerting_notifications_queued") == 0.0
+                && (gathered(registry, "infermon_alerting_aggregation_groups") == 0.0
+                    || gathered(registry, "infermon_alerting_group_flushes_total")
+                        >= start + flushes)
+        },
+    )
+    .await;
+}
+
 fn alerting_config(yaml: &str) -> Config {
     Config::load_str(yaml, None)
         .unwrap_or_else(|e| panic!("{e}"))
@@ -497,7 +534,10 @@ async fn receiver_outage_then_delivered_exactly_once_in_order() {
         now + 600_000,
     )]);
     // While the first notification is being retried, the alert resolves.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_for("a failed delivery", Duration::from_secs(20), || {
+        gathered(&registry, "infermon_alerting_notifications_failed_total") >= 1.0
+    })
+    .await;
     am.put_alerts(vec![alert(
         "HighLatency",
         &[("model", "a")],
@@ -508,7 +548,7 @@ async fn receiver_outage_then_delivered_exactly_once_in_order() {
         r.got.lock().unwrap().len() >= 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    settled(&registry, 2.0).await;
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "each delivered once: {got:?}");
     assert_eq!(got[0].1["status"], "firing");
@@ -603,7 +643,8 @@ alerting:
         r.got.lock().unwrap().len() >= 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Two groups, each flushed twice more without repeating itself.
+    settled(&running.registry, 4.0).await;
     let got = r.got.lock().unwrap().clone();
     assert_eq!(
         got.len(),
@@ -709,7 +750,7 @@ async fn queued_notifications_survive_a_crash() {
         now - 1000,
         now + 600_000,
     )]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    settled(&running.registry, 2.0).await;
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].1["alerts"][0]["labels"]["mountpoint"], "/data");
@@ -844,6 +885,67 @@ fn wait_on(
     }
 }
 
+/// Sum of every series of `name` on the binary's `/metrics`.
+fn scraped(server: &support::TestServer, name: &str) -> f64 {
+    let text = support::client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    support::parse_exposition(&text)
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Waits until every rule group of the binary has been evaluated `n` more
+/// times (its `lastEvaluation` in `/api/v1/rules` changed `n` times).
+fn wait_evaluations(server: &support::TestServer, n: usize) {
+    let last = || -> Vec<String> {
+        let v: serde_json::Value = support::client()
+            .get(server.url("/api/v1/rules"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["lastEvaluation"].to_string())
+            .collect()
+    };
+    let mut seen = vec![last()];
+    wait_on(server, "rule evaluations", Duration::from_secs(60), || {
+        let now = last();
+        let mut changed = seen.iter().all(|old| old.len() == now.len());
+        for old in &seen {
+            changed &= old.iter().zip(&now).all(|(a, b)| a != b);
+        }
+        if changed {
+            seen.push(now);
+        }
+        seen.len() > n
+    });
+}
+
+/// [`settled`] for the binary, read from its `/metrics`.
+fn settled_binary(server: &support::TestServer, flushes: f64) {
+    let start = scraped(server, "infermon_alerting_group_flushes_total");
+    wait_on(
+        server,
+        "the alert manager to settle",
+        Duration::from_secs(20),
+        || {
+            scraped(server, "infermon_alerting_notifications_queued") == 0.0
+                && (scraped(server, "infermon_alerting_aggregation_groups") == 0.0
+                    || scraped(server, "infermon_alerting_group_flushes_total") >= start + flushes)
+        },
+    );
+}
+
 // Silences through the HTTP API of the real binary, and alerts posted to it
 // the way a Prometheus server would, delivered to a local webhook.
 #[test]
@@ -923,7 +1025,8 @@ alerting:
     wait_on(&server, "a notification", Duration::from_secs(15), || {
         r.count() > 0
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // group_interval is the default 5m: the outbox is all that can still send.
+    settled_binary(&server, 0.0);
     let got = r.got.lock().unwrap().clone();
     let names: Vec<String> = got
         .iter()
@@ -1168,7 +1271,7 @@ alerting:
         Duration::from_secs(20),
         || r.count() > 0,
     );
-    std::thread::sleep(Duration::from_millis(500));
+    settled_binary(&server, 2.0);
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1["alerts"][0]["labels"]["mountpoint"], "/data");
@@ -1258,9 +1361,8 @@ async fn builtin_latency_rule_fires_after_its_full_five_minutes() {
         let clock = clock.clone();
         Arc::new(move || clock.now_ms())
     };
-    let am = Arc::new(
-        AlertManager::new(&config, store.clone(), &prometheus::Registry::new(), now).unwrap(),
-    );
+    let registry = prometheus::Registry::new();
+    let am = Arc::new(AlertManager::new(&config, store.clone(), &registry, now).unwrap());
     let shutdown = Shutdown::new();
     let am_task = tokio::spawn(am.clone().run(shutdown.clone()));
     let to_alerting = am.clone();
@@ -1320,7 +1422,8 @@ async fn builtin_latency_rule_fires_after_its_full_five_minutes() {
         Some(AlertState::Pending),
         "4m45s"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A pending alert is never handed to the alert manager at all.
+    assert!(am.alerts().is_empty(), "nothing sent while pending");
     assert!(
         r.got.lock().unwrap().is_empty(),
         "nothing sent while pending"
@@ -1404,7 +1507,7 @@ async fn builtin_latency_rule_fires_after_its_full_five_minutes() {
             .all(|t| t.contains("[RESOLVED] InferenceHighLatencyP95")),
         "{resolved:?}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&registry, 2.0).await;
     assert_eq!(r.got.lock().unwrap().len(), 4, "no duplicates");
     shutdown.trigger();
     am_task.await.unwrap();
@@ -1632,7 +1735,7 @@ collectors: {{host: {{enabled: false}}, gpu: {{enabled: false}}}}
     );
 
     // Resolved on each channel, after its firing message, once.
-    std::thread::sleep(Duration::from_millis(1500));
+    settled_binary(&server, 2.0);
     let resolved = "[RESOLVED] InferenceHighLatencyP95 model=all-MiniLM-L6-v2";
     let ding = robots.at("/robot/send");
     assert_eq!(ding.len(), 2, "{ding:?}");
@@ -1735,7 +1838,8 @@ alerting:
         },
     );
     // Several evaluations later the dropped alert has still gone nowhere.
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_evaluations(&server, 3);
+    settled_binary(&server, 2.0);
     assert!(notified("NoisyInfo").is_empty(), "{:?}", r.all());
     assert!(forwarded("NoisyInfo").is_empty(), "{:?}", r.all());
     for a in notified("RealProblem")

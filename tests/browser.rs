@@ -228,24 +228,23 @@ fn dashboard_pages_in_a_real_browser() {
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nsnapshots:\n  enabled: true\ndashboards:\n  - {repo}/tests/testdata/dashboards/all-panels.json\n",
     );
     // A few self-scrapes so charts have data.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r: Value = client()
-            .get(server.url("/api/v1/query?query=count(up)"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if r["data"]["result"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-            || Instant::now() > deadline
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    std::thread::sleep(Duration::from_secs(3));
+    support::wait_for(
+        "four self-scrapes in the store",
+        Duration::from_secs(60),
+        || {
+            let r: Value = client()
+                .get(server.url("/api/v1/query"))
+                .query(&[("query", "count_over_time(up{job=\"infermon\"}[1m])")])
+                .send()
+                .and_then(|r| r.json())
+                .map_err(|e| e.to_string())?;
+            let n = r["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if n >= 4.0 { Ok(()) } else { Err(r.to_string()) }
+        },
+    );
     let b = Browser::start();
     for (page, name) in [
         ("/?range=15m", "overview"),
@@ -322,7 +321,10 @@ fn dashboard_pages_in_a_real_browser() {
     b.go(&server.url("/alerts?lang=en"));
     // Create a silence through the form, then expire it.
     b.js("document.querySelector('input[name=matchers]').value = 'alertname=\"BrowserTest\"'; document.querySelector('.silence-form').submit(); return 1");
-    std::thread::sleep(Duration::from_millis(800));
+    b.wait_for(
+        "document.readyState == 'complete' && document.querySelectorAll('#silences tr.silence.active').length == 1",
+        Duration::from_secs(20),
+    );
     let rows = b.js("return document.querySelectorAll('#silences tr.silence.active').length");
     assert_eq!(
         rows.as_u64(),
@@ -331,7 +333,10 @@ fn dashboard_pages_in_a_real_browser() {
         b.js("return document.body.innerText")
     );
     b.js("document.querySelector('#silences tr.silence.active form').submit(); return 1");
-    std::thread::sleep(Duration::from_millis(800));
+    b.wait_for(
+        "document.readyState == 'complete' && document.querySelectorAll('#silences tr.silence.expired').length == 1",
+        Duration::from_secs(20),
+    );
     let active = b.js("return document.querySelectorAll('#silences tr.silence.active').length");
     assert_eq!(active.as_u64(), Some(0), "silence expired");
     b.screenshot("alerts-after-silence");

@@ -325,7 +325,21 @@ fn victoria_metrics_and_prometheus_receive_identical_samples() {
             "  write_relabel_configs: [{source_labels: [__name__], regex: 'process_.*', action: drop}]\n",
         );
     let server = TestServer::start(&config("{dir}/data", &remotes));
-    std::thread::sleep(Duration::from_secs(8));
+    // Several self-scrapes stored, and both destinations sent to.
+    server.wait_metric(
+        "infermon_scrape_scrapes_total",
+        &[("job", "infermon")],
+        6.0,
+        Duration::from_secs(60),
+    );
+    for remote in ["vm", "prom"] {
+        server.wait_metric(
+            "infermon_remote_write_samples_sent_total",
+            &[("remote_name", remote)],
+            1.0,
+            Duration::from_secs(60),
+        );
+    }
     let end = now_ms() - 1000;
     let local = cut(
         &query_raw(&server.url(""), SELF, end),
@@ -430,12 +444,22 @@ fn an_outage_of_the_destination_loses_and_duplicates_nothing() {
         "{dir}/data",
         &remote("vm", &vm.url("/api/v1/write"), ""),
     ));
-    std::thread::sleep(Duration::from_secs(5));
+    // Delivering before the outage.
+    server.wait_metric(
+        "infermon_remote_write_samples_sent_total",
+        &[("remote_name", "vm")],
+        1.0,
+        Duration::from_secs(60),
+    );
     vm.stop();
     let down_at = now_ms();
-    std::thread::sleep(OUTAGE);
     // While it is down the backlog grows and the lag shows it.
-    let lag = metric(&server, "infermon_remote_write_lag_seconds", "vm");
+    let lag = server.wait_metric(
+        "infermon_remote_write_lag_seconds",
+        &[("remote_name", "vm")],
+        OUTAGE.as_secs_f64() * 0.5,
+        OUTAGE * 2,
+    );
     assert!(lag > OUTAGE.as_secs_f64() * 0.5, "lag {lag}");
     assert!(metric(&server, "infermon_remote_write_samples_pending", "vm") > 0.0);
     vm.start("/health");
@@ -466,14 +490,33 @@ fn kill_9_during_an_outage_catches_up_after_restart() {
         &remote("vm", &vm.url("/api/v1/write"), ""),
     );
     let mut first = TestServer::start(&cfg);
-    std::thread::sleep(Duration::from_secs(4));
+    let sent = |s: &TestServer| {
+        s.wait_metric(
+            "infermon_remote_write_samples_sent_total",
+            &[("remote_name", "vm")],
+            1.0,
+            Duration::from_secs(60),
+        )
+    };
+    sent(&first);
     vm.stop();
-    std::thread::sleep(KILL_OUTAGE / 2);
+    // Scrapes pile up undelivered before the kill.
+    let scrapes = |s: &TestServer, min: f64| {
+        s.wait_metric(
+            "infermon_scrape_scrapes_total",
+            &[("job", "infermon")],
+            min,
+            KILL_OUTAGE * 3,
+        )
+    };
+    let before = scrapes(&first, 1.0);
+    scrapes(&first, before + KILL_OUTAGE.as_secs_f64() / 2.0);
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
     let killed_at = now_ms();
     let server = TestServer::start(&cfg);
-    std::thread::sleep(KILL_OUTAGE / 2);
+    // And after the restart, still with the destination down.
+    scrapes(&server, KILL_OUTAGE.as_secs_f64() / 2.0);
     vm.start("/health");
     let end = now_ms();
     let local = query_raw(&server.url(""), SELF, end);

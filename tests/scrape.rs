@@ -82,7 +82,15 @@ fn scrapes_node_exporter_and_itself_into_the_store() {
             .cloned()
             .unwrap_or_default();
         if active.len() == 3 && active.iter().all(|t| t["health"] != "unknown") {
-            std::thread::sleep(Duration::from_secs(2));
+            // Each job scraped at least twice.
+            for job in ["node", "down", "infermon"] {
+                server.wait_metric(
+                    "infermon_scrape_scrapes_total",
+                    &[("job", job)],
+                    2.0,
+                    Duration::from_secs(30),
+                );
+            }
             break http
                 .get(server.url("/api/v1/targets"))
                 .send()
@@ -314,10 +322,21 @@ fn remote_write_receiver_takes_a_real_prometheus() {
         &format!("{prom_base}/-/ready"),
         Duration::from_secs(60)
     ));
-    // Prometheus applies discovered targets after 5s, then scrapes.
-    std::thread::sleep(Duration::from_secs(13));
-    // A moment both have fully received (remote write lags by < 1s here).
-    let t = (infermon::util::now_ms() - 3_000) as f64 / 1000.0;
+    // Prometheus applies discovered targets after 5s, then scrapes. Wait
+    // until it has scraped the whole 5s window before a moment both have
+    // fully received (remote write lags by < 1s here).
+    let t = support::wait_for(
+        "Prometheus scraping node for 5s",
+        Duration::from_secs(60),
+        || {
+            let t = (infermon::util::now_ms() - 3_000) as f64 / 1000.0;
+            let count = prom_query(&prom_base, "count_over_time(up{job=\"node\"}[5s])", t);
+            match count.first() {
+                Some((_, v)) if v.trim_matches('"').parse::<f64>().unwrap_or(0.0) >= 4.0 => Ok(t),
+                _ => Err(format!("{count:?}")),
+            }
+        },
+    );
     let base = format!("http://{}", server.addr);
     for expr in [
         "count_over_time(up{job=\"node\"}[5s])",

@@ -329,9 +329,31 @@ fn sigterm_drains_a_request_in_flight_and_exits_zero() {
     )
     .unwrap();
     stream.write_all(&body[..5]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The server is inside the request (reading its body) before SIGTERM.
+    support::wait_for("the request in flight", Duration::from_secs(20), || {
+        let text = client()
+            .get(server.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .map_err(|e| e.to_string())?;
+        let other_routes: f64 = support::parse_exposition(&text)
+            .iter()
+            .filter(|s| s.name == "infermon_http_requests_in_flight")
+            .filter(|s| {
+                !s.labels
+                    .iter()
+                    .any(|(k, v)| k == "route" && v == "/metrics")
+            })
+            .map(|s| s.value)
+            .sum();
+        if other_routes >= 1.0 {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     server.terminate();
-    std::thread::sleep(Duration::from_millis(500));
+    server.wait_log("shutdown signal received", Duration::from_secs(20));
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "exited with a request in flight"

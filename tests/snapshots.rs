@@ -176,7 +176,13 @@ fn backup_and_snapshot_over_http_with_no_path_traversal() {
     let server = support::TestServer::start(
         "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The self-scrape has written twice before the backup starts.
+    server.wait_metric(
+        "infermon_scrape_scrapes_total",
+        &[("job", "infermon")],
+        2.0,
+        Duration::from_secs(60),
+    );
     let c = client();
     // A whole-store backup taken while the self-scrape keeps writing.
     let r: serde_json::Value = c
@@ -274,7 +280,12 @@ fn export_import_and_restore_round_trip() {
     let mut a = support::TestServer::start(
         "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
     );
-    std::thread::sleep(Duration::from_secs(3));
+    let scrapes = a.wait_metric(
+        "infermon_scrape_scrapes_total",
+        &[("job", "infermon")],
+        3.0,
+        Duration::from_secs(60),
+    );
     let c = client();
     let r: serde_json::Value = c
         .post(a.url("/api/v1/admin/backup"))
@@ -296,7 +307,13 @@ fn export_import_and_restore_round_trip() {
             .unwrap(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // The store moves on past the backup: four more scrapes.
+    a.wait_metric(
+        "infermon_scrape_scrapes_total",
+        &[("job", "infermon")],
+        scrapes + 4.0,
+        Duration::from_secs(60),
+    );
     let end = (infermon::util::now_ms() / 1000 - 2).to_string();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();

@@ -2,7 +2,7 @@
 //! panic, and whatever it accepts must have valid names.
 #![no_main]
 
-use infermon::scrape::parser::{Format, is_label_name, is_metric_name, parse};
+use infermon::model::textparse::{Format, is_label_name, is_metric_name, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -327,6 +327,7 @@ impl AlertManager {
             if group.alerts.is_empty() {
                 st.groups.remove(&key);
             }
+            self.metrics.flushes.inc();
         }
         // Forget alerts resolved long ago.
         st.alerts

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::notification::{Notification, NotifiedAlert};
-use crate::rules::template::{Template, TemplateError, Value};
+use crate::template::{Template, TemplateError, Value};
 
 /// Language of the built-in templates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -1,6 +1,6 @@
 //! The alerting part's own metrics, defined once.
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Delivery and alert counts, labelled by integration (`receiver/kind/index`).
 #[derive(Clone)]
@@ -19,6 +19,8 @@ pub struct AlertingMetrics {
     pub alerts: IntGaugeVec,
     /// Aggregation groups.
     pub groups: IntGauge,
+    /// Aggregation-group flushes.
+    pub flushes: IntCounter,
 }
 
 impl AlertingMetrics {
@@ -61,10 +63,15 @@ impl AlertingMetrics {
                 "infermon_alerting_aggregation_groups",
                 "Aggregation groups.",
             )?,
+            flushes: IntCounter::new(
+                "infermon_alerting_group_flushes_total",
+                "Aggregation-group flushes; each decides whether the group's receivers need a notification.",
+            )?,
         };
         registry.register(Box::new(m.queued.clone()))?;
         registry.register(Box::new(m.alerts.clone()))?;
         registry.register(Box::new(m.groups.clone()))?;
+        registry.register(Box::new(m.flushes.clone()))?;
         Ok(m)
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{Alert, AlertingError};
 use crate::config::RelabelConfig;
-use crate::scrape::relabel::{Relabel, process};
+use crate::model::relabel::{Relabel, process};
 
 /// The compiled relabel steps for alerts.
 #[derive(Clone, Debug, Default)]

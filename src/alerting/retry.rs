@@ -1,7 +1,20 @@
-//! What is worth retrying, and how long to wait: the one place every
-//! channel's failures are classified and backoff is computed.
+//! How alert channels retry: the shared [`RetryPolicy`] with the
+//! notification defaults, and the error a channel's send returns.
 
 use std::time::Duration;
+
+use crate::util::retry::{RetryPolicy, Verdict};
+
+/// Notification delivery: waits start at 1 s and double up to 5 minutes, with
+/// ±20 % jitter; a 429 waits at least 30 s. The outbox gives up after the
+/// receiver's `max_retry_duration`.
+pub const POLICY: RetryPolicy = RetryPolicy {
+    min_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(300),
+    jitter: 0.2,
+    retry_on_429: true,
+    rate_limit_wait: Some(Duration::from_secs(30)),
+};
 
 /// Why a send failed, and whether to try again.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -41,17 +54,16 @@ impl SendError {
     }
 }
 
-/// Classifies an HTTP answer by status: 2xx ok; 429, 408 and 5xx retry; other 4xx fatal.
+/// Classifies an HTTP answer by status with [`POLICY`]: 2xx ok; 408, 429 and
+/// 5xx retry; other statuses are permanent.
 pub fn classify_status(status: u16, body: &str) -> Result<(), SendError> {
     let snippet: String = body.chars().take(300).collect();
-    match status {
-        200..=299 => Ok(()),
-        429 => Err(SendError::rate_limited(
-            format!("HTTP 429: {snippet}"),
-            Duration::from_secs(30),
-        )),
-        408 | 500..=599 => Err(SendError::retry(format!("HTTP {status}: {snippet}"))),
-        _ => Err(SendError::Fatal(format!("HTTP {status}: {snippet}"))),
+    let reason = || format!("HTTP {status}: {snippet}");
+    match POLICY.classify(status) {
+        Verdict::Success => Ok(()),
+        Verdict::Retry { after: Some(after) } => Err(SendError::rate_limited(reason(), after)),
+        Verdict::Retry { after: None } => Err(SendError::retry(reason())),
+        Verdict::Fatal => Err(SendError::Fatal(reason())),
     }
 }
 
@@ -65,12 +77,9 @@ pub fn classify_transport(e: &reqwest::Error) -> SendError {
     }
 }
 
-/// Exponential backoff with ±20 % jitter: 1s, 2s, 4s … capped at 5 minutes.
+/// The wait after failed try number `attempt` (0 = the first) under [`POLICY`].
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 1000u64.saturating_mul(1u64 << attempt.min(20));
-    let capped = base.min(300_000) as f64;
-    let jitter = 0.8 + fastrand::f64() * 0.4;
-    Duration::from_millis((capped * jitter) as u64)
+    POLICY.delay(attempt)
 }
 
 #[cfg(test)]
@@ -89,6 +98,10 @@ mod tests {
             Err(SendError::Retry { after: Some(_), .. })
         ));
         assert!(matches!(classify_status(404, ""), Err(SendError::Fatal(_))));
+        assert_eq!(
+            classify_status(408, "slow"),
+            Err(SendError::retry("HTTP 408: slow"))
+        );
         for attempt in 0..30 {
             let d = backoff(attempt).as_millis();
             let nominal = (1000u128 << attempt.min(20)).min(300_000);

@@ -13,7 +13,6 @@ mod global;
 mod http_client;
 mod models;
 mod query;
-mod relabel;
 mod remote_write;
 mod scrape;
 mod server;
@@ -21,13 +20,12 @@ mod snapshots;
 mod storage;
 mod validate;
 
-pub(crate) use validate::locate;
-
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::diag::Diagnostic;
+pub use crate::model::relabel::{RelabelAction, RelabelConfig};
 pub use alerting::{
     AlertingConfig, AlertmanagerConfig, AlertmanagerReceiverConfig, EmailConfig, InhibitRule,
     Receiver, RobotConfig, Route, WebhookConfig,
@@ -38,7 +36,6 @@ pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 pub use models::ModelConfig;
 pub use query::QueryConfig;
-pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
 pub use server::{AuthConfig, LimitsConfig, Role, ServerConfig, UserConfig, UserWithRole};
@@ -138,29 +135,6 @@ impl ConfigSource {
     }
 }
 
-/// One problem found in a file, printed as `file:line:col: message`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// File the problem is in.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong and, where possible, what to write instead.
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
-    }
-}
-
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -229,73 +203,12 @@ impl Config {
 fn parse(source: &ConfigSource) -> Result<Config, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(&source.text);
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
-        ConfigError::Invalid(vec![yaml_diagnostic(err, &source.text, &source.name())])
+        ConfigError::Invalid(vec![crate::diag::yaml_diagnostic(
+            err,
+            &source.text,
+            &source.name(),
+        )])
     })
-}
-
-/// Turns a YAML/serde error into a diagnostic at the right `line:col`,
-/// prefixed with the path of the offending key (`global.scrape_interval`).
-pub(crate) fn yaml_diagnostic(
-    err: serde_path_to_error::Error<serde_yaml_ng::Error>,
-    text: &str,
-    file: &str,
-) -> Diagnostic {
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    let (line, column) = inner
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((1, 1));
-    let (line, column) = refine_position(text, &path, line, column);
-    let mut message = inner.to_string();
-    // serde_yaml appends " at line X column Y"; the prefix already says it.
-    if let Some(i) = message.find(" at line ") {
-        message.truncate(i);
-    }
-    // serde_yaml prefixes its own (shorter) path; ours is the full one.
-    if let Some((prefix, rest)) = message.split_once(": ")
-        && path.starts_with(prefix)
-    {
-        message = rest.to_string();
-    }
-    let message = match path.as_str() {
-        "" | "." => message,
-        "?" => format!("invalid YAML: {message}"),
-        p => format!("{p}: {message}"),
-    };
-    Diagnostic {
-        file: file.to_string(),
-        line,
-        column,
-        message,
-    }
-}
-
-/// serde_yaml reports errors raised inside a value (a bad duration, say) at
-/// the start of the enclosing mapping; move to the offending key when the
-/// path's last segment names one that appears at or after that position.
-pub(crate) fn refine_position(
-    text: &str,
-    path: &str,
-    line: usize,
-    column: usize,
-) -> (usize, usize) {
-    let Some(key) = path
-        .rsplit('.')
-        .next()
-        .filter(|k| !k.is_empty() && !k.contains('['))
-    else {
-        return (line, column);
-    };
-    let needle = format!("{key}:");
-    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
-        let trimmed = l.trim_start();
-        if trimmed.starts_with(&needle) || trimmed.starts_with(&format!("- {needle}")) {
-            let col = l.len() - trimmed.len() + 1 + if trimmed.starts_with('-') { 2 } else { 0 };
-            return (i + 1, col);
-        }
-    }
-    (line, column)
 }
 
 /// `key:` with nothing after it (YAML null) reads as the empty default,

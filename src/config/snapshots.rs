@@ -44,3 +44,22 @@ fn default_keep() -> usize {
 fn default_backup_schedule() -> String {
     "0 0 1 * * Sun".to_string()
 }
+
+/// Checks a cron expression (with seconds) the way the snapshot scheduler
+/// will read it.
+pub fn validate_schedule(schedule: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_are_checked() {
+        assert!(validate_schedule("0 10 0 * * *").is_ok());
+        assert!(validate_schedule("every day").is_err());
+    }
+}

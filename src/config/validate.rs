@@ -1,10 +1,11 @@
 //! Checks that need the whole parsed config: cross references, limits,
-//! rule files, and warnings for Prometheus keys infermon does not act on.
+//! cron schedules, and warnings for Prometheus keys infermon does not act on.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::{Config, Diagnostic, scrape::is_known_unimplemented_scrape_key};
+use crate::diag::locate;
 
 /// Returns (warnings, errors).
 pub(super) fn validate(config: &Config) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
@@ -18,7 +19,6 @@ pub(super) fn validate(config: &Config) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     v.server();
     v.models();
     v.alerting();
-    v.rule_files();
     v.snapshots();
     (v.warnings, v.errors)
 }
@@ -346,7 +346,7 @@ impl Validator<'_> {
             ("schedule", &s.schedule),
             ("backup_schedule", &s.backup_schedule),
         ] {
-            if crate::snapshot::validate_schedule(schedule).is_err() {
+            if super::snapshots::validate_schedule(schedule).is_err() {
                 self.error(&format!("{key}:"), format!("snapshots.{key}: {schedule:?} is not a cron schedule with seconds (sec min hour day month weekday)"));
             }
         }
@@ -359,32 +359,4 @@ impl Validator<'_> {
             );
         }
     }
-
-    fn rule_files(&mut self) {
-        let base = self.config.source.base_dir();
-        for pattern in &self.config.rule_files {
-            match crate::rules::resolve_rule_files(&base, pattern) {
-                Ok(files) => {
-                    for file in files {
-                        self.errors.extend(crate::rules::check_rule_file(&file));
-                    }
-                }
-                Err(e) => self.error(pattern, format!("rule_files: {e}")),
-            }
-        }
-    }
-}
-
-/// 1-based line and column of the first occurrence of `needle`, skipping
-/// comment lines; (1, 1) when absent.
-pub(crate) fn locate(text: &str, needle: &str) -> (usize, usize) {
-    for (i, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with('#') {
-            continue;
-        }
-        if let Some(col) = line.find(needle) {
-            return (i + 1, line[..col].chars().count() + 1);
-        }
-    }
-    (1, 1)
 }

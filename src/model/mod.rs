@@ -2,6 +2,8 @@
 
 mod labels;
 mod matcher;
+pub mod relabel;
+pub mod textparse;
 
 pub use labels::{Label, Labels, METRIC_NAME, escape_label_value};
 pub use matcher::{MatchOp, Matcher, MatcherError};

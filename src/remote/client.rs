@@ -9,6 +9,7 @@ use reqwest::header::{
 use super::RemoteError;
 use super::retry::{Outcome, classify_status};
 use crate::config::RemoteWriteConfig;
+use crate::util::retry::RetryPolicy;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("infermon/", env!("CARGO_PKG_VERSION"));
@@ -17,7 +18,7 @@ pub const USER_AGENT: &str = concat!("infermon/", env!("CARGO_PKG_VERSION"));
 pub struct WriteClient {
     client: reqwest::Client,
     url: String,
-    retry_on_429: bool,
+    retry: RetryPolicy,
 }
 
 fn read_secret_file(remote: &str, path: &str) -> Result<String, RemoteError> {
@@ -127,7 +128,7 @@ impl WriteClient {
         Ok(WriteClient {
             client,
             url: c.url.clone(),
-            retry_on_429: c.queue_config.retry_on_http_429,
+            retry: super::retry::policy(&c.queue_config),
         })
     }
 
@@ -143,7 +144,7 @@ impl WriteClient {
         }
         // Only the start of an error body is logged; do not wait for more.
         let text = resp.text().await.unwrap_or_default();
-        classify_status(status, &text, self.retry_on_429)
+        classify_status(status, &text, &self.retry)
     }
 }
 

@@ -15,10 +15,10 @@
 //! `min_shards..=max_shards` shards (a series always on the same shard, each
 //! shard sending in order), and moves the position only when every request
 //! of the batch is settled: accepted (2xx), or refused for good (4xx other
-//! than a retried 429 — counted in `samples_failed_total`, logged with the
-//! answer, and passed so it never blocks the queue). Network errors, 5xx and
-//! (with `retry_on_http_429`) 429 are retried forever with exponential
-//! backoff between `min_backoff` and `max_backoff`.
+//! than 408 and a retried 429 — counted in `samples_failed_total`, logged with the
+//! answer, and passed so it never blocks the queue). Network errors, 408, 5xx
+//! and (with `retry_on_http_429`) 429 are retried forever with exponential
+//! backoff between `min_backoff` and `max_backoff` ([`crate::util::retry`]).
 //!
 //! Durability comes from the store: a checkpoint deletes only the WAL rows
 //! that every destination has passed, so an outage, a restart or `kill -9`
@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, RemoteWriteConfig};
 use crate::model::Labels;
-use crate::scrape::relabel::Relabel;
+use crate::model::relabel::Relabel;
 use crate::shutdown::Shutdown;
 use crate::storage::SqliteStorage;
 

@@ -14,11 +14,12 @@ use super::client::WriteClient;
 use super::metrics::QueueMetrics;
 use super::position::Position;
 use super::proto::{RequestBuilder, compress};
-use super::retry::{Backoff, Outcome};
+use super::retry::Outcome;
 use super::series::{Resolved, SeriesCache};
 use crate::config::QueueConfig;
 use crate::shutdown::Shutdown;
 use crate::storage::{SeriesId, SqliteStorage, WalRecord};
+use crate::util::retry::RetryPolicy;
 
 /// Settings of one queue, from `queue_config`.
 #[derive(Clone, Debug)]
@@ -31,10 +32,8 @@ pub struct QueueSettings {
     pub max_shards: usize,
     /// A partial request goes out once its oldest batch is this old.
     pub batch_send_deadline: Duration,
-    /// First retry delay.
-    pub min_backoff: Duration,
-    /// Longest retry delay.
-    pub max_backoff: Duration,
+    /// Backoff between tries of one request.
+    pub retry: RetryPolicy,
 }
 
 impl QueueSettings {
@@ -46,8 +45,7 @@ impl QueueSettings {
             min_shards,
             max_shards: q.max_shards.max(min_shards),
             batch_send_deadline: q.batch_send_deadline.as_duration(),
-            min_backoff: q.min_backoff.as_duration(),
-            max_backoff: q.max_backoff.as_duration(),
+            retry: super::retry::policy(q),
         }
     }
 }
@@ -268,7 +266,7 @@ async fn send_with_retry(
     body: Bytes,
     samples: usize,
 ) {
-    let mut backoff = Backoff::new(s.min_backoff, s.max_backoff);
+    let mut backoff = s.retry.backoff();
     let mut attempt = 0u64;
     loop {
         match client.send(body.clone()).await {
@@ -292,7 +290,7 @@ async fn send_with_retry(
                 if attempt == 1 || attempt.is_multiple_of(10) {
                     tracing::warn!(remote = %name, attempt, %reason, "remote_write request failed; retrying (samples stay in the WAL)");
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
+                backoff.wait().await;
             }
         }
     }

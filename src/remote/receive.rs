@@ -26,8 +26,8 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use prost::Message;
 
 use super::proto::WriteRequest;
+use crate::model::textparse::{is_label_name, is_metric_name};
 use crate::model::{Labels, METRIC_NAME, Sample};
-use crate::scrape::parser::{is_label_name, is_metric_name};
 use crate::storage::{AppendSample, Appender, Backfill, Series, StorageError};
 use crate::web::ApiError;
 

@@ -1,9 +1,21 @@
-//! What is worth retrying, and how long to wait — the one place the sender
-//! classifies answers (the alert channels follow the same idea in
-//! `alerting/retry.rs`): transport errors and 5xx are retried, 429 only with
-//! `retry_on_http_429`, every other 4xx drops the batch with its reason.
+//! How remote_write retries: the shared [`RetryPolicy`] configured from
+//! `queue_config` (`min_backoff` 30ms, `max_backoff` 5s, no jitter, 429 only
+//! with `retry_on_http_429`, as in Prometheus). Transport errors, 408 and 5xx
+//! are retried; every other answer drops the batch with its reason.
 
-use std::time::Duration;
+use crate::config::QueueConfig;
+use crate::util::retry::{RetryPolicy, Verdict};
+
+/// The policy of one destination.
+pub fn policy(q: &QueueConfig) -> RetryPolicy {
+    RetryPolicy {
+        min_backoff: q.min_backoff.as_duration(),
+        max_backoff: q.max_backoff.as_duration(),
+        jitter: 0.0,
+        retry_on_429: q.retry_on_http_429,
+        rate_limit_wait: None,
+    }
+}
 
 /// How one request ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,41 +29,12 @@ pub enum Outcome {
 }
 
 /// Classifies an HTTP status and the start of the answer's body.
-pub fn classify_status(status: u16, body: &str, retry_on_429: bool) -> Outcome {
+pub fn classify_status(status: u16, body: &str, policy: &RetryPolicy) -> Outcome {
     let snippet: String = body.trim().chars().take(300).collect();
-    match status {
-        200..=299 => Outcome::Sent,
-        429 if retry_on_429 => Outcome::Retry(format!("HTTP 429: {snippet}")),
-        500..=599 => Outcome::Retry(format!("HTTP {status}: {snippet}")),
-        _ => Outcome::Drop(format!("HTTP {status}: {snippet}")),
-    }
-}
-
-/// Exponential backoff between `min` and `max`, doubling per failed try
-/// (Prometheus' `min_backoff`/`max_backoff`).
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Starts at `min`.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        let max = max.max(min);
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The wait before the next try; each call doubles the following one.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max).max(self.min);
-        d
+    match policy.classify(status) {
+        Verdict::Success => Outcome::Sent,
+        Verdict::Retry { .. } => Outcome::Retry(format!("HTTP {status}: {snippet}")),
+        Verdict::Fatal => Outcome::Drop(format!("HTTP {status}: {snippet}")),
     }
 }
 
@@ -59,25 +42,37 @@ impl Backoff {
 mod tests {
     use super::*;
 
+    fn policy_429(retry_on_http_429: bool) -> RetryPolicy {
+        let q: QueueConfig =
+            serde_yaml_ng::from_str(&format!("{{retry_on_http_429: {retry_on_http_429}}}"))
+                .unwrap();
+        policy(&q)
+    }
+
     #[test]
     fn statuses() {
-        assert_eq!(classify_status(204, "", false), Outcome::Sent);
+        let p = policy_429(false);
+        assert_eq!(classify_status(204, "", &p), Outcome::Sent);
         assert!(matches!(
-            classify_status(503, "busy", false),
+            classify_status(503, "busy", &p),
             Outcome::Retry(_)
         ));
-        assert!(matches!(classify_status(429, "", false), Outcome::Drop(_)));
-        assert!(matches!(classify_status(429, "", true), Outcome::Retry(_)));
+        assert!(matches!(classify_status(408, "", &p), Outcome::Retry(_)));
+        assert!(matches!(classify_status(429, "", &p), Outcome::Drop(_)));
+        assert!(matches!(
+            classify_status(429, "", &policy_429(true)),
+            Outcome::Retry(_)
+        ));
         assert_eq!(
-            classify_status(400, " out of order sample\n", false),
+            classify_status(400, " out of order sample\n", &p),
             Outcome::Drop("HTTP 400: out of order sample".to_string())
         );
     }
 
     #[test]
-    fn backoff_doubles_up_to_max() {
-        let mut b = Backoff::new(Duration::from_millis(30), Duration::from_millis(100));
-        let got: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(got, [30, 60, 100, 100]);
+    fn queue_config_defaults_are_prometheus_backoff() {
+        let mut b = policy_429(false).backoff();
+        let got: Vec<u128> = (0..10).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, [30, 60, 120, 240, 480, 960, 1920, 3840, 5000, 5000]);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::RemoteError;
 use super::proto::encode_labels;
 use crate::model::Labels;
-use crate::scrape::relabel::{self, Relabel};
+use crate::model::relabel::{self, Relabel};
 use crate::storage::{SeriesId, SqliteStorage};
 
 /// A series' encoded labels, or `None` when relabelling drops it.

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::template::expand_alert_text;
 use super::{InstantSample, OutgoingAlert, RulesError};
 use crate::model::{Labels, METRIC_NAME};
+use crate::template::expand_alert_text;
 
 /// Resolved alerts are kept this long so the resolution is sent (Prometheus' value).
 const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;

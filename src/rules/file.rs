@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RulesError;
-use crate::config::{Diagnostic, PromDuration};
+use crate::config::PromDuration;
+use crate::diag::Diagnostic;
 
 /// A rule file: a list of groups.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -137,12 +138,11 @@ pub fn check_rule_text(text: &str, name: &str) -> Vec<Diagnostic> {
 /// Parses rule-file text; `name` is used in messages.
 pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let file: RuleFile = serde_path_to_error::deserialize(de).map_err(|err| {
-        RulesError::Invalid(vec![crate::config::yaml_diagnostic(err, text, name)])
-    })?;
+    let file: RuleFile = serde_path_to_error::deserialize(de)
+        .map_err(|err| RulesError::Invalid(vec![crate::diag::yaml_diagnostic(err, text, name)]))?;
     let mut problems = Vec::new();
     let at = |needle: &str, message: String| {
-        let (line, column) = crate::config::locate(text, needle);
+        let (line, column) = crate::diag::locate(text, needle);
         Diagnostic {
             file: name.to_string(),
             line,
@@ -227,7 +227,7 @@ pub fn parse_rule_text(text: &str, name: &str) -> Result<RuleFile, RulesError> {
             // Like promtool: every label and annotation template must parse.
             if rule.alert.is_some() {
                 for (key, value) in rule.labels.iter().chain(&rule.annotations) {
-                    if let Err(e) = super::template::Template::parse(value) {
+                    if let Err(e) = crate::template::Template::parse(value) {
                         let first_line = value.lines().next().unwrap_or("");
                         problems.push(at(first_line, format!("{what}: {key}: {e}")));
                     }

@@ -11,6 +11,7 @@ use super::group::{Clock, Group, GroupDeps, Rule};
 use super::recording::RecordingRule;
 use super::{AlertSink, QueryFn, RuleFile, RulesError, parse_rule_text, resolve_rule_files};
 use crate::config::Config;
+use crate::diag::Diagnostic;
 use crate::shutdown::Shutdown;
 use crate::storage::{Appender, StateStore};
 
@@ -39,22 +40,55 @@ pub const BUILTIN_RULE_FILES: &[(&str, &str)] = &[
 const OUTAGE_TOLERANCE_MS: i64 = 3600 * 1000;
 
 /// Loads the built-in rules (unless `alerting.builtin_rules: false`) and
-/// every file matched by `rule_files`: (file name, parsed file).
+/// every file matched by `rule_files`: (file name, parsed file). Each file is
+/// checked like `promtool check rules`; the error lists every problem of every
+/// file. `infermon check` and start-up both load rules through here.
 pub fn load_rule_files(config: &Config) -> Result<Vec<(String, RuleFile)>, RulesError> {
     let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let mut entry_problems = Vec::new();
+    let mut add = |name: String, parsed: Result<RuleFile, RulesError>| match parsed {
+        Ok(file) => files.push((name, file)),
+        Err(RulesError::Invalid(d)) => problems.extend(d),
+        Err(e) => problems.push(Diagnostic {
+            file: name,
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        }),
+    };
     if config.alerting.builtin_rules_enabled() {
         for (name, text) in BUILTIN_RULE_FILES {
-            files.push((name.to_string(), parse_rule_text(text, name)?));
+            add(name.to_string(), parse_rule_text(text, name));
         }
     }
     let base = config.source.base_dir();
     for pattern in &config.rule_files {
-        for path in resolve_rule_files(&base, pattern)? {
-            let file = super::parse_rule_file(&path)?;
-            files.push((path.display().to_string(), file));
+        match resolve_rule_files(&base, pattern) {
+            Ok(paths) => {
+                for path in paths {
+                    add(path.display().to_string(), super::parse_rule_file(&path));
+                }
+            }
+            // A bad entry is a problem of the config file, at the entry.
+            Err(e) => {
+                let (line, column) = crate::diag::locate(&config.source.text, pattern);
+                entry_problems.push(Diagnostic {
+                    file: config.source.name(),
+                    line,
+                    column,
+                    message: format!("rule_files: {e}"),
+                });
+            }
         }
     }
-    Ok(files)
+    // The config file's own problems first, then those inside rule files.
+    entry_problems.extend(problems);
+    if entry_problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(RulesError::Invalid(entry_problems))
+    }
 }
 
 /// Settings of the manager.
@@ -228,5 +262,37 @@ impl RuleManager {
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!("rule manager stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config names rule files but does not read them: loading it
+    /// succeeds, and the one rule loader reports every problem of every
+    /// entry, the config's own first (at the entry), then those inside files.
+    #[test]
+    fn config_loads_without_reading_rule_files_and_the_loader_reports_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: sum(up\n",
+        )
+        .unwrap();
+        let path = dir.path().join("infermon.yml");
+        let text = "rule_files:\n  - missing.yml\n  - bad.yml\n";
+        std::fs::write(&path, text).unwrap();
+        let loaded = Config::load_file(&path).expect("rule files are not the config's to read");
+        let Err(RulesError::Invalid(problems)) = load_rule_files(&loaded.config) else {
+            panic!("both entries are broken")
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].file, path.display().to_string());
+        assert_eq!((problems[0].line, problems[0].column), (2, 5));
+        assert!(problems[0].message.starts_with("rule_files: rule file"));
+        assert!(problems[1].file.ends_with("bad.yml"));
+        assert_eq!(problems[1].line, 5);
+        assert!(problems[1].message.contains("could not parse expression"));
     }
 }

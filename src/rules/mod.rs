@@ -9,11 +9,9 @@
 mod alerting_rule;
 mod api;
 mod file;
-mod gofmt;
 mod group;
 mod manager;
 mod recording;
-pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,7 +90,7 @@ pub enum RulesError {
     },
     /// A rule file has problems.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<crate::config::Diagnostic>),
+    Invalid(Vec<crate::diag::Diagnostic>),
     /// A rule's query failed or its result could not be used.
     #[error("{0}")]
     Eval(String),

@@ -2,17 +2,15 @@
 //! target), with Prometheus' semantics for target labels, relabelling,
 //! limits, synthetic series and staleness.
 //!
-//! The exposition parser ([`parser`]) and relabel engine ([`relabel`]) are
-//! pure; the HTTP fetch sits behind [`Fetcher`] so tests can fake it.
+//! The exposition parser ([`crate::model::textparse`]) and relabel engine
+//! ([`crate::model::relabel`]) are pure; the HTTP fetch sits behind [`Fetcher`] so tests can fake it.
 
 mod api;
 mod fetch;
 pub mod file_sd;
 mod manager;
 mod metrics;
-pub mod parser;
 mod pool;
-pub mod relabel;
 mod scrape_loop;
 mod target;
 
@@ -30,6 +28,9 @@ pub enum ScrapeError {
     /// A job's settings cannot be used.
     #[error("scrape config: {0}")]
     Config(String),
+    /// A relabel step cannot be used.
+    #[error("scrape config: {0}")]
+    Relabel(#[from] crate::model::relabel::RelabelError),
     /// Metrics could not be registered.
     #[error("scrape metrics: {0}")]
     Metrics(#[from] prometheus::Error),

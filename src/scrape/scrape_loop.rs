@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch::{FetchRequest, Fetcher};
 use super::metrics::ScrapeMetrics;
-use super::parser::{self, Format};
-use super::relabel;
 use super::target::{JobSettings, Target};
+use crate::model::relabel;
+use crate::model::textparse::{self as parser, Format};
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
 use crate::shutdown::Shutdown;
 use crate::storage::{AppendSample, Appender};

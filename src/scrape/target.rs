@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::ScrapeError;
-use super::relabel::{self, Relabel};
 use crate::config::{GlobalConfig, PromDuration, ScrapeConfig};
 use crate::model::Labels;
+use crate::model::relabel::{self, Relabel};
 
 /// A group of discovered addresses sharing labels (a `static_configs` entry
 /// or one entry of a `file_sd_configs` file).

@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader, Read};
 use flate2::read::GzDecoder;
 
 use super::SnapshotError;
+use crate::model::textparse::{Format, LineParser};
 use crate::model::{Labels, Sample};
-use crate::scrape::parser::{Format, LineParser};
 use crate::storage::{Backfill, BackfillReport, Series};
 
 /// Samples held in memory before they are written.
@@ -208,9 +208,11 @@ mod tests {
         let mut samples = 0;
         for b in &bodies {
             assert!(b.len() <= 300, "{}", b.len());
-            let parsed =
-                crate::scrape::parser::parse(std::str::from_utf8(b).unwrap(), Format::OpenMetrics)
-                    .unwrap();
+            let parsed = crate::model::textparse::parse(
+                std::str::from_utf8(b).unwrap(),
+                Format::OpenMetrics,
+            )
+            .unwrap();
             samples += parsed.len();
         }
         assert_eq!(samples, 100);

@@ -442,13 +442,6 @@ fn is_backup_name(file: &str) -> bool {
         })
 }
 
-/// Checks a cron expression the way the scheduler will read it.
-pub fn validate_schedule(schedule: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 fn write_gz<T>(
     path: &Path,
     body: impl FnOnce(&mut GzEncoder<std::io::BufWriter<std::fs::File>>) -> Result<T, SnapshotError>,

@@ -168,12 +168,6 @@ fn a_missed_run_is_taken_at_the_next_start_once() {
 }
 
 #[test]
-fn schedules_are_checked() {
-    assert!(validate_schedule("0 10 0 * * *").is_ok());
-    assert!(validate_schedule("every day").is_err());
-}
-
-#[test]
 fn bad_timezone_is_an_error() {
     let store = Arc::new(MemoryStorage::new());
     let err = Snapshotter::new(

@@ -259,3 +259,75 @@ pub fn wait_http_ok(url: &str, timeout: Duration) -> bool {
     }
     false
 }
+
+/// Polls `probe` every 50 ms until it gives a value, up to `timeout`; panics
+/// naming `what` (and the probe's last note) when the deadline passes. Tests
+/// wait on observable state with this instead of sleeping.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(note) if Instant::now() > deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {note}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+impl TestServer {
+    /// Waits until the log holds `needle`; the log so far.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        wait_for(&format!("log line {needle:?}"), timeout, || {
+            let log = self.log();
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        })
+    }
+
+    /// The value of the first `/metrics` series named `name` that has every
+    /// label pair of `labels`; `None` when absent.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .ok()?
+            .text()
+            .ok()?;
+        parse_exposition(&text)
+            .into_iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+            })
+            .map(|s| s.value)
+    }
+
+    /// Waits until metric `name{labels}` is at least `min`; its value.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        min: f64,
+        timeout: Duration,
+    ) -> f64 {
+        wait_for(
+            &format!("{name}{labels:?} >= {min}"),
+            timeout,
+            || match self.metric(name, labels) {
+                Some(v) if v >= min => Ok(v),
+                other => Err(format!("now {other:?}")),
+            },
+        )
+    }
+}

@@ -10,9 +10,11 @@
 //! Functions that query the store from a template (`query`) are refused at
 //! parse time with a clear message rather than rendered wrong.
 
+mod gofmt;
+
 use std::collections::BTreeMap;
 
-use super::gofmt::{self, PrintfArg};
+use gofmt::PrintfArg;
 
 /// A value a template works on.
 #[derive(Clone, Debug, PartialEq)]
@@ -219,10 +221,20 @@ fn lex_fields(chars: &[char], i: &mut usize) -> Vec<String> {
     fields
 }
 
+/// Deepest nesting of parentheses, or of `if`/`range`/`with` blocks, a
+/// template may have: far beyond any rule, and it keeps parsing and
+/// rendering from exhausting the stack.
+const MAX_NESTING: usize = 100;
+
+fn too_deep() -> TemplateError {
+    TemplateError(format!("nested more than {MAX_NESTING} levels deep"))
+}
+
 fn lex(action: &str) -> Result<Vec<Tok>, TemplateError> {
     let chars: Vec<char> = action.chars().collect();
     let mut toks = Vec::new();
     let mut i = 0;
+    let mut parens = 0usize;
     let err = |m: String| TemplateError(m);
     while i < chars.len() {
         let c = chars[i];
@@ -237,10 +249,15 @@ fn lex(action: &str) -> Result<Vec<Tok>, TemplateError> {
                 i += 1;
             }
             '(' => {
+                parens += 1;
+                if parens > MAX_NESTING {
+                    return Err(too_deep());
+                }
                 toks.push(Tok::LParen);
                 i += 1;
             }
             ')' => {
+                parens = parens.saturating_sub(1);
                 i += 1;
                 let fields = lex_fields(&chars, &mut i);
                 toks.push(Tok::RParen(fields));
@@ -633,10 +650,42 @@ fn parse_block(
     })
 }
 
+/// Refuses blocks nested deeper than [`MAX_NESTING`] before the recursive
+/// parser sees them. An `{{ else if }}` nests inside its block and shares
+/// its `{{ end }}`.
+fn check_block_depth(items: &[Item]) -> Result<(), TemplateError> {
+    let mut chains: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    for item in items {
+        let Item::Action(action) = item else { continue };
+        let mut words = action.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("if" | "range" | "with"), _) => chains.push(1),
+            (Some("else"), Some("if" | "with")) => {
+                if let Some(top) = chains.last_mut() {
+                    *top += 1;
+                }
+            }
+            (Some("end"), _) => {
+                chains.pop();
+            }
+            _ => {}
+        }
+        let now: usize = chains.iter().sum();
+        depth = depth.max(now);
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+    }
+    Ok(())
+}
+
 impl Template {
     /// Parses template text.
     pub fn parse(src: &str) -> Result<Self, TemplateError> {
-        let mut items = split(src)?.into_iter().peekable();
+        let items = split(src)?;
+        check_block_depth(&items)?;
+        let mut items = items.into_iter().peekable();
         let (nodes, end) = parse_nodes(&mut items)?;
         match end {
             Stop::Eof => Ok(Template { nodes }),
@@ -887,14 +936,7 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             if !t.is_finite() {
                 return s(gofmt::format_g(t, Some(4)));
             }
-            let secs = t.floor() as i64;
-            let nanos = ((t - t.floor()) * 1e9) as u32;
-            match chrono::DateTime::from_timestamp(secs, nanos) {
-                Some(dt) => s(dt.format("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()),
-                None => Err(TemplateError(format!(
-                    "humanizeTimestamp: {t} out of range"
-                ))),
-            }
+            s(humanize_timestamp(t)?)
         }
         "printf" => {
             let Some(Value::Str(format)) = args.first() else {
@@ -940,25 +982,20 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         .to_string()),
         "stripPort" => {
             let h = str_arg(name, &args, 0)?;
-            s(match h.rsplit_once(':') {
-                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-                    host.trim_matches(['[', ']']).to_string()
-                }
-                _ => h,
-            })
+            s(split_host_port(&h).map_or(h.clone(), |(host, _)| host.to_string()))
         }
         "stripDomain" => {
             let h = str_arg(name, &args, 0)?;
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-                    (host.to_string(), format!(":{port}"))
-                }
-                _ => (h.clone(), String::new()),
-            };
+            let (host, port) = split_host_port(&h).unwrap_or((&h, ""));
             if host.parse::<std::net::IpAddr>().is_ok() {
                 return s(h);
             }
-            s(format!("{}{port}", host.split('.').next().unwrap_or("")))
+            let first = host.split('.').next().unwrap_or("");
+            s(match (port, first.contains(':')) {
+                ("", _) => first.to_string(),
+                (port, true) => format!("[{first}]:{port}"),
+                (port, false) => format!("{first}:{port}"),
+            })
         }
         "index" => {
             let mut it = args.into_iter();
@@ -1043,6 +1080,53 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         }
         other => Err(TemplateError(format!("function {other:?} not defined"))),
     }
+}
+
+/// Go's `net.SplitHostPort`: `host:port` or `[host]:port` → (host, port);
+/// `None` when there is no port or too many colons.
+fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
+    let colon = hostport.rfind(':')?;
+    let (host, after_host) = if let Some(rest) = hostport.strip_prefix('[') {
+        let end = rest.find(']')? + 1;
+        // The port's colon must follow the bracket directly.
+        if end + 1 != colon {
+            return None;
+        }
+        (&hostport[1..end], end + 1)
+    } else {
+        let host = &hostport[..colon];
+        if host.contains(':') {
+            return None;
+        }
+        (host, 0)
+    };
+    if hostport[1.min(hostport.len())..].contains('[') || hostport[after_host..].contains(']') {
+        return None;
+    }
+    Some((host, &hostport[colon + 1..]))
+}
+
+/// Prometheus' `humanizeTimestamp`: seconds since the epoch as Go prints a
+/// UTC time, to the millisecond (Prometheus' `model.Time`).
+fn humanize_timestamp(t: f64) -> Result<String, TemplateError> {
+    let nanos = t * 1e9;
+    if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
+        return Err(TemplateError(format!(
+            "humanizeTimestamp: {} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            gofmt::format_v(t)
+        )));
+    }
+    let ms = (nanos as i64) / 1_000_000;
+    let dt = chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| TemplateError(format!("humanizeTimestamp: {t} out of range")))?;
+    // Go's time.String: the fraction without trailing zeros, none when zero.
+    let fraction = format!("{:03}", ms.rem_euclid(1000));
+    let fraction = fraction.trim_end_matches('0');
+    let dot = if fraction.is_empty() { "" } else { "." };
+    Ok(format!(
+        "{}{dot}{fraction} +0000 UTC",
+        dt.format("%Y-%m-%d %H:%M:%S")
+    ))
 }
 
 /// The data Prometheus gives an alerting rule's labels and annotations:
@@ -1148,3 +1232,6 @@ mod tests {
         assert!(t.render(&Value::Nil, &[]).is_err());
     }
 }
+
+#[cfg(test)]
+mod prometheus_cases;

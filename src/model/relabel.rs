@@ -1,14 +1,116 @@
-//! The relabel engine: applies `relabel_configs` / `metric_relabel_configs`
-//! (every Prometheus action) to a label set, with Prometheus' semantics —
-//! anchored regexes, `$1`/`${name}` expansion, md5-based `hashmod`.
+//! Relabeling: the `relabel_configs` entries (Prometheus' keys and
+//! defaults) and the engine that applies them (every Prometheus action) to a
+//! label set, with Prometheus' semantics: anchored regexes, `$1`/`${name}`
+//! expansion, md5-based `hashmod`. Scrape, alerting and remote_write share it.
 
 use md5::{Digest, Md5};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-use super::ScrapeError;
-use super::parser::is_label_name;
-use crate::config::{RelabelAction, RelabelConfig};
-use crate::model::Labels;
+use super::Labels;
+use super::textparse::is_label_name;
+
+/// Why a relabel step cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RelabelError {
+    /// The regex does not compile.
+    #[error("relabel regex {regex:?}: {reason}")]
+    Regex {
+        /// The regex as written.
+        regex: String,
+        /// The compiler's message.
+        reason: String,
+    },
+}
+
+/// One relabelling step.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RelabelConfig {
+    /// Labels whose values are joined with `separator` to form the input.
+    #[serde(default)]
+    pub source_labels: Vec<String>,
+    /// Separator between source label values (default `;`).
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    /// Label written by replace/hashmod/lowercase/uppercase.
+    #[serde(default)]
+    pub target_label: Option<String>,
+    /// Regular expression, fully anchored as in Prometheus (default `(.*)`).
+    #[serde(default = "default_regex")]
+    pub regex: String,
+    /// Modulus for `hashmod`.
+    #[serde(default)]
+    pub modulus: Option<u64>,
+    /// Replacement with `$1`/`${name}` references (default `$1`).
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+    /// replace, keep, drop, keepequal, dropequal, hashmod, labelmap, labeldrop,
+    /// labelkeep, lowercase, uppercase.
+    #[serde(default)]
+    pub action: RelabelAction,
+}
+
+fn default_separator() -> String {
+    ";".to_string()
+}
+fn default_regex() -> String {
+    "(.*)".to_string()
+}
+fn default_replacement() -> String {
+    "$1".to_string()
+}
+
+/// The relabel action.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    /// Write `replacement` (expanded) to `target_label` when the regex matches.
+    #[default]
+    Replace,
+    /// Keep the target/series only when the regex matches.
+    Keep,
+    /// Drop the target/series when the regex matches.
+    Drop,
+    /// Keep when the joined source equals `target_label`'s value.
+    KeepEqual,
+    /// Drop when the joined source equals `target_label`'s value.
+    DropEqual,
+    /// Write `hash(source) % modulus` to `target_label`.
+    HashMod,
+    /// Copy labels whose names match to names given by `replacement`.
+    LabelMap,
+    /// Remove labels whose names match.
+    LabelDrop,
+    /// Remove labels whose names do not match.
+    LabelKeep,
+    /// Lower-case the joined source into `target_label`.
+    Lowercase,
+    /// Upper-case the joined source into `target_label`.
+    Uppercase,
+}
+
+impl RelabelConfig {
+    /// Checks what Prometheus checks at load time.
+    pub fn validate(&self) -> Result<(), String> {
+        regex::Regex::new(&format!("^(?:{})$", self.regex))
+            .map_err(|e| format!("invalid regex {:?}: {e}", self.regex))?;
+        use RelabelAction::*;
+        let needs_target = matches!(
+            self.action,
+            Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
+        );
+        if needs_target && self.target_label.is_none() {
+            return Err(
+                format!("relabel action {:?} requires target_label", self.action).to_lowercase(),
+            );
+        }
+        if self.action == HashMod && self.modulus.unwrap_or(0) == 0 {
+            return Err("relabel action hashmod requires a non-zero modulus".to_string());
+        }
+        Ok(())
+    }
+}
 
 /// One relabel step with its regex compiled.
 #[derive(Clone, Debug)]
@@ -19,9 +121,12 @@ pub struct Relabel {
 
 impl Relabel {
     /// Compiles a step (the config was validated, but regexes are checked again).
-    pub fn new(cfg: &RelabelConfig) -> Result<Self, ScrapeError> {
-        let regex = Regex::new(&format!("^(?:{})$", cfg.regex))
-            .map_err(|e| ScrapeError::Config(format!("relabel regex {:?}: {e}", cfg.regex)))?;
+    pub fn new(cfg: &RelabelConfig) -> Result<Self, RelabelError> {
+        let regex =
+            Regex::new(&format!("^(?:{})$", cfg.regex)).map_err(|e| RelabelError::Regex {
+                regex: cfg.regex.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Relabel {
             cfg: cfg.clone(),
             regex,
@@ -29,7 +134,7 @@ impl Relabel {
     }
 
     /// Compiles a list of steps.
-    pub fn compile(cfgs: &[RelabelConfig]) -> Result<Vec<Relabel>, ScrapeError> {
+    pub fn compile(cfgs: &[RelabelConfig]) -> Result<Vec<Relabel>, RelabelError> {
         cfgs.iter().map(Relabel::new).collect()
     }
 }
