@@ -129,17 +129,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .register(Box::new(collector))
         .map_err(TelemetryError::from)?;
     let store: SharedStorage = Arc::new(sqlite.clone());
-    // Remote-write receiver (issue 4): pushes land in the same store.
-    routes.push(
-        crate::remote::receive::Receiver::new(
-            Arc::new(sqlite.clone()),
-            Arc::new(sqlite.clone()),
-            config.storage.out_of_order_time_window.as_millis(),
-            &telemetry.registry,
-        )
-        .map_err(TelemetryError::from)?
-        .routes(),
-    );
+    // Remote-write receiver (issue 4): pushes land in the same store; it
+    // bounds its own bodies (remote_write_receiver.max_request_bytes).
+    let receiver_routes = crate::remote::receive::Receiver::new(
+        Arc::new(sqlite.clone()),
+        Arc::new(sqlite.clone()),
+        config.storage.out_of_order_time_window.as_millis(),
+        &config.remote_write_receiver,
+        &telemetry.registry,
+    )
+    .map_err(TelemetryError::from)?
+    .routes();
     let maintenance =
         sqlite.spawn_maintenance(std::time::Duration::from_secs(60), shutdown.clone());
     // ---- remote_write (issue 9): follows the store's WAL from a durable
@@ -321,6 +321,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             .map(|a| Arc::new(Authenticator::new(a))),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
+        own_body_limit_routes: vec![receiver_routes],
     });
 
     tracing::info!(addr = %local, "listening on {local}");

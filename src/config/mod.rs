@@ -13,6 +13,7 @@ mod global;
 mod http_client;
 mod models;
 mod query;
+mod receiver;
 mod relabel;
 mod remote_write;
 mod scrape;
@@ -38,6 +39,7 @@ pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 pub use models::ModelConfig;
 pub use query::QueryConfig;
+pub use receiver::ReceiverConfig;
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
@@ -79,6 +81,9 @@ pub struct Config {
     /// PromQL engine limits.
     #[serde(default)]
     pub query: QueryConfig,
+    /// Limits of `POST /api/v1/write`.
+    #[serde(default)]
+    pub remote_write_receiver: ReceiverConfig,
     /// Alert routing and receivers.
     #[serde(default)]
     pub alerting: AlertingConfig,
