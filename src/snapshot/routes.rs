@@ -78,12 +78,14 @@ async fn take_now(
         None => yesterday(crate::util::now_ms(), s.timezone()),
     };
     let worker = s.clone();
-    let manifest = tokio::task::spawn_blocking(move || {
-        worker.take(day).and_then(|m| worker.prune().map(|_| m))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = crate::util::now_ms();
+    let manifest = tokio::task::spawn_blocking(move || worker.take_requested(day, now))
+        .await
+        .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
+        .map_err(|e| match e {
+            super::SnapshotError::Day(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        })?;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
 }
 
