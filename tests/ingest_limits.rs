@@ -1,8 +1,10 @@
-//! Bounded ingest through the real binary: timestamps far from now are
+//! Bounded ingest and safe snapshot files through the real binary:
+//! timestamps far from now are
 //! refused and counted at every ingest path, a chunk before 1970 already on
 //! disk neither stalls maintenance nor SIGTERM, and `/api/v1/write` has its
 //! own body, decompressed-size and label limits with JSON errors that name
-//! the config key.
+//! the config key; a snapshot of a day that has not ended is refused, and
+//! exports and backups are streamed.
 
 mod support;
 
@@ -388,4 +390,62 @@ fn imported_samples_before_1970_are_skipped_and_counted() {
         ),
         Some(1.0)
     );
+}
+
+#[test]
+fn snapshots_of_days_not_ended_are_refused_and_files_are_streamed() {
+    let server = TestServer::start(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nsnapshots:\n  dir: {dir}/snapshots\n",
+    );
+    let c = client();
+    let r = c
+        .post(server.url("/api/v1/admin/snapshot?day=2999-01-01"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().unwrap();
+    assert!(text.contains("has not ended"), "{text}");
+    // Exports and backups go out as they are read (chunked, no length).
+    let now = now_ms();
+    let (status, body, _) = push(
+        &server,
+        vec![series(vec![label("__name__", "exported")], now)],
+    );
+    assert_eq!(status, 204, "{body}");
+    let r = c
+        .get(server.url("/api/v1/export"))
+        .query(&[("match[]", "exported"), ("start", "0")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    let text = r.text().unwrap();
+    assert!(
+        text.starts_with("# TYPE exported unknown\nexported 1 "),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let r: serde_json::Value = c
+        .post(server.url("/api/v1/admin/backup"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let file = r["data"]["file"].as_str().unwrap().to_string();
+    let r = c
+        .get(server.url(&format!("/backups/{file}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    let bytes = r.bytes().unwrap();
+    assert!(bytes.starts_with(b"SQLite format 3\0"));
 }
