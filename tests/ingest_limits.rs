@@ -1,10 +1,9 @@
 //! Bounded ingest and safe snapshot files through the real binary:
-//! timestamps far from now are
-//! refused and counted at every ingest path, a chunk before 1970 already on
-//! disk neither stalls maintenance nor SIGTERM, and `/api/v1/write` has its
-//! own body, decompressed-size and label limits with JSON errors that name
-//! the config key; a snapshot of a day that has not ended is refused, and
-//! exports and backups are streamed.
+//! timestamps far from now are refused and counted at every ingest path, a
+//! chunk before 1970 already on disk neither stalls maintenance nor SIGTERM,
+//! and `/api/v1/write` has its own body, decompressed-size and label limits
+//! with JSON errors that name the config key; a snapshot of a day that has
+//! not ended is refused, and exports and backups are streamed.
 
 mod support;
 

@@ -50,13 +50,13 @@ async fn download(
         ))
     };
     let path = s.file_path(&day, &file).ok_or_else(not_found)?;
-    let bytes = file_body(&path).await.map_err(|_| not_found())?;
+    let body = file_body(&path).await.map_err(|_| not_found())?;
     let content_type = if file.ends_with(".json") {
         "application/json"
     } else {
         "application/gzip"
     };
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -125,8 +125,8 @@ async fn download_backup(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("no backup {file}; see GET /api/v1/backups"));
     let path = s.backup_path(&file).ok_or_else(not_found)?;
-    let bytes = file_body(&path).await.map_err(|_| not_found())?;
-    let mut response = Response::new(Body::from(bytes));
+    let body = file_body(&path).await.map_err(|_| not_found())?;
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.sqlite3"),
