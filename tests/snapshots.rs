@@ -174,7 +174,7 @@ fn snapshot_backfills_into_real_prometheus() {
 #[test]
 fn backup_and_snapshot_over_http_with_no_path_traversal() {
     let server = support::TestServer::start(
-        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nsnapshots:\n  timezone: UTC\n",
     );
     // The self-scrape has written twice before the backup starts.
     server.wait_metric(
@@ -218,10 +218,28 @@ fn backup_and_snapshot_over_http_with_no_path_traversal() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(verdict, "ok");
-    // Today's snapshot on demand, then downloads.
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let r: serde_json::Value = c
+    // Today has not ended: no snapshot of it. Yesterday, once the store
+    // holds samples of it (imported), on demand; then downloads.
+    let now = chrono::Utc::now();
+    let today = now.format("%Y-%m-%d").to_string();
+    let r = c
         .post(server.url(&format!("/api/v1/admin/snapshot?day={today}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let day = (now - chrono::Duration::days(1)).date_naive();
+    let noon = day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp();
+    let r = c
+        .post(server.url("/api/v1/admin/import"))
+        .body(format!(
+            "# TYPE yesterday gauge\nyesterday 1 {noon}\n# EOF\n"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let taken = day.format("%Y-%m-%d").to_string();
+    let r: serde_json::Value = c
+        .post(server.url(&format!("/api/v1/admin/snapshot?day={taken}")))
         .send()
         .unwrap()
         .json()
@@ -229,14 +247,14 @@ fn backup_and_snapshot_over_http_with_no_path_traversal() {
     assert_eq!(r["status"], "success", "{r}");
     assert!(r["data"]["samples"].as_u64().unwrap() > 0, "{r}");
     let manifest = c
-        .get(server.url(&format!("/snapshots/{today}/manifest.json")))
+        .get(server.url(&format!("/snapshots/{taken}/manifest.json")))
         .send()
         .unwrap();
     assert_eq!(manifest.status(), 200);
     for path in [
-        format!("/snapshots/{today}/..%2F..%2Finfermon.yml"),
+        format!("/snapshots/{taken}/..%2F..%2Finfermon.yml"),
         "/snapshots/..%2F..%2Fetc/passwd".to_string(),
-        format!("/snapshots/{today}/..%2Fmanifest.json"),
+        format!("/snapshots/{taken}/..%2Fmanifest.json"),
         "/backups/..%2Fdata%2Finfermon.db".to_string(),
         "/backups/infermon-..%2F..%2Finfermon.yml".to_string(),
     ] {

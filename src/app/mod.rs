@@ -240,17 +240,17 @@ async fn start(
         .register(Box::new(collector))
         .map_err(TelemetryError::from)?;
     let store: SharedStorage = Arc::new(sqlite.clone());
-    // Remote-write receiver: pushes land in the same store.
-    routes.push(
-        crate::remote::receive::Receiver::new(
-            Arc::new(sqlite.clone()),
-            Arc::new(sqlite.clone()),
-            config.storage.out_of_order_time_window.as_millis(),
-            &telemetry.registry,
-        )
-        .map_err(TelemetryError::from)?
-        .routes(),
-    );
+    // Remote-write receiver: pushes land in the same store; it bounds its
+    // own bodies (remote_write_receiver.max_request_bytes).
+    let receiver_routes = crate::remote::receive::Receiver::new(
+        Arc::new(sqlite.clone()),
+        Arc::new(sqlite.clone()),
+        config.storage.out_of_order_time_window.as_millis(),
+        &config.remote_write_receiver,
+        &telemetry.registry,
+    )
+    .map_err(TelemetryError::from)?
+    .routes();
     *storage = Some(sqlite.clone());
     let maintenance = sqlite.spawn_maintenance(
         std::time::Duration::from_secs(60),
@@ -440,6 +440,7 @@ async fn start(
             .map(|a| Arc::new(Authenticator::new(a))),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
+        own_body_limit_routes: vec![receiver_routes],
     });
 
     tracing::info!(addr = %local, "listening on {local}");

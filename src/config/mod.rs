@@ -13,6 +13,7 @@ mod global;
 mod http_client;
 mod models;
 mod query;
+mod receiver;
 mod remote_write;
 mod scrape;
 mod server;
@@ -36,6 +37,7 @@ pub use global::GlobalConfig;
 pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 pub use models::ModelConfig;
 pub use query::QueryConfig;
+pub use receiver::ReceiverConfig;
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
 pub use server::{AuthConfig, LimitsConfig, Role, ServerConfig, UserConfig, UserWithRole};
@@ -76,6 +78,9 @@ pub struct Config {
     /// PromQL engine limits.
     #[serde(default)]
     pub query: QueryConfig,
+    /// Limits of `POST /api/v1/write`.
+    #[serde(default)]
+    pub remote_write_receiver: ReceiverConfig,
     /// Alert routing and receivers.
     #[serde(default)]
     pub alerting: AlertingConfig,

@@ -65,16 +65,18 @@ pub struct ScrapeConfig {
     /// Fail a scrape with more samples than this (0 = no limit).
     #[serde(default)]
     pub sample_limit: Option<u64>,
-    /// Fail a scrape with a series of more labels than this.
+    /// Fail a scrape with a series of more labels than this (default 30;
+    /// 0 = no limit).
     #[serde(default)]
     pub label_limit: Option<u64>,
-    /// Fail a scrape with a label name longer than this.
+    /// Fail a scrape with a label name longer than this (default 256; 0 = no limit).
     #[serde(default)]
     pub label_name_length_limit: Option<u64>,
-    /// Fail a scrape with a label value longer than this.
+    /// Fail a scrape with a label value longer than this (default 16384; 0 = no limit).
     #[serde(default)]
     pub label_value_length_limit: Option<u64>,
-    /// Fail a scrape whose body is larger (`10MB`, `512KiB`; default none).
+    /// Fail a scrape whose uncompressed body is larger (`10MB`, `512KiB`;
+    /// default `64MiB`; `0` = no limit).
     #[serde(default)]
     pub body_size_limit: Option<String>,
     /// Most targets after relabelling (0 = no limit).

@@ -35,6 +35,12 @@ pub struct StorageConfig {
     /// series already has newer samples (default 10m); older ones are refused.
     #[serde(default = "default_out_of_order_time_window")]
     pub out_of_order_time_window: PromDuration,
+    /// How far ahead of this machine's clock a sample's timestamp may be
+    /// (default 10m). Later samples, and samples before 1970, are refused
+    /// at every ingest path and counted as
+    /// `infermon_*_rejected_samples_total{reason="out_of_bounds"}`.
+    #[serde(default = "default_max_future_skew")]
+    pub max_future_skew: PromDuration,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,
@@ -59,6 +65,9 @@ fn default_rollup_retention() -> PromDuration {
     PromDuration::from_secs(400 * 24 * 3600)
 }
 fn default_out_of_order_time_window() -> PromDuration {
+    PromDuration::from_secs(600)
+}
+fn default_max_future_skew() -> PromDuration {
     PromDuration::from_secs(600)
 }
 fn default_retention() -> PromDuration {

@@ -5,8 +5,16 @@
 //!
 //! Answers as Prometheus does: 204 when everything was stored; 400 for a
 //! body that is not a valid request (the sender drops it) and for samples
-//! that are too old to take (the rest of the request is stored first); 503
-//! when the store cannot write (disk nearly full), which senders retry.
+//! or series that cannot be taken (the rest of the request is stored
+//! first); 413 for a body over `remote_write_receiver.max_request_bytes` or
+//! `max_decompressed_bytes`; 503 when the store cannot write (disk nearly
+//! full), which senders retry.
+//!
+//! Bounded work: the body is read up to its limit, and decoding and storing
+//! run on blocking threads, at most `max_concurrent_requests` at once. A
+//! series over a label limit is dropped before its label set is built;
+//! a sample outside the store's time window ([`SampleBounds`]) is dropped.
+//! Every drop is counted in `infermon_remote_write_rejected_samples_total`.
 //!
 //! Appends refuse a sample older than its series' newest one, and one such
 //! sample fails a whole batch. So a refused request is stored series by
@@ -17,22 +25,122 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures::StreamExt;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use prost::Message;
+use tokio::sync::Semaphore;
 
 use super::proto::WriteRequest;
+use crate::config::ReceiverConfig;
 use crate::model::textparse::{is_label_name, is_metric_name};
 use crate::model::{Labels, METRIC_NAME, Sample};
-use crate::storage::{AppendSample, Appender, Backfill, Series, StorageError};
+use crate::storage::{AppendSample, Appender, Backfill, OUT_OF_BOUNDS, Series, StorageError};
 use crate::web::ApiError;
 
-/// Largest decompressed request taken (Prometheus' limit is 32 MiB too).
-const MAX_DECODED_BYTES: usize = 32 << 20;
+/// The receiver's limits (`remote_write_receiver:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiveLimits {
+    /// Largest body as sent (compressed).
+    pub max_request_bytes: usize,
+    /// Largest body once decompressed.
+    pub max_decompressed_bytes: usize,
+    /// Most labels per series.
+    pub max_labels_per_series: usize,
+    /// Longest label name (bytes).
+    pub max_label_name_length: usize,
+    /// Longest label value (bytes).
+    pub max_label_value_length: usize,
+}
+
+impl ReceiveLimits {
+    /// From the config section.
+    pub fn from_config(c: &ReceiverConfig) -> Self {
+        ReceiveLimits {
+            max_request_bytes: c.max_request_bytes,
+            max_decompressed_bytes: c.max_decompressed_bytes,
+            max_labels_per_series: c.max_labels_per_series,
+            max_label_name_length: c.max_label_name_length,
+            max_label_value_length: c.max_label_value_length,
+        }
+    }
+}
+
+impl Default for ReceiveLimits {
+    fn default() -> Self {
+        Self::from_config(&ReceiverConfig::default())
+    }
+}
+
+/// Why a request was not taken as a whole.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiveError {
+    /// The body as sent is over its limit (answered 413).
+    #[error(
+        "the request body is larger than remote_write_receiver.max_request_bytes ({limit} bytes); send smaller batches or raise the limit"
+    )]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body decompresses to more than its limit (answered 413).
+    #[error(
+        "the request decompresses to {size} bytes, more than remote_write_receiver.max_decompressed_bytes ({limit}); send smaller batches or raise the limit"
+    )]
+    DecompressedTooLarge {
+        /// The decompressed size the body announces.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not a valid request (answered 400).
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// A series dropped for a label limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelLimit {
+    /// More labels than `max_labels_per_series`.
+    TooManyLabels,
+    /// A name longer than `max_label_name_length`.
+    NameTooLong,
+    /// A value longer than `max_label_value_length`.
+    ValueTooLong,
+}
+
+impl LabelLimit {
+    /// The `reason` label of the rejected-samples counter.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LabelLimit::TooManyLabels => "too_many_labels",
+            LabelLimit::NameTooLong => "label_name_too_long",
+            LabelLimit::ValueTooLong => "label_value_too_long",
+        }
+    }
+
+    /// The config key of the limit.
+    pub fn key(self) -> &'static str {
+        match self {
+            LabelLimit::TooManyLabels => "remote_write_receiver.max_labels_per_series",
+            LabelLimit::NameTooLong => "remote_write_receiver.max_label_name_length",
+            LabelLimit::ValueTooLong => "remote_write_receiver.max_label_value_length",
+        }
+    }
+}
+
+/// A decoded request: the series taken and those dropped for a limit.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Series within every limit.
+    pub series: Vec<Series>,
+    /// Series dropped: the limit, its samples, and a message for the sender.
+    pub dropped: Vec<(LabelLimit, u64, String)>,
+}
 
 /// What the receiver writes to and how it counts.
 #[derive(Clone)]
@@ -40,6 +148,9 @@ pub struct Receiver {
     appender: Arc<dyn Appender>,
     backfill: Arc<dyn Backfill>,
     window_ms: i64,
+    limits: ReceiveLimits,
+    /// Requests decoded and stored at once.
+    slots: Arc<Semaphore>,
     metrics: ReceiverMetrics,
 }
 
@@ -87,27 +198,45 @@ pub struct Outcome {
     pub stored: u64,
     /// Samples older than the out-of-order window.
     pub too_old: u64,
+    /// Samples outside the store's time window ([`SampleBounds`]).
+    ///
+    /// [`SampleBounds`]: crate::storage::SampleBounds
+    pub out_of_bounds: u64,
 }
 
 impl Receiver {
     /// A receiver writing to `appender`/`backfill` (the same store), taking
-    /// out-of-order samples up to `window_ms` old; metrics in `registry`.
+    /// out-of-order samples up to `window_ms` old, within `config`'s
+    /// limits; metrics in `registry`.
     pub fn new(
         appender: Arc<dyn Appender>,
         backfill: Arc<dyn Backfill>,
         window_ms: i64,
+        config: &ReceiverConfig,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         Ok(Receiver {
             appender,
             backfill,
             window_ms,
+            limits: ReceiveLimits::from_config(config),
+            slots: Arc::new(Semaphore::new(config.concurrency())),
             metrics: ReceiverMetrics::new(registry)?,
         })
     }
 
-    /// Stores one decoded request as of `now_ms`.
-    pub fn store(&self, series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
+    /// Stores one decoded request as of `now_ms`; samples outside the
+    /// store's time window are left out and counted.
+    pub fn store(&self, mut series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
+        let bounds = self.appender.sample_bounds();
+        let mut out_of_bounds = 0u64;
+        for s in &mut series {
+            let before = s.samples.len();
+            s.samples
+                .retain(|x| bounds.contains(x.timestamp_ms, now_ms));
+            out_of_bounds += (before - s.samples.len()) as u64;
+        }
+        series.retain(|s| !s.samples.is_empty());
         let batch: Vec<AppendSample> = series.iter().flat_map(appends).collect();
         let total = batch.len() as u64;
         match self.appender.append(&batch) {
@@ -115,12 +244,16 @@ impl Receiver {
                 return Ok(Outcome {
                     stored: total,
                     too_old: 0,
+                    out_of_bounds,
                 });
             }
             Err(StorageError::Rejected(_)) => {}
             Err(e) => return Err(e),
         }
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            out_of_bounds,
+            ..Outcome::default()
+        };
         let oldest_allowed = now_ms.saturating_sub(self.window_ms);
         for s in series {
             let one: Vec<AppendSample> = appends(&s).collect();
@@ -162,25 +295,49 @@ fn appends(s: &Series) -> impl Iterator<Item = AppendSample> + '_ {
     })
 }
 
-/// Decodes a request body: snappy block format, then protobuf; labels are
-/// checked the way Prometheus checks them.
-pub fn decode(body: &[u8]) -> Result<Vec<Series>, String> {
-    let len = snap::raw::decompress_len(body).map_err(|e| format!("snappy: {e}"))?;
-    if len > MAX_DECODED_BYTES {
-        return Err(format!(
-            "the request decompresses to {len} bytes, more than the {MAX_DECODED_BYTES} taken; send smaller batches"
-        ));
+/// Decodes a request body: snappy block format, then protobuf. Labels are
+/// checked the way Prometheus checks them (a bad one refuses the request);
+/// a series over a label limit is dropped before its label set is built.
+pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<Decoded, ReceiveError> {
+    if body.len() > limits.max_request_bytes {
+        return Err(ReceiveError::BodyTooLarge {
+            limit: limits.max_request_bytes,
+        });
+    }
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| ReceiveError::Malformed(format!("snappy: {e}")))?;
+    if len > limits.max_decompressed_bytes {
+        return Err(ReceiveError::DecompressedTooLarge {
+            size: len,
+            limit: limits.max_decompressed_bytes,
+        });
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e} (remote_write bodies use the snappy block format)"))?;
-    let request = WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))?;
-    let mut out = Vec::with_capacity(request.timeseries.len());
+        .map_err(|e| {
+            ReceiveError::Malformed(format!(
+                "snappy: {e} (remote_write bodies use the snappy block format)"
+            ))
+        })?;
+    let request = WriteRequest::decode(raw.as_slice())
+        .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
+    drop(raw);
+    let mut out = Decoded {
+        series: Vec::with_capacity(request.timeseries.len()),
+        dropped: Vec::new(),
+    };
     for ts in request.timeseries {
+        if let Some((limit, why)) = over_label_limit(&ts.labels, limits) {
+            out.dropped.push((limit, ts.samples.len() as u64, why));
+            continue;
+        }
         let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("duplicate label name {:?} in one series", w[0]));
+            return Err(ReceiveError::Malformed(format!(
+                "duplicate label name {:?} in one series",
+                w[0]
+            )));
         }
         for l in &ts.labels {
             let ok = if l.name == METRIC_NAME {
@@ -189,12 +346,17 @@ pub fn decode(body: &[u8]) -> Result<Vec<Series>, String> {
                 is_label_name(&l.name)
             };
             if !ok {
-                return Err(format!("invalid label {}={:?}", l.name, l.value));
+                return Err(ReceiveError::Malformed(format!(
+                    "invalid label {}={:?}",
+                    l.name, l.value
+                )));
             }
         }
         let labels = Labels::new(ts.labels.into_iter().map(|l| (l.name, l.value)));
         if labels.metric_name().is_none() {
-            return Err(format!("series {labels} has no metric name"));
+            return Err(ReceiveError::Malformed(format!(
+                "series {labels} has no metric name"
+            )));
         }
         let mut samples: Vec<Sample> = ts
             .samples
@@ -205,51 +367,284 @@ pub fn decode(body: &[u8]) -> Result<Vec<Series>, String> {
             })
             .collect();
         samples.sort_by_key(|s| s.timestamp_ms);
-        out.push(Series { labels, samples });
+        out.series.push(Series { labels, samples });
     }
     Ok(out)
 }
 
-async fn write(State(r): State<Receiver>, body: Bytes) -> Response {
+/// The first label limit a series breaks, with a message for the sender.
+fn over_label_limit(
+    labels: &[super::proto::Label],
+    limits: &ReceiveLimits,
+) -> Option<(LabelLimit, String)> {
+    let name = || {
+        labels
+            .iter()
+            .find(|l| l.name == METRIC_NAME)
+            .map_or("(no name)", |l| l.value.as_str())
+            .chars()
+            .take(200)
+            .collect::<String>()
+    };
+    if labels.len() > limits.max_labels_per_series {
+        let limit = LabelLimit::TooManyLabels;
+        return Some((
+            limit,
+            format!(
+                "series {} has {} labels, more than {} ({})",
+                name(),
+                labels.len(),
+                limits.max_labels_per_series,
+                limit.key()
+            ),
+        ));
+    }
+    for l in labels {
+        if l.name.len() > limits.max_label_name_length {
+            let limit = LabelLimit::NameTooLong;
+            return Some((
+                limit,
+                format!(
+                    "series {} has a label name of {} bytes, more than {} ({})",
+                    name(),
+                    l.name.len(),
+                    limits.max_label_name_length,
+                    limit.key()
+                ),
+            ));
+        }
+        if l.value.len() > limits.max_label_value_length {
+            let limit = LabelLimit::ValueTooLong;
+            return Some((
+                limit,
+                format!(
+                    "series {} has a value of {} bytes for label {:?}, more than {} ({})",
+                    name(),
+                    l.value.len(),
+                    l.name.chars().take(200).collect::<String>(),
+                    limits.max_label_value_length,
+                    limit.key()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Reads a body up to `limit` bytes; `None` when it is longer.
+async fn read_limited(body: Body, limit: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
     let answer = |code: StatusCode, r: &Receiver| {
         r.metrics.requests.with_label_values(&[code.as_str()]).inc();
     };
-    let series = match decode(&body) {
-        Ok(s) => s,
+    let limit = r.limits.max_request_bytes;
+    let too_large = |r: &Receiver| {
+        answer(StatusCode::PAYLOAD_TOO_LARGE, r);
+        r.metrics.rejected.with_label_values(&["too_large"]).inc();
+        ApiError::payload_too_large(ReceiveError::BodyTooLarge { limit }.to_string())
+            .into_response()
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large(&r);
+    }
+    let body = match read_limited(body, limit).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return too_large(&r),
         Err(e) => {
             answer(StatusCode::BAD_REQUEST, &r);
-            r.metrics.rejected.with_label_values(&["malformed"]).inc();
-            return ApiError::bad_request(e).into_response();
+            return ApiError::bad_request(format!("cannot read the request body: {e}"))
+                .into_response();
         }
+    };
+    // Decoding is CPU work sized by the sender: on a blocking thread, a
+    // bounded number at once.
+    let Ok(permit) = r.slots.clone().acquire_owned().await else {
+        answer(StatusCode::SERVICE_UNAVAILABLE, &r);
+        return ApiError::unavailable("the receiver is shutting down").into_response();
     };
     let worker = r.clone();
     let now = crate::util::now_ms();
-    let result = tokio::task::spawn_blocking(move || worker.store(series, now)).await;
-    match result {
-        Ok(Ok(outcome)) => {
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let decoded = decode(&body, &worker.limits)?;
+        Ok::<_, ReceiveError>((worker.store(decoded.series, now), decoded.dropped))
+    })
+    .await;
+    let (stored, dropped) = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            let status = match e {
+                ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            answer(status, &r);
+            let reason = if status == StatusCode::BAD_REQUEST {
+                "malformed"
+            } else {
+                "too_large"
+            };
+            r.metrics.rejected.with_label_values(&[reason]).inc();
+            return ApiError::new(
+                status,
+                if status == StatusCode::BAD_REQUEST {
+                    "bad_request"
+                } else {
+                    "payload_too_large"
+                },
+                e.to_string(),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            answer(StatusCode::INTERNAL_SERVER_ERROR, &r);
+            return ApiError::internal(format!("write task failed: {e}")).into_response();
+        }
+    };
+    for (limit, samples, _) in &dropped {
+        r.metrics
+            .rejected
+            .with_label_values(&[limit.reason()])
+            .inc_by(*samples);
+    }
+    match stored {
+        Ok(outcome) => {
             r.metrics.samples.inc_by(outcome.stored);
+            let mut problems: Vec<String> = Vec::new();
+            if let Some((_, _, first)) = dropped.first() {
+                problems.push(format!(
+                    "{} series dropped for label limits, e.g. {first}",
+                    dropped.len()
+                ));
+            }
+            if outcome.out_of_bounds > 0 {
+                r.metrics
+                    .rejected
+                    .with_label_values(&[OUT_OF_BOUNDS])
+                    .inc_by(outcome.out_of_bounds);
+                problems.push(format!(
+                    "{} sample(s) have timestamps before 1970 or more than storage.max_future_skew ahead of now",
+                    outcome.out_of_bounds
+                ));
+            }
             if outcome.too_old > 0 {
                 r.metrics
                     .rejected
                     .with_label_values(&["too_old"])
                     .inc_by(outcome.too_old);
+                problems.push(format!(
+                    "{} sample(s) are older than storage.out_of_order_time_window and older than their series' newest sample",
+                    outcome.too_old
+                ));
+            }
+            if !problems.is_empty() {
                 answer(StatusCode::BAD_REQUEST, &r);
                 return ApiError::bad_request(format!(
-                    "{} sample(s) are older than storage.out_of_order_time_window and older than their series' newest sample; {} stored",
-                    outcome.too_old, outcome.stored
+                    "{}; {} sample(s) stored",
+                    problems.join("; "),
+                    outcome.stored
                 ))
                 .into_response();
             }
             answer(StatusCode::NO_CONTENT, &r);
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             answer(StatusCode::SERVICE_UNAVAILABLE, &r);
             ApiError::unavailable(format!("cannot store the samples now: {e}")).into_response()
         }
-        Err(e) => {
-            answer(StatusCode::INTERNAL_SERVER_ERROR, &r);
-            ApiError::internal(format!("write task failed: {e}")).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::proto::{Label, Sample as WireSample, TimeSeries};
+
+    fn body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+        super::super::proto::compress(&WriteRequest { timeseries }.encode_to_vec()).unwrap()
+    }
+
+    fn ts(labels: Vec<(&str, String)>) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .into_iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v,
+                })
+                .collect(),
+            samples: vec![WireSample {
+                value: 1.0,
+                timestamp: 1_000,
+            }],
         }
+    }
+
+    #[test]
+    fn label_limits_drop_series_before_building_label_sets() {
+        let limits = ReceiveLimits::default();
+        let mut wide = vec![("__name__", "wide".to_string())];
+        let names: Vec<String> = (0..100_000).map(|i| format!("l{i}")).collect();
+        wide.extend(names.iter().map(|n| (n.as_str(), "v".to_string())));
+        let long_name = "n".repeat(257);
+        let decoded = decode(
+            &body(vec![
+                ts(wide),
+                ts(vec![("__name__", "ok".into())]),
+                ts(vec![("__name__", "v".into()), ("a", "x".repeat(16_385))]),
+                ts(vec![
+                    ("__name__", "n".into()),
+                    (long_name.as_str(), "x".into()),
+                ]),
+            ]),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(decoded.series.len(), 1);
+        let reasons: Vec<_> = decoded.dropped.iter().map(|d| d.0).collect();
+        assert_eq!(
+            reasons,
+            [
+                LabelLimit::TooManyLabels,
+                LabelLimit::ValueTooLong,
+                LabelLimit::NameTooLong
+            ]
+        );
+        assert!(decoded.dropped[0].2.contains("max_labels_per_series"));
+    }
+
+    #[test]
+    fn size_limits_are_checked_before_decompressing() {
+        let limits = ReceiveLimits {
+            max_request_bytes: 1 << 20,
+            max_decompressed_bytes: 1 << 20,
+            ..ReceiveLimits::default()
+        };
+        let big = vec![0u8; (1 << 20) + 1];
+        assert_eq!(
+            decode(&big, &limits).unwrap_err(),
+            ReceiveError::BodyTooLarge { limit: 1 << 20 }
+        );
+        let bomb = super::super::proto::compress(&vec![0u8; 2 << 20]).unwrap();
+        assert!(matches!(
+            decode(&bomb, &limits).unwrap_err(),
+            ReceiveError::DecompressedTooLarge { .. }
+        ));
     }
 }

@@ -10,6 +10,7 @@ pub struct ScrapeMetrics {
     scrapes: IntCounterVec,
     failures: IntCounterVec,
     samples: IntCounterVec,
+    rejected: IntCounterVec,
     duration: HistogramVec,
     /// Active targets per job.
     pub targets: IntGaugeVec,
@@ -22,6 +23,7 @@ impl ScrapeMetrics {
         registry.register(Box::new(m.scrapes.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.samples.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.targets.clone()))?;
         Ok(m)
@@ -48,6 +50,13 @@ impl ScrapeMetrics {
                 ),
                 &["job"],
             )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "infermon_scrape_rejected_samples_total",
+                    "Scraped samples dropped while the scrape itself succeeded, per job and reason.",
+                ),
+                &["job", "reason"],
+            )?,
             duration: HistogramVec::new(
                 HistogramOpts::new(
                     "infermon_scrape_duration_seconds",
@@ -63,6 +72,18 @@ impl ScrapeMetrics {
                 &["job"],
             )?,
         })
+    }
+
+    /// Counts scraped samples dropped for `reason`.
+    pub fn rejected(&self, job: &str, reason: &str, n: u64) {
+        if n > 0 {
+            self.rejected.with_label_values(&[job, reason]).inc_by(n);
+        }
+    }
+
+    /// Scraped samples dropped for `reason` so far.
+    pub fn rejected_samples(&self, job: &str, reason: &str) -> u64 {
+        self.rejected.with_label_values(&[job, reason]).get()
     }
 
     /// Records one scrape.

@@ -15,10 +15,10 @@ use super::fetch::{FetchRequest, Fetcher};
 use super::metrics::ScrapeMetrics;
 use super::target::{JobSettings, Target};
 use crate::model::relabel;
-use crate::model::textparse::{self as parser, Format};
+use crate::model::textparse::{Format, LineParser};
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
 use crate::shutdown::Shutdown;
-use crate::storage::{AppendSample, Appender};
+use crate::storage::{AppendSample, Appender, OUT_OF_BOUNDS};
 
 /// Health of a target, as the targets API spells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +103,8 @@ struct Scraped {
     current: HashSet<u64>,
     seen: HashSet<u64>,
     scraped: usize,
+    /// Samples dropped for an exposed timestamp outside the store's window.
+    out_of_bounds: usize,
 }
 
 impl ScrapeLoop {
@@ -182,14 +184,18 @@ impl ScrapeLoop {
         let result = fetched.and_then(|resp| {
             let body = String::from_utf8_lossy(&resp.body);
             let format = Format::from_content_type(&resp.content_type);
-            let parsed = parser::parse(&body, format).map_err(|e| format!("parse error: {e}"))?;
-            self.process(parsed, ts)
+            self.process(&body, format, ts)
         });
         let duration = started.elapsed();
         let mut current = None;
         let mut keys = Vec::new();
         let (mut batch, error, scraped, post_relabel, added) = match result {
             Ok(s) => {
+                self.metrics.rejected(
+                    &self.settings.job_name,
+                    OUT_OF_BOUNDS,
+                    s.out_of_bounds as u64,
+                );
                 let added = s.seen.difference(&self.seen).count();
                 let post = s.samples.len();
                 let mut batch = s.samples;
@@ -269,18 +275,34 @@ impl ScrapeLoop {
         }
     }
 
-    /// Target labels, metric relabelling, limits and de-duplication.
-    fn process(&self, parsed: Vec<parser::ParsedSample>, ts: i64) -> Result<Scraped, String> {
+    /// Parses the body line by line and applies target labels, metric
+    /// relabelling, limits and de-duplication to each sample as it comes,
+    /// so a limit stops the scrape before the rest of the body is parsed.
+    fn process(&self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
         let s = &self.settings;
-        let scraped = parsed.len();
+        let bounds = self.appender.sample_bounds();
         let mut out = Scraped {
-            samples: Vec::with_capacity(scraped),
-            keys: Vec::with_capacity(scraped),
+            samples: Vec::new(),
+            keys: Vec::new(),
             current: HashSet::new(),
             seen: HashSet::new(),
-            scraped,
+            scraped: 0,
+            out_of_bounds: 0,
         };
-        for p in parsed {
+        let mut parser = LineParser::new(format);
+        let pieces = body.split('\n').count();
+        for (i, raw) in body.split('\n').enumerate() {
+            // The newline that ends the last line leaves an empty piece behind.
+            if i + 1 == pieces && raw.is_empty() {
+                break;
+            }
+            let parsed = parser
+                .line(i + 1, raw)
+                .map_err(|e| format!("parse error: {e}"))?;
+            let Some(p) = parsed else {
+                continue;
+            };
+            out.scraped += 1;
             let labels = self.with_target_labels(p.labels);
             let Some(labels) = relabel::process(labels, &s.metric_relabel) else {
                 continue;
@@ -301,6 +323,12 @@ impl ScrapeLoop {
                     ts
                 }
             };
+            if !bounds.contains(timestamp_ms, ts) {
+                // Prometheus' out-of-bounds samples: dropped and counted,
+                // the rest of the scrape is kept.
+                out.out_of_bounds += 1;
+                continue;
+            }
             out.samples.push(AppendSample {
                 labels,
                 sample: Sample {
@@ -316,6 +344,9 @@ impl ScrapeLoop {
                 ));
             }
         }
+        parser
+            .finish(pieces)
+            .map_err(|e| format!("parse error: {e}"))?;
         Ok(out)
     }
 

@@ -24,6 +24,17 @@ pub struct TargetGroup {
     pub source: Option<String>,
 }
 
+/// Default `label_limit` when neither the job nor `global` sets one: 30
+/// labels per series, as VictoriaMetrics' `-maxLabelsPerTimeseries` and
+/// infermon's remote-write receiver. Prometheus has no default; `0` lifts it.
+pub const DEFAULT_LABEL_LIMIT: u64 = 30;
+/// Default `label_name_length_limit`: 256 (VictoriaMetrics' `-maxLabelNameLen`).
+pub const DEFAULT_LABEL_NAME_LENGTH_LIMIT: u64 = 256;
+/// Default `label_value_length_limit`: 16384 (VictoriaMetrics' `-maxLabelValueLen`).
+pub const DEFAULT_LABEL_VALUE_LENGTH_LIMIT: u64 = 16384;
+/// Default `body_size_limit`: 64 MiB of uncompressed exposition text.
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 64 << 20;
+
 /// Limits a scrape must stay within (0 or `None` = unlimited).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Limits {
@@ -83,15 +94,17 @@ impl JobSettings {
             .as_ref()
             .or(global.body_size_limit.as_ref());
         let body_size_limit = match body {
-            Some(t) => Some(crate::util::parse_bytes(t).ok_or_else(|| {
+            Some(t) => crate::util::parse_bytes(t).ok_or_else(|| {
                 ScrapeError::Config(format!(
                     "job {}: body_size_limit {t:?} is not a size",
                     job.job_name
                 ))
-            })?),
-            None => None,
+            })?,
+            None => DEFAULT_BODY_SIZE_LIMIT,
         };
-        let pick = |own: Option<u64>, g: Option<u64>| own.or(g).unwrap_or(0);
+        // Unset (in the job and in `global`) takes infermon's default; an
+        // explicit 0 means no limit, as in Prometheus.
+        let pick = |own: Option<u64>, g: Option<u64>, default: u64| own.or(g).unwrap_or(default);
         Ok(JobSettings {
             job_name: job.job_name.clone(),
             interval,
@@ -102,17 +115,19 @@ impl JobSettings {
             honor_labels: job.honor_labels,
             honor_timestamps: job.honor_timestamps,
             limits: Limits {
-                sample_limit: pick(job.sample_limit, global.sample_limit),
-                label_limit: pick(job.label_limit, global.label_limit),
+                sample_limit: pick(job.sample_limit, global.sample_limit, 0),
+                label_limit: pick(job.label_limit, global.label_limit, DEFAULT_LABEL_LIMIT),
                 label_name_length_limit: pick(
                     job.label_name_length_limit,
                     global.label_name_length_limit,
+                    DEFAULT_LABEL_NAME_LENGTH_LIMIT,
                 ),
                 label_value_length_limit: pick(
                     job.label_value_length_limit,
                     global.label_value_length_limit,
+                    DEFAULT_LABEL_VALUE_LENGTH_LIMIT,
                 ),
-                body_size_limit: body_size_limit.filter(|b| *b > 0),
+                body_size_limit: Some(body_size_limit).filter(|b| *b > 0),
             },
             relabel: Relabel::compile(&job.relabel_configs)?,
             metric_relabel: Relabel::compile(&job.metric_relabel_configs)?,

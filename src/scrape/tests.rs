@@ -301,3 +301,81 @@ async fn pool_scrapes_every_interval_and_follows_file_sd() {
         .expect("manager stops")
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn exposed_timestamps_outside_the_window_are_dropped_and_counted() {
+    let store = Arc::new(MemoryStorage::new());
+    let future = crate::util::now_ms() + 365 * 24 * 3600 * 1000;
+    let body = format!("before_epoch 1 -1\nfar_future 1 {future}\nin_window 2\n");
+    let fetcher = FakeFetcher::new(vec![Ok(Box::leak(body.into_boxed_str()))]);
+    let settings = JobSettings::new(&job("job_name: node"), &GlobalConfig::default()).unwrap();
+    let metrics = ScrapeMetrics::unregistered().unwrap();
+    let mut sl = ScrapeLoop::new(
+        target(&settings),
+        Arc::new(settings),
+        fetcher,
+        store.clone(),
+        Arc::new(RwLock::new(TargetHealth::default())),
+        metrics.clone(),
+        ScrapeClock::new(),
+    );
+    sl.scrape_once().await;
+    assert!(select(&store, "before_epoch").is_empty());
+    assert!(select(&store, "far_future").is_empty());
+    assert_eq!(select(&store, "in_window").len(), 1);
+    assert_eq!(select(&store, "up")[0].samples[0].value, 1.0);
+    assert_eq!(metrics.rejected_samples("node", "out_of_bounds"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn label_limits_apply_by_default_and_fail_the_scrape_early() {
+    // One series with 100k labels: over the default label_limit of 30.
+    // Parsing it used to cost a quadratic duplicate check.
+    let mut body = String::from("wide{");
+    for i in 0..100_000 {
+        body.push_str(&format!("l{i}=\"v\","));
+    }
+    body.push_str("} 1\n");
+    let store = Arc::new(MemoryStorage::new());
+    let fetcher = FakeFetcher::new(vec![Ok(Box::leak(body.into_boxed_str()))]);
+    let (mut sl, state) = new_loop("job_name: node", fetcher, store.clone());
+    let started = std::time::Instant::now();
+    sl.scrape_once().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let st = state.read().unwrap().clone();
+    assert_eq!(st.health, Health::Down);
+    assert!(st.last_error.contains("label_limit"), "{}", st.last_error);
+    assert!(select(&store, "wide").is_empty());
+    assert_eq!(select(&store, "up")[0].samples[0].value, 0.0);
+    // Explicit 0 lifts a limit, as in Prometheus; unset takes the default.
+    let s = JobSettings::new(
+        &job("job_name: a\nlabel_limit: 0"),
+        &GlobalConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(s.limits.label_limit, 0);
+    let s = JobSettings::new(&job("job_name: a"), &GlobalConfig::default()).unwrap();
+    assert_eq!(
+        (s.limits.label_limit, s.limits.label_value_length_limit),
+        (30, 16384)
+    );
+    assert_eq!(s.limits.body_size_limit, Some(64 << 20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sample_limit_stops_parsing_at_the_limit() {
+    // A bad line after the limit is never reached: the limit fails the
+    // scrape first, without parsing the rest of the body.
+    let mut body: String = (0..100).map(|i| format!("m{{i=\"{i}\"}} 1\n")).collect();
+    body.push_str("this is { not a sample\n");
+    let store = Arc::new(MemoryStorage::new());
+    let fetcher = FakeFetcher::new(vec![Ok(Box::leak(body.into_boxed_str()))]);
+    let (mut sl, state) = new_loop("job_name: node\nsample_limit: 10", fetcher, store.clone());
+    sl.scrape_once().await;
+    let st = state.read().unwrap().clone();
+    assert!(st.last_error.contains("sample_limit"), "{}", st.last_error);
+}

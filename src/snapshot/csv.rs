@@ -16,6 +16,13 @@ pub const HEADER: [&str; 5] = ["timestamp_ms", "time", "metric", "labels", "valu
 pub fn write(out: impl Write, series: &[Series]) -> Result<u64, csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;
+    let rows = write_rows(&mut w, series)?;
+    w.flush()?;
+    Ok(rows)
+}
+
+/// The rows of `series` (no header), for exports written part by part.
+pub fn write_rows<W: Write>(w: &mut csv::Writer<W>, series: &[Series]) -> Result<u64, csv::Error> {
     let mut rows = 0;
     for s in series {
         let metric = s.labels.metric_name().unwrap_or("");
@@ -36,7 +43,6 @@ pub fn write(out: impl Write, series: &[Series]) -> Result<u64, csv::Error> {
             rows += 1;
         }
     }
-    w.flush()?;
     Ok(rows)
 }
 

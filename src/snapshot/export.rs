@@ -6,7 +6,7 @@ use std::io::Write;
 use chrono::NaiveDate;
 
 use super::{csv, openmetrics};
-use crate::model::Matcher;
+use crate::model::{METRIC_NAME, MatchOp, Matcher};
 use crate::storage::{Querier, Series};
 
 /// Output format of an export.
@@ -88,6 +88,145 @@ pub fn select(
     Ok(series)
 }
 
+/// Writes the export of `groups` over `[start, end]` in `format` one metric
+/// family at a time, so memory holds one family's samples, never the whole
+/// range (output as [`write`] of [`select`] gives, families in name order).
+/// Returns the samples written.
+pub fn stream(
+    querier: &dyn Querier,
+    groups: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+    format: ExportFormat,
+    out: &mut impl Write,
+) -> Result<u64, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let written = match format {
+        ExportFormat::Csv => {
+            let mut w = ::csv::Writer::from_writer(&mut *out);
+            w.write_record(csv::HEADER).map_err(|e| err(&e))?;
+            let n = for_each_family(querier, groups, start, end, |_, family| {
+                csv::write_rows(&mut w, family).map_err(|e| err(&e))
+            })?;
+            w.flush().map_err(|e| err(&e))?;
+            n
+        }
+        ExportFormat::OpenMetrics => {
+            let n = for_each_family(querier, groups, start, end, |name, family| {
+                let refs: Vec<&Series> = family.iter().collect();
+                openmetrics::write_family(&mut *out, name, &refs).map_err(|e| err(&e))
+            })?;
+            writeln!(out, "# EOF").map_err(|e| err(&e))?;
+            n
+        }
+        ExportFormat::Json => for_each_family(querier, groups, start, end, |_, family| {
+            write_json(&mut *out, family)
+        })?,
+    };
+    out.flush().map_err(|e| err(&e))?;
+    Ok(written)
+}
+
+/// Calls `each` with every metric name the groups select in `[start, end]`
+/// (in name order) and that family's series; sums what it returns.
+fn for_each_family(
+    querier: &dyn Querier,
+    groups: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+    mut each: impl FnMut(&str, &[Series]) -> Result<u64, String>,
+) -> Result<u64, String> {
+    let mut names = std::collections::BTreeSet::new();
+    for m in groups {
+        names.extend(
+            querier
+                .label_values(METRIC_NAME, m, start, end)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mut total = 0;
+    for name in &names {
+        let by_name = Matcher::new(METRIC_NAME, MatchOp::Equal, name).map_err(|e| e.to_string())?;
+        let family_groups: Vec<Vec<Matcher>> = groups
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.push(by_name.clone());
+                m
+            })
+            .collect();
+        let family = select(querier, &family_groups, start, end)?;
+        total += each(name, &family)?;
+    }
+    Ok(total)
+}
+
+/// A [`Write`] that hands 64 KiB pieces to an async reader (an HTTP
+/// response body) through a bounded channel: the writer waits while the
+/// reader is behind, and fails once the reader is gone (the client left),
+/// which stops the export.
+pub struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    /// Size of the pieces sent.
+    pub const PIECE: usize = 64 << 10;
+
+    /// A writer sending into `tx`; call from a blocking thread.
+    pub fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(Self::PIECE),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::PIECE));
+        self.tx.blocking_send(piece).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away")
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::PIECE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn write_json(out: &mut impl Write, series: &[Series]) -> Result<u64, String> {
+    let mut n = 0;
+    for s in series {
+        let values: Vec<(i64, f64)> = s
+            .samples
+            .iter()
+            .filter(|x| !crate::model::is_stale_nan(x.value))
+            .map(|x| (x.timestamp_ms, x.value))
+            .collect();
+        n += values.len() as u64;
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({"metric": s.labels, "values": values}),
+        )
+        .map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
 /// Writes `series` in `format`.
 pub fn write(out: &mut impl Write, series: &[Series], format: ExportFormat) -> Result<(), String> {
     match format {
@@ -98,21 +237,113 @@ pub fn write(out: &mut impl Write, series: &[Series], format: ExportFormat) -> R
             csv::write(&mut *out, series).map_err(|e| e.to_string())?;
         }
         ExportFormat::Json => {
-            for s in series {
-                let values: Vec<(i64, f64)> = s
-                    .samples
-                    .iter()
-                    .filter(|x| !crate::model::is_stale_nan(x.value))
-                    .map(|x| (x.timestamp_ms, x.value))
-                    .collect();
-                serde_json::to_writer(
-                    &mut *out,
-                    &serde_json::json!({"metric": s.labels, "values": values}),
-                )
-                .map_err(|e| e.to_string())?;
-                out.write_all(b"\n").map_err(|e| e.to_string())?;
-            }
+            write_json(out, series)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::model::{Labels, Sample};
+    use crate::storage::{AppendSample, Appender, MemoryStorage};
+
+    /// Counts the most samples one `select` returned.
+    struct Counting {
+        inner: MemoryStorage,
+        most: AtomicUsize,
+    }
+
+    impl Querier for Counting {
+        fn select(
+            &self,
+            m: &[Matcher],
+            a: i64,
+            b: i64,
+        ) -> Result<Vec<Series>, crate::storage::StorageError> {
+            let out = self.inner.select(m, a, b)?;
+            let n = out.iter().map(|s| s.samples.len()).sum();
+            self.most.fetch_max(n, Ordering::Relaxed);
+            Ok(out)
+        }
+        fn label_names(
+            &self,
+            m: &[Matcher],
+            a: i64,
+            b: i64,
+        ) -> Result<Vec<String>, crate::storage::StorageError> {
+            self.inner.label_names(m, a, b)
+        }
+        fn label_values(
+            &self,
+            n: &str,
+            m: &[Matcher],
+            a: i64,
+            b: i64,
+        ) -> Result<Vec<String>, crate::storage::StorageError> {
+            self.inner.label_values(n, m, a, b)
+        }
+    }
+
+    #[test]
+    fn streaming_holds_one_family_and_writes_what_a_whole_export_writes() {
+        let store = Counting {
+            inner: MemoryStorage::new(),
+            most: AtomicUsize::new(0),
+        };
+        let mut batch = Vec::new();
+        for name in ["a_total", "b", "c_seconds"] {
+            for job in ["x", "y"] {
+                for t in 0..50 {
+                    batch.push(AppendSample {
+                        labels: Labels::new([("__name__", name), ("job", job)]),
+                        sample: Sample {
+                            timestamp_ms: 1_000 * t,
+                            value: t as f64,
+                        },
+                    });
+                }
+            }
+        }
+        store.inner.append(&batch).unwrap();
+        let groups = matcher_groups(&[]).unwrap();
+        for format in [
+            ExportFormat::OpenMetrics,
+            ExportFormat::Csv,
+            ExportFormat::Json,
+        ] {
+            let mut whole = Vec::new();
+            write(
+                &mut whole,
+                &select(&store.inner, &groups, 0, 100_000).unwrap(),
+                format,
+            )
+            .unwrap();
+            store.most.store(0, Ordering::Relaxed);
+            let mut streamed = Vec::new();
+            let n = stream(&store, &groups, 0, 100_000, format, &mut streamed).unwrap();
+            assert_eq!(n, 300);
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+            assert_eq!(
+                store.most.load(Ordering::Relaxed),
+                100,
+                "one family at a time"
+            );
+        }
+    }
+
+    #[test]
+    fn a_channel_writer_stops_once_the_reader_is_gone() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let mut w = ChannelWriter::new(tx);
+        let e = w.write_all(&vec![0u8; ChannelWriter::PIECE]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 }

@@ -16,6 +16,19 @@ use crate::storage::{Backfill, BackfillReport, Series};
 /// Samples held in memory before they are written.
 const BATCH_SAMPLES: usize = 500_000;
 
+/// Longest line taken (2 MiB): room for a series at every label limit
+/// (30 labels of 16384-byte values, escaped), while one endless line
+/// cannot fill the memory.
+pub const MAX_LINE_BYTES: usize = 2 << 20;
+
+/// Gzip input may expand to at most this many times the compressed bytes
+/// read so far, plus [`GZIP_SLACK_BYTES`]: exports compress 10–40×, a gzip
+/// bomb about 1000×.
+pub const MAX_GZIP_RATIO: u64 = 200;
+
+/// Decompressed bytes always allowed on top of the ratio (64 MiB).
+pub const GZIP_SLACK_BYTES: u64 = 64 << 20;
+
 /// Reads `input` (gzip-compressed or not) and backfills it into `store`.
 /// A file refused part-way leaves the batches before the bad line stored;
 /// importing it again once fixed adds only what is missing.
@@ -78,23 +91,46 @@ fn for_each_sample(
     input: impl Read,
     mut each: impl FnMut(&str, Labels, Sample) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
-    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let read_in = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut reader = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: input,
+            count: read_in.clone(),
+        },
+    );
     let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn BufRead> = if gzip {
-        Box::new(BufReader::new(GzDecoder::new(reader)))
+        Box::new(BufReader::new(Bounded {
+            inner: GzDecoder::new(reader),
+            compressed: read_in,
+            out: 0,
+        }))
     } else {
         Box::new(reader)
     };
     let mut parser = LineParser::new(Format::OpenMetrics);
-    let mut line = String::new();
+    let mut raw: Vec<u8> = Vec::new();
     let mut line_no = 0usize;
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        raw.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            // Read errors here are the input's (bad gzip, a bomb).
+            .map_err(|e| SnapshotError::Import(format!("after line {line_no}: {e}")))?;
+        if n == 0 {
             break;
         }
         line_no += 1;
-        let text = line.strip_suffix('\n').unwrap_or(&line);
+        if raw.len() > MAX_LINE_BYTES {
+            return Err(SnapshotError::Import(format!(
+                "line {line_no} is longer than {MAX_LINE_BYTES} bytes, the longest line an import takes"
+            )));
+        }
+        let line = std::str::from_utf8(&raw)
+            .map_err(|_| SnapshotError::Import(format!("line {line_no} is not valid UTF-8")))?;
+        let text = line.strip_suffix('\n').unwrap_or(line);
         let Some(parsed) = parser
             .line(line_no, text)
             .map_err(|e| SnapshotError::Import(e.to_string()))?
@@ -118,6 +154,50 @@ fn for_each_sample(
     parser
         .finish(line_no)
         .map_err(|e| SnapshotError::Import(e.to_string()))
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fails once the decompressed output outgrows [`MAX_GZIP_RATIO`] times the
+/// compressed bytes read (plus [`GZIP_SLACK_BYTES`]).
+struct Bounded<R> {
+    inner: R,
+    compressed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    out: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let read_in = self.compressed.load(std::sync::atomic::Ordering::Relaxed);
+        let allowed = read_in
+            .saturating_mul(MAX_GZIP_RATIO)
+            .saturating_add(GZIP_SLACK_BYTES);
+        if self.out > allowed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the gzip input expands to more than {MAX_GZIP_RATIO} times its size (after {} decompressed bytes); it is not an export",
+                    self.out
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 fn flush(
@@ -185,6 +265,27 @@ mod tests {
         assert!(e.to_string().contains("# EOF"), "{e}");
         // Nothing of a refused file was stored.
         assert!(store.select(&[], 0, i64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_endless_line_and_a_gzip_bomb_are_refused_without_holding_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        // One line of 3 MiB: refused once the cap is read, not held whole.
+        let long = format!("m{{a=\"{}\"}} 1 1\n# EOF\n", "x".repeat(3 << 20));
+        let e = import(long.as_bytes(), &store).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        // 128 MiB of comment lines compress about 1000×; the import stops
+        // once the output passes 200× the input plus the 64 MiB slack.
+        let line = format!("#{}\n", "x".repeat((1 << 20) - 2));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..128 {
+            std::io::Write::write_all(&mut gz, line.as_bytes()).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let e = import(&bomb[..], &store).unwrap_err();
+        assert!(e.to_string().contains("expands to more than"), "{e}");
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub enum SnapshotError {
     /// An import file is not an OpenMetrics export.
     #[error("cannot import: {0}")]
     Import(String),
+    /// A snapshot was asked for a day that has not ended or that the store
+    /// holds nothing of.
+    #[error("{0}")]
+    Day(String),
 }
 
 /// Writes a consistent copy of the whole store to the given path; returns its size.
@@ -80,6 +84,9 @@ pub struct Snapshotter {
     querier: Arc<dyn Querier>,
     backup: Option<BackupFn>,
     backfill: Option<Arc<dyn Backfill>>,
+    /// Held while a snapshot folder is written or the folder is pruned, so
+    /// a prune never sees a write between its renames.
+    ops: std::sync::Mutex<()>,
 }
 
 /// A whole-store backup on disk.
@@ -125,6 +132,7 @@ impl Snapshotter {
             querier,
             backup: None,
             backfill: None,
+            ops: std::sync::Mutex::new(()),
         })
     }
 
@@ -213,6 +221,31 @@ impl Snapshotter {
         self.write(day, series)
     }
 
+    /// Writes the snapshot of a day someone asked for at `now_ms`, then
+    /// prunes. Only a day that has ended in the snapshot time zone and that
+    /// the store holds samples of is taken (a future day would sort first
+    /// and push real snapshots out of `snapshots.keep`).
+    pub fn take_requested(&self, day: NaiveDate, now_ms: i64) -> Result<Manifest, SnapshotError> {
+        let name = folder_name(day);
+        let (_, end) = day_range(day, self.tz);
+        if end > now_ms {
+            return Err(SnapshotError::Day(format!(
+                "day {name} has not ended yet in {}; a snapshot is of a day that has ended",
+                self.tz.name()
+            )));
+        }
+        let series = self.day_series(day)?;
+        if series.is_empty() {
+            return Err(SnapshotError::Day(format!(
+                "the store holds no samples of {name} ({}); a snapshot is of a day the store covers",
+                self.tz.name()
+            )));
+        }
+        let manifest = self.write(day, series)?;
+        self.prune_at(now_ms)?;
+        Ok(manifest)
+    }
+
     /// Every series of `day`, sorted by labels.
     fn day_series(&self, day: NaiveDate) -> Result<Vec<Series>, SnapshotError> {
         let (from, to) = day_range(day, self.tz);
@@ -224,6 +257,7 @@ impl Snapshotter {
     }
 
     fn write(&self, day: NaiveDate, series: Vec<Series>) -> Result<Manifest, SnapshotError> {
+        let _ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let (from, to) = day_range(day, self.tz);
         std::fs::create_dir_all(&self.dir)?;
         let name = folder_name(day);
@@ -234,6 +268,8 @@ impl Snapshotter {
         std::fs::create_dir_all(&tmp)?;
         let manifest = self.write_folder(&tmp, day, from, to, &series)?;
         let final_dir = self.dir.join(&name);
+        // A crash between the two renames leaves the old copy in `.old-`
+        // and the new one in `.tmp-`; `prune` restores one of them.
         if final_dir.exists() {
             let old = self.dir.join(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(&final_dir, &old)?;
@@ -305,23 +341,63 @@ impl Snapshotter {
         out
     }
 
-    /// Removes all but the newest `keep` snapshots and leftovers of crashed
-    /// writes; returns how many snapshots went.
+    /// Removes all but the newest `keep` snapshots of days that have ended,
+    /// and finishes or removes what crashed writes left; returns how many
+    /// snapshots went.
     pub fn prune(&self) -> Result<usize, SnapshotError> {
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
-                    std::fs::remove_dir_all(e.path())?;
-                }
-            }
-        }
+        self.prune_at(crate::util::now_ms())
+    }
+
+    /// [`prune`](Self::prune) as of `now_ms`. Folders dated after today
+    /// (a wrong clock, an older version) neither count toward `keep` nor
+    /// are removed: they never push a real snapshot out.
+    pub fn prune_at(&self, now_ms: i64) -> Result<usize, SnapshotError> {
+        let _ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        self.recover_leftovers()?;
         let mut removed = 0;
-        for old in self.list().into_iter().skip(self.keep) {
+        let ended = self.list().into_iter().filter(|s| {
+            parse_folder_name(&s.day).is_some_and(|d| day_range(d, self.tz).1 <= now_ms)
+        });
+        for old in ended.skip(self.keep) {
             std::fs::remove_dir_all(self.dir.join(&old.day))?;
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Leftovers of a write that crashed: a complete new copy (`.tmp-` with
+    /// its manifest, written last) or the old copy (`.old-`) becomes the
+    /// snapshot when the dated folder is missing; the rest is removed. So
+    /// at no point are both copies of a day deleted.
+    fn recover_leftovers(&self) -> Result<(), SnapshotError> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        let mut temps = Vec::new();
+        let mut olds = Vec::new();
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix('.') else {
+                continue;
+            };
+            if let Some((day, _)) = rest.split_once(".tmp-") {
+                temps.push((e.path(), day.to_string()));
+            } else if let Some((day, _)) = rest.split_once(".old-") {
+                olds.push((e.path(), day.to_string()));
+            }
+        }
+        for (path, day) in temps.into_iter().chain(olds) {
+            let dated = parse_folder_name(&day).map(|_| self.dir.join(&day));
+            match dated {
+                Some(dated) if !dated.exists() && path.join("manifest.json").is_file() => {
+                    tracing::warn!(day = %day, from = %path.display(), "restoring a snapshot left by an interrupted write");
+                    std::fs::rename(&path, &dated)?;
+                }
+                _ => std::fs::remove_dir_all(&path)?,
+            }
+        }
+        sync_dir(&self.dir);
+        Ok(())
     }
 
     /// The path of a snapshot file, only for a strict `YYYY-MM-DD` day and

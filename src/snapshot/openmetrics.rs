@@ -20,24 +20,32 @@ pub fn write(out: &mut impl Write, series: &[Series]) -> std::io::Result<u64> {
     }
     let mut samples = 0;
     for (name, family) in by_name {
-        if name.is_empty() {
-            continue;
-        }
-        writeln!(out, "# TYPE {name} unknown")?;
-        for s in family {
-            let labels = label_text(&s.labels);
-            for sample in s.samples.iter().filter(|x| !is_stale_nan(x.value)) {
-                writeln!(
-                    out,
-                    "{name}{labels} {} {}",
-                    format_value(sample.value),
-                    format_timestamp(sample.timestamp_ms)
-                )?;
-                samples += 1;
-            }
-        }
+        samples += write_family(out, name, &family)?;
     }
     writeln!(out, "# EOF")?;
+    Ok(samples)
+}
+
+/// Writes one family: its `# TYPE` line and the samples of its series
+/// (all named `name`). The caller writes `# EOF` after the last family.
+pub fn write_family(out: &mut impl Write, name: &str, family: &[&Series]) -> std::io::Result<u64> {
+    if name.is_empty() {
+        return Ok(0);
+    }
+    let mut samples = 0;
+    writeln!(out, "# TYPE {name} unknown")?;
+    for s in family {
+        let labels = label_text(&s.labels);
+        for sample in s.samples.iter().filter(|x| !is_stale_nan(x.value)) {
+            writeln!(
+                out,
+                "{name}{labels} {} {}",
+                format_value(sample.value),
+                format_timestamp(sample.timestamp_ms)
+            )?;
+            samples += 1;
+        }
+    }
     Ok(samples)
 }
 

@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 
 use super::export::{self, ExportFormat, parse_time};
 use super::{Snapshotter, parse_folder_name, yesterday};
@@ -49,13 +50,13 @@ async fn download(
         ))
     };
     let path = s.file_path(&day, &file).ok_or_else(not_found)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let body = file_body(&path).await.map_err(|_| not_found())?;
     let content_type = if file.ends_with(".json") {
         "application/json"
     } else {
         "application/gzip"
     };
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -78,12 +79,14 @@ async fn take_now(
         None => yesterday(crate::util::now_ms(), s.timezone()),
     };
     let worker = s.clone();
-    let manifest = tokio::task::spawn_blocking(move || {
-        worker.take(day).and_then(|m| worker.prune().map(|_| m))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = crate::util::now_ms();
+    let manifest = tokio::task::spawn_blocking(move || worker.take_requested(day, now))
+        .await
+        .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
+        .map_err(|e| match e {
+            super::SnapshotError::Day(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        })?;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
 }
 
@@ -122,13 +125,33 @@ async fn download_backup(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("no backup {file}; see GET /api/v1/backups"));
     let path = s.backup_path(&file).ok_or_else(not_found)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
-    let mut response = Response::new(Body::from(bytes));
+    let body = file_body(&path).await.map_err(|_| not_found())?;
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.sqlite3"),
     );
     Ok(response)
+}
+
+/// A file as a response body read 64 KiB at a time, never whole (a backup
+/// is the size of the store).
+async fn file_body(path: &std::path::Path) -> std::io::Result<Body> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(Body::from_stream(chunks))
 }
 
 fn pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -172,15 +195,32 @@ async fn export(
         .map(|(_, v)| v.clone())
         .collect();
     let groups = export::matcher_groups(&selectors).map_err(ApiError::bad_request)?;
+    // Written family by family on a blocking thread and sent as it is
+    // written; the first piece (or the error before it) decides the status.
     let querier = s.querier.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let series = export::select(querier.as_ref(), &groups, start, end)?;
-        let mut out = Vec::new();
-        export::write(&mut out, &series, format)?;
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("export task failed: {e}")))?
-    .map_err(ApiError::internal)?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::task::spawn_blocking(move || {
+        let mut out = export::ChannelWriter::new(tx);
+        if let Err(e) = export::stream(querier.as_ref(), &groups, start, end, format, &mut out) {
+            let _ = err_tx.send(e);
+        }
+    });
+    let Some(first) = rx.recv().await else {
+        let e = err_rx
+            .await
+            .unwrap_or_else(|_| "the export stopped".to_string());
+        return Err(ApiError::internal(e));
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    let pieces = futures::stream::once(async move { first })
+        .chain(rest)
+        .map(Ok::<_, std::io::Error>);
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(pieces),
+    )
+        .into_response())
 }

@@ -216,3 +216,83 @@ fn backups_are_written_listed_pruned_and_safe_to_download() {
         assert!(snap.backup_path(bad).is_none(), "{bad}");
     }
 }
+
+#[test]
+fn only_days_that_ended_and_that_the_store_covers_are_taken_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStorage::new());
+    let covered = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+    let (from, to) = day_range(covered, Tz::UTC);
+    fill(&store, from, to - 1);
+    let snap = Snapshotter::new(&config(tmp.path(), "UTC", 30), tmp.path(), store).unwrap();
+    let now = to + 3_600_000;
+    for (day, why) in [
+        (
+            NaiveDate::from_ymd_opt(2999, 1, 1).unwrap(),
+            "has not ended",
+        ),
+        (covered.succ_opt().unwrap(), "has not ended"),
+        (
+            NaiveDate::from_ymd_opt(2026, 5, 31).unwrap(),
+            "holds no samples",
+        ),
+    ] {
+        let e = snap.take_requested(day, now).unwrap_err();
+        assert!(
+            matches!(&e, SnapshotError::Day(m) if m.contains(why)),
+            "{day}: {e}"
+        );
+    }
+    assert!(snap.list().is_empty());
+    let m = snap.take_requested(covered, now).unwrap();
+    assert_eq!(m.series, 2);
+}
+
+#[test]
+fn a_future_dated_snapshot_never_pushes_real_ones_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStorage::new());
+    let snap = Snapshotter::new(&config(tmp.path(), "UTC", 2), tmp.path(), store).unwrap();
+    for d in 1..=3 {
+        snap.take(NaiveDate::from_ymd_opt(2026, 6, d).unwrap())
+            .unwrap();
+    }
+    // What the unchecked route could write: a snapshot dated 2999.
+    snap.take(NaiveDate::from_ymd_opt(2999, 1, 1).unwrap())
+        .unwrap();
+    let now = day_range(NaiveDate::from_ymd_opt(2026, 6, 10).unwrap(), Tz::UTC).0;
+    assert_eq!(snap.prune_at(now).unwrap(), 1);
+    let days: Vec<String> = snap.list().into_iter().map(|s| s.day).collect();
+    assert_eq!(days, ["2999-01-01", "2026-06-03", "2026-06-02"]);
+}
+
+#[test]
+fn a_crash_between_the_two_renames_loses_neither_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStorage::new());
+    let day = NaiveDate::from_ymd_opt(2026, 6, 2).unwrap();
+    let (from, to) = day_range(day, Tz::UTC);
+    fill(&store, from, to - 1);
+    let snap = Snapshotter::new(&config(tmp.path(), "UTC", 30), tmp.path(), store).unwrap();
+    snap.take(day).unwrap();
+    // The first rename happened (the old copy is aside), the second did
+    // not; the new copy was still being written (no manifest yet).
+    let dated = tmp.path().join("2026-06-02");
+    let old = tmp.path().join(".2026-06-02.old-999");
+    std::fs::rename(&dated, &old).unwrap();
+    let half = tmp.path().join(".2026-06-02.tmp-999");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("metrics.om.gz"), b"partial").unwrap();
+    snap.prune().unwrap();
+    let list = snap.list();
+    assert_eq!(list.len(), 1, "the old copy is the snapshot again");
+    assert!(list[0].manifest.verify(&dated).is_empty());
+    assert!(!old.exists() && !half.exists());
+    // Crashed after the new copy was complete: it wins, the old one goes.
+    std::fs::rename(&dated, &half).unwrap();
+    snap.take(day).unwrap();
+    std::fs::rename(&dated, &old).unwrap();
+    snap.prune().unwrap();
+    assert_eq!(snap.list().len(), 1);
+    assert!(!old.exists() && !half.exists());
+}

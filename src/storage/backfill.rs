@@ -26,6 +26,9 @@ pub struct BackfillReport {
     pub samples_added: u64,
     /// Samples skipped because the series already has their timestamp.
     pub samples_existing: u64,
+    /// Samples skipped because their timestamp is outside the accepted
+    /// window ([`SampleBounds`](super::SampleBounds)).
+    pub samples_out_of_bounds: u64,
 }
 
 impl BackfillReport {
@@ -35,6 +38,7 @@ impl BackfillReport {
         self.series_created += other.series_created;
         self.samples_added += other.samples_added;
         self.samples_existing += other.samples_existing;
+        self.samples_out_of_bounds += other.samples_out_of_bounds;
     }
 }
 
@@ -43,6 +47,11 @@ pub trait Backfill: Send + Sync {
     /// Stores the samples of `series` whose timestamps each series does not
     /// have yet; the whole call is one transaction.
     fn backfill(&self, series: &[Series]) -> Result<BackfillReport, StorageError>;
+
+    /// The sample times this store takes; others are skipped and counted.
+    fn sample_bounds(&self) -> super::SampleBounds {
+        super::SampleBounds::default()
+    }
 }
 
 /// Matchers that select exactly the series with these labels (and maybe
@@ -58,11 +67,17 @@ fn exact(labels: &Labels) -> Result<Vec<Matcher>, StorageError> {
 }
 
 impl Backfill for SqliteStorage {
+    fn sample_bounds(&self) -> super::SampleBounds {
+        self.inner.opts.bounds
+    }
+
     fn backfill(&self, series: &[Series]) -> Result<BackfillReport, StorageError> {
         let mut report = BackfillReport {
             series: series.len() as u64,
             ..BackfillReport::default()
         };
+        let bounds = self.inner.opts.bounds;
+        let now = crate::util::now_ms();
         // What is new, decided before the write lock is taken.
         let mut fresh: Vec<(&Labels, Vec<Sample>)> = Vec::with_capacity(series.len());
         for s in series {
@@ -73,6 +88,9 @@ impl Backfill for SqliteStorage {
                 )));
             }
             let mut samples = s.samples.clone();
+            let given = samples.len();
+            samples.retain(|x| bounds.contains(x.timestamp_ms, now));
+            report.samples_out_of_bounds += (given - samples.len()) as u64;
             super::sqlite::normalize(&mut samples);
             let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
                 continue;
@@ -99,6 +117,10 @@ impl Backfill for SqliteStorage {
                 fresh.push((&s.labels, samples));
             }
         }
+        self.inner
+            .counters
+            .backfill_out_of_bounds
+            .fetch_add(report.samples_out_of_bounds, Ordering::Relaxed);
         if fresh.is_empty() {
             return Ok(report);
         }

@@ -7,6 +7,7 @@
 //! (schema and chunk format in `FORMAT.md` beside this file).
 
 mod backfill;
+mod bounds;
 pub mod chunk;
 mod compaction;
 mod follow;
@@ -24,6 +25,7 @@ mod stats;
 mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
+pub use bounds::{DEFAULT_MAX_FUTURE_SKEW_MS, OUT_OF_BOUNDS, SampleBounds, floor_div};
 pub use follow::{FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
 pub use index::SeriesId;
@@ -80,6 +82,13 @@ pub struct Series {
 pub trait Appender: Send + Sync {
     /// Stores a batch; returns once it is durable.
     fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError>;
+
+    /// The sample times this store takes. Ingest paths drop (and count)
+    /// samples outside it before appending, since one such sample fails a
+    /// whole batch.
+    fn sample_bounds(&self) -> SampleBounds {
+        SampleBounds::default()
+    }
 }
 
 /// Reads samples.

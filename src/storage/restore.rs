@@ -49,6 +49,30 @@ pub fn verify_backup(backup: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// `dir/base`, or `dir/base-N` with the first N none of whose files
+/// (`""`, `-wal`, `-shm`) exist: two restores within one second must not
+/// rename the second replaced database over the first (rename replaces).
+fn free_name(dir: &Path, base: &str) -> Result<PathBuf, StorageError> {
+    let taken = |p: &Path| {
+        ["", "-wal", "-shm"]
+            .iter()
+            .any(|suffix| PathBuf::from(format!("{}{suffix}", p.display())).exists())
+    };
+    let first = dir.join(base);
+    if !taken(&first) {
+        return Ok(first);
+    }
+    (1..10_000)
+        .map(|n| dir.join(format!("{base}-{n}")))
+        .find(|p| !taken(p))
+        .ok_or_else(|| {
+            StorageError::Backend(format!(
+                "{}: too many replaced databases named {base}-N; move some away",
+                dir.display()
+            ))
+        })
+}
+
 impl SqliteStorage {
     /// Replaces the database in `dir` with a copy of `backup`. Refuses while
     /// another process has `dir` open, and leaves `dir` untouched when the
@@ -74,7 +98,7 @@ impl SqliteStorage {
         let mut replaced = None;
         if db.exists() {
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-            let aside = dir.join(format!("{DB_FILE}.replaced-{stamp}"));
+            let aside = free_name(dir, &format!("{DB_FILE}.replaced-{stamp}"))?;
             // The -wal file holds committed pages of the old database: it
             // moves with it, under the name SQLite looks for.
             for suffix in ["-wal", "-shm", ""] {
@@ -96,5 +120,39 @@ impl SqliteStorage {
             series: stats.series,
             samples: stats.samples,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_never_renames_over_an_earlier_replaced_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = SqliteStorage::open(&data, StorageOptions::default()).unwrap();
+        let backup = dir.path().join("backup.db");
+        store.backup_to(&backup).unwrap();
+        store.close().unwrap();
+        drop(store);
+        // Earlier replaced databases under every name this second and the
+        // next few could give.
+        let now = chrono::Utc::now();
+        let planted: Vec<PathBuf> = (0..10)
+            .map(|i| {
+                let stamp = (now + chrono::Duration::seconds(i)).format("%Y%m%dT%H%M%SZ");
+                let p = data.join(format!("{DB_FILE}.replaced-{stamp}"));
+                std::fs::write(&p, b"earlier").unwrap();
+                p
+            })
+            .collect();
+        let report = SqliteStorage::restore(&backup, &data, StorageOptions::default()).unwrap();
+        let replaced = report.replaced.unwrap();
+        assert!(replaced.is_file());
+        assert!(!planted.contains(&replaced), "{}", replaced.display());
+        for p in &planted {
+            assert_eq!(std::fs::read(p).unwrap(), b"earlier", "{}", p.display());
+        }
     }
 }

@@ -12,7 +12,8 @@ use pco::ChunkConfig;
 use pco::standalone::simple_compress;
 use rusqlite::{Connection, params};
 
-use super::compaction::DAY_MS;
+use super::bounds::sql_floor_div;
+use super::compaction::{DAY_MS, day_range};
 use super::index::SeriesId;
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock, normalize};
@@ -283,6 +284,23 @@ impl SqliteStorage {
         // A day some of whose chunks raw retention deletes in this pass is
         // summarised first, even if it is younger than rollup_after.
         let expiring_before = now_ms.saturating_sub(opts.retention_ms);
+        // Groups are visited in (series, day) order after a cursor, so every
+        // batch moves past what it read and the pass ends even when a day
+        // yields no point (it is looked at again next pass).
+        let mut after: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
+        let sql = format!(
+            "SELECT g.series_id, g.day FROM
+               (SELECT series_id, {} AS day, SUM(samples) AS n,
+                       MIN(max_t) AS oldest, MAX(max_t) AS newest
+                  FROM chunks GROUP BY series_id, day) g
+             LEFT JOIN rollups r ON r.series_id = g.series_id AND r.min_t = g.day * ?1
+             WHERE ((g.day + 1) * ?1 <= ?2 OR g.oldest < ?3)
+               AND (r.id IS NULL OR r.raw_samples < g.n OR r.max_t < g.newest)
+               AND (g.series_id, g.day) > (?5, ?6)
+             ORDER BY g.series_id, g.day
+             LIMIT ?4",
+            sql_floor_div("min_t", "?1")
+        );
         loop {
             // A rollup retention of zero turns rollups off.
             if opts.rollup_retention_ms <= 0 {
@@ -290,30 +308,26 @@ impl SqliteStorage {
             }
             let w = lock(&self.inner.writer);
             let groups: Vec<(SeriesId, i64)> = {
-                let mut stmt = w
-                    .conn
-                    .prepare_cached(
-                        "SELECT g.series_id, g.day FROM
-                           (SELECT series_id, min_t / ?1 AS day, SUM(samples) AS n,
-                                   MIN(max_t) AS oldest, MAX(max_t) AS newest
-                              FROM chunks GROUP BY series_id, day) g
-                         LEFT JOIN rollups r ON r.series_id = g.series_id AND r.min_t = g.day * ?1
-                         WHERE ((g.day + 1) * ?1 <= ?2 OR g.oldest < ?3)
-                           AND (r.id IS NULL OR r.raw_samples < g.n OR r.max_t < g.newest)
-                         LIMIT ?4",
-                    )
-                    .map_err(backend)?;
+                let mut stmt = w.conn.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
                     .query_map(
-                        params![DAY_MS, done_before, expiring_before, GROUPS_PER_BATCH],
+                        params![
+                            DAY_MS,
+                            done_before,
+                            expiring_before,
+                            GROUPS_PER_BATCH,
+                            after.0,
+                            after.1
+                        ],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(backend)?;
                 rows.collect::<Result<_, _>>().map_err(backend)?
             };
-            if groups.is_empty() {
+            let Some(&last) = groups.last() else {
                 break;
-            }
+            };
+            after = last;
             let tx = w.conn.unchecked_transaction().map_err(backend)?;
             for &(series, day) in &groups {
                 self.rollup_day(&tx, series, day)?;
@@ -350,7 +364,7 @@ impl SqliteStorage {
         series: SeriesId,
         day: i64,
     ) -> Result<(), StorageError> {
-        let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
+        let (from, to) = day_range(day);
         let mut samples: Vec<Sample> = Vec::new();
         let mut raw_count = 0i64;
         let mut raw_max_t = i64::MIN;

@@ -48,6 +48,8 @@ pub struct StorageOptions {
     /// Most WAL bytes kept for remote_write destinations that are behind
     /// (see `follow.rs`); beyond it their oldest rows are dropped.
     pub wal_hold_max_bytes: u64,
+    /// Sample times taken (`storage.max_future_skew`).
+    pub bounds: super::SampleBounds,
 }
 
 impl Default for StorageOptions {
@@ -62,6 +64,7 @@ impl Default for StorageOptions {
             checkpoint_wal_bytes: 16 << 20,
             checkpoint_interval: Duration::from_secs(300),
             wal_hold_max_bytes: 1 << 30,
+            bounds: super::SampleBounds::default(),
         }
     }
 }
@@ -86,6 +89,9 @@ impl StorageOptions {
             rollup_after_ms: c.rollup_after.as_millis(),
             rollup_retention_ms: c.rollup_retention.as_millis(),
             min_free_disk: size("min_free_disk", &c.min_free_disk)?.unwrap_or(256 << 20),
+            bounds: super::SampleBounds {
+                max_future_ms: c.max_future_skew.as_millis(),
+            },
             ..StorageOptions::default()
         })
     }
@@ -96,6 +102,8 @@ impl StorageOptions {
 pub(super) struct Counters {
     pub samples_appended: AtomicU64,
     pub samples_rejected: AtomicU64,
+    /// Backfilled (imported) samples skipped for their timestamp.
+    pub backfill_out_of_bounds: AtomicU64,
     pub chunks: AtomicU64,
     pub chunk_samples: AtomicU64,
     pub wal_bytes: AtomicU64,
@@ -739,9 +747,29 @@ pub(super) fn insert_chunks<'c>(
 }
 
 impl Appender for SqliteStorage {
+    fn sample_bounds(&self) -> super::SampleBounds {
+        self.inner.opts.bounds
+    }
+
     fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        // The last guard: ingest paths drop such samples before appending.
+        let (bounds, now) = (self.inner.opts.bounds, crate::util::now_ms());
+        if let Some(s) = batch
+            .iter()
+            .find(|s| !bounds.contains(s.sample.timestamp_ms, now))
+        {
+            self.inner
+                .counters
+                .samples_rejected
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return Err(StorageError::Rejected(format!(
+                "{}: {}",
+                s.labels,
+                bounds.describe(s.sample.timestamp_ms, now)
+            )));
         }
         if let Some(reason) = lock(&self.inner.blocked).clone() {
             self.inner

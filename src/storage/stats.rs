@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use super::sqlite::{SqliteStorage, lock, read};
 
@@ -20,6 +20,9 @@ pub struct StorageStats {
     pub samples_appended_total: u64,
     /// Samples refused since start (out of order, disk full).
     pub samples_rejected_total: u64,
+    /// Backfilled (imported) samples skipped since start for a timestamp
+    /// outside the accepted window.
+    pub backfill_out_of_bounds_total: u64,
     /// Closed chunks in the database.
     pub chunks: u64,
     /// Samples held in memory in open chunks.
@@ -52,6 +55,7 @@ pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
         samples: chunk_samples + head_samples,
         samples_appended_total: c.samples_appended.load(Ordering::Relaxed),
         samples_rejected_total: c.samples_rejected.load(Ordering::Relaxed),
+        backfill_out_of_bounds_total: c.backfill_out_of_bounds.load(Ordering::Relaxed),
         chunks: c.chunks.load(Ordering::Relaxed),
         head_samples,
         head_chunk_bytes: head_bytes,
@@ -71,6 +75,7 @@ pub struct StorageCollector {
     samples: IntGauge,
     appended: IntCounter,
     rejected: IntCounter,
+    backfill_rejected: IntCounterVec,
     chunks: IntGauge,
     head_samples: IntGauge,
     bytes: IntGauge,
@@ -100,6 +105,13 @@ impl StorageCollector {
                 "infermon_storage_samples_rejected_total",
                 "Samples refused by the store since start (out of order, disk nearly full).",
             ))?,
+            backfill_rejected: IntCounterVec::new(
+                Opts::new(
+                    "infermon_backfill_rejected_samples_total",
+                    "Samples of imports (backfills) skipped since start, by reason.",
+                ),
+                &["reason"],
+            )?,
             chunks: g("infermon_storage_chunks", "Closed chunks in the database.")?,
             head_samples: g(
                 "infermon_storage_head_samples",
@@ -140,6 +152,7 @@ impl Collector for StorageCollector {
             self.samples.desc(),
             self.appended.desc(),
             self.rejected.desc(),
+            self.backfill_rejected.desc(),
             self.chunks.desc(),
             self.head_samples.desc(),
             self.bytes.desc(),
@@ -160,6 +173,11 @@ impl Collector for StorageCollector {
         self.appended.inc_by(s.samples_appended_total);
         self.rejected.reset();
         self.rejected.inc_by(s.samples_rejected_total);
+        let oob = self
+            .backfill_rejected
+            .with_label_values(&[super::OUT_OF_BOUNDS]);
+        oob.reset();
+        oob.inc_by(s.backfill_out_of_bounds_total);
         self.chunks.set(s.chunks as i64);
         self.head_samples.set(s.head_samples as i64);
         self.bytes.set(s.bytes as i64);
@@ -173,6 +191,7 @@ impl Collector for StorageCollector {
             self.samples.collect(),
             self.appended.collect(),
             self.rejected.collect(),
+            self.backfill_rejected.collect(),
             self.chunks.collect(),
             self.head_samples.collect(),
             self.bytes.collect(),

@@ -41,6 +41,10 @@ pub struct WebParts {
     pub max_body_bytes: usize,
     /// Routes contributed by the other parts (inference, API, pages).
     pub routes: Vec<Router>,
+    /// Routes that bound their request bodies themselves (`/api/v1/write`
+    /// with `remote_write_receiver.max_request_bytes`):
+    /// `server.limits.max_body_bytes` does not apply to them.
+    pub own_body_limit_routes: Vec<Router>,
 }
 
 /// Builds the application router.
@@ -58,11 +62,16 @@ pub fn router(parts: WebParts) -> Router {
     }
     // Layers run outside-in in the reverse order they are added here:
     // json_errors → http metrics → auth → body limit → handler.
-    let app = app
+    let mut app = app
         .layer(DefaultBodyLimit::max(parts.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             parts.max_body_bytes,
         ));
+    // Merged after the body limit, so it does not wrap them; the layers
+    // below (auth, metrics, JSON errors) still do.
+    for routes in parts.own_body_limit_routes {
+        app = app.merge(routes);
+    }
     let app = match parts.auth {
         Some(auth) => app.layer(axum::middleware::from_fn_with_state(
             auth,
