@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use chrono::NaiveDate;
-
 use super::{csv, openmetrics};
 use crate::model::Matcher;
 use crate::storage::{Querier, Series};
@@ -48,16 +46,9 @@ impl ExportFormat {
 /// Parses a time as the Prometheus API does (unix seconds or RFC 3339), or
 /// a plain `YYYY-MM-DD` (UTC midnight) for exports by day.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(ms) = crate::web::api::parse_time(s) {
-        return Ok(ms);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| {
-            format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
-        })
+    crate::model::parse_time_or_day(s).ok_or_else(|| {
+        format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
+    })
 }
 
 /// The matcher sets of `match[]` selectors; every series when there are none.

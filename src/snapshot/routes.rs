@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::export::{self, ExportFormat, parse_time};
 use super::{Snapshotter, parse_folder_name, yesterday};
-use crate::web::ApiError;
+use crate::web::{ApiError, Params};
 
 /// `GET /api/v1/snapshots`, `GET /snapshots/{day}/{file}`,
 /// `POST /api/v1/admin/snapshot[?day=YYYY-MM-DD]`, `GET /api/v1/export`,
@@ -69,11 +69,10 @@ async fn download(
 
 async fn take_now(
     State(s): State<Arc<Snapshotter>>,
-    RawQuery(query): RawQuery,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = pairs(query.as_deref());
-    let day = match params.iter().find(|(k, _)| k == "day") {
-        Some((_, d)) => parse_folder_name(d)
+    let day = match params.get("day") {
+        Some(d) => parse_folder_name(d)
             .ok_or_else(|| ApiError::bad_request(format!("day {d:?} is not YYYY-MM-DD")))?,
         None => yesterday(crate::util::now_ms(), s.timezone()),
     };
@@ -131,23 +130,11 @@ async fn download_backup(
     Ok(response)
 }
 
-fn pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
 async fn export(
     State(s): State<Arc<Snapshotter>>,
-    RawQuery(query): RawQuery,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = pairs(query.as_deref());
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| params.get(k);
     let now = crate::util::now_ms();
     let start = get("start")
         .map(parse_time)
@@ -167,9 +154,9 @@ async fn export(
         .parse()
         .map_err(ApiError::bad_request)?;
     let selectors: Vec<String> = params
-        .iter()
-        .filter(|(k, _)| k == "match[]")
-        .map(|(_, v)| v.clone())
+        .all("match[]")
+        .into_iter()
+        .map(str::to_string)
         .collect();
     let groups = export::matcher_groups(&selectors).map_err(ApiError::bad_request)?;
     let querier = s.querier.clone();

@@ -23,8 +23,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use auth::{Authenticator, Principal, Via};
-pub use error::ApiError;
-pub use extract::ApiJson;
+pub use error::{ApiError, PromApiError};
+pub use extract::{ApiJson, ParamError, Params};
 pub use health::Readiness;
 
 use crate::telemetry::{Telemetry, track_http};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -106,9 +106,8 @@ pub(super) async fn list(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     render(&pages, &viewer, &headers, &params, None, StatusCode::OK)
 }
 
@@ -156,7 +155,7 @@ pub(super) async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("multipart/form-data"));
-    let params = Params::new(None);
+    let params = Params::default();
     let upload = if from_form {
         match read_multipart(req).await {
             Ok(u) => u,

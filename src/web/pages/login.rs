@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -101,7 +101,7 @@ fn login_page(
 
 /// A 403 a person can read (read-only users trying to change something).
 pub fn forbidden_page(headers: &HeaderMap, message: &str) -> Response {
-    let lang = lang_of(&Params::new(None), headers);
+    let lang = lang_of(&Params::default(), headers);
     page(
         StatusCode::FORBIDDEN,
         ForbiddenPage {
@@ -125,9 +125,8 @@ pub fn routes(auth: Arc<Authenticator>) -> Router {
 async fn show(
     State(auth): State<Arc<Authenticator>>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let next = safe_next(params.get("next"));
     if auth.session(&headers).is_some() {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
@@ -154,7 +153,7 @@ async fn submit(
     headers: HeaderMap,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let lang = lang_of(&Params::new(None), &headers);
+    let lang = lang_of(&Params::default(), &headers);
     let next = safe_next(form.get("next").map(String::as_str));
     if form.get("csrf").map(String::as_str) != Some(auth.login_csrf()) {
         return login_page(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +32,7 @@ pub use uploads::{UploadError, UploadedDashboards};
 use crate::config::{Config, Role};
 use crate::snapshot::Snapshotter;
 use crate::web::auth::{Principal, Via};
+use crate::web::Params;
 use crate::web::charts::query_step;
 
 /// Dashboards compiled into the binary: (uid, JSON).
@@ -161,28 +162,6 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .with_state(pages)
 }
 
-/// Parsed query string of a page request.
-struct Params {
-    pairs: Vec<(String, String)>,
-}
-
-impl Params {
-    fn new(raw: Option<&str>) -> Self {
-        Params {
-            pairs: form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        }
-    }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 const RANGES: [(&str, i64); 6] = [
     ("15m", 900_000),
     ("1h", 3_600_000),
@@ -287,7 +266,7 @@ fn frame(
     })
     .collect();
     let keep_params = params
-        .pairs
+        .pairs()
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "range" | "refresh" | "lang"))
         .cloned()
@@ -494,9 +473,8 @@ async fn overview(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     match pages.dashboards.first() {
         Some((_, d)) => render_dashboard(&pages, d, "Overview", &params, &headers, &viewer).await,
         None => crate::web::ApiError::not_found("no dashboards").into_response(),
@@ -508,9 +486,8 @@ async fn dashboard(
     Path(uid): Path<String>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     match pages.find_dashboard(&uid) {
         Some(d) => render_dashboard(&pages, &d, "Dashboards", &params, &headers, &viewer).await,
         None => crate::web::ApiError::not_found(format!("no dashboard {uid:?}; see /dashboards"))
@@ -535,9 +512,8 @@ async fn explore(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let page = frame(
         "Explore", "Explore", &params, &headers, true, &viewer, &pages,
     );
@@ -595,9 +571,8 @@ async fn status(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let page = frame(
         "Status", "Status", &params, &headers, false, &viewer, &pages,
     );
@@ -665,9 +640,8 @@ async fn snapshots(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let page = frame(
         "Snapshots",
         "Snapshots",
@@ -797,9 +771,8 @@ async fn targets(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let page = frame(
         "Targets", "Targets", &params, &headers, false, &viewer, &pages,
     );
@@ -852,9 +825,8 @@ async fn alerts(
     State(pages): State<Arc<Pages>>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     alerts_page(
         &pages,
         &params,
