@@ -16,7 +16,10 @@ fn text_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if !matches!(name.as_ref(), "target" | ".git" | ".venv" | "models" | "fixtures") {
+            if !matches!(
+                name.as_ref(),
+                "target" | ".git" | ".venv" | "models" | "fixtures"
+            ) {
                 text_files(&path, out);
             }
         } else if matches!(
@@ -35,7 +38,16 @@ fn text_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn no_file_refers_to_the_workspace_shared_folder() {
     let root = repo_root();
     let mut files = Vec::new();
-    for dir in ["src", "tests", "benches", "bench", "scripts", "config", "fuzz", "templates"] {
+    for dir in [
+        "src",
+        "tests",
+        "benches",
+        "bench",
+        "scripts",
+        "config",
+        "fuzz",
+        "templates",
+    ] {
         text_files(&root.join(dir), &mut files);
     }
     files.push(root.join("Makefile"));
@@ -43,9 +55,7 @@ fn no_file_refers_to_the_workspace_shared_folder() {
     let needle = ["..", "/shared"].concat();
     let offenders: Vec<String> = files
         .iter()
-        .filter(|f| {
-            std::fs::read_to_string(f).is_ok_and(|text| text.contains(&needle))
-        })
+        .filter(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains(&needle)))
         .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
         .collect();
     assert!(

@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 
 use crate::model::Labels;
 use crate::web::pages::{
-    AlertRow, AlertsView, NotificationRow, Operations, QueryApi, RangeResult, RuleRow, SilenceRow,
-    TargetRow,
+    AlertRow, AlertsView, NotificationRow, Operations, QueryApi, QueryError, RangeResult, RuleRow,
+    SilenceFormError, SilenceRow, TargetRow,
 };
 
 /// The rules' query function over the PromQL engine: instant vectors as
@@ -19,11 +19,7 @@ pub(super) fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::Que
     Arc::new(move |expr: String, t: i64| {
         let engine = engine.clone();
         Box::pin(async move {
-            match engine
-                .instant_query(expr, t)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.instant_query(expr, t).await? {
                 crate::promql::Value::Vector(v) => Ok(v
                     .into_iter()
                     .map(|s| crate::rules::InstantSample {
@@ -35,10 +31,7 @@ pub(super) fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::Que
                     labels: crate::model::Labels::default(),
                     value: f,
                 }]),
-                other => Err(format!(
-                    "rule expression must give a vector or scalar, not a {}",
-                    other.type_name()
-                )),
+                other => Err(crate::rules::QueryError::NotAVector(other.type_name())),
             }
         })
     })
@@ -54,14 +47,10 @@ impl QueryApi for EngineQueries {
         start: i64,
         end: i64,
         step: i64,
-    ) -> BoxFuture<'static, Result<RangeResult, String>> {
+    ) -> BoxFuture<'static, Result<RangeResult, QueryError>> {
         let engine = self.0.clone();
         async move {
-            match engine
-                .range_query(expr, start, end, step)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.range_query(expr, start, end, step).await? {
                 crate::promql::Value::Matrix(m) => Ok(m
                     .into_iter()
                     .map(|s| (s.metric, s.points.into_iter().map(|p| (p.t, p.f)).collect()))
@@ -73,9 +62,7 @@ impl QueryApi for EngineQueries {
                 crate::promql::Value::Scalar { t, f } => {
                     Ok(vec![(Labels::default(), vec![(t, f)])])
                 }
-                crate::promql::Value::String { .. } => {
-                    Err("a string expression cannot be drawn".to_string())
-                }
+                crate::promql::Value::String { .. } => Err(QueryError::NotDrawable),
             }
         }
         .boxed()
@@ -85,14 +72,10 @@ impl QueryApi for EngineQueries {
         &self,
         expr: String,
         t: i64,
-    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
         let engine = self.0.clone();
         async move {
-            match engine
-                .instant_query(expr, t)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.instant_query(expr, t).await? {
                 crate::promql::Value::Vector(v) => {
                     Ok(v.into_iter().map(|s| (s.metric, s.f)).collect())
                 }
@@ -101,7 +84,7 @@ impl QueryApi for EngineQueries {
                     .into_iter()
                     .filter_map(|s| s.points.last().map(|p| (s.metric.clone(), p.f)))
                     .collect()),
-                crate::promql::Value::String { s, .. } => Err(format!("string result: {s}")),
+                crate::promql::Value::String { s, .. } => Err(QueryError::StringResult(s)),
             }
         }
         .boxed()
@@ -249,10 +232,10 @@ impl Operations for PageOperations {
         hours: f64,
         created_by: String,
         comment: String,
-    ) -> Result<String, String> {
+    ) -> Result<String, SilenceFormError> {
         let mut parsed = Vec::new();
         for m in &matchers {
-            let m = crate::model::Matcher::parse(m).map_err(|e| e.to_string())?;
+            let m = crate::model::Matcher::parse(m)?;
             use crate::model::MatchOp::*;
             parsed.push(crate::alerting::SilenceMatcher {
                 name: m.name.clone(),
@@ -262,7 +245,7 @@ impl Operations for PageOperations {
             });
         }
         if parsed.is_empty() {
-            return Err("give at least one matcher, e.g. alertname=\"HighLatency\"".to_string());
+            return Err(SilenceFormError::NoMatchers);
         }
         let now = self.alerts.now_ms();
         let rfc = |ms: i64| {
@@ -280,11 +263,11 @@ impl Operations for PageOperations {
                 created_by,
                 comment,
             })
-            .map_err(|e| e.to_string())
+            .map_err(SilenceFormError::from)
     }
 
-    fn expire_silence(&self, id: &str) -> Result<(), String> {
-        self.alerts.silences().expire(id).map_err(|e| e.to_string())
+    fn expire_silence(&self, id: &str) -> Result<(), SilenceFormError> {
+        Ok(self.alerts.silences().expire(id)?)
     }
 }
 

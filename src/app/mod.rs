@@ -160,7 +160,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
     let scraper = scrape::Manager::new(&config, local, store.clone(), scrape_metrics)?;
-    routes.push(scrape::routes(scraper.targets()));
+    routes.push(web::api::targets::routes(scraper.targets()));
     let targets_view = scraper.targets();
     let scraping = tokio::spawn(scraper.run(shutdown.clone()));
 
@@ -233,8 +233,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         )
         .await,
     );
-    routes.push(crate::rules::routes(rule_manager.clone()));
-    routes.push(crate::alerting::routes(alert_manager.clone()));
+    routes.push(web::api::rules::routes(rule_manager.clone()));
+    routes.push(web::api::alertmanager::routes(alert_manager.clone()));
     let rules_task = tokio::spawn({
         let (m, s) = (rule_manager.clone(), shutdown.clone());
         async move { m.run(s).await }
@@ -260,7 +260,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             })
             .with_backfill(Arc::new(sqlite.clone())),
         );
-        routes.push(crate::snapshot::routes(snapshotter.clone()));
+        routes.push(web::api::snapshots::routes(snapshotter.clone()));
         let (s, schedule, backups, stop) = (
             snapshotter.clone(),
             config.snapshots.schedule.clone(),

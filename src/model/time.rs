@@ -14,8 +14,10 @@ pub fn parse_time(v: &str) -> Option<i64> {
         if !secs.is_finite() {
             return None;
         }
-        let ms = (secs * 1000.0).round();
-        return Some(ms.clamp(MIN_TIME_MS as f64, MAX_TIME_MS as f64) as i64);
+        // `as` saturates; clamping after it keeps the bounds exact (as f64
+        // they round up by one).
+        let ms = (secs * 1000.0).round() as i64;
+        return Some(ms.clamp(MIN_TIME_MS, MAX_TIME_MS));
     }
     // Clients send Prometheus' own min/max time strings for "unbounded".
     if v.starts_with("-292273086-") {
@@ -62,7 +64,10 @@ mod tests {
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("NaN"), None);
         assert_eq!(parse_time("-292273086-05-16T16:47:06Z"), Some(MIN_TIME_MS));
-        assert_eq!(parse_time("292277025-08-18T07:12:54.999999999Z"), Some(MAX_TIME_MS));
+        assert_eq!(
+            parse_time("292277025-08-18T07:12:54.999999999Z"),
+            Some(MAX_TIME_MS)
+        );
         assert_eq!(parse_time("1e300"), Some(MAX_TIME_MS));
     }
 

@@ -5,7 +5,6 @@
 //! The exposition parser ([`parser`]) and relabel engine ([`relabel`]) are
 //! pure; the HTTP fetch sits behind [`Fetcher`] so tests can fake it.
 
-mod api;
 mod fetch;
 pub mod file_sd;
 mod manager;
@@ -16,7 +15,6 @@ pub mod relabel;
 mod scrape_loop;
 mod target;
 
-pub use api::routes;
 pub use fetch::{ACCEPT, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
 pub use manager::{Manager, SELF_JOB, self_scrape_job};
 pub use metrics::ScrapeMetrics;

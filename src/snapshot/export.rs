@@ -3,9 +3,9 @@
 
 use std::io::Write;
 
-use super::{csv, openmetrics};
+use super::{SnapshotError, Snapshotter, csv, openmetrics};
 use crate::model::Matcher;
-use crate::storage::{Querier, Series};
+use crate::storage::{Querier, Series, StorageError};
 
 /// Output format of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +69,10 @@ pub fn select(
     groups: &[Vec<Matcher>],
     start: i64,
     end: i64,
-) -> Result<Vec<Series>, String> {
+) -> Result<Vec<Series>, StorageError> {
     let mut series = Vec::new();
     for m in groups {
-        series.extend(querier.select(m, start, end).map_err(|e| e.to_string())?);
+        series.extend(querier.select(m, start, end)?);
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     series.dedup_by(|a, b| a.labels == b.labels);
@@ -80,13 +80,17 @@ pub fn select(
 }
 
 /// Writes `series` in `format`.
-pub fn write(out: &mut impl Write, series: &[Series], format: ExportFormat) -> Result<(), String> {
+pub fn write(
+    out: &mut impl Write,
+    series: &[Series],
+    format: ExportFormat,
+) -> Result<(), SnapshotError> {
     match format {
         ExportFormat::OpenMetrics => {
-            openmetrics::write(out, series).map_err(|e| e.to_string())?;
+            openmetrics::write(out, series)?;
         }
         ExportFormat::Csv => {
-            csv::write(&mut *out, series).map_err(|e| e.to_string())?;
+            csv::write(&mut *out, series)?;
         }
         ExportFormat::Json => {
             for s in series {
@@ -99,11 +103,28 @@ pub fn write(out: &mut impl Write, series: &[Series], format: ExportFormat) -> R
                 serde_json::to_writer(
                     &mut *out,
                     &serde_json::json!({"metric": s.labels, "values": values}),
-                )
-                .map_err(|e| e.to_string())?;
-                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                )?;
+                out.write_all(b"\n")?;
             }
         }
     }
     Ok(())
+}
+
+impl Snapshotter {
+    /// The samples of every series `groups` match in `[start, end]`, written
+    /// in `format` (what `GET /api/v1/export` answers). Blocks: call it off
+    /// the async threads.
+    pub fn export(
+        &self,
+        groups: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+        format: ExportFormat,
+    ) -> Result<Vec<u8>, SnapshotError> {
+        let series = select(self.querier.as_ref(), groups, start, end)?;
+        let mut out = Vec::new();
+        write(&mut out, &series, format)?;
+        Ok(out)
+    }
 }

@@ -13,7 +13,10 @@ use serde_json::json;
 use tokio::task::JoinError;
 
 use super::extract::ParamError;
+use super::pages::UploadError;
+use crate::alerting::AlertingError;
 use crate::promql::PromqlError;
+use crate::snapshot::SnapshotError;
 use crate::storage::StorageError;
 
 /// An error answer.
@@ -117,6 +120,45 @@ impl IntoResponse for ApiError {
 impl From<ParamError> for ApiError {
     fn from(e: ParamError) -> Self {
         ApiError::bad_request(e.to_string())
+    }
+}
+
+/// Silences and the outbox: a bad silence is the caller's to fix.
+impl From<AlertingError> for ApiError {
+    fn from(e: AlertingError) -> Self {
+        match e {
+            AlertingError::BadSilence(m) => ApiError::bad_request(m),
+            e @ AlertingError::NoSilence(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// Snapshots, exports, backups and imports: a bad import file is the
+/// caller's to fix; the rest are the box's problems.
+impl From<SnapshotError> for ApiError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Import(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// Uploaded dashboards: a bad file is the caller's to fix.
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            e @ UploadError::Io { .. } => ApiError::internal(e.to_string()),
+            other => ApiError::unprocessable(other.to_string()),
+        }
+    }
+}
+
+/// A page template that cannot render: a bug, logged.
+impl From<askama::Error> for ApiError {
+    fn from(e: askama::Error) -> Self {
+        ApiError::internal(format!("cannot render page: {e}"))
     }
 }
 

@@ -127,11 +127,7 @@ impl Params {
         match self.get(name) {
             None => Ok(None),
             Some(v) => crate::model::parse_float_seconds_ms(v)
-                .or_else(|| {
-                    crate::config::parse_duration(v)
-                        .ok()
-                        .map(|d| d.as_millis())
-                })
+                .or_else(|| crate::config::parse_duration(v).ok().map(|d| d.as_millis()))
                 .map(Some)
                 .ok_or_else(|| ParamError::Duration {
                     name: name.to_string(),

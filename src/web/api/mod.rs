@@ -3,13 +3,19 @@
 //! GET and form-POST parameters (read by [`Params`]), Prometheus' time and
 //! duration formats.
 //!
-//! `/api/v1/targets`, `/rules` and `/alerts` belong to the scrape and
-//! alerting parts and are mounted by them.
+//! The other parts' HTTP routes live here too, one file each, and call the
+//! part's methods: `/api/v1/targets` ([`targets`]), `/api/v1/rules` and
+//! `/api/v1/alerts` ([`rules`]), Alertmanager's `/api/v2` ([`alertmanager`]),
+//! snapshots, exports and backups ([`snapshots`]).
 
+pub mod alertmanager;
 mod federate;
 mod query;
+pub mod rules;
 mod series;
+pub mod snapshots;
 mod status;
+pub mod targets;
 
 use std::sync::Arc;
 

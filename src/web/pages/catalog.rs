@@ -224,10 +224,7 @@ pub(super) async fn upload(
             Some(e.to_string()),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (Err(e @ UploadError::Io { .. }), false) => {
-            ApiError::internal(e.to_string()).into_response()
-        }
-        (Err(e), false) => ApiError::unprocessable(e.to_string()).into_response(),
+        (Err(e), false) => ApiError::from(e).into_response(),
     }
 }
 
@@ -244,6 +241,6 @@ pub(super) async fn delete(
     match pages.uploads.delete(&uid) {
         Ok(true) => (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboards")]).into_response(),
         Ok(false) => ApiError::not_found(format!("no uploaded dashboard {uid:?}")).into_response(),
-        Err(e) => ApiError::internal(e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

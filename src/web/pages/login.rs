@@ -69,9 +69,7 @@ fn page(status: StatusCode, body: Result<String, askama::Error>) -> Response {
             b,
         )
             .into_response(),
-        Err(e) => {
-            crate::web::ApiError::internal(format!("cannot render page: {e}")).into_response()
-        }
+        Err(e) => crate::web::ApiError::from(e).into_response(),
     }
 }
 

@@ -22,17 +22,19 @@ pub use grafana::{Dashboard, Panel, legend, substitute};
 pub use i18n::Lang;
 pub use login::{forbidden_page, routes as login_routes};
 pub use ops::{
-    AlertRow, AlertsView, NoOperations, NotificationRow, Operations, RuleRow, SilenceRow, TargetRow,
+    AlertRow, AlertsView, NoOperations, NotificationRow, Operations, RuleRow, SilenceFormError,
+    SilenceRow, TargetRow,
 };
 pub use render::{
-    LegendItem, PanelView, QueryApi, RangeResult, Window, esc, heat_columns, render_panel,
+    LegendItem, PanelView, QueryApi, QueryError, RangeResult, Window, esc, heat_columns,
+    render_panel,
 };
 pub use uploads::{UploadError, UploadedDashboards};
 
 use crate::config::{Config, Role};
 use crate::snapshot::Snapshotter;
-use crate::web::auth::{Principal, Via};
 use crate::web::Params;
+use crate::web::auth::{Principal, Via};
 use crate::web::charts::query_step;
 
 /// Dashboards compiled into the binary: (uid, JSON).
@@ -319,9 +321,7 @@ fn html(body: Result<String, askama::Error>, params: &Params) -> Response {
             b,
         )
             .into_response(),
-        Err(e) => {
-            crate::web::ApiError::internal(format!("cannot render page: {e}")).into_response()
-        }
+        Err(e) => crate::web::ApiError::from(e).into_response(),
     };
     let h = response.headers_mut();
     h.insert(
@@ -961,7 +961,7 @@ async fn create_silence(
         form.get("comment").cloned().unwrap_or_default(),
     ) {
         Ok(_) => back_to_alerts(None),
-        Err(e) => back_to_alerts(Some(&e)),
+        Err(e) => back_to_alerts(Some(&e.to_string())),
     }
 }
 
@@ -1013,6 +1013,6 @@ async fn expire_silence(
     }
     match pages.ops.expire_silence(&id) {
         Ok(()) => back_to_alerts(None),
-        Err(e) => back_to_alerts(Some(&e)),
+        Err(e) => back_to_alerts(Some(&e.to_string())),
     }
 }

@@ -10,10 +10,8 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::alerting_rule::{ActiveAlert, AlertState};
-use super::group::Rule;
-use super::manager::RuleManager;
 use crate::model::Labels;
+use crate::rules::{ActiveAlert, AlertState, Rule, RuleManager};
 
 /// The routes, over a running manager.
 pub fn routes(manager: Arc<RuleManager>) -> Router {

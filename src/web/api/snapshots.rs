@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::export::{self, ExportFormat, parse_time};
-use super::{Snapshotter, parse_folder_name, yesterday};
+use crate::snapshot::export::{self, ExportFormat, parse_time};
+use crate::snapshot::{Snapshotter, parse_folder_name, yesterday};
 use crate::web::{ApiError, Params};
 
 /// `GET /api/v1/snapshots`, `GET /snapshots/{day}/{file}`,
@@ -67,10 +67,7 @@ async fn download(
     Ok(response)
 }
 
-async fn take_now(
-    State(s): State<Arc<Snapshotter>>,
-    params: Params,
-) -> Result<Response, ApiError> {
+async fn take_now(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Response, ApiError> {
     let day = match params.get("day") {
         Some(d) => parse_folder_name(d)
             .ok_or_else(|| ApiError::bad_request(format!("day {d:?} is not YYYY-MM-DD")))?,
@@ -80,17 +77,12 @@ async fn take_now(
     let manifest = tokio::task::spawn_blocking(move || {
         worker.take(day).and_then(|m| worker.prune().map(|_| m))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    .await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
 }
 
 async fn backup_now(State(s): State<Arc<Snapshotter>>) -> Result<Response, ApiError> {
-    let info = tokio::task::spawn_blocking(move || s.backup_now())
-        .await
-        .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let info = tokio::task::spawn_blocking(move || s.backup_now()).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": info})).into_response())
 }
 
@@ -98,13 +90,7 @@ async fn import_now(
     State(s): State<Arc<Snapshotter>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let report = tokio::task::spawn_blocking(move || s.import(&body[..]))
-        .await
-        .map_err(|e| ApiError::internal(format!("import task failed: {e}")))?
-        .map_err(|e| match e {
-            super::SnapshotError::Import(m) => ApiError::bad_request(m),
-            other => ApiError::internal(other.to_string()),
-        })?;
+    let report = tokio::task::spawn_blocking(move || s.import(&body[..])).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": report})).into_response())
 }
 
@@ -130,10 +116,7 @@ async fn download_backup(
     Ok(response)
 }
 
-async fn export(
-    State(s): State<Arc<Snapshotter>>,
-    params: Params,
-) -> Result<Response, ApiError> {
+async fn export(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Response, ApiError> {
     let get = |k: &str| params.get(k);
     let now = crate::util::now_ms();
     let start = get("start")
@@ -159,15 +142,6 @@ async fn export(
         .map(str::to_string)
         .collect();
     let groups = export::matcher_groups(&selectors).map_err(ApiError::bad_request)?;
-    let querier = s.querier.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let series = export::select(querier.as_ref(), &groups, start, end)?;
-        let mut out = Vec::new();
-        export::write(&mut out, &series, format)?;
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("export task failed: {e}")))?
-    .map_err(ApiError::internal)?;
+    let body = tokio::task::spawn_blocking(move || s.export(&groups, start, end, format)).await??;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
