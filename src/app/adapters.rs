@@ -1,6 +1,7 @@
 //! Adapters between parts, kept in the composition root so the parts never
 //! name each other: the rules' query function and the pages' query API over
-//! the PromQL engine, and the pages' operations over scrape, rules and alerting.
+//! the PromQL engine, and the pages' operations over scrape, rules and
+//! alerting. They only map types; each part builds its own status.
 
 use std::sync::Arc;
 
@@ -134,76 +135,51 @@ impl Operations for PageOperations {
         let (rules, alerts) = (self.rules.clone(), self.alerts.clone());
         async move {
             let mut view = AlertsView::default();
-            for g in rules.groups() {
-                let st = g.state.lock().await;
-                for (rule, status) in st.rules.iter().zip(&st.status) {
-                    match rule {
-                        crate::rules::Rule::Alerting(r) => {
-                            for a in r
-                                .alerts()
-                                .into_iter()
-                                .filter(|a| a.state != crate::rules::AlertState::Inactive)
-                            {
-                                let silence: Vec<String> = label_list(&a.labels)
-                                    .into_iter()
-                                    .filter(|m| !m.starts_with("__"))
-                                    .collect();
-                                view.alerts.push(AlertRow {
-                                    name: r.name.clone(),
-                                    state: a.state.as_str().to_string(),
-                                    labels: label_list(&a.labels),
-                                    annotations: a.annotations.clone().into_iter().collect(),
-                                    since_ms: a.active_at_ms,
-                                    value: a.value,
-                                    silence_matchers: silence.join(", "),
-                                });
-                            }
-                            view.rules.push(RuleRow {
-                                group: g.name.clone(),
-                                name: r.name.clone(),
-                                kind: "alerting".into(),
-                                state: r.state().as_str().to_string(),
-                                expr: r.expr.clone(),
-                                last_eval_ms: status.last_eval_ms,
-                                error: r.last_error.clone().unwrap_or_default(),
-                            });
-                        }
-                        crate::rules::Rule::Recording(r) => view.rules.push(RuleRow {
-                            group: g.name.clone(),
-                            name: r.name.clone(),
-                            kind: "recording".into(),
-                            state: if r.last_error.is_some() { "err" } else { "ok" }.into(),
-                            expr: r.expr.clone(),
-                            last_eval_ms: status.last_eval_ms,
-                            error: r.last_error.clone().unwrap_or_default(),
-                        }),
+            for r in rules.status().await {
+                view.alerts.extend(r.alerts.iter().map(|a| {
+                    AlertRow {
+                        name: r.name.clone(),
+                        state: a.state.as_str().to_string(),
+                        labels: label_list(&a.labels),
+                        annotations: a.annotations.clone().into_iter().collect(),
+                        since_ms: a.active_at_ms,
+                        value: a.value,
+                        silence_matchers: label_list(&a.labels)
+                            .into_iter()
+                            .filter(|m| !m.starts_with("__"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     }
-                }
-            }
-            let now = alerts.now_ms();
-            for s in alerts.silences().list() {
-                let matchers: Vec<String> = s
-                    .matchers
-                    .iter()
-                    .map(|m| {
-                        let op = match (m.is_equal, m.is_regex) {
-                            (true, false) => "=",
-                            (false, false) => "!=",
-                            (true, true) => "=~",
-                            (false, true) => "!~",
-                        };
-                        format!("{}{op}\"{}\"", m.name, m.value)
-                    })
-                    .collect();
-                view.silences.push(SilenceRow {
-                    id: s.id.clone(),
-                    matchers: matchers.join(", "),
-                    state: format!("{:?}", s.state(now)).to_lowercase(),
-                    ends_ms: s.ends_at_ms,
-                    created_by: s.created_by.clone(),
-                    comment: s.comment.clone(),
+                }));
+                view.rules.push(RuleRow {
+                    group: r.group,
+                    name: r.name,
+                    kind: r.kind.to_string(),
+                    state: r.state.to_string(),
+                    expr: r.expr,
+                    last_eval_ms: r.last_eval_ms,
+                    error: r.last_error.unwrap_or_default(),
                 });
             }
+            let now = alerts.now_ms();
+            view.silences = alerts
+                .silences()
+                .list()
+                .into_iter()
+                .map(|s| SilenceRow {
+                    matchers: s
+                        .matchers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    state: format!("{:?}", s.state(now)).to_lowercase(),
+                    ends_ms: s.ends_at_ms,
+                    id: s.id,
+                    created_by: s.created_by,
+                    comment: s.comment,
+                })
+                .collect();
             if let Ok(history) = alerts.outbox().history(100) {
                 view.notifications = history
                     .into_iter()

@@ -285,7 +285,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
         started_ms: crate::util::now_ms(),
         dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(&config))
             .map_err(|e| Error::Snapshot(e.to_string()))?,
-        snapshots,
+        snapshots: snapshots.map(|s| s as Arc<dyn crate::web::pages::SnapshotShelf>),
         facts: {
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
             let st = &config.storage;

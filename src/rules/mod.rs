@@ -12,6 +12,7 @@ mod gofmt;
 mod group;
 mod manager;
 mod recording;
+mod status;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use file::{
 pub use group::{Clock, Group, Rule};
 pub use manager::{BUILTIN_RULE_FILES, ManagerOptions, RuleManager, load_rule_files};
 pub use recording::RecordingRule;
+pub use status::RuleStatus;
 
 use crate::model::Labels;
 

@@ -10,8 +10,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::CSP;
+use super::ctx::{Viewer, csrf_rejected, lang_of};
 use super::i18n::Lang;
-use super::{CSP, Params, Viewer};
+use crate::web::Params;
 use crate::web::auth::{Authenticator, Via};
 use crate::web::session;
 
@@ -36,15 +38,6 @@ struct ForbiddenPage {
     title: &'static str,
     message: String,
     back_label: &'static str,
-}
-
-/// The page language from `?lang=`, the `lang` cookie, `Accept-Language`.
-pub(super) fn lang_of(params: &Params, headers: &HeaderMap) -> Lang {
-    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    let accept = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    Lang::pick(params.get("lang"), session::cookie(cookies, "lang"), accept)
 }
 
 /// Where to go after login: a path on this server only (never `//host`).
@@ -228,7 +221,7 @@ async fn logout(
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
     };
     if p.via != Via::Session || form.get("csrf") != p.csrf.as_ref() {
-        return super::csrf_rejected();
+        return csrf_rejected();
     }
     if let Some((token, _)) = auth.session(&headers) {
         auth.sessions().remove(&token);
