@@ -172,11 +172,6 @@ impl PromApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
         PromApiError(ApiError::new(StatusCode::BAD_REQUEST, "bad_data", message))
     }
-
-    /// The status this answer will carry.
-    pub fn status(&self) -> StatusCode {
-        self.0.status
-    }
 }
 
 impl From<ParamError> for PromApiError {

@@ -160,20 +160,12 @@ struct AlertsJson {
 }
 
 async fn alerts(State(m): State<Arc<RuleManager>>) -> Json<Envelope<AlertsJson>> {
-    let mut alerts = Vec::new();
-    for g in m.groups() {
-        let st = g.state.lock().await;
-        for rule in &st.rules {
-            if let Rule::Alerting(r) = rule {
-                alerts.extend(
-                    r.alerts()
-                        .iter()
-                        .filter(|a| a.state != AlertState::Inactive)
-                        .map(alert_json),
-                );
-            }
-        }
-    }
+    let alerts = m
+        .status()
+        .await
+        .iter()
+        .flat_map(|r| r.alerts.iter().map(alert_json))
+        .collect();
     Json(Envelope {
         status: "success",
         data: AlertsJson { alerts },
