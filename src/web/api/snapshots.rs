@@ -117,14 +117,15 @@ async fn download_backup(
 }
 
 async fn export(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Response, ApiError> {
-    let get = |k: &str| params.get(k);
     let now = crate::util::now_ms();
-    let start = get("start")
+    let start = params
+        .get("start")
         .map(parse_time)
         .transpose()
         .map_err(ApiError::bad_request)?
         .unwrap_or(now - 3_600_000);
-    let end = get("end")
+    let end = params
+        .get("end")
         .map(parse_time)
         .transpose()
         .map_err(ApiError::bad_request)?
@@ -132,7 +133,8 @@ async fn export(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Res
     if end < start {
         return Err(ApiError::bad_request("end is before start"));
     }
-    let format: ExportFormat = get("format")
+    let format: ExportFormat = params
+        .get("format")
         .unwrap_or("openmetrics")
         .parse()
         .map_err(ApiError::bad_request)?;
