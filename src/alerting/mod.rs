@@ -8,7 +8,6 @@
 //! This part delivers; `rules` decides. It receives [`Alert`]s (the composition
 //! root converts what rules emit) and never names the rules' types.
 
-mod api;
 pub mod channels;
 mod dispatcher;
 mod inhibit;
@@ -24,7 +23,6 @@ mod silence;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use api::routes;
 pub use dispatcher::AlertManager;
 pub use inhibit::Inhibitor;
 pub use message::{Language, Message, render_message};

@@ -32,6 +32,20 @@ fn yes() -> bool {
     true
 }
 
+/// `name="value"` with the matcher's operator (`=`, `!=`, `=~`, `!~`), as
+/// the dashboard lists a silence. The value is written as given.
+impl std::fmt::Display for SilenceMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match (self.is_equal, self.is_regex) {
+            (true, false) => "=",
+            (false, false) => "!=",
+            (true, true) => "=~",
+            (false, true) => "!~",
+        };
+        write!(f, "{}{op}\"{}\"", self.name, self.value)
+    }
+}
+
 impl SilenceMatcher {
     fn to_matcher(&self) -> Result<Matcher, AlertingError> {
         let op = match (self.is_regex, self.is_equal) {

@@ -1,6 +1,7 @@
 //! Adapters between parts, kept in the composition root so the parts never
 //! name each other: the rules' query function and the pages' query API over
-//! the PromQL engine, and the pages' operations over scrape, rules and alerting.
+//! the PromQL engine, and the pages' operations over scrape, rules and
+//! alerting. They only map types; each part builds its own status.
 
 use std::sync::Arc;
 
@@ -9,8 +10,8 @@ use futures::future::BoxFuture;
 
 use crate::model::Labels;
 use crate::web::pages::{
-    AlertRow, AlertsView, NotificationRow, Operations, QueryApi, RangeResult, RuleRow, SilenceRow,
-    TargetRow,
+    AlertRow, AlertsView, NotificationRow, Operations, QueryApi, QueryError, RangeResult, RuleRow,
+    SilenceFormError, SilenceRow, TargetRow,
 };
 
 /// The rules' query function over the PromQL engine: instant vectors as
@@ -19,11 +20,7 @@ pub(super) fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::Que
     Arc::new(move |expr: String, t: i64| {
         let engine = engine.clone();
         Box::pin(async move {
-            match engine
-                .instant_query(expr, t)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.instant_query(expr, t).await? {
                 crate::promql::Value::Vector(v) => Ok(v
                     .into_iter()
                     .map(|s| crate::rules::InstantSample {
@@ -35,10 +32,7 @@ pub(super) fn rules_query_fn(engine: crate::promql::Engine) -> crate::rules::Que
                     labels: crate::model::Labels::default(),
                     value: f,
                 }]),
-                other => Err(format!(
-                    "rule expression must give a vector or scalar, not a {}",
-                    other.type_name()
-                )),
+                other => Err(crate::rules::QueryError::NotAVector(other.type_name())),
             }
         })
     })
@@ -54,14 +48,10 @@ impl QueryApi for EngineQueries {
         start: i64,
         end: i64,
         step: i64,
-    ) -> BoxFuture<'static, Result<RangeResult, String>> {
+    ) -> BoxFuture<'static, Result<RangeResult, QueryError>> {
         let engine = self.0.clone();
         async move {
-            match engine
-                .range_query(expr, start, end, step)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.range_query(expr, start, end, step).await? {
                 crate::promql::Value::Matrix(m) => Ok(m
                     .into_iter()
                     .map(|s| (s.metric, s.points.into_iter().map(|p| (p.t, p.f)).collect()))
@@ -73,9 +63,7 @@ impl QueryApi for EngineQueries {
                 crate::promql::Value::Scalar { t, f } => {
                     Ok(vec![(Labels::default(), vec![(t, f)])])
                 }
-                crate::promql::Value::String { .. } => {
-                    Err("a string expression cannot be drawn".to_string())
-                }
+                crate::promql::Value::String { .. } => Err(QueryError::NotDrawable),
             }
         }
         .boxed()
@@ -85,14 +73,10 @@ impl QueryApi for EngineQueries {
         &self,
         expr: String,
         t: i64,
-    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
         let engine = self.0.clone();
         async move {
-            match engine
-                .instant_query(expr, t)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match engine.instant_query(expr, t).await? {
                 crate::promql::Value::Vector(v) => {
                     Ok(v.into_iter().map(|s| (s.metric, s.f)).collect())
                 }
@@ -101,7 +85,7 @@ impl QueryApi for EngineQueries {
                     .into_iter()
                     .filter_map(|s| s.points.last().map(|p| (s.metric.clone(), p.f)))
                     .collect()),
-                crate::promql::Value::String { s, .. } => Err(format!("string result: {s}")),
+                crate::promql::Value::String { s, .. } => Err(QueryError::StringResult(s)),
             }
         }
         .boxed()
@@ -151,76 +135,51 @@ impl Operations for PageOperations {
         let (rules, alerts) = (self.rules.clone(), self.alerts.clone());
         async move {
             let mut view = AlertsView::default();
-            for g in rules.groups() {
-                let st = g.state.lock().await;
-                for (rule, status) in st.rules.iter().zip(&st.status) {
-                    match rule {
-                        crate::rules::Rule::Alerting(r) => {
-                            for a in r
-                                .alerts()
-                                .into_iter()
-                                .filter(|a| a.state != crate::rules::AlertState::Inactive)
-                            {
-                                let silence: Vec<String> = label_list(&a.labels)
-                                    .into_iter()
-                                    .filter(|m| !m.starts_with("__"))
-                                    .collect();
-                                view.alerts.push(AlertRow {
-                                    name: r.name.clone(),
-                                    state: a.state.as_str().to_string(),
-                                    labels: label_list(&a.labels),
-                                    annotations: a.annotations.clone().into_iter().collect(),
-                                    since_ms: a.active_at_ms,
-                                    value: a.value,
-                                    silence_matchers: silence.join(", "),
-                                });
-                            }
-                            view.rules.push(RuleRow {
-                                group: g.name.clone(),
-                                name: r.name.clone(),
-                                kind: "alerting".into(),
-                                state: r.state().as_str().to_string(),
-                                expr: r.expr.clone(),
-                                last_eval_ms: status.last_eval_ms,
-                                error: r.last_error.clone().unwrap_or_default(),
-                            });
-                        }
-                        crate::rules::Rule::Recording(r) => view.rules.push(RuleRow {
-                            group: g.name.clone(),
-                            name: r.name.clone(),
-                            kind: "recording".into(),
-                            state: if r.last_error.is_some() { "err" } else { "ok" }.into(),
-                            expr: r.expr.clone(),
-                            last_eval_ms: status.last_eval_ms,
-                            error: r.last_error.clone().unwrap_or_default(),
-                        }),
+            for r in rules.status().await {
+                view.alerts.extend(r.alerts.iter().map(|a| {
+                    AlertRow {
+                        name: r.name.clone(),
+                        state: a.state.as_str().to_string(),
+                        labels: label_list(&a.labels),
+                        annotations: a.annotations.clone().into_iter().collect(),
+                        since_ms: a.active_at_ms,
+                        value: a.value,
+                        silence_matchers: label_list(&a.labels)
+                            .into_iter()
+                            .filter(|m| !m.starts_with("__"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     }
-                }
-            }
-            let now = alerts.now_ms();
-            for s in alerts.silences().list() {
-                let matchers: Vec<String> = s
-                    .matchers
-                    .iter()
-                    .map(|m| {
-                        let op = match (m.is_equal, m.is_regex) {
-                            (true, false) => "=",
-                            (false, false) => "!=",
-                            (true, true) => "=~",
-                            (false, true) => "!~",
-                        };
-                        format!("{}{op}\"{}\"", m.name, m.value)
-                    })
-                    .collect();
-                view.silences.push(SilenceRow {
-                    id: s.id.clone(),
-                    matchers: matchers.join(", "),
-                    state: format!("{:?}", s.state(now)).to_lowercase(),
-                    ends_ms: s.ends_at_ms,
-                    created_by: s.created_by.clone(),
-                    comment: s.comment.clone(),
+                }));
+                view.rules.push(RuleRow {
+                    group: r.group,
+                    name: r.name,
+                    kind: r.kind.to_string(),
+                    state: r.state.to_string(),
+                    expr: r.expr,
+                    last_eval_ms: r.last_eval_ms,
+                    error: r.last_error.unwrap_or_default(),
                 });
             }
+            let now = alerts.now_ms();
+            view.silences = alerts
+                .silences()
+                .list()
+                .into_iter()
+                .map(|s| SilenceRow {
+                    matchers: s
+                        .matchers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    state: format!("{:?}", s.state(now)).to_lowercase(),
+                    ends_ms: s.ends_at_ms,
+                    id: s.id,
+                    created_by: s.created_by,
+                    comment: s.comment,
+                })
+                .collect();
             if let Ok(history) = alerts.outbox().history(100) {
                 view.notifications = history
                     .into_iter()
@@ -249,10 +208,10 @@ impl Operations for PageOperations {
         hours: f64,
         created_by: String,
         comment: String,
-    ) -> Result<String, String> {
+    ) -> Result<String, SilenceFormError> {
         let mut parsed = Vec::new();
         for m in &matchers {
-            let m = crate::model::Matcher::parse(m).map_err(|e| e.to_string())?;
+            let m = crate::model::Matcher::parse(m)?;
             use crate::model::MatchOp::*;
             parsed.push(crate::alerting::SilenceMatcher {
                 name: m.name.clone(),
@@ -262,7 +221,7 @@ impl Operations for PageOperations {
             });
         }
         if parsed.is_empty() {
-            return Err("give at least one matcher, e.g. alertname=\"HighLatency\"".to_string());
+            return Err(SilenceFormError::NoMatchers);
         }
         let now = self.alerts.now_ms();
         let rfc = |ms: i64| {
@@ -280,11 +239,11 @@ impl Operations for PageOperations {
                 created_by,
                 comment,
             })
-            .map_err(|e| e.to_string())
+            .map_err(SilenceFormError::from)
     }
 
-    fn expire_silence(&self, id: &str) -> Result<(), String> {
-        self.alerts.silences().expire(id).map_err(|e| e.to_string())
+    fn expire_silence(&self, id: &str) -> Result<(), SilenceFormError> {
+        Ok(self.alerts.silences().expire(id)?)
     }
 }
 

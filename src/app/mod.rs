@@ -277,7 +277,7 @@ async fn start(
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
     let scraper = scrape::Manager::new(config, local, store.clone(), scrape_metrics)?;
-    routes.push(scrape::routes(scraper.targets()));
+    routes.push(web::api::targets::routes(scraper.targets()));
     let targets_view = scraper.targets();
     life.spawn(Stage::Scrape, scraper.run(life.signal(Stage::Scrape)));
 
@@ -350,8 +350,8 @@ async fn start(
         )
         .await,
     );
-    routes.push(crate::rules::routes(rule_manager.clone()));
-    routes.push(crate::alerting::routes(alert_manager.clone()));
+    routes.push(web::api::rules::routes(rule_manager.clone()));
+    routes.push(web::api::alertmanager::routes(alert_manager.clone()));
     life.spawn(Stage::Rules, {
         let (m, s) = (rule_manager.clone(), life.signal(Stage::Rules));
         async move { m.run(s).await }
@@ -379,7 +379,7 @@ async fn start(
             })
             .with_backfill(Arc::new(sqlite.clone())),
         );
-        routes.push(crate::snapshot::routes(snapshotter.clone()));
+        routes.push(web::api::snapshots::routes(snapshotter.clone()));
         let (s, schedule, backups, stop) = (
             snapshotter.clone(),
             config.snapshots.schedule.clone(),
@@ -404,7 +404,7 @@ async fn start(
         started_ms: crate::util::now_ms(),
         dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(config))
             .map_err(|e| Error::Snapshot(e.to_string()))?,
-        snapshots,
+        snapshots: snapshots.map(|s| s as Arc<dyn crate::web::pages::SnapshotShelf>),
         facts: {
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
             let st = &config.storage;

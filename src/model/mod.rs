@@ -1,12 +1,15 @@
-//! Data types every part shares: label sets, label matchers, samples.
+//! Data types every part shares: label sets, label matchers, samples, and
+//! Prometheus' time formats.
 
 mod labels;
 mod matcher;
 pub mod relabel;
 pub mod textparse;
+mod time;
 
 pub use labels::{Label, Labels, METRIC_NAME, escape_label_value};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use time::{MAX_TIME_MS, MIN_TIME_MS, parse_float_seconds_ms, parse_time, parse_time_or_day};
 
 /// One float sample: milliseconds since the epoch and a value.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -208,12 +208,12 @@ impl Group {
                 (Rule::Alerting(r), Ok(v)) => r.eval(ts_ms, v, &ctx),
                 (Rule::Recording(r), Ok(v)) => r.eval(v, self.limit),
                 (Rule::Alerting(r), Err(e)) => {
-                    r.last_error = Some(e.clone());
-                    Err(super::RulesError::Eval(e))
+                    r.last_error = Some(e.to_string());
+                    Err(super::RulesError::Eval(e.to_string()))
                 }
                 (Rule::Recording(r), Err(e)) => {
-                    r.last_error = Some(e.clone());
-                    Err(super::RulesError::Eval(e))
+                    r.last_error = Some(e.to_string());
+                    Err(super::RulesError::Eval(e.to_string()))
                 }
             };
             match series {

@@ -7,11 +7,11 @@
 //! written through [`crate::storage::Appender`].
 
 mod alerting_rule;
-mod api;
 mod file;
 mod group;
 mod manager;
 mod recording;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +19,6 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use alerting_rule::{ActiveAlert, AlertState, AlertingRule, needs_sending};
-pub use api::routes;
 pub use file::{
     RuleFile, RuleGroup, RuleSpec, check_rule_file, check_rule_text, parse_rule_file,
     parse_rule_text, resolve_rule_files,
@@ -27,6 +26,7 @@ pub use file::{
 pub use group::{Clock, Group, Rule};
 pub use manager::{BUILTIN_RULE_FILES, ManagerOptions, RuleManager, load_rule_files};
 pub use recording::RecordingRule;
+pub use status::RuleStatus;
 
 use crate::model::Labels;
 
@@ -40,11 +40,22 @@ pub struct InstantSample {
 }
 
 /// Evaluates a PromQL expression at a time (ms since the epoch) and returns
-/// an instant vector, or a message saying why it could not (a scalar result
-/// is returned as one sample with no labels, as Prometheus' rule manager does).
+/// an instant vector, or why it could not (a scalar result is returned as
+/// one sample with no labels, as Prometheus' rule manager does).
 pub type QueryFn = Arc<
-    dyn Fn(String, i64) -> BoxFuture<'static, Result<Vec<InstantSample>, String>> + Send + Sync,
+    dyn Fn(String, i64) -> BoxFuture<'static, Result<Vec<InstantSample>, QueryError>> + Send + Sync,
 >;
+
+/// Why a rule's query gave no instant vector.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The engine refused or failed the expression.
+    #[error(transparent)]
+    Promql(#[from] crate::promql::PromqlError),
+    /// The expression gives a range vector or a string.
+    #[error("rule expression must give a vector or scalar, not a {0}")]
+    NotAVector(&'static str),
+}
 
 /// An alert as rules hand it over: Prometheus' `notifier.Alert`.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,7 +5,6 @@
 //! The exposition parser ([`crate::model::textparse`]) and relabel engine
 //! ([`crate::model::relabel`]) are pure; the HTTP fetch sits behind [`Fetcher`] so tests can fake it.
 
-mod api;
 mod fetch;
 pub mod file_sd;
 mod manager;
@@ -14,7 +13,6 @@ mod pool;
 mod scrape_loop;
 mod target;
 
-pub use api::routes;
 pub use fetch::{ACCEPT, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
 pub use manager::{Manager, SELF_JOB, self_scrape_job};
 pub use metrics::ScrapeMetrics;

@@ -3,11 +3,9 @@
 
 use std::io::Write;
 
-use chrono::NaiveDate;
-
-use super::{csv, openmetrics};
+use super::{SnapshotError, Snapshotter, csv, openmetrics};
 use crate::model::{METRIC_NAME, MatchOp, Matcher};
-use crate::storage::{Querier, Series};
+use crate::storage::{Querier, Series, StorageError};
 
 /// Output format of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,16 +46,9 @@ impl ExportFormat {
 /// Parses a time as the Prometheus API does (unix seconds or RFC 3339), or
 /// a plain `YYYY-MM-DD` (UTC midnight) for exports by day.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(ms) = crate::web::api::parse_time(s) {
-        return Ok(ms);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| {
-            format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
-        })
+    crate::model::parse_time_or_day(s).ok_or_else(|| {
+        format!("cannot parse {s:?} as a time: use unix seconds, RFC 3339 or YYYY-MM-DD")
+    })
 }
 
 /// The matcher sets of `match[]` selectors; every series when there are none.
@@ -78,10 +69,10 @@ pub fn select(
     groups: &[Vec<Matcher>],
     start: i64,
     end: i64,
-) -> Result<Vec<Series>, String> {
+) -> Result<Vec<Series>, StorageError> {
     let mut series = Vec::new();
     for m in groups {
-        series.extend(querier.select(m, start, end).map_err(|e| e.to_string())?);
+        series.extend(querier.select(m, start, end)?);
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     series.dedup_by(|a, b| a.labels == b.labels);
@@ -155,7 +146,7 @@ fn for_each_family(
                 m
             })
             .collect();
-        let family = select(querier, &family_groups, start, end)?;
+        let family = select(querier, &family_groups, start, end).map_err(|e| e.to_string())?;
         total += each(name, &family)?;
     }
     Ok(total)
@@ -228,19 +219,39 @@ fn write_json(out: &mut impl Write, series: &[Series]) -> Result<u64, String> {
 }
 
 /// Writes `series` in `format`.
-pub fn write(out: &mut impl Write, series: &[Series], format: ExportFormat) -> Result<(), String> {
+pub fn write(
+    out: &mut impl Write,
+    series: &[Series],
+    format: ExportFormat,
+) -> Result<(), SnapshotError> {
     match format {
         ExportFormat::OpenMetrics => {
-            openmetrics::write(out, series).map_err(|e| e.to_string())?;
+            openmetrics::write(out, series)?;
         }
         ExportFormat::Csv => {
-            csv::write(&mut *out, series).map_err(|e| e.to_string())?;
+            csv::write(&mut *out, series)?;
         }
         ExportFormat::Json => {
-            write_json(out, series)?;
+            write_json(out, series).map_err(|e| SnapshotError::Io(std::io::Error::other(e)))?;
         }
     }
     Ok(())
+}
+
+impl Snapshotter {
+    /// Writes the samples of every series `groups` match in `[start, end]`
+    /// to `out` in `format`, one metric family at a time (what
+    /// `GET /api/v1/export` answers). Blocks: call it off the async threads.
+    pub fn export(
+        &self,
+        groups: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+        format: ExportFormat,
+        out: &mut impl Write,
+    ) -> Result<u64, String> {
+        stream(self.querier.as_ref(), groups, start, end, format, out)
+    }
 }
 
 #[cfg(test)]

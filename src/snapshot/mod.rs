@@ -9,7 +9,6 @@ pub mod export;
 mod import;
 mod manifest;
 mod openmetrics;
-mod routes;
 mod summary;
 
 use std::io::Write;
@@ -24,7 +23,6 @@ use flate2::write::GzEncoder;
 pub use day::{day_range, folder_name, local_zone, parse_folder_name, yesterday};
 pub use import::{import, split as split_import};
 pub use manifest::{FileEntry, Manifest};
-pub use routes::routes;
 pub use summary::{Summary, histogram_quantile, summarize};
 
 use crate::config::SnapshotsConfig;

@@ -1,10 +1,23 @@
 //! The one place that turns errors into HTTP answers: a status code and a
-//! JSON body `{"error": "...", "error_type": "..."}` a person can act on.
+//! JSON body `{"error": "...", "error_type": "..."}` a person can act on, or
+//! for the Prometheus API its own shape (`{"status": "error", "errorType":
+//! ..., "error": ...}`, plus `error_type`). Each part's error enum maps to a
+//! status here, once, through `From`.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
+
+use tokio::task::JoinError;
+
+use super::extract::ParamError;
+use super::pages::UploadError;
+use crate::alerting::AlertingError;
+use crate::promql::PromqlError;
+use crate::snapshot::SnapshotError;
+use crate::storage::StorageError;
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -101,6 +114,119 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+/// Silences and the outbox: a bad silence is the caller's to fix.
+impl From<AlertingError> for ApiError {
+    fn from(e: AlertingError) -> Self {
+        match e {
+            AlertingError::BadSilence(m) => ApiError::bad_request(m),
+            e @ AlertingError::NoSilence(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// Snapshots, exports, backups and imports: a bad import file is the
+/// caller's to fix; the rest are the box's problems.
+impl From<SnapshotError> for ApiError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Import(m) | SnapshotError::Day(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// Uploaded dashboards: a bad file is the caller's to fix.
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            e @ UploadError::Io { .. } => ApiError::internal(e.to_string()),
+            other => ApiError::unprocessable(other.to_string()),
+        }
+    }
+}
+
+/// A page template that cannot render: a bug, logged.
+impl From<askama::Error> for ApiError {
+    fn from(e: askama::Error) -> Self {
+        ApiError::internal(format!("cannot render page: {e}"))
+    }
+}
+
+/// An error of the Prometheus API (`/api/v1/query`, `/series`, …), written
+/// in Prometheus' shape so its clients (Grafana, promtool) read it.
+#[derive(Debug)]
+pub struct PromApiError(ApiError);
+
+impl PromApiError {
+    /// 400 `bad_data`: the request itself is wrong.
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        PromApiError(ApiError::new(StatusCode::BAD_REQUEST, "bad_data", message))
+    }
+}
+
+impl From<ParamError> for PromApiError {
+    fn from(e: ParamError) -> Self {
+        PromApiError::bad_data(e.to_string())
+    }
+}
+
+/// PromQL errors by Prometheus' `errorType`: add a kind in
+/// [`PromqlError::error_type`] and its status here.
+impl From<PromqlError> for PromApiError {
+    fn from(e: PromqlError) -> Self {
+        let error_type = e.error_type();
+        let status = match error_type {
+            "bad_data" => StatusCode::BAD_REQUEST,
+            "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "query failed");
+        }
+        PromApiError(ApiError::new(status, error_type, e.to_string()))
+    }
+}
+
+impl From<StorageError> for PromApiError {
+    fn from(e: StorageError) -> Self {
+        PromqlError::from(e).into()
+    }
+}
+
+/// A blocking task that panicked or was cancelled: a bug, logged.
+impl From<JoinError> for PromApiError {
+    fn from(e: JoinError) -> Self {
+        PromApiError(ApiError::from(e))
+    }
+}
+
+impl From<JoinError> for ApiError {
+    fn from(e: JoinError) -> Self {
+        ApiError::internal(format!("background task failed: {e}"))
+    }
+}
+
+impl IntoResponse for PromApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let body = json!({
+            "status": "error",
+            "errorType": e.error_type,
+            "error_type": e.error_type,
+            "error": e.message,
+        });
+        (e.status, Json(body)).into_response()
     }
 }
 

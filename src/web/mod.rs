@@ -1,8 +1,10 @@
 //! The HTTP server: one axum router for the model API, the Prometheus API,
 //! the dashboard, `/metrics`, `/health` and `/ready`.
 //!
-//! Handlers stay thin: each part hands in its own routes; this module adds
-//! the layers every request passes (JSON errors, metrics, auth, body limit).
+//! Handlers stay thin: they extract ([`Params`], [`ApiJson`]), call one
+//! part, and map its errors through [`ApiError`]. The routes are handed in
+//! (the API's, the pages', the model server's); this module adds the layers
+//! every request passes (JSON errors, metrics, auth, body limit).
 
 pub mod api;
 pub mod auth;
@@ -23,8 +25,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use auth::{Authenticator, Principal, Via};
-pub use error::ApiError;
-pub use extract::ApiJson;
+pub use error::{ApiError, PromApiError};
+pub use extract::{ApiJson, ParamError, Params};
 pub use health::Readiness;
 
 use crate::telemetry::{Telemetry, track_http};

@@ -70,8 +70,7 @@ pub async fn federate(State(st): State<ApiState>, p: Params) -> Result<Response,
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    .await??;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -1,29 +1,32 @@
 //! The Prometheus HTTP API (`/api/v1/...`) that Grafana, promtool and other
 //! Prometheus clients speak: the `{"status": ..., "data": ...}` envelope,
-//! GET and form-POST parameters, Prometheus' time and duration formats.
+//! GET and form-POST parameters (read by [`Params`]), Prometheus' time and
+//! duration formats.
 //!
-//! `/api/v1/targets`, `/rules` and `/alerts` belong to the scrape and
-//! alerting parts and are mounted by them.
+//! The other parts' HTTP routes live here too, one file each, and call the
+//! part's methods: `/api/v1/targets` ([`targets`]), `/api/v1/rules` and
+//! `/api/v1/alerts` ([`rules`]), Alertmanager's `/api/v2` ([`alertmanager`]),
+//! snapshots, exports and backups ([`snapshots`]).
 
+pub mod alertmanager;
 mod federate;
-mod params;
 mod query;
+pub mod rules;
 mod series;
+pub mod snapshots;
 mod status;
+pub mod targets;
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use serde_json::json;
 
-use crate::promql::{Engine, PromqlError};
-
-pub use params::{Params, parse_time};
+use crate::promql::Engine;
+pub use crate::web::{Params, PromApiError};
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -103,73 +106,4 @@ pub fn success<T: Serialize>(data: T) -> Response {
         data,
     })
     .into_response()
-}
-
-/// An API error in Prometheus' shape (`errorType`, `error`), plus the
-/// project-wide `error_type` key.
-#[derive(Debug)]
-pub struct PromApiError {
-    status: StatusCode,
-    error_type: &'static str,
-    message: String,
-}
-
-impl PromApiError {
-    /// 400 `bad_data`: the request itself is wrong.
-    pub fn bad_data(message: impl Into<String>) -> Self {
-        PromApiError {
-            status: StatusCode::BAD_REQUEST,
-            error_type: "bad_data",
-            message: message.into(),
-        }
-    }
-
-    /// 500 `internal`.
-    pub fn internal(message: impl Into<String>) -> Self {
-        let message = message.into();
-        tracing::error!(%message, "API error");
-        PromApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error_type: "internal",
-            message,
-        }
-    }
-}
-
-impl From<PromqlError> for PromApiError {
-    fn from(e: PromqlError) -> Self {
-        let error_type = e.error_type();
-        let status = match error_type {
-            "bad_data" => StatusCode::BAD_REQUEST,
-            "execution" => StatusCode::UNPROCESSABLE_ENTITY,
-            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "query failed");
-        }
-        PromApiError {
-            status,
-            error_type,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<crate::storage::StorageError> for PromApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        PromqlError::from(e).into()
-    }
-}
-
-impl IntoResponse for PromApiError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "status": "error",
-            "errorType": self.error_type,
-            "error_type": self.error_type,
-            "error": self.message,
-        });
-        (self.status, Json(body)).into_response()
-    }
 }

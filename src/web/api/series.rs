@@ -5,9 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use super::params::{MAX_TIME_MS, MIN_TIME_MS};
 use super::{ApiState, Params, PromApiError, success};
-use crate::model::{Labels, Matcher};
+use crate::model::{Labels, MAX_TIME_MS, MIN_TIME_MS, Matcher};
 
 /// Every `match[]` as matcher sets (one selector may hold several `or` sets).
 fn matchers(p: &Params) -> Result<Vec<Vec<Matcher>>, PromApiError> {
@@ -49,8 +48,7 @@ pub async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, P
         }
         Ok(all)
     })
-    .await
-    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    .await??;
     let mut list: Vec<Labels> = found.into_iter().collect();
     if let Some(n) = limit {
         list.truncate(n);
@@ -74,8 +72,7 @@ pub async fn labels(State(st): State<ApiState>, p: Params) -> Result<Response, P
         }
         Ok(all)
     })
-    .await
-    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    .await??;
     let mut list: Vec<String> = names.into_iter().collect();
     if let Some(n) = limit {
         list.truncate(n);
@@ -109,8 +106,7 @@ pub async fn label_values(
         }
         Ok(all)
     })
-    .await
-    .map_err(|e| PromApiError::internal(e.to_string()))??;
+    .await??;
     let mut list: Vec<String> = values.into_iter().collect();
     if let Some(n) = limit {
         list.truncate(n);

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::ctx::{PageCtx, PageFrame, csrf_rejected};
 use super::uploads::UploadError;
-use super::{BUILT_IN, PageFrame, Pages, Params, Viewer, csrf_rejected, frame, html};
-use crate::web::ApiError;
+use super::{BUILT_IN, Pages};
 use crate::web::auth::CSRF_HEADER;
+use crate::web::{ApiError, Params};
 
 struct Entry {
     uid: String,
@@ -33,23 +34,8 @@ struct DashboardsPage {
     delete_label: &'static str,
 }
 
-fn render(
-    pages: &Pages,
-    viewer: &Viewer,
-    headers: &HeaderMap,
-    params: &Params,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
-    let page = frame(
-        "Dashboards",
-        "Dashboards",
-        params,
-        headers,
-        false,
-        viewer,
-        pages,
-    );
+fn render(pages: &Pages, ctx: &PageCtx, error: Option<String>, status: StatusCode) -> Response {
+    let page = ctx.frame("Dashboards", "Dashboards", false);
     let l = page.lang;
     let count = |d: &super::Dashboard| {
         format!(
@@ -79,10 +65,11 @@ fn render(
         origin: l.t("uploaded"),
         uploaded: true,
     }));
-    let message = params
+    let message = ctx
+        .params
         .get("uploaded")
         .map(|uid| format!("{}: {uid}", l.t("Uploaded")));
-    let mut response = html(
+    let mut response = ctx.html(
         DashboardsPage {
             page,
             dashboards,
@@ -93,7 +80,6 @@ fn render(
             delete_label: l.t("Delete"),
         }
         .render(),
-        params,
     );
     if response.status() == StatusCode::OK {
         *response.status_mut() = status;
@@ -102,14 +88,8 @@ fn render(
 }
 
 /// `GET /dashboards`.
-pub(super) async fn list(
-    State(pages): State<Arc<Pages>>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let params = Params::new(q.as_deref());
-    render(&pages, &viewer, &headers, &params, None, StatusCode::OK)
+pub(super) async fn list(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Response {
+    render(&pages, &ctx, None, StatusCode::OK)
 }
 
 /// What an upload request carried.
@@ -148,7 +128,7 @@ async fn read_multipart(req: Request) -> Result<Upload, String> {
 /// from a script or `curl` (answers JSON).
 pub(super) async fn upload(
     State(pages): State<Arc<Pages>>,
-    viewer: Viewer,
+    ctx: PageCtx,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
@@ -156,19 +136,11 @@ pub(super) async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("multipart/form-data"));
-    let params = Params::new(None);
     let upload = if from_form {
         match read_multipart(req).await {
             Ok(u) => u,
             Err(e) => {
-                return render(
-                    &pages,
-                    &viewer,
-                    &headers,
-                    &params,
-                    Some(e),
-                    StatusCode::BAD_REQUEST,
-                );
+                return render(&pages, &ctx, Some(e), StatusCode::BAD_REQUEST);
             }
         }
     } else {
@@ -184,7 +156,7 @@ pub(super) async fn upload(
             Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
         }
     };
-    if !viewer.csrf_ok(&pages, upload.csrf.as_deref()) {
+    if !ctx.csrf_ok(upload.csrf.as_deref()) {
         return csrf_rejected();
     }
     let taken: Vec<String> = pages.dashboards.iter().map(|(u, _)| u.clone()).collect();
@@ -219,16 +191,11 @@ pub(super) async fn upload(
             .into_response(),
         (Err(e), true) => render(
             &pages,
-            &viewer,
-            &headers,
-            &params,
+            &ctx,
             Some(e.to_string()),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (Err(e @ UploadError::Io { .. }), false) => {
-            ApiError::internal(e.to_string()).into_response()
-        }
-        (Err(e), false) => ApiError::unprocessable(e.to_string()).into_response(),
+        (Err(e), false) => ApiError::from(e).into_response(),
     }
 }
 
@@ -236,15 +203,15 @@ pub(super) async fn upload(
 pub(super) async fn delete(
     State(pages): State<Arc<Pages>>,
     Path(uid): Path<String>,
-    viewer: Viewer,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+    ctx: PageCtx,
+    form: Params,
 ) -> Response {
-    if !viewer.csrf_ok(&pages, form.get("csrf").map(String::as_str)) {
+    if !ctx.csrf_ok(form.get("csrf")) {
         return csrf_rejected();
     }
     match pages.uploads.delete(&uid) {
         Ok(true) => (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboards")]).into_response(),
         Ok(false) => ApiError::not_found(format!("no uploaded dashboard {uid:?}")).into_response(),
-        Err(e) => ApiError::internal(e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

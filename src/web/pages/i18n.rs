@@ -1,4 +1,8 @@
-//! The UI's words in English and Simplified Chinese.
+//! The UI's words in English and Simplified Chinese (the Chinese in
+//! `templates/i18n/zh.tsv`, beside the templates).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// A UI language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,80 +49,25 @@ impl Lang {
 
     /// The word for `key` (the key itself when untranslated).
     pub fn t(self, key: &str) -> &str {
-        let zh = match key {
-            "Overview" => "概览",
-            "Explore" => "查询",
-            "Targets" => "采集目标",
-            "Alerts" => "告警",
-            "Snapshots" => "快照",
-            "Status" => "状态",
-            "Dashboards" => "仪表盘",
-            "Run" => "执行",
-            "Graph" => "图表",
-            "Table" => "表格",
-            "Range" => "时间范围",
-            "Refresh" => "刷新",
-            "off" => "关闭",
-            "No data" => "无数据",
-            "Version" => "版本",
-            "Uptime" => "运行时间",
-            "Configuration" => "配置",
-            "Models" => "模型",
-            "Storage" => "存储",
-            "Day" => "日期",
-            "Files" => "文件",
-            "Series" => "序列",
-            "Samples" => "样本",
-            "Take a snapshot now" => "立即生成快照",
-            "Whole-store backups" => "整库备份",
-            "Size" => "大小",
-            "Restore one into a stopped infermon with: infermon restore FILE --data-dir DIR" => {
-                "在 infermon 停止后用以下命令恢复：infermon restore 文件 --data-dir 目录"
-            }
-            "Unsupported panel type" => "不支持的面板类型",
-            "Query error" => "查询错误",
-            "Language" => "语言",
-            "Expression" => "表达式",
-            "Value" => "值",
-            "Labels" => "标签",
-            "Health" => "健康",
-            "Last scrape" => "上次采集",
-            "Duration" => "耗时",
-            "Error" => "错误",
-            "State" => "状态",
-            "Since" => "开始于",
-            "Silences" => "静默",
-            "Silence" => "静默",
-            "Create silence" => "创建静默",
-            "Expire" => "失效",
-            "Rules" => "规则",
-            "Notifications" => "通知记录",
-            "Log in" => "登录",
-            "Log out" => "退出登录",
-            "User name" => "用户名",
-            "Password" => "密码",
-            "Wrong user name or password" => "用户名或密码错误",
-            "Too many failed logins for this user; try again in {n} min" => {
-                "该用户登录失败次数过多，请 {n} 分钟后再试"
-            }
-            "The form expired; log in again" => "表单已过期，请重新登录",
-            "Forbidden" => "无权操作",
-            "Back to the overview" => "返回概览",
-            "read-only" => "只读",
-            "Upload a Grafana dashboard (JSON)" => "上传 Grafana 仪表盘（JSON）",
-            "Upload" => "上传",
-            "Uploaded" => "已上传",
-            "Delete" => "删除",
-            "built-in" => "内置",
-            "configured" => "配置文件",
-            "uploaded" => "已上传",
-            _ => key,
-        };
         match self {
             Lang::En => key,
-            Lang::Zh => zh,
+            Lang::Zh => zh().get(key).copied().unwrap_or(key),
         }
     }
+}
+
+/// The Chinese words, kept beside the templates that show them.
+const ZH: &str = include_str!("../../../templates/i18n/zh.tsv");
+
+/// English → Chinese, read from [`ZH`] once (`#` lines are comments).
+fn zh() -> &'static HashMap<&'static str, &'static str> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        ZH.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -135,5 +84,27 @@ mod tests {
         assert_eq!(Lang::pick(None, Some("zh"), Some("en-US")), Lang::Zh);
         assert_eq!(Lang::pick(None, None, None), Lang::En);
         assert_eq!(Lang::Zh.t("Alerts"), "告警");
+        assert_eq!(Lang::Zh.t("not a word"), "not a word");
+        assert_eq!(Lang::En.t("Alerts"), "Alerts");
+    }
+
+    /// Every line of the table is `English<TAB>Chinese`, each word once.
+    #[test]
+    fn translation_table_is_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for line in ZH
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let parts: Vec<&str> = line.split('\t').collect();
+            assert_eq!(parts.len(), 2, "not English<TAB>Chinese: {line:?}");
+            assert!(!parts[0].is_empty() && !parts[1].is_empty(), "{line:?}");
+            assert!(seen.insert(parts[0]), "{:?} twice", parts[0]);
+        }
+        assert_eq!(zh().len(), seen.len());
+        assert_eq!(
+            Lang::Zh.t("Too many failed logins for this user; try again in {n} min"),
+            "该用户登录失败次数过多，请 {n} 分钟后再试"
+        );
     }
 }

@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::CSP;
+use super::ctx::{Viewer, csrf_rejected, lang_of};
 use super::i18n::Lang;
-use super::{CSP, Params, Viewer};
+use crate::web::Params;
 use crate::web::auth::{Authenticator, Via};
 use crate::web::session;
 
@@ -38,15 +40,6 @@ struct ForbiddenPage {
     back_label: &'static str,
 }
 
-/// The page language from `?lang=`, the `lang` cookie, `Accept-Language`.
-pub(super) fn lang_of(params: &Params, headers: &HeaderMap) -> Lang {
-    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    let accept = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    Lang::pick(params.get("lang"), session::cookie(cookies, "lang"), accept)
-}
-
 /// Where to go after login: a path on this server only (never `//host`).
 fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -69,9 +62,7 @@ fn page(status: StatusCode, body: Result<String, askama::Error>) -> Response {
             b,
         )
             .into_response(),
-        Err(e) => {
-            crate::web::ApiError::internal(format!("cannot render page: {e}")).into_response()
-        }
+        Err(e) => crate::web::ApiError::from(e).into_response(),
     }
 }
 
@@ -101,7 +92,7 @@ fn login_page(
 
 /// A 403 a person can read (read-only users trying to change something).
 pub fn forbidden_page(headers: &HeaderMap, message: &str) -> Response {
-    let lang = lang_of(&Params::new(None), headers);
+    let lang = lang_of(&Params::default(), headers);
     page(
         StatusCode::FORBIDDEN,
         ForbiddenPage {
@@ -125,9 +116,8 @@ pub fn routes(auth: Arc<Authenticator>) -> Router {
 async fn show(
     State(auth): State<Arc<Authenticator>>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    params: Params,
 ) -> Response {
-    let params = Params::new(q.as_deref());
     let next = safe_next(params.get("next"));
     if auth.session(&headers).is_some() {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
@@ -154,7 +144,7 @@ async fn submit(
     headers: HeaderMap,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let lang = lang_of(&Params::new(None), &headers);
+    let lang = lang_of(&Params::default(), &headers);
     let next = safe_next(form.get("next").map(String::as_str));
     if form.get("csrf").map(String::as_str) != Some(auth.login_csrf()) {
         return login_page(
@@ -231,7 +221,7 @@ async fn logout(
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
     };
     if p.via != Via::Session || form.get("csrf") != p.csrf.as_ref() {
-        return super::csrf_rejected();
+        return csrf_rejected();
     }
     if let Some((token, _)) = auth.session(&headers) {
         auth.sessions().remove(&token);

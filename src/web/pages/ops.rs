@@ -121,9 +121,26 @@ pub trait Operations: Send + Sync {
         hours: f64,
         created_by: String,
         comment: String,
-    ) -> Result<String, String>;
+    ) -> Result<String, SilenceFormError>;
     /// Expires a silence.
-    fn expire_silence(&self, id: &str) -> Result<(), String>;
+    fn expire_silence(&self, id: &str) -> Result<(), SilenceFormError>;
+}
+
+/// Why the Alerts page could not create or expire a silence (shown on the page).
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceFormError {
+    /// A matcher does not parse.
+    #[error(transparent)]
+    Matcher(#[from] crate::model::MatcherError),
+    /// The form had no matcher.
+    #[error("give at least one matcher, e.g. alertname=\"HighLatency\"")]
+    NoMatchers,
+    /// The alert manager refused or failed.
+    #[error(transparent)]
+    Alerting(#[from] crate::alerting::AlertingError),
+    /// No alert manager is wired.
+    #[error("alerting is not running")]
+    NotRunning,
 }
 
 /// No scraper or alerting wired (unit tests of other pages).
@@ -142,10 +159,10 @@ impl Operations for NoOperations {
         _: f64,
         _: String,
         _: String,
-    ) -> Result<String, String> {
-        Err("alerting is not running".to_string())
+    ) -> Result<String, SilenceFormError> {
+        Err(SilenceFormError::NotRunning)
     }
-    fn expire_silence(&self, _: &str) -> Result<(), String> {
-        Err("alerting is not running".to_string())
+    fn expire_silence(&self, _: &str) -> Result<(), SilenceFormError> {
+        Err(SilenceFormError::NotRunning)
     }
 }

@@ -27,6 +27,20 @@ pub fn points_for(panel: &Panel) -> i64 {
 /// A range query result: labels and (ms, value) points.
 pub type RangeResult = Vec<(Labels, Vec<(i64, f64)>)>;
 
+/// Why a panel's query gave nothing to draw (shown in the panel).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The engine refused or failed the expression.
+    #[error(transparent)]
+    Promql(#[from] crate::promql::PromqlError),
+    /// A range query of a string expression.
+    #[error("a string expression cannot be drawn")]
+    NotDrawable,
+    /// An instant query of a string expression.
+    #[error("string result: {0}")]
+    StringResult(String),
+}
+
 /// How pages read metrics: PromQL through whatever engine is wired in.
 pub trait QueryApi: Send + Sync {
     /// Range query, `[start, end]` every `step` ms.
@@ -36,13 +50,13 @@ pub trait QueryApi: Send + Sync {
         start: i64,
         end: i64,
         step: i64,
-    ) -> BoxFuture<'static, Result<RangeResult, String>>;
+    ) -> BoxFuture<'static, Result<RangeResult, QueryError>>;
     /// Instant query at `t` ms.
     fn instant(
         &self,
         expr: String,
         t: i64,
-    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, String>>;
+    ) -> BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>>;
 }
 
 /// The time window of a page.
@@ -166,7 +180,7 @@ pub async fn render_panel(
         .collect();
     // A panel's queries run at once (each on the blocking pool), in target order.
     let ranged = matches!(panel.kind.as_str(), "timeseries" | "graph" | "heatmap");
-    let ranges: Vec<Result<RangeResult, String>> = if ranged {
+    let ranges: Vec<Result<RangeResult, QueryError>> = if ranged {
         futures::future::join_all(
             exprs
                 .iter()
@@ -181,7 +195,7 @@ pub async fn render_panel(
     } else {
         Vec::new()
     };
-    let instants: Vec<Result<Vec<(Labels, f64)>, String>> = if ranged || panel.kind == "row" {
+    let instants: Vec<Result<Vec<(Labels, f64)>, QueryError>> = if ranged || panel.kind == "row" {
         Vec::new()
     } else {
         futures::future::join_all(exprs.iter().map(|(e, _)| q.instant(e.clone(), w.end))).await
@@ -200,7 +214,7 @@ pub async fn render_panel(
                             });
                         }
                     }
-                    Err(e) => view.error = Some(e),
+                    Err(e) => view.error = Some(e.to_string()),
                 }
             }
             view.series = series.len();
@@ -248,7 +262,7 @@ pub async fn render_panel(
                             ));
                         }
                     }
-                    Err(e) => view.error = Some(e),
+                    Err(e) => view.error = Some(e.to_string()),
                 }
             }
             view.html = format!(r#"<div class="stats">{tiles}</div>"#);
@@ -261,7 +275,7 @@ pub async fn render_panel(
                         view.series = bounds.len();
                         view.html = charts::heatmap(&bounds, &columns, w.start, w.end, &unit);
                     }
-                    Err(e) => view.error = Some(e),
+                    Err(e) => view.error = Some(e.to_string()),
                 }
             }
         }
@@ -299,7 +313,7 @@ pub async fn render_panel(
                             items.extend(pairs.into_iter().map(|p| (p.1, p.2)));
                         }
                     }
-                    Err(e) => view.error = Some(e),
+                    Err(e) => view.error = Some(e.to_string()),
                 }
             }
             view.series = items.len();
@@ -319,7 +333,7 @@ pub async fn render_panel(
                             ));
                         }
                     }
-                    Err(e) => view.error = Some(e),
+                    Err(e) => view.error = Some(e.to_string()),
                 }
             }
             view.html = format!(

@@ -7,6 +7,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::model::Labels;
+use crate::promql::PromqlError;
 
 /// Answers every query with two series (or an error for `bad(`).
 struct Fake;
@@ -18,10 +19,12 @@ impl QueryApi for Fake {
         start: i64,
         end: i64,
         step: i64,
-    ) -> futures::future::BoxFuture<'static, Result<RangeResult, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, QueryError>> {
         async move {
             if expr.contains("bad(") {
-                return Err("parse error: unexpected end of input".to_string());
+                return Err(
+                    PromqlError::Parse("parse error: unexpected end of input".into()).into(),
+                );
             }
             let pts: Vec<(i64, f64)> = (0..)
                 .map(|i| start + i * step)
@@ -45,10 +48,10 @@ impl QueryApi for Fake {
         &self,
         expr: String,
         _t: i64,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
         async move {
             if expr.contains("bad(") {
-                return Err("parse error".to_string());
+                return Err(PromqlError::Parse("parse error".into()).into());
             }
             Ok(vec![(
                 Labels::new([
@@ -258,7 +261,7 @@ impl QueryApi for Recording {
         start: i64,
         end: i64,
         step: i64,
-    ) -> futures::future::BoxFuture<'static, Result<RangeResult, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, QueryError>> {
         self.0
             .lock()
             .unwrap()
@@ -289,7 +292,7 @@ impl QueryApi for Recording {
         &self,
         expr: String,
         _t: i64,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
         self.0
             .lock()
             .unwrap()

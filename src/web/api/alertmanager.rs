@@ -12,9 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 
-use super::dispatcher::AlertManager;
-use super::silence::PostableSilence;
-use super::{Alert, AlertingError, parse_rfc3339, rfc3339};
+use crate::alerting::{Alert, AlertManager, Notification, PostableSilence, parse_rfc3339, rfc3339};
 use crate::model::Labels;
 use crate::web::{ApiError, ApiJson};
 
@@ -29,14 +27,6 @@ pub fn routes(manager: Arc<AlertManager>) -> Router {
         .route("/api/v2/alerts", get(list_alerts).post(post_alerts))
         .route("/api/v1/notifications", get(notifications))
         .with_state(manager)
-}
-
-fn api_error(e: AlertingError) -> ApiError {
-    match e {
-        AlertingError::BadSilence(m) => ApiError::bad_request(m),
-        AlertingError::NoSilence(id) => ApiError::not_found(format!("silence {id} not found")),
-        other => ApiError::internal(other.to_string()),
-    }
 }
 
 async fn list_silences(State(m): State<Arc<AlertManager>>) -> Json<Vec<serde_json::Value>> {
@@ -61,7 +51,7 @@ async fn post_silence(
     State(m): State<Arc<AlertManager>>,
     ApiJson(body): ApiJson<PostableSilence>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = m.silences().upsert(body).map_err(api_error)?;
+    let id = m.silences().upsert(body)?;
     Ok(Json(serde_json::json!({ "silenceID": id })))
 }
 
@@ -69,7 +59,7 @@ async fn expire_silence(
     State(m): State<Arc<AlertManager>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    m.silences().expire(&id).map_err(api_error)?;
+    m.silences().expire(&id)?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -173,15 +163,12 @@ async fn notifications(
     State(m): State<Arc<AlertManager>>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let queued = m.outbox().queued().map_err(api_error)?;
-    let history = m
-        .outbox()
-        .history(q.limit.unwrap_or(100).min(10_000))
-        .map_err(api_error)?;
+    let queued = m.outbox().queued()?;
+    let history = m.outbox().history(q.limit.unwrap_or(100).min(10_000))?;
     let queued: Vec<serde_json::Value> = queued
         .iter()
         .map(|r| {
-            let summary = serde_json::from_str::<super::Notification>(&r.payload_json)
+            let summary = serde_json::from_str::<Notification>(&r.payload_json)
                 .map(|n| n.summary())
                 .unwrap_or_default();
             serde_json::json!({

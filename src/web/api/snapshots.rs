@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 
-use super::export::{self, ExportFormat, parse_time};
-use super::{Snapshotter, parse_folder_name, yesterday};
-use crate::web::ApiError;
+use crate::snapshot::export::{self, ExportFormat, parse_time};
+use crate::snapshot::{Snapshotter, parse_folder_name, yesterday};
+use crate::web::{ApiError, Params};
 
 /// `GET /api/v1/snapshots`, `GET /snapshots/{day}/{file}`,
 /// `POST /api/v1/admin/snapshot[?day=YYYY-MM-DD]`, `GET /api/v1/export`,
@@ -68,33 +68,20 @@ async fn download(
     Ok(response)
 }
 
-async fn take_now(
-    State(s): State<Arc<Snapshotter>>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let params = pairs(query.as_deref());
-    let day = match params.iter().find(|(k, _)| k == "day") {
-        Some((_, d)) => parse_folder_name(d)
+async fn take_now(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Response, ApiError> {
+    let day = match params.get("day") {
+        Some(d) => parse_folder_name(d)
             .ok_or_else(|| ApiError::bad_request(format!("day {d:?} is not YYYY-MM-DD")))?,
         None => yesterday(crate::util::now_ms(), s.timezone()),
     };
     let worker = s.clone();
     let now = crate::util::now_ms();
-    let manifest = tokio::task::spawn_blocking(move || worker.take_requested(day, now))
-        .await
-        .map_err(|e| ApiError::internal(format!("snapshot task failed: {e}")))?
-        .map_err(|e| match e {
-            super::SnapshotError::Day(m) => ApiError::bad_request(m),
-            other => ApiError::internal(other.to_string()),
-        })?;
+    let manifest = tokio::task::spawn_blocking(move || worker.take_requested(day, now)).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
 }
 
 async fn backup_now(State(s): State<Arc<Snapshotter>>) -> Result<Response, ApiError> {
-    let info = tokio::task::spawn_blocking(move || s.backup_now())
-        .await
-        .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let info = tokio::task::spawn_blocking(move || s.backup_now()).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": info})).into_response())
 }
 
@@ -102,13 +89,7 @@ async fn import_now(
     State(s): State<Arc<Snapshotter>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let report = tokio::task::spawn_blocking(move || s.import(&body[..]))
-        .await
-        .map_err(|e| ApiError::internal(format!("import task failed: {e}")))?
-        .map_err(|e| match e {
-            super::SnapshotError::Import(m) => ApiError::bad_request(m),
-            other => ApiError::internal(other.to_string()),
-        })?;
+    let report = tokio::task::spawn_blocking(move || s.import(&body[..])).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": report})).into_response())
 }
 
@@ -154,30 +135,16 @@ async fn file_body(path: &std::path::Path) -> std::io::Result<Body> {
     Ok(Body::from_stream(chunks))
 }
 
-fn pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-async fn export(
-    State(s): State<Arc<Snapshotter>>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let params = pairs(query.as_deref());
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+async fn export(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Response, ApiError> {
     let now = crate::util::now_ms();
-    let start = get("start")
+    let start = params
+        .get("start")
         .map(parse_time)
         .transpose()
         .map_err(ApiError::bad_request)?
         .unwrap_or(now - 3_600_000);
-    let end = get("end")
+    let end = params
+        .get("end")
         .map(parse_time)
         .transpose()
         .map_err(ApiError::bad_request)?
@@ -185,24 +152,24 @@ async fn export(
     if end < start {
         return Err(ApiError::bad_request("end is before start"));
     }
-    let format: ExportFormat = get("format")
+    let format: ExportFormat = params
+        .get("format")
         .unwrap_or("openmetrics")
         .parse()
         .map_err(ApiError::bad_request)?;
     let selectors: Vec<String> = params
-        .iter()
-        .filter(|(k, _)| k == "match[]")
-        .map(|(_, v)| v.clone())
+        .all("match[]")
+        .into_iter()
+        .map(str::to_string)
         .collect();
     let groups = export::matcher_groups(&selectors).map_err(ApiError::bad_request)?;
     // Written family by family on a blocking thread and sent as it is
     // written; the first piece (or the error before it) decides the status.
-    let querier = s.querier.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let (err_tx, err_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::task::spawn_blocking(move || {
         let mut out = export::ChannelWriter::new(tx);
-        if let Err(e) = export::stream(querier.as_ref(), &groups, start, end, format, &mut out) {
+        if let Err(e) = s.export(&groups, start, end, format, &mut out) {
             let _ = err_tx.send(e);
         }
     });

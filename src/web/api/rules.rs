@@ -10,10 +10,8 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::alerting_rule::{ActiveAlert, AlertState};
-use super::group::Rule;
-use super::manager::RuleManager;
 use crate::model::Labels;
+use crate::rules::{ActiveAlert, AlertState, Rule, RuleManager};
 
 /// The routes, over a running manager.
 pub fn routes(manager: Arc<RuleManager>) -> Router {
@@ -162,20 +160,12 @@ struct AlertsJson {
 }
 
 async fn alerts(State(m): State<Arc<RuleManager>>) -> Json<Envelope<AlertsJson>> {
-    let mut alerts = Vec::new();
-    for g in m.groups() {
-        let st = g.state.lock().await;
-        for rule in &st.rules {
-            if let Rule::Alerting(r) = rule {
-                alerts.extend(
-                    r.alerts()
-                        .iter()
-                        .filter(|a| a.state != AlertState::Inactive)
-                        .map(alert_json),
-                );
-            }
-        }
-    }
+    let alerts = m
+        .status()
+        .await
+        .iter()
+        .flat_map(|r| r.alerts.iter().map(alert_json))
+        .collect();
     Json(Envelope {
         status: "success",
         data: AlertsJson { alerts },

@@ -6,9 +6,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::pool::TargetsView;
 use crate::config::PromDuration;
 use crate::model::Labels;
+use crate::scrape::{Health, TargetsView};
 
 /// The scraper's HTTP routes.
 pub fn routes(view: TargetsView) -> Router {
@@ -33,7 +33,7 @@ struct Active {
     last_error: String,
     last_scrape: String,
     last_scrape_duration: f64,
-    health: super::Health,
+    health: Health,
     scrape_interval: String,
     scrape_timeout: String,
 }
