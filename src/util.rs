@@ -1,5 +1,7 @@
 //! Small helpers shared by several parts.
 
+pub mod redact;
+
 use std::path::Path;
 
 /// Parses a size like `10MB`, `512KiB`, `1GB` or `2048` (bytes). Like
