@@ -144,3 +144,310 @@ alerting:
         "{metrics}"
     );
 }
+
+/// A client that does not follow redirects.
+fn plain_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn auth_config(extra: &str, users: &[(&str, &str, &str)]) -> String {
+    let mut yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n{extra}  auth:\n    api_keys: [the-right-key]\n    basic_auth_users:\n"
+    );
+    for (name, hash, role) in users {
+        yaml.push_str(&format!(
+            "      {name}: {{password_hash: '{hash}', role: {role}}}\n"
+        ));
+    }
+    yaml.push_str("storage:\n  path: {dir}/data\nmodels: []\n");
+    yaml
+}
+
+/// The login form's token.
+fn login_csrf(c: &reqwest::blocking::Client, server: &TestServer) -> String {
+    let page = c.get(server.url("/login")).send().unwrap().text().unwrap();
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field on the login page")
+        .to_string()
+}
+
+fn login(
+    c: &reqwest::blocking::Client,
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::blocking::Response {
+    let csrf = login_csrf(c, server);
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf)
+        .append_pair("username", user)
+        .append_pair("password", password)
+        .append_pair("next", next)
+        .finish();
+    c.post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn basic_auth_and_api_keys_count_in_the_login_limiter() {
+    let hash = bcrypt::hash("right", 4).unwrap();
+    let server = TestServer::start(&auth_config("", &[("admin", &hash, "admin")]));
+    let c = plain_client();
+    let query = |user: &str, pw: &str| {
+        c.get(server.url("/api/v1/status/buildinfo"))
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(query("admin", "guess").status(), 401);
+    }
+    // Locked like the login form: even the right password waits.
+    let r = query("admin", "right");
+    assert_eq!(r.status(), 429, "basic auth guesses are limited");
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "retry-after {retry}");
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error_type"], "too_many_failures", "{body}");
+    // The login form shares the count.
+    assert_eq!(login(&c, &server, "admin", "right", "/").status(), 429);
+
+    // Wrong API keys count against the address: it locks within the
+    // per-address bound (20, five of which the guesses above used).
+    let bearer = |key: &str| {
+        c.get(server.url("/api/v1/status/buildinfo"))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .status()
+    };
+    let mut locked_after = None;
+    for i in 0..25 {
+        if bearer("wrong-key") == 429 {
+            locked_after = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        locked_after,
+        Some(15),
+        "wrong API keys are limited per address"
+    );
+    assert_eq!(bearer("the-right-key"), 429);
+}
+
+#[test]
+fn password_checks_do_not_stall_the_async_threads() {
+    // bcrypt at cost 12 takes ~250 ms. 32 clients guess at once; on the old
+    // code every guess ran bcrypt on an async worker and /health waited.
+    let hash = bcrypt::hash("right", 12).unwrap();
+    let server = TestServer::start(&auth_config("", &[("admin", &hash, "admin")]));
+    let health_url = server.url("/health");
+    let url = server.url("/api/v1/status/buildinfo");
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(33));
+    let guessers: Vec<_> = (0..32)
+        .map(|i| {
+            let (url, statuses, barrier) = (url.clone(), statuses.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let c = plain_client();
+                barrier.wait();
+                let s = c
+                    .get(&url)
+                    .basic_auth("admin", Some(format!("guess-{i}")))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                statuses.lock().unwrap().push(s);
+            })
+        })
+        .collect();
+    let c = plain_client();
+    assert_eq!(c.get(&health_url).send().unwrap().status(), 200);
+    barrier.wait();
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while guessers.iter().any(|g| !g.is_finished()) {
+        assert!(Instant::now() < deadline, "guessers did not finish");
+        let t = Instant::now();
+        assert_eq!(c.get(&health_url).send().unwrap().status(), 200);
+        latencies.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for g in guessers {
+        g.join().unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    let wrong = statuses.iter().filter(|&&s| s == 401).count();
+    latencies.sort();
+    let polls = latencies.len();
+    assert!(polls >= 3, "only {polls} polls while guessing");
+    // The median, not the worst: a shared test machine adds its own stalls.
+    let median = latencies[polls / 2];
+    eprintln!(
+        "/health median {median:?}, worst {:?} over {polls} polls; statuses {statuses:?}",
+        latencies[polls - 1]
+    );
+    assert!(
+        median < Duration::from_millis(50),
+        "/health took {median:?} (median) while passwords were checked"
+    );
+    // Five failures lock the name; at most the two checks in flight then finish.
+    assert!(wrong <= 7, "{wrong} guesses were checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn other_sites_cannot_change_or_read_an_unauthenticated_server() {
+    let server = TestServer::start(
+        "server:\n  listen: 127.0.0.1:0\n  allowed_hosts: [infermon.lan]\n  allowed_origins: ['https://grafana.example']\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    let c = plain_client();
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let silence = |headers: &[(&str, String)]| {
+        let mut r = c
+            .post(server.url("/api/v2/silences"))
+            .header("content-type", "application/json")
+            .body("{}");
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.send().unwrap()
+    };
+    // No Origin (curl, vmagent): the handler answers (no matchers: 4xx).
+    let answered = silence(&[]).status();
+    assert!(answered.is_client_error() && answered != 403, "{answered}");
+    assert_eq!(
+        silence(&[("origin", format!("http://127.0.0.1:{port}"))]).status(),
+        answered,
+        "same origin"
+    );
+    assert_eq!(
+        silence(&[("origin", "https://grafana.example".into())]).status(),
+        answered,
+        "an allowed origin"
+    );
+    for headers in [
+        vec![("origin", "http://evil.example".to_string())],
+        vec![("origin", "null".to_string())],
+        vec![("referer", "http://evil.example/page".to_string())],
+    ] {
+        let r = silence(&headers);
+        assert_eq!(r.status(), 403, "{headers:?}");
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(body["error_type"], "cross_origin", "{body}");
+    }
+    for path in [
+        "/api/v1/admin/snapshot",
+        "/api/v1/admin/backup",
+        "/api/v1/write",
+    ] {
+        let r = c
+            .post(server.url(path))
+            .header("origin", "http://evil.example")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // DNS rebinding: a page on another name that resolves here cannot read.
+    let read = |host: &str| {
+        c.get(server.url("/api/v1/status/config"))
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    let r = read(&format!("rebind.evil.example:{port}"));
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error_type"], "forbidden_host", "{body}");
+    assert_eq!(read(&format!("localhost:{port}")).status(), 200);
+    assert_eq!(read(&format!("infermon.lan:{port}")).status(), 200);
+    assert_eq!(read(&format!("127.0.0.1:{port}")).status(), 200);
+}
+
+/// `<meta name="csrf-token">` of a page.
+fn page_token(page: &str) -> String {
+    page.split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf meta on the page")
+        .to_string()
+}
+
+#[test]
+fn read_only_users_never_see_an_admins_form_token() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let server = TestServer::start(&auth_config(
+        "",
+        &[("admin", &hash, "admin"), ("viewer", &hash, "read_only")],
+    ));
+    let c = plain_client();
+    let page = |user: &str| {
+        let r = c
+            .get(server.url("/alerts"))
+            .basic_auth(user, Some("pw"))
+            .header("accept", "text/html")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        page_token(&r.text().unwrap())
+    };
+    let (admin, viewer) = (page("admin"), page("viewer"));
+    assert!(!admin.is_empty() && !viewer.is_empty());
+    assert_ne!(admin, viewer, "the viewer's page shows the admin's token");
+    assert_eq!(page("admin"), admin, "tokens are stable per user");
+    // A silence form carrying the viewer's token is refused for the admin.
+    let r = c
+        .post(server.url("/alerts/silences"))
+        .basic_auth("admin", Some("pw"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={viewer}&matchers=alertname%3D%22X%22&hours=1&comment=x"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn login_redirects_stay_on_this_server_and_cookies_can_be_secure() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let server = TestServer::start(&auth_config(
+        "  cookie_secure: true\n",
+        &[("admin", &hash, "admin")],
+    ));
+    let c = plain_client();
+    // Browsers drop tabs and newlines in URLs and read `\` as `/`.
+    for next in [
+        "/\t/evil.example",
+        "/\\/evil.example",
+        "/\n/evil.example",
+        "//evil.example",
+    ] {
+        let r = login(&c, &server, "admin", "pw", next);
+        assert_eq!(r.status(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], "/", "{next:?}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.contains("; Secure"), "{cookie}");
+    }
+    let r = login(&c, &server, "admin", "pw", "/alerts?x=1");
+    assert_eq!(r.headers()["location"], "/alerts?x=1");
+}

@@ -319,6 +319,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
             .auth
             .as_ref()
             .map(|a| Arc::new(Authenticator::new(a))),
+        browser: web::BrowserGuard::new(&config.server),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
     });
@@ -326,6 +327,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     tracing::info!(addr = %local, "listening on {local}");
 
     let drain = config.server.shutdown_timeout.as_duration();
+    // Connect info gives the auth limiter each client's address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
     let deadline = async {
         shutdown.wait().await;

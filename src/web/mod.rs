@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod browser;
 pub mod charts;
 mod error;
 mod extract;
@@ -23,6 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use auth::{Authenticator, Principal, Via};
+pub use browser::BrowserGuard;
 pub use error::ApiError;
 pub use extract::ApiJson;
 pub use health::Readiness;
@@ -37,6 +39,8 @@ pub struct WebParts {
     pub readiness: Readiness,
     /// Credentials check, when `server.auth` is set.
     pub auth: Option<Arc<Authenticator>>,
+    /// Origin/Host checks and cookie flags (`server.allowed_*`).
+    pub browser: BrowserGuard,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Routes contributed by the other parts (inference, API, pages).
@@ -57,7 +61,7 @@ pub fn router(parts: WebParts) -> Router {
         app = app.merge(pages::login_routes(auth.clone()));
     }
     // Layers run outside-in in the reverse order they are added here:
-    // json_errors → http metrics → auth → body limit → handler.
+    // json_errors → http metrics → browser guard → auth → body limit → handler.
     let app = app
         .layer(DefaultBodyLimit::max(parts.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -70,6 +74,10 @@ pub fn router(parts: WebParts) -> Router {
         )),
         None => app,
     };
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(parts.browser),
+        browser::guard,
+    ));
     app.layer(axum::middleware::from_fn_with_state(
         parts.telemetry.http.clone(),
         track_http,
