@@ -451,3 +451,40 @@ fn login_redirects_stay_on_this_server_and_cookies_can_be_secure() {
     let r = login(&c, &server, "admin", "pw", "/alerts?x=1");
     assert_eq!(r.headers()["location"], "/alerts?x=1");
 }
+
+#[test]
+fn invented_http_methods_do_not_grow_the_metric_label_set() {
+    let server = TestServer::start(
+        "server:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+    );
+    let c = client();
+    for i in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        for path in ["/health", "/no/such/path"] {
+            let _ = c.request(method.clone(), server.url(path)).send().unwrap();
+        }
+    }
+    let metrics = get_text(&server, "/metrics");
+    let mut methods = std::collections::BTreeSet::new();
+    let mut routes = std::collections::BTreeSet::new();
+    for s in support::parse_exposition(&metrics) {
+        if s.name == "infermon_http_requests_total" {
+            let get = |k: &str| {
+                s.labels
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            methods.insert(get("method"));
+            routes.insert(get("route"));
+        }
+    }
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(
+        methods.len() <= 9,
+        "{} method labels: {methods:?}",
+        methods.len()
+    );
+    assert!(!routes.contains("/no/such/path"), "{routes:?}");
+}
