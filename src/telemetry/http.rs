@@ -104,6 +104,12 @@ pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: 
 
 struct DecOnDrop(prometheus::IntGauge);
 
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +125,5 @@ mod tests {
                 "{m}"
             );
         }
-    }
-}
-
-impl Drop for DecOnDrop {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
