@@ -1,5 +1,8 @@
 //! `server.auth`: bearer API keys, basic-auth users with bcrypt hashes, and
 //! the dashboard's login sessions; roles decide who may change things.
+//! Every wrong key or password counts in one [`LoginLimiter`] (per user name
+//! and per client address), and bcrypt runs on the blocking pool behind a
+//! semaphore, so guessing clients neither succeed nor take the async threads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
