@@ -53,7 +53,8 @@ fn robot_tokens_and_remote_write_credentials_never_leave_the_process() {
     // whose message names the URL.
     let dead = free_port();
     let server = TestServer::start(&format!(
-        r#"server: {{listen: '127.0.0.1:0'}}
+        r#"global: {{scrape_interval: 1s}}
+server: {{listen: '127.0.0.1:0'}}
 models: []
 storage: {{path: '{{dir}}/data'}}
 remote_write:
@@ -104,7 +105,7 @@ alerting:
     wait_on(
         &server,
         "a failed remote_write request in the log",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || server.log().contains("remote_write request failed"),
     );
     let secrets = [
@@ -296,16 +297,17 @@ fn password_checks_do_not_stall_the_async_threads() {
     let wrong = statuses.iter().filter(|&&s| s == 401).count();
     latencies.sort();
     let polls = latencies.len();
-    assert!(polls >= 3, "only {polls} polls while guessing");
-    // The median, not the worst: a shared test machine adds its own stalls.
-    let median = latencies[polls / 2];
+    let worst = latencies[polls - 1];
     eprintln!(
-        "/health median {median:?}, worst {:?} over {polls} polls; statuses {statuses:?}",
-        latencies[polls - 1]
+        "/health median {:?}, worst {worst:?} over {polls} polls; statuses {statuses:?}",
+        latencies[polls / 2]
     );
+    assert!(polls >= 3, "only {polls} polls while guessing");
+    // On the old code one poll waited 10.8 s; a busy shared test machine
+    // adds stalls of ~0.2 s at most.
     assert!(
-        median < Duration::from_millis(50),
-        "/health took {median:?} (median) while passwords were checked"
+        worst < Duration::from_secs(1),
+        "/health took {worst:?} while passwords were checked"
     );
     // Five failures lock the name; at most the two checks in flight then finish.
     assert!(wrong <= 7, "{wrong} guesses were checked: {statuses:?}");
@@ -317,10 +319,36 @@ fn password_checks_do_not_stall_the_async_threads() {
 
 #[test]
 fn other_sites_cannot_change_or_read_an_unauthenticated_server() {
+    let c = plain_client();
+    // The default config: no auth, nothing allowed beyond this server.
+    {
+        let server = TestServer::start(
+            "server:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\n",
+        );
+        let port = server.addr.rsplit(':').next().unwrap().to_string();
+        for path in [
+            "/api/v2/silences",
+            "/api/v1/admin/snapshot",
+            "/api/v1/admin/backup",
+            "/api/v1/write",
+        ] {
+            let r = c
+                .post(server.url(path))
+                .header("origin", "http://evil.example")
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} from another site");
+        }
+        let r = c
+            .get(server.url("/api/v1/status/config"))
+            .header("host", format!("rebind.evil.example:{port}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "a DNS-rebinding page reads");
+    }
     let server = TestServer::start(
         "server:\n  listen: 127.0.0.1:0\n  allowed_hosts: [infermon.lan]\n  allowed_origins: ['https://grafana.example']\nstorage:\n  path: {dir}/data\nmodels: []\n",
     );
-    let c = plain_client();
     let port = server.addr.rsplit(':').next().unwrap().to_string();
     let silence = |headers: &[(&str, String)]| {
         let mut r = c
@@ -430,26 +458,34 @@ fn read_only_users_never_see_an_admins_form_token() {
 #[test]
 fn login_redirects_stay_on_this_server_and_cookies_can_be_secure() {
     let hash = bcrypt::hash("pw", 4).unwrap();
+    let c = plain_client();
+    {
+        let server = TestServer::start(&auth_config("", &[("admin", &hash, "admin")]));
+        // Browsers drop tabs and newlines in URLs and read `\` as `/`.
+        for next in [
+            "/\t/evil.example",
+            "/\\/evil.example",
+            "/\n/evil.example",
+            "//evil.example",
+        ] {
+            let r = login(&c, &server, "admin", "pw", next);
+            assert_eq!(r.status(), 303, "{next:?}");
+            assert_eq!(r.headers()["location"], "/", "{next:?}");
+            let cookie = r.headers()["set-cookie"].to_str().unwrap();
+            assert!(!cookie.contains("Secure"), "{cookie}");
+        }
+        let r = login(&c, &server, "admin", "pw", "/alerts?x=1");
+        assert_eq!(r.headers()["location"], "/alerts?x=1");
+    }
     let server = TestServer::start(&auth_config(
         "  cookie_secure: true\n",
         &[("admin", &hash, "admin")],
     ));
-    let c = plain_client();
-    // Browsers drop tabs and newlines in URLs and read `\` as `/`.
-    for next in [
-        "/\t/evil.example",
-        "/\\/evil.example",
-        "/\n/evil.example",
-        "//evil.example",
-    ] {
-        let r = login(&c, &server, "admin", "pw", next);
-        assert_eq!(r.status(), 303, "{next:?}");
-        assert_eq!(r.headers()["location"], "/", "{next:?}");
-        let cookie = r.headers()["set-cookie"].to_str().unwrap();
-        assert!(cookie.contains("; Secure"), "{cookie}");
+    let r = login(&c, &server, "admin", "pw", "/");
+    assert!(r.headers().contains_key("set-cookie"));
+    for cookie in r.headers().get_all("set-cookie") {
+        assert!(cookie.to_str().unwrap().ends_with("; Secure"), "{cookie:?}");
     }
-    let r = login(&c, &server, "admin", "pw", "/alerts?x=1");
-    assert_eq!(r.headers()["location"], "/alerts?x=1");
 }
 
 #[test]
