@@ -1,5 +1,6 @@
 //! Small helpers shared by several parts.
 
+pub mod redact;
 pub mod retry;
 
 use std::path::Path;

@@ -208,7 +208,7 @@ fn oversized_body_gets_a_json_413() {
         .unwrap();
     write!(
         stream,
-        "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"inputs\": \"",
+        "POST /embed HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"inputs\": \"",
         3 * 1024 * 1024
     )
     .unwrap();
@@ -324,7 +324,7 @@ fn sigterm_drains_a_request_in_flight_and_exits_zero() {
     let body = b"{\"inputs\": \"hello\"}";
     write!(
         stream,
-        "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /embed HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();

@@ -255,7 +255,9 @@ impl Outbox {
                 after: None,
                 maybe_delivered: true,
             }),
-        };
+        }
+        // Whatever the channel, no credential reaches the log or the history.
+        .map_err(super::channels::redact_error);
         match result {
             Ok(()) => {
                 self.metrics.sent.with_label_values(&[key]).inc();

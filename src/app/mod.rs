@@ -127,6 +127,8 @@ async fn serve(
             Instant::now()
         }
     });
+    // Connect info gives the auth limiter each client's address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
     let drained = async {
         shutdown.wait().await;
@@ -438,6 +440,7 @@ async fn start(
             .auth
             .as_ref()
             .map(|a| Arc::new(Authenticator::new(a))),
+        browser: web::BrowserGuard::new(&config.server),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
         own_body_limit_routes: vec![receiver_routes],

@@ -34,7 +34,7 @@ pub use alerting::{
 pub use collectors::{CollectorsConfig, GpuCollectorConfig, HostCollectorsConfig};
 pub use duration::{PromDuration, parse_duration};
 pub use global::GlobalConfig;
-pub use http_client::{Authorization, BasicAuth, Secret, TlsConfig};
+pub use http_client::{Authorization, BasicAuth, Secret, SecretUrl, TlsConfig};
 pub use models::ModelConfig;
 pub use query::QueryConfig;
 pub use receiver::ReceiverConfig;

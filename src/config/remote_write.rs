@@ -4,23 +4,26 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Authorization, BasicAuth, PromDuration, RelabelConfig, Secret, TlsConfig};
+use super::{Authorization, BasicAuth, PromDuration, RelabelConfig, Secret, SecretUrl, TlsConfig};
 
 /// One remote endpoint (VictoriaMetrics, Mimir, Thanos receive, Prometheus).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
-    /// Endpoint URL.
-    pub url: String,
+    /// Endpoint URL. Shown redacted (user info, query values and token path
+    /// segments become `<secret>`) in the config API, pages, logs and the
+    /// `url` metric label.
+    pub url: SecretUrl,
     /// Name used in metrics and logs (default: a hash of the URL).
     #[serde(default)]
     pub name: Option<String>,
     /// Timeout of one request (default 30s).
     #[serde(default = "default_remote_timeout")]
     pub remote_timeout: PromDuration,
-    /// Extra HTTP headers (e.g. a tenant header).
+    /// Extra HTTP headers (e.g. a tenant header). Values are secrets: shown
+    /// as `<secret>`, since they often carry API keys.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// HTTP basic authentication.
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,

@@ -25,6 +25,21 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM (default 30s).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: PromDuration,
+    /// Host names (besides IP literals, `localhost` and this machine's host
+    /// name) the server answers to; `*.example.com` allows subdomains.
+    /// Default empty. Other names get a JSON 403, which stops DNS-rebinding
+    /// pages. Checked always without `auth`; with `auth` only when set.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://grafana.example`) besides this server's own whose
+    /// pages may send state-changing requests (POST/PUT/DELETE). Default
+    /// empty. Requests without `Origin`/`Referer` (curl, vmagent) always pass.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Mark the session and language cookies `Secure` (default false); set it
+    /// when a TLS-terminating proxy serves infermon over https.
+    #[serde(default)]
+    pub cookie_secure: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,7 +56,7 @@ fn default_shutdown_timeout() -> PromDuration {
 }
 
 /// Who may call the server.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Bearer tokens accepted in `Authorization: Bearer <key>`.
@@ -55,6 +70,21 @@ pub struct AuthConfig {
     /// Require credentials for `/metrics` too (default false: Prometheus can scrape).
     #[serde(default)]
     pub protect_metrics: bool,
+    /// Password (bcrypt) checks run at once, on the blocking pool (default
+    /// 2); more wait up to 10 s, then get 503. bcrypt is slow on purpose:
+    /// this keeps guessing clients from taking the CPU from the model.
+    #[serde(default = "default_max_concurrent_password_checks")]
+    pub max_concurrent_password_checks: usize,
+}
+
+fn default_max_concurrent_password_checks() -> usize {
+    2
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("empty auth config deserializes")
+    }
 }
 
 /// One user: a bare bcrypt hash (an admin), or a hash with a role.

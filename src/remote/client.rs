@@ -77,8 +77,9 @@ impl WriteClient {
         for (k, v) in &c.headers {
             let name = HeaderName::try_from(k.as_str())
                 .map_err(|e| config_error(remote, format!("header {k:?}: {e}")))?;
-            let value = HeaderValue::try_from(v.as_str())
+            let mut value = HeaderValue::try_from(v.expose())
                 .map_err(|e| config_error(remote, format!("header {k:?}: {e}")))?;
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         if let Some(a) = authorization(remote, c)? {
@@ -127,7 +128,7 @@ impl WriteClient {
             .map_err(|e| config_error(remote, format!("HTTP client: {e}")))?;
         Ok(WriteClient {
             client,
-            url: c.url.clone(),
+            url: c.url.expose().to_string(),
             retry: super::retry::policy(&c.queue_config),
         })
     }
@@ -144,11 +145,12 @@ impl WriteClient {
         }
         // Only the start of an error body is logged; do not wait for more.
         let text = resp.text().await.unwrap_or_default();
-        classify_status(status, &text, &self.retry)
+        classify_status(status, &crate::util::redact::text(&text), &self.retry)
     }
 }
 
-/// reqwest's error with its causes (the top level alone says little).
+/// reqwest's error with its causes (the top level alone says little), with
+/// the URL redacted: this text goes to the log.
 fn describe(e: &reqwest::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -157,5 +159,5 @@ fn describe(e: &reqwest::Error) -> String {
         out.push_str(&s.to_string());
         source = s.source();
     }
-    out
+    crate::util::redact::text(&out)
 }

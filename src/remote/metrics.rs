@@ -5,6 +5,8 @@ use prometheus::{
     Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use crate::config::SecretUrl;
+
 /// The sender's metric families, defined once.
 #[derive(Clone)]
 pub struct RemoteMetrics {
@@ -108,8 +110,10 @@ impl RemoteMetrics {
     }
 
     /// The children for one destination (they exist, at 0, from the start).
-    pub fn for_queue(&self, name: &str, url: &str) -> QueueMetrics {
-        let l = &[name, url];
+    /// The `url` label is the redacted URL: `/metrics` is public.
+    pub fn for_queue(&self, name: &str, url: &SecretUrl) -> QueueMetrics {
+        let url = url.redacted();
+        let l = &[name, url.as_str()];
         QueueMetrics {
             sent: self.sent.with_label_values(l),
             failed: self.failed.with_label_values(l),

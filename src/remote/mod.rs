@@ -68,19 +68,11 @@ pub struct RemoteWrite {
 pub fn remote_name(c: &RemoteWriteConfig) -> String {
     match &c.name {
         Some(n) if !n.is_empty() => n.clone(),
-        _ => format!("{:016x}", xxhash_rust::xxh64::xxh64(c.url.as_bytes(), 0))[..6].to_string(),
-    }
-}
-
-/// The URL as shown in the `url` label: without user and password.
-fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => url.to_string(),
+        _ => format!(
+            "{:016x}",
+            xxhash_rust::xxh64::xxh64(c.url.expose().as_bytes(), 0)
+        )[..6]
+            .to_string(),
     }
 }
 
@@ -104,12 +96,12 @@ impl RemoteWrite {
                         .into(),
                 });
             }
-            match reqwest::Url::parse(&c.url) {
+            match reqwest::Url::parse(c.url.expose()) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 _ => {
                     return Err(RemoteError::Config {
                         remote: name,
-                        reason: format!("url {:?} is not an http(s) URL", shown_url(&c.url)),
+                        reason: format!("url {:?} is not an http(s) URL", c.url.redacted()),
                     });
                 }
             }
@@ -123,7 +115,7 @@ impl RemoteWrite {
             storage.follow_wal(&name)?;
             queues.push(Queue {
                 client: Arc::new(client::WriteClient::new(&name, c)?),
-                metrics: metrics.for_queue(&name, &shown_url(&c.url)),
+                metrics: metrics.for_queue(&name, &c.url),
                 series: series::SeriesCache::new(external.clone(), relabel),
                 settings: QueueSettings::from_config(&c.queue_config),
                 storage: storage.clone(),
@@ -163,9 +155,12 @@ mod tests {
     #[test]
     fn names_urls_and_bad_entries() {
         let c: RemoteWriteConfig =
-            serde_yaml_ng::from_str("url: https://u:pw@vm.example/api/v1/write").unwrap();
+            serde_yaml_ng::from_str("url: https://u:pw@vm.example/api/v1/write?t=1").unwrap();
         assert_eq!(remote_name(&c).len(), 6);
-        assert_eq!(shown_url(&c.url), "https://vm.example/api/v1/write");
+        assert_eq!(
+            c.url.redacted(),
+            "https://<secret>@vm.example/api/v1/write?t=<secret>"
+        );
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path(), Default::default()).unwrap();
         let registry = prometheus::Registry::new();

@@ -56,16 +56,35 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware: counts, times and tracks in-flight requests by matched route.
-/// Unmatched paths share the route label `unmatched` so scanners cannot
-/// create unbounded series.
+/// The `method` label: the standard methods as they are, any other `other`,
+/// so clients inventing methods cannot create series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts, times and tracks in-flight requests by matched route
+/// (the route template, e.g. `/dashboards/{uid}`, never the raw path).
+/// Unmatched paths share the route label `unmatched` and unknown methods
+/// the method label `other`, so scanners cannot create unbounded series.
 pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let gauge = metrics.in_flight.with_label_values(&[&route]);
     gauge.inc();
     // Decrement even if the handler future is dropped (client went away).
@@ -78,7 +97,7 @@ pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: 
         .observe(start.elapsed().as_secs_f64());
     metrics
         .requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
+        .with_label_values(&[&route, method, response.status().as_str()])
         .inc();
     response
 }
@@ -88,5 +107,23 @@ struct DecOnDrop(prometheus::IntGauge);
 impl Drop for DecOnDrop {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        for m in ["FOO", "get", "PROPFIND", "X1"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "other",
+                "{m}"
+            );
+        }
     }
 }

@@ -1,15 +1,21 @@
 //! `server.auth`: bearer API keys, basic-auth users with bcrypt hashes, and
 //! the dashboard's login sessions; roles decide who may change things.
+//! Every wrong key or password counts in one [`LoginLimiter`] (per user name
+//! and per client address), and bcrypt runs on the blocking pool behind a
+//! semaphore, so guessing clients neither succeed nor take the async threads.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::ApiError;
 use super::login_limit::LoginLimiter;
@@ -22,6 +28,10 @@ const PUBLIC_PATHS: [&str; 3] = ["/health", "/ready", "/login"];
 /// Header a browser script sends its session's CSRF token in (API calls
 /// authenticated by the session cookie).
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How long a password check waits for a free slot before the caller is
+/// told to come back (503).
+const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
 
 /// How a request proved who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +53,26 @@ pub struct Principal {
     pub role: Role,
     /// How they authenticated.
     pub via: Via,
-    /// The session's CSRF token (sessions only).
+    /// The token this principal's forms carry: the session's own, or one
+    /// derived from the user name for basic auth, so no user ever sees
+    /// another's (`None` for API keys, which browsers never send alone).
     pub csrf: Option<String>,
+}
+
+/// What a password check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password is the user's.
+    Ok(Role),
+    /// Wrong user name or password (counted in the limiter).
+    Wrong,
+    /// Too many recent failures for this name or address: wait this long.
+    Locked {
+        /// Milliseconds until an attempt counts again.
+        retry_after_ms: i64,
+    },
+    /// Every password-check slot stayed busy; try again shortly.
+    Busy,
 }
 
 /// Checks credentials on every request but the public ones.
@@ -58,6 +86,13 @@ pub struct Authenticator {
     sessions: SessionStore,
     logins: LoginLimiter,
     login_csrf: String,
+    // Keys the per-user form tokens of basic-auth users.
+    form_key: String,
+    // bcrypt runs on the blocking pool, this many at once.
+    password_checks: Arc<Semaphore>,
+    // Unknown users are checked against this hash (the users' highest
+    // cost), so a wrong name takes as long as a wrong password.
+    dummy_hash: OnceLock<Option<String>>,
 }
 
 impl Authenticator {
@@ -80,6 +115,9 @@ impl Authenticator {
             sessions: SessionStore::new(session::SESSION_TTL_MS),
             logins: LoginLimiter::default(),
             login_csrf: session::random_token().unwrap_or_default(),
+            form_key: session::random_token().unwrap_or_default(),
+            password_checks: Arc::new(Semaphore::new(config.max_concurrent_password_checks.max(1))),
+            dummy_hash: OnceLock::new(),
         }
     }
 
@@ -98,7 +136,7 @@ impl Authenticator {
         &self.sessions
     }
 
-    /// Failed logins per user name (brute-force protection).
+    /// Failed checks per user name and client address (brute-force protection).
     pub fn logins(&self) -> &LoginLimiter {
         &self.logins
     }
@@ -109,22 +147,110 @@ impl Authenticator {
             || (path == "/metrics" && !self.protect_metrics)
     }
 
-    /// The user's role if `password` is theirs (bcrypt; call off the async threads).
+    /// The form token of basic-auth user `user`: derived from a per-process
+    /// key and the name, so read-only users never learn an admin's.
+    fn user_form_token(&self, user: &str) -> String {
+        hex::encode(digest(&format!("{}\n{user}", self.form_key)))
+    }
+
+    /// The dummy hash for unknown users: a hash at the highest cost of the
+    /// configured ones (made once, on the blocking pool).
+    fn dummy_hash(&self) -> Option<&str> {
+        self.dummy_hash
+            .get_or_init(|| {
+                let cost = self
+                    .users
+                    .values()
+                    .filter_map(|(hash, _)| hash.get(4..6)?.parse::<u32>().ok())
+                    .max()?;
+                let password = session::random_token().unwrap_or_default();
+                bcrypt::hash(password, cost.clamp(4, 31)).ok()
+            })
+            .as_deref()
+    }
+
+    /// The user's role if `password` is theirs. bcrypt, blocking: unknown
+    /// names are checked against a dummy hash of the same cost, so the
+    /// answer's timing does not tell which names exist.
     pub fn verify_password(&self, user: &str, password: &str) -> Option<Role> {
-        let (hash, role) = self.users.get(user)?;
-        bcrypt::verify(password, hash)
-            .unwrap_or(false)
-            .then_some(*role)
+        match self.users.get(user) {
+            Some((hash, role)) => bcrypt::verify(password, hash)
+                .unwrap_or(false)
+                .then_some(*role),
+            None => {
+                if let Some(dummy) = self.dummy_hash() {
+                    let _ = bcrypt::verify(password, dummy);
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks `user`'s `password` from `client`: refused while the name or
+    /// the address is locked; bcrypt runs on the blocking pool, at most
+    /// `server.auth.max_concurrent_password_checks` at once; failures count.
+    pub async fn check_password(
+        self: &Arc<Self>,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> PasswordCheck {
+        let now = crate::util::now_ms();
+        if let Some(ms) = self.logins.blocked_for(Some(user), client, now) {
+            return PasswordCheck::Locked { retry_after_ms: ms };
+        }
+        let permit = match tokio::time::timeout(
+            PASSWORD_CHECK_WAIT,
+            self.password_checks.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => return PasswordCheck::Busy,
+        };
+        // Failures may have locked the name while this one waited.
+        let now = crate::util::now_ms();
+        if let Some(ms) = self.logins.blocked_for(Some(user), client, now) {
+            return PasswordCheck::Locked { retry_after_ms: ms };
+        }
+        let (me, who, pw) = (self.clone(), user.to_string(), password.to_string());
+        let role = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            me.verify_password(&who, &pw)
+        })
+        .await
+        .ok()
+        .flatten();
+        match role {
+            Some(role) => {
+                self.logins.succeeded(user);
+                PasswordCheck::Ok(role)
+            }
+            None => {
+                self.logins
+                    .failed(Some(user), client, crate::util::now_ms());
+                PasswordCheck::Wrong
+            }
+        }
     }
 
     /// Whether the `Authorization` header value is accepted, and as whom.
-    pub fn check(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
+    /// Wrong keys and passwords count against `client` (and the user name).
+    pub async fn check(
+        self: &Arc<Self>,
+        authorization: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, Refusal> {
         let value = authorization.ok_or_else(|| {
             ApiError::unauthorized(
                 "authentication required: send `Authorization: Bearer <api key>` or basic auth",
             )
         })?;
         if let Some(token) = value.strip_prefix("Bearer ") {
+            let now = crate::util::now_ms();
+            if let Some(ms) = self.logins.blocked_for(None, client, now) {
+                return Err(locked(ms));
+            }
             let d = digest(token.trim());
             return if self.api_keys.contains(&d) {
                 Ok(Principal {
@@ -134,43 +260,53 @@ impl Authenticator {
                     csrf: None,
                 })
             } else {
-                Err(ApiError::unauthorized("unknown API key"))
+                self.logins.failed(None, client, now);
+                Err(ApiError::unauthorized("unknown API key").into())
             };
         }
         if let Some(encoded) = value.strip_prefix("Basic ") {
-            let d = digest(value);
-            let basic = |(user, role): (String, Role)| Principal {
-                user,
-                role,
-                via: Via::Basic,
-                csrf: None,
-            };
-            if let Some(known) = self
-                .verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&d)
-            {
-                return Ok(basic(known.clone()));
-            }
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| ApiError::unauthorized("malformed basic auth header"))?;
+            // Keyed by what was decoded, so spelling variants of one header
+            // cannot grow the cache.
+            let d = digest(&decoded);
             let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-            if let Some(role) = self.verify_password(user, password) {
-                self.verified
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(d, (user.to_string(), role));
-                return Ok(basic((user.to_string(), role)));
+            let basic = |user: &str, role: Role| Principal {
+                user: user.to_string(),
+                role,
+                via: Via::Basic,
+                csrf: Some(self.user_form_token(user)),
+            };
+            // Credentials proven before are not guesses: they pass even
+            // while someone else's failures lock the name.
+            let known = self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&d)
+                .cloned();
+            if let Some((user, role)) = known {
+                return Ok(basic(&user, role));
             }
-            return Err(ApiError::unauthorized("wrong user name or password"));
+            return match self.check_password(user, password, client).await {
+                PasswordCheck::Ok(role) => {
+                    self.verified
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(d, (user.to_string(), role));
+                    Ok(basic(user, role))
+                }
+                PasswordCheck::Wrong => {
+                    Err(ApiError::unauthorized("wrong user name or password").into())
+                }
+                PasswordCheck::Locked { retry_after_ms } => Err(locked(retry_after_ms)),
+                PasswordCheck::Busy => Err(busy()),
+            };
         }
-        Err(ApiError::unauthorized(
-            "unsupported Authorization scheme: use Bearer or Basic",
-        ))
+        Err(ApiError::unauthorized("unsupported Authorization scheme: use Bearer or Basic").into())
     }
 
     /// The live session named by the request's cookie.
@@ -184,12 +320,16 @@ impl Authenticator {
 
     /// Who the request comes from: its `Authorization` header when it has
     /// one, else its session cookie.
-    pub fn identify(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn identify(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, Refusal> {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if authorization.is_some() {
-            return self.check(authorization);
+            return self.check(authorization, client).await;
         }
         match self.session(headers) {
             Some((_, s)) => Ok(Principal {
@@ -198,8 +338,84 @@ impl Authenticator {
                 via: Via::Session,
                 csrf: Some(s.csrf),
             }),
-            None => self.check(None),
+            None => self.check(None, client).await,
         }
+    }
+}
+
+/// Why a request was not let in: the error, and how long to wait when the
+/// name or address is locked (sent as `Retry-After`).
+#[derive(Debug)]
+pub struct Refusal {
+    /// The JSON error.
+    pub error: ApiError,
+    /// Milliseconds until an attempt counts again (429 only).
+    pub retry_after_ms: Option<i64>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if let Some(ms) = self.retry_after_ms
+            && let Ok(v) = HeaderValue::from_str(&((ms + 999) / 1000).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+/// The 429 for a locked name or address.
+fn locked(retry_after_ms: i64) -> Refusal {
+    Refusal {
+        error: ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            format!(
+                "too many failed logins for this user or from this address; try again in {} s",
+                (retry_after_ms + 999) / 1000
+            ),
+        ),
+        retry_after_ms: Some(retry_after_ms),
+    }
+}
+
+fn busy() -> Refusal {
+    ApiError::unavailable("too many password checks in progress; try again shortly").into()
+}
+
+/// The client's address, when the server was started with connect info.
+pub fn client_addr(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The peer address as an extractor (`None` without connect info).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -245,8 +461,10 @@ pub async fn require_auth(
     if auth.is_public(&path) {
         return next.run(req).await;
     }
-    let principal = match auth.identify(req.headers()) {
+    let client = client_addr(&req);
+    let principal = match auth.identify(req.headers(), client).await {
         Ok(p) => p,
+        Err(e) if e.error.status != StatusCode::UNAUTHORIZED => return e.into_response(),
         Err(e) => {
             let page = matches!(*req.method(), Method::GET | Method::HEAD)
                 && wants_html(req.headers(), &path)
@@ -299,9 +517,9 @@ mod tests {
     use super::*;
     use crate::config::{Secret, UserConfig, UserWithRole};
 
-    fn authenticator() -> Authenticator {
-        let hash = bcrypt::hash("pw", 4).unwrap();
-        Authenticator::new(&AuthConfig {
+    fn authenticator_with_cost(cost: u32) -> Arc<Authenticator> {
+        let hash = bcrypt::hash("pw", cost).unwrap();
+        Arc::new(Authenticator::new(&AuthConfig {
             api_keys: vec![Secret("k1".into())],
             basic_auth_users: [
                 ("admin".to_string(), UserConfig::Hash(Secret(hash.clone()))),
@@ -315,7 +533,12 @@ mod tests {
             ]
             .into(),
             protect_metrics: false,
-        })
+            max_concurrent_password_checks: 2,
+        }))
+    }
+
+    fn authenticator() -> Arc<Authenticator> {
+        authenticator_with_cost(4)
     }
 
     fn basic(user_pw: &str) -> String {
@@ -325,19 +548,28 @@ mod tests {
         )
     }
 
-    #[test]
-    fn keys_and_users() {
+    const ADDR: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7)));
+
+    #[tokio::test]
+    async fn keys_and_users() {
         let auth = authenticator();
-        assert_eq!(auth.check(Some("Bearer k1")).unwrap().via, Via::ApiKey);
-        assert!(auth.check(Some("Bearer k2")).is_err());
-        assert!(auth.check(None).is_err());
+        let check = |h: &str| {
+            let (auth, h) = (auth.clone(), h.to_string());
+            async move { auth.check(Some(&h), ADDR).await }
+        };
+        assert_eq!(check("Bearer k1").await.unwrap().via, Via::ApiKey);
+        assert!(check("Bearer k2").await.is_err());
+        assert!(auth.check(None, ADDR).await.is_err());
         let good = basic("admin:pw");
-        assert_eq!(auth.check(Some(&good)).unwrap().role, Role::Admin);
-        assert_eq!(auth.check(Some(&good)).unwrap().user, "admin", "cached");
-        assert!(auth.check(Some(&basic("admin:no"))).is_err());
-        assert_eq!(
-            auth.check(Some(&basic("viewer:pw"))).unwrap().role,
-            Role::ReadOnly
+        assert_eq!(check(&good).await.unwrap().role, Role::Admin);
+        assert_eq!(check(&good).await.unwrap().user, "admin", "cached");
+        assert!(check(&basic("admin:no")).await.is_err());
+        let viewer = check(&basic("viewer:pw")).await.unwrap();
+        assert_eq!(viewer.role, Role::ReadOnly);
+        let admin = check(&good).await.unwrap();
+        assert!(
+            viewer.csrf.is_some() && viewer.csrf != admin.csrf,
+            "each basic-auth user has an own form token"
         );
         assert!(
             auth.is_public("/metrics")
@@ -348,8 +580,63 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn basic_and_bearer_failures_lock_like_the_login_form() {
+        let auth = authenticator();
+        for _ in 0..crate::web::login_limit::MAX_FAILURES {
+            let e = auth
+                .check(Some(&basic("viewer:guess")), ADDR)
+                .await
+                .unwrap_err();
+            assert_eq!(e.error.status, StatusCode::UNAUTHORIZED);
+        }
+        // Locked: even the right password is refused, with a wait.
+        let e = auth
+            .check(Some(&basic("viewer:pw")), ADDR)
+            .await
+            .unwrap_err();
+        assert_eq!(e.error.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.retry_after_ms.is_some_and(|ms| ms > 0));
+        // The login form shares the count.
+        assert!(matches!(
+            auth.check_password("viewer", "pw", None).await,
+            PasswordCheck::Locked { .. }
+        ));
+        // Bearer failures count per address.
+        let other = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 8)));
+        for _ in 0..crate::web::login_limit::MAX_FAILURES_PER_ADDRESS {
+            assert!(auth.check(Some("Bearer nope"), other).await.is_err());
+        }
+        let e = auth.check(Some("Bearer k1"), other).await.unwrap_err();
+        assert_eq!(e.error.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(auth.check(Some("Bearer k1"), ADDR).await.is_ok());
+    }
+
     #[test]
-    fn sessions_identify_by_cookie() {
+    fn unknown_users_cost_a_bcrypt_check_too() {
+        let auth = authenticator_with_cost(9);
+        assert_eq!(auth.verify_password("nobody", "pw"), None);
+        let dummy = auth.dummy_hash().unwrap();
+        assert!(dummy.starts_with("$2b$09$"), "{dummy}");
+        let time = |user: &str| {
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    auth.verify_password(user, "wrong");
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let (known, unknown) = (time("admin"), time("nobody"));
+        assert!(
+            unknown * 3 > known,
+            "unknown user took {unknown:?}, known {known:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_identify_by_cookie() {
         let auth = authenticator();
         assert_eq!(auth.verify_password("viewer", "pw"), Some(Role::ReadOnly));
         assert_eq!(auth.verify_password("viewer", "x"), None);
@@ -365,16 +652,19 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let p = auth.identify(&headers).unwrap();
+        let p = auth.identify(&headers, ADDR).await.unwrap();
         assert_eq!(
             (p.user.as_str(), p.via, p.csrf),
             ("viewer", Via::Session, Some(s.csrf))
         );
         headers.insert(header::COOKIE, "infermon_session=forged".parse().unwrap());
-        assert!(auth.identify(&headers).is_err());
+        assert!(auth.identify(&headers, ADDR).await.is_err());
         // A header wins over the cookie.
         headers.insert(header::AUTHORIZATION, "Bearer k1".parse().unwrap());
-        assert_eq!(auth.identify(&headers).unwrap().via, Via::ApiKey);
+        assert_eq!(
+            auth.identify(&headers, ADDR).await.unwrap().via,
+            Via::ApiKey
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod browser;
 pub mod charts;
 mod error;
 mod extract;
@@ -25,6 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use auth::{Authenticator, Principal, Via};
+pub use browser::BrowserGuard;
 pub use error::{ApiError, PromApiError};
 pub use extract::{ApiJson, ParamError, Params};
 pub use health::Readiness;
@@ -39,6 +41,8 @@ pub struct WebParts {
     pub readiness: Readiness,
     /// Credentials check, when `server.auth` is set.
     pub auth: Option<Arc<Authenticator>>,
+    /// Origin/Host checks and cookie flags (`server.allowed_*`).
+    pub browser: BrowserGuard,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Routes contributed by the other parts (inference, API, pages).
@@ -63,7 +67,7 @@ pub fn router(parts: WebParts) -> Router {
         app = app.merge(pages::login_routes(auth.clone()));
     }
     // Layers run outside-in in the reverse order they are added here:
-    // json_errors → http metrics → auth → body limit → handler.
+    // json_errors → http metrics → browser guard → auth → body limit → handler.
     let mut app = app
         .layer(DefaultBodyLimit::max(parts.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -81,6 +85,10 @@ pub fn router(parts: WebParts) -> Router {
         )),
         None => app,
     };
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(parts.browser),
+        browser::guard,
+    ));
     app.layer(axum::middleware::from_fn_with_state(
         parts.telemetry.http.clone(),
         track_http,

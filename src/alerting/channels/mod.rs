@@ -64,7 +64,8 @@ impl ChannelContext {
     }
 }
 
-/// POSTs JSON and returns the body of a 2xx answer.
+/// POSTs JSON and returns the body of a 2xx answer. Errors never carry the
+/// URL's credentials (robot tokens live in the URL).
 pub async fn post_json(
     http: &reqwest::Client,
     url: &str,
@@ -75,11 +76,29 @@ pub async fn post_json(
         .json(body)
         .send()
         .await
-        .map_err(|e| classify_transport(&e))?;
+        .map_err(|e| redact_error(classify_transport(&e)))?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    classify_status(status, &text)?;
+    classify_status(status, &text).map_err(redact_error)?;
     Ok(text)
+}
+
+/// `e` with URLs and `token=value` pairs in its reason redacted
+/// ([`crate::util::redact::text`]), before it is logged or stored.
+pub fn redact_error(e: SendError) -> SendError {
+    use crate::util::redact::text;
+    match e {
+        SendError::Retry {
+            reason,
+            after,
+            maybe_delivered,
+        } => SendError::Retry {
+            reason: text(&reason),
+            after,
+            maybe_delivered,
+        },
+        SendError::Fatal(reason) => SendError::Fatal(text(&reason)),
+    }
 }
 
 /// The integration key of `kind` number `index` of `receiver`.

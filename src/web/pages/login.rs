@@ -14,7 +14,7 @@ use super::CSP;
 use super::ctx::{Viewer, csrf_rejected, lang_of};
 use super::i18n::Lang;
 use crate::web::Params;
-use crate::web::auth::{Authenticator, Via};
+use crate::web::auth::{Authenticator, ClientAddr, PasswordCheck, Via};
 use crate::web::session;
 
 #[derive(Template)]
@@ -40,10 +40,18 @@ struct ForbiddenPage {
     back_label: &'static str,
 }
 
-/// Where to go after login: a path on this server only (never `//host`).
+/// Where to go after login: a path on this server only. Browsers read
+/// `//host`, `/\host` and `\host` as another host, and drop tabs and
+/// newlines inside URLs (`/\t/host` is `//host`), so a `next` holding a
+/// backslash, a control character or `//` at its start goes to `/`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
             n.to_string()
         }
         _ => "/".to_string(),
@@ -141,6 +149,7 @@ async fn show(
 
 async fn submit(
     State(auth): State<Arc<Authenticator>>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
@@ -158,43 +167,44 @@ async fn submit(
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let now = crate::util::now_ms();
-    if let Some(wait_ms) = auth.logins().blocked_for(&user, now) {
-        tracing::warn!(user = %user, "dashboard login refused: too many failed attempts");
-        let minutes = (wait_ms + 59_999) / 60_000;
-        let mut response = login_page(
-            &auth,
-            lang,
-            next,
-            Some(
-                lang.t("Too many failed logins for this user; try again in {n} min")
-                    .replace("{n}", &minutes.to_string()),
-            ),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-        if let Ok(v) = HeaderValue::from_str(&((wait_ms + 999) / 1000).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+    // The same limiter, blocking pool and admission as basic auth.
+    let role = match auth.check_password(&user, &password, client).await {
+        PasswordCheck::Ok(role) => role,
+        PasswordCheck::Locked { retry_after_ms } => {
+            tracing::warn!(user = %user, "dashboard login refused: too many failed attempts");
+            let minutes = (retry_after_ms + 59_999) / 60_000;
+            let mut response = login_page(
+                &auth,
+                lang,
+                next,
+                Some(
+                    lang.t("Too many failed logins for this user; try again in {n} min")
+                        .replace("{n}", &minutes.to_string()),
+                ),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = HeaderValue::from_str(&((retry_after_ms + 999) / 1000).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
         }
-        return response;
-    }
-    let checker = auth.clone();
-    let who = user.clone();
-    // bcrypt is deliberately slow: keep it off the async threads.
-    let role = tokio::task::spawn_blocking(move || checker.verify_password(&who, &password))
-        .await
-        .ok()
-        .flatten();
-    let Some(role) = role else {
-        auth.logins().failed(&user, now);
-        tracing::info!(user = %user, "dashboard login refused");
-        return login_page(
-            &auth,
-            lang,
-            next,
-            Some(lang.t("Wrong user name or password").to_string()),
-            StatusCode::UNAUTHORIZED,
-        );
+        PasswordCheck::Busy => {
+            return crate::web::ApiError::unavailable(
+                "too many password checks in progress; try again shortly",
+            )
+            .into_response();
+        }
+        PasswordCheck::Wrong => {
+            tracing::info!(user = %user, "dashboard login refused");
+            return login_page(
+                &auth,
+                lang,
+                next,
+                Some(lang.t("Wrong user name or password").to_string()),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
     };
-    auth.logins().succeeded(&user);
     let Some((token, _)) = auth.sessions().create(&user, role, now) else {
         return crate::web::ApiError::internal("no randomness for a session token").into_response();
     };
@@ -251,5 +261,18 @@ mod tests {
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(None), "/");
+        for bad in [
+            "/\\/evil.example",
+            "/\t/evil.example",
+            "/\n/evil",
+            "\\\\evil",
+            "/a\\b",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(
+            safe_next(Some("/dashboards/x?from=1#y")),
+            "/dashboards/x?from=1#y"
+        );
     }
 }
