@@ -96,6 +96,7 @@ def make(name: str, mode: str, dense: list) -> None:
     stack.append(models.Normalize())
     st = SentenceTransformer(modules=stack, device="cpu")
     st.save(str(out))
+    (out / "README.md").unlink(missing_ok=True)  # a generated model card, not needed
 
     normalized = st.encode(TEXTS, convert_to_numpy=True, batch_size=len(TEXTS))
     before_norm = SentenceTransformer(modules=stack[:-1], device="cpu")
