@@ -448,3 +448,65 @@ fn snapshots_of_days_not_ended_are_refused_and_files_are_streamed() {
     let bytes = r.bytes().unwrap();
     assert!(bytes.starts_with(b"SQLite format 3\0"));
 }
+
+#[test]
+fn decoding_huge_label_sets_does_not_stall_other_requests() {
+    // Label limits lifted: two requests of one series with 100k labels
+    // each are decoded and stored while /health keeps answering (label
+    // sets were built in O(n^2) on the async threads: 14 s of CPU each).
+    let server = TestServer::start(
+        "server:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nremote_write_receiver:\n  max_labels_per_series: 0\n",
+    );
+    let now = now_ms();
+    let body = |name: &str| {
+        let mut labels = vec![label("__name__", name)];
+        labels.extend((0..100_000).map(|i| label(&format!("l{i}"), "v")));
+        snap::raw::Encoder::new()
+            .compress_vec(
+                &WriteRequest {
+                    timeseries: vec![series(labels, now)],
+                }
+                .encode_to_vec(),
+            )
+            .unwrap()
+    };
+    let bodies = [body("wide_a"), body("wide_b")];
+    let started = Instant::now();
+    let writers: Vec<_> = bodies
+        .into_iter()
+        .map(|b| {
+            let url = server.url("/api/v1/write");
+            std::thread::spawn(move || {
+                client()
+                    .post(url)
+                    .header("Content-Encoding", "snappy")
+                    .body(b)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    while !writers.iter().all(|w| w.is_finished()) && started.elapsed() < Duration::from_secs(120) {
+        let t = Instant::now();
+        let r = client().get(server.url("/health")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for w in writers {
+        assert_eq!(w.join().unwrap(), 204);
+    }
+    eprintln!(
+        "two 100k-label writes took {:?}; slowest /health meanwhile {slowest:?}",
+        started.elapsed()
+    );
+    assert!(slowest < Duration::from_secs(1), "/health took {slowest:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}

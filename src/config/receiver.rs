@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// Limits of the remote-write receiver. A request over a size limit gets a
 /// JSON 413; a series over a label limit is dropped (the rest is stored)
-/// and the request answers a JSON 400 naming the limit and its key.
+/// and the request answers a JSON 400 naming the limit and its key. A
+/// label limit of 0 lifts it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {

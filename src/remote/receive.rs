@@ -386,7 +386,9 @@ fn over_label_limit(
             .take(200)
             .collect::<String>()
     };
-    if labels.len() > limits.max_labels_per_series {
+    // 0 means no limit, as for the scrape limits.
+    let over = |n: usize, limit: usize| limit > 0 && n > limit;
+    if over(labels.len(), limits.max_labels_per_series) {
         let limit = LabelLimit::TooManyLabels;
         return Some((
             limit,
@@ -400,7 +402,7 @@ fn over_label_limit(
         ));
     }
     for l in labels {
-        if l.name.len() > limits.max_label_name_length {
+        if over(l.name.len(), limits.max_label_name_length) {
             let limit = LabelLimit::NameTooLong;
             return Some((
                 limit,
@@ -413,7 +415,7 @@ fn over_label_limit(
                 ),
             ));
         }
-        if l.value.len() > limits.max_label_value_length {
+        if over(l.value.len(), limits.max_label_value_length) {
             let limit = LabelLimit::ValueTooLong;
             return Some((
                 limit,

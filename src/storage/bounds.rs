@@ -1,8 +1,9 @@
-//! Which sample timestamps the store takes. Like Prometheus' out-of-bounds
-//! check, a sample far from now is refused at ingest (and counted by the
-//! path that refused it) instead of being written: a negative timestamp
-//! once made day grouping loop, and a sample years ahead makes every later
-//! sample of its series out of order until that day comes.
+//! Which sample timestamps the store takes, and day numbers that hold
+//! timestamps before 1970 too. Like Prometheus' out-of-bounds check, a
+//! sample far from now is refused at ingest (and counted by the path that
+//! refused it) instead of being written: a negative timestamp once made day
+//! grouping loop, and a sample years ahead makes every later sample of its
+//! series out of order until that day comes.
 //!
 //! The window is `[1970-01-01T00:00:00Z, now + storage.max_future_skew]`.
 //! Old samples are not refused beyond that: imports of old history are
@@ -57,15 +58,10 @@ impl SampleBounds {
     }
 }
 
-/// Floor division (rounds toward negative infinity, unlike `/`), for day
-/// and bucket numbers that must contain their timestamp.
-pub fn floor_div(t: i64, width: i64) -> i64 {
-    t.div_euclid(width)
-}
-
 /// SQL for the day of the column `col` given the day width as parameter
-/// `param`: floor division, since SQLite's integer `/` rounds toward zero
-/// and would put -1 ms in day 0, whose range does not contain it.
+/// `param`: floor division (as `i64::div_euclid` for a positive width),
+/// since SQLite's integer `/` rounds toward zero and would put -1 ms in
+/// day 0, whose range does not contain it.
 pub fn sql_floor_div(col: &str, param: &str) -> String {
     format!("({col} / {param} - ({col} % {param} < 0))")
 }
@@ -84,9 +80,6 @@ mod tests {
         assert!(!b.contains(now + DEFAULT_MAX_FUTURE_SKEW_MS + 1, now));
         assert!(!b.contains(i64::MAX, now));
         assert!(b.describe(-1, now).contains("1970"));
-        assert_eq!(floor_div(-1, 10), -1);
-        assert_eq!(floor_div(-10, 10), -1);
-        assert_eq!(floor_div(9, 10), 0);
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         for t in [
             -86_400_001i64,
@@ -103,7 +96,7 @@ mod tests {
             let got: i64 = conn
                 .query_row(&sql, rusqlite::params![t, 86_400_000i64], |r| r.get(0))
                 .unwrap();
-            assert_eq!(got, floor_div(t, 86_400_000), "t = {t}");
+            assert_eq!(got, t.div_euclid(86_400_000), "t = {t}");
         }
     }
 }

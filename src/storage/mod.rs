@@ -25,7 +25,7 @@ mod stats;
 mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
-pub use bounds::{DEFAULT_MAX_FUTURE_SKEW_MS, OUT_OF_BOUNDS, SampleBounds, floor_div};
+pub use bounds::{DEFAULT_MAX_FUTURE_SKEW_MS, OUT_OF_BOUNDS, SampleBounds};
 pub use follow::{FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
 pub use index::SeriesId;
