@@ -52,6 +52,10 @@ pub fn flags_from_config(config: &crate::config::Config) -> Vec<(String, String)
         ),
         ("query.timeout", config.query.timeout.to_string()),
         ("query.max-samples", config.query.max_samples.to_string()),
+        (
+            "query.max-concurrency",
+            config.query.max_concurrency.to_string(),
+        ),
         ("storage.tsdb.path", config.storage.path.clone()),
         (
             "storage.tsdb.retention.time",
@@ -142,7 +146,9 @@ impl From<PromqlError> for PromApiError {
         let status = match error_type {
             "bad_data" => StatusCode::BAD_REQUEST,
             "execution" => StatusCode::UNPROCESSABLE_ENTITY,
-            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+            "timeout" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus' "client closed connection"; nobody reads it.
+            "canceled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
