@@ -343,6 +343,34 @@ impl Engine {
         .await
     }
 
+    /// Label sets of the series matching any of `sets` with samples in
+    /// `[start, end]` (`/api/v1/series`), sorted, on the query threads under
+    /// the query limits: a selector over every series of the store fails
+    /// with an error instead of loading all of it.
+    pub async fn series(
+        &self,
+        sets: Vec<Vec<Matcher>>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, PromqlError> {
+        self.on_pool(move |engine, cancel| {
+            let budget = Budget::new(engine.opts.limits(), Some(cancel));
+            let mut all = std::collections::BTreeSet::new();
+            for m in &sets {
+                let found = engine
+                    .storage
+                    .select_bounded(m, start, end, &budget)
+                    .map_err(|e| match e {
+                        StorageError::ReadStopped => budget.stop_reason(),
+                        other => other.into(),
+                    })?;
+                all.extend(found.into_iter().map(|s| s.labels));
+            }
+            Ok(all.into_iter().collect())
+        })
+        .await
+    }
+
     /// Runs `job` on the query pool under its admission limit.
     async fn on_pool<T: Send + 'static>(
         &self,
@@ -1324,6 +1352,37 @@ mod tests {
         let err = e.instant("x + x", 0).unwrap_err();
         assert!(matches!(err, PromqlError::TooManySeries(4)), "{err}");
         assert!(err.to_string().contains("query.max_series"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_series_endpoint_is_bounded_too() {
+        let st = Arc::new(MemoryStorage::new());
+        let batch: Vec<AppendSample> = (0..3)
+            .map(|i| AppendSample {
+                labels: Labels::new([("__name__", "x"), ("i", &i.to_string())]),
+                sample: StoredSample {
+                    timestamp_ms: 0,
+                    value: 1.0,
+                },
+            })
+            .collect();
+        st.append(&batch).unwrap();
+        let all = || {
+            vec![vec![
+                Matcher::new(METRIC_NAME, MatchOp::Regex, ".+").unwrap(),
+            ]]
+        };
+        let e = Engine::new(st.clone(), EngineOptions::default());
+        assert_eq!(e.series(all(), 0, 1).await.unwrap().len(), 3);
+        let e = Engine::new(
+            st,
+            EngineOptions {
+                max_series: 2,
+                ..EngineOptions::default()
+            },
+        );
+        let err = e.series(all(), 0, 1).await.unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySeries(2)), "{err}");
     }
 
     /// A store that loads one sample per `take` until its limit refuses,
