@@ -33,6 +33,7 @@ command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exi
 [ -d "$MODEL" ] || { echo "no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
 cargo build -q --profile "$PROFILE" --example dashboard_fill --bin infermon
 BIN=$CARGO_TARGET_DIR/$PROFILE
+[ "$PROFILE" = dev ] && BIN=$CARGO_TARGET_DIR/debug
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }

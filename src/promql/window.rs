@@ -91,7 +91,7 @@ impl Evaluator {
         if !self.selectors.contains_key(&id) {
             let at = self.at_ms(&vs.at);
             let offset = offset_ms(&vs.offset);
-            let steps = ((end - start) / step) as usize + 1;
+            let steps = (end.saturating_sub(start) / step) as usize + 1;
             let per_series = steps * std::mem::size_of::<Option<StoredSample>>() + SERIES_BYTES;
             self.budget.fits(0, per_series)?;
             let mut series = Vec::new();
@@ -166,7 +166,7 @@ impl Evaluator {
         let range = ms.range.as_millis() as i64;
         let at = self.at_ms(&ms.vs.at);
         let offset = offset_ms(&ms.vs.offset);
-        let steps = ((end - start) / step) as usize + 1;
+        let steps = (end.saturating_sub(start) / step) as usize + 1;
         let window_end = |i: usize| at.unwrap_or(start + i as i64 * step) - offset;
         let per_series = steps * std::mem::size_of::<Option<f64>>() + SERIES_BYTES;
         self.budget
