@@ -36,7 +36,9 @@ pub struct QueryConfig {
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
     /// Longest a query waits for a free slot before it gets 503 with
-    /// `errorType: unavailable` (default 10s, as VictoriaMetrics' `-search.maxQueueDuration`).
+    /// `errorType: unavailable` (default 2m, the default timeout: a dashboard
+    /// page asks ~30 queries at once, and on a box busy with inference the
+    /// last ones wait; VictoriaMetrics' `-search.maxQueueDuration` is 10s).
     #[serde(default = "default_max_queue_wait")]
     pub max_queue_wait: PromDuration,
     /// Nice value (0–19) of the query threads; higher yields more CPU to the
@@ -73,7 +75,7 @@ fn default_max_concurrency() -> usize {
     2
 }
 fn default_max_queue_wait() -> PromDuration {
-    PromDuration::from_secs(10)
+    PromDuration::from_secs(120)
 }
 fn default_nice() -> i32 {
     19
