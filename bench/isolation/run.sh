@@ -14,17 +14,18 @@
 # dashboard load, alone again (the shared box drifts; "alone" is the mean of
 # both). Configurations (env CONFIGS, names below):
 #   default   the shipped query settings (2 query threads at nice 19, SCHED_BATCH)
+#   nice10    the same at nice 10
 #   nice0     query threads at normal priority, 20 at once (Prometheus' default
 #             concurrency; close to the old spawn_blocking behaviour)
 #
-# Usage: bench/isolation/run.sh   (env: SECS=20 THREADS=2 CONFIGS="default nice0")
+# Usage: bench/isolation/run.sh   (env: SECS=20 THREADS=2 CONFIGS="default nice10 nice0")
 # Needs: wrk, curl, python3, models/all-MiniLM-L6-v2 (scripts/fetch-model.sh).
 # Output: JSON lines in bench/results/isolation-<time>.jsonl and a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${SECS:-20}
 THREADS=${THREADS:-2}
-CONFIGS=${CONFIGS:-"default nice0"}
+CONFIGS=${CONFIGS:-"default nice10 nice0"}
 PROFILE=${PROFILE:-bench-storage}
 MODEL=${MODEL:-$PWD/models/all-MiniLM-L6-v2}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
@@ -78,6 +79,7 @@ embed() { # label port
 for cfg in $CONFIGS; do
   case $cfg in
     default) query="{}" ;;
+    nice10) query="{nice: 10}" ;;
     nice0) query="{nice: 0, max_concurrency: 20}" ;;
     *) echo "unknown config $cfg" >&2; exit 2 ;;
   esac
