@@ -108,8 +108,27 @@ pub(crate) fn parse_literals(
     query: &str,
 ) -> Result<(promql_parser::parser::Expr, HashSet<String>), PromqlError> {
     let n = literal::normalise(query);
-    let expr = promql_parser::parser::parse(&n.text).map_err(PromqlError::Parse)?;
+    // The parser panics on some inputs (a range of `[1e308]` overflows its
+    // Duration); a query is input, so that is a parse error, not a crash.
+    let parsed =
+        std::panic::catch_unwind(|| promql_parser::parser::parse(&n.text)).map_err(|_| {
+            PromqlError::Parse(format!(
+                "cannot parse {query:?}: a number in it is out of range"
+            ))
+        })?;
+    let expr = parsed.map_err(PromqlError::Parse)?;
     Ok((expr, n.invalid_utf8))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parser_panics_are_parse_errors() {
+        for q in ["x[1e308]", "rate(x[1e308])", "x offset 1e308"] {
+            let err = super::parse(q).map(|_| ()).unwrap_err();
+            assert!(matches!(err, super::PromqlError::Parse(_)), "{q}: {err}");
+        }
+    }
 }
 
 /// The matcher sets of a series selector such as `up{job="a"}` (for the
