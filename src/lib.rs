@@ -19,6 +19,7 @@
 //! - [`snapshot`]: daily exports of yesterday's metrics, downloads and raw exports.
 //! - [`web`]: the HTTP server and its layers (auth, limits, JSON errors).
 //! - [`shutdown`]: the stop signal every long-running task listens to.
+//! - [`background`]: low-priority worker pools, so monitoring work yields the CPU to the model.
 //!
 //! [`run`] is the composition root: it builds every part from a [`config::Config`]
 //! and stops them in order when the shutdown signal fires.
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod alerting;
+pub mod background;
 pub mod config;
 pub mod diag;
 pub mod inference;

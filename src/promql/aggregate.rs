@@ -111,12 +111,18 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
                 }
             };
             for (key, members) in groups {
+                // In order of first appearance; the index keeps many
+                // distinct values from costing quadratic time.
                 let mut counts: Vec<(String, f64)> = Vec::new();
+                let mut index: FxHashMap<String, usize> = FxHashMap::default();
                 for s in members {
                     let v = format_float(s.f);
-                    match counts.iter_mut().find(|(x, _)| *x == v) {
-                        Some(c) => c.1 += 1.0,
-                        None => counts.push((v, 1.0)),
+                    match index.get(&v) {
+                        Some(&i) => counts[i].1 += 1.0,
+                        None => {
+                            index.insert(v.clone(), counts.len());
+                            counts.push((v, 1.0));
+                        }
                     }
                 }
                 for (v, n) in counts {

@@ -5,19 +5,21 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::budget::{Budget, Limits, SAMPLE_BYTES, SERIES_BYTES, STEP_BYTES};
 use super::literal::GoString;
 use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, RangeSeries, Sample, Value};
 use super::window::{StepSamples, StepValues};
 use super::{PromqlError, aggregate, binary, functions};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan};
-use crate::storage::{Querier, RollupPoint, Series};
+use crate::storage::{Querier, RollupPoint, Series, StorageError};
 
 /// Limits and defaults of the engine.
 #[derive(Clone, Debug)]
@@ -26,20 +28,30 @@ pub struct EngineOptions {
     pub lookback_delta: Duration,
     /// Most samples a query may hold in memory at once.
     pub max_samples: usize,
+    /// Most series a query may select, all its selectors together.
+    pub max_series: usize,
+    /// Most bytes (estimated) a query may hold: points, cached steps, label strings.
+    pub max_memory_bytes: usize,
+    /// Longest label value `label_replace`/`label_join` may build.
+    pub max_label_value_bytes: usize,
     /// Longest a query may run.
     pub timeout: Duration,
     /// Step of a subquery written without one (`[1h:]`): the rule evaluation interval.
     pub default_subquery_step: Duration,
+    /// Queries evaluated at once by the async entry points; more wait.
+    pub max_concurrency: usize,
+    /// Longest a query waits for a free slot before it is refused.
+    pub max_queue_wait: Duration,
+    /// OS scheduling priority of the query threads (see [`crate::background`]).
+    pub priority: crate::background::Priority,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            lookback_delta: Duration::from_secs(300),
-            max_samples: 50_000_000,
-            timeout: Duration::from_secs(120),
-            default_subquery_step: Duration::from_secs(60),
-        }
+        Self::from_config(
+            &crate::config::QueryConfig::default(),
+            &crate::config::GlobalConfig::default(),
+        )
     }
 }
 
@@ -53,25 +65,52 @@ impl EngineOptions {
         EngineOptions {
             lookback_delta: query.lookback_delta.as_duration(),
             max_samples: query.max_samples,
+            max_series: query.max_series,
+            max_memory_bytes: query.max_memory_bytes,
+            max_label_value_bytes: query.max_label_value_bytes,
             timeout: query.timeout.as_duration(),
             default_subquery_step: global.evaluation_interval.as_duration(),
+            max_concurrency: query.max_concurrency.max(1),
+            max_queue_wait: query.max_queue_wait.as_duration(),
+            priority: crate::background::Priority {
+                nice: query.nice,
+                batch: true,
+            },
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_samples: self.max_samples,
+            max_series: self.max_series,
+            max_bytes: self.max_memory_bytes,
+            timeout: self.timeout,
         }
     }
 }
 
 /// Evaluates PromQL over a store. Cheap to clone.
+///
+/// The async entry points ([`Engine::instant_query`], [`Engine::range_query`])
+/// are the ones servers use: at most `max_concurrency` queries run at once on
+/// the engine's own low-priority threads (never on the async runtime's), the
+/// rest wait up to `max_queue_wait` and are then refused, and dropping the
+/// returned future (the HTTP client went away) stops the evaluation.
 #[derive(Clone)]
 pub struct Engine {
     storage: Arc<dyn Querier>,
     opts: Arc<EngineOptions>,
+    pool: crate::background::WorkerPool,
 }
 
 impl Engine {
-    /// An engine reading `storage`.
+    /// An engine reading `storage`. Its threads start with the first async query.
     pub fn new(storage: Arc<dyn Querier>, opts: EngineOptions) -> Self {
+        let pool = crate::background::WorkerPool::new("query", opts.max_concurrency, opts.priority);
         Engine {
             storage,
             opts: Arc::new(opts),
+            pool,
         }
     }
 
@@ -103,7 +142,17 @@ impl Engine {
         invalid_utf8: HashSet<String>,
         t: i64,
     ) -> Result<Value, PromqlError> {
-        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, t, t)?;
+        self.instant_run(expr, invalid_utf8, t, None)
+    }
+
+    fn instant_run(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        t: i64,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Value, PromqlError> {
+        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, t, t, cancel)?;
         let val = ev.eval(expr, t)?;
         Ok(match val {
             Val::Scalar(f) => Value::Scalar { t, f },
@@ -151,6 +200,16 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, PromqlError> {
+        self.range_run(expr, invalid_utf8, (start, end, step), None)
+    }
+
+    fn range_run(
+        &self,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        (start, end, step): (i64, i64, i64),
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Value, PromqlError> {
         use promql_parser::parser::value::ValueType;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
@@ -175,7 +234,14 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let mut ev = Evaluator::prepare(self, expr, invalid_utf8, start, end)?;
+        // The step grid itself is held: per-step counters, and at least a
+        // scalar's point per step.
+        let steps = usize::try_from(end.saturating_sub(start) / step)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let budget = Budget::new(self.opts.limits(), cancel);
+        budget.fits(0, steps.saturating_mul(SAMPLE_BYTES))?;
+        let mut ev = Evaluator::prepare_with(self, expr, invalid_utf8, start, end, budget)?;
         ev.steps = Some((start, end, step));
         // Result series by the id of their interned label set (equal sets
         // are one shared set, see `memo`), sorted by labels at the end.
@@ -188,19 +254,19 @@ impl Engine {
                 out.push((metric, vec![p]));
             }
         };
-        let mut points = 0usize;
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
             match ev.eval(expr, t)? {
                 Val::Scalar(f) => {
+                    ev.budget.hold(1, SAMPLE_BYTES)?;
                     let metric = ev.memos.of(0, MemoKind::Output).intern(Labels::default());
                     push(metric, Point { t, f });
                 }
                 Val::Vector(v) => {
+                    ev.budget.hold(v.len(), v.len() * SAMPLE_BYTES)?;
                     for s in finish_vector(v, ev.memos.of(0, MemoKind::Output))? {
                         push(s.metric, Point { t, f: s.f });
-                        points += 1;
                     }
                 }
                 _ => {
@@ -209,11 +275,10 @@ impl Engine {
                     ));
                 }
             }
-            points += 1;
-            if points > self.opts.max_samples {
-                return Err(PromqlError::TooManySamples("query execution"));
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
             }
-            t += step;
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Value::Matrix(
@@ -227,15 +292,12 @@ impl Engine {
         ))
     }
 
-    /// Instant query off the async threads (for the HTTP API and the rules engine).
+    /// Instant query on the query threads (for the HTTP API and the rules engine).
     pub async fn instant_query(&self, query: String, t: i64) -> Result<Value, PromqlError> {
-        let engine = self.clone();
-        tokio::task::spawn_blocking(move || engine.instant(&query, t))
-            .await
-            .map_err(|e| PromqlError::Execution(format!("query task failed: {e}")))?
+        self.instant_query_map(query, t, |v| v).await
     }
 
-    /// Range query off the async threads.
+    /// Range query on the query threads.
     pub async fn range_query(
         &self,
         query: String,
@@ -243,10 +305,91 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, PromqlError> {
+        self.range_query_map(query, start, end, step, |v| v).await
+    }
+
+    /// [`Engine::instant_query`], with `map` applied to the result on the
+    /// query thread (the HTTP API encodes its JSON there, off the runtime).
+    pub async fn instant_query_map<T: Send + 'static>(
+        &self,
+        query: String,
+        t: i64,
+        map: impl FnOnce(Value) -> T + Send + 'static,
+    ) -> Result<T, PromqlError> {
+        self.on_pool(move |engine, cancel| {
+            let (expr, invalid_utf8) = super::parse_literals(&query)?;
+            engine
+                .instant_run(&expr, invalid_utf8, t, Some(cancel))
+                .map(map)
+        })
+        .await
+    }
+
+    /// [`Engine::range_query`], with `map` applied to the result on the query thread.
+    pub async fn range_query_map<T: Send + 'static>(
+        &self,
+        query: String,
+        start: i64,
+        end: i64,
+        step: i64,
+        map: impl FnOnce(Value) -> T + Send + 'static,
+    ) -> Result<T, PromqlError> {
+        self.on_pool(move |engine, cancel| {
+            let (expr, invalid_utf8) = super::parse_literals(&query)?;
+            engine
+                .range_run(&expr, invalid_utf8, (start, end, step), Some(cancel))
+                .map(map)
+        })
+        .await
+    }
+
+    /// Label sets of the series matching any of `sets` with samples in
+    /// `[start, end]` (`/api/v1/series`), sorted, on the query threads under
+    /// the query limits: a selector over every series of the store fails
+    /// with an error instead of loading all of it.
+    pub async fn series(
+        &self,
+        sets: Vec<Vec<Matcher>>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, PromqlError> {
+        self.on_pool(move |engine, cancel| {
+            let budget = Budget::new(engine.opts.limits(), Some(cancel));
+            let mut all = std::collections::BTreeSet::new();
+            for m in &sets {
+                let found = engine
+                    .storage
+                    .select_bounded(m, start, end, &budget)
+                    .map_err(|e| match e {
+                        StorageError::ReadStopped => budget.stop_reason(),
+                        other => other.into(),
+                    })?;
+                all.extend(found.into_iter().map(|s| s.labels));
+            }
+            Ok(all.into_iter().collect())
+        })
+        .await
+    }
+
+    /// Runs `job` on the query pool under its admission limit.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Engine, Arc<AtomicBool>) -> Result<T, PromqlError> + Send + 'static,
+    ) -> Result<T, PromqlError> {
+        use crate::background::PoolError;
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || engine.range(&query, start, end, step))
+        self.pool
+            .run(self.opts.max_queue_wait, move |cancel| {
+                job(&engine, cancel.flag())
+            })
             .await
-            .map_err(|e| PromqlError::Execution(format!("query task failed: {e}")))?
+            .map_err(|e| match e {
+                PoolError::Busy { waited } => PromqlError::Busy {
+                    limit: self.opts.max_concurrency,
+                    waited,
+                },
+                other => PromqlError::Execution(format!("query task failed: {other}")),
+            })?
     }
 }
 
@@ -442,7 +585,10 @@ pub(crate) fn node_id<T>(node: &T) -> usize {
 pub(crate) struct Evaluator {
     pub(super) lookback: i64,
     default_step: i64,
-    pub(super) max_samples: usize,
+    /// What the query holds, its deadline and its cancel flag.
+    pub(super) budget: Budget,
+    /// Longest label value `label_replace`/`label_join` may build.
+    pub(super) max_label_value_bytes: usize,
     start: i64,
     end: i64,
     pub(super) data: HashMap<usize, Vec<Series>>,
@@ -457,7 +603,6 @@ pub(crate) struct Evaluator {
     /// Per instant selector node of a range query: its samples at every step.
     pub(super) selectors: FxHashMap<usize, StepSamples>,
     subqueries: HashMap<(usize, i64), Val>,
-    deadline: Instant,
     /// String literals that are not valid UTF-8 in Go (see `literal`).
     invalid_utf8: HashSet<String>,
     /// Label-set work remembered across steps (see `memo`).
@@ -472,18 +617,32 @@ impl Evaluator {
         invalid_utf8: HashSet<String>,
         start: i64,
         end: i64,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Self, PromqlError> {
+        let budget = Budget::new(engine.opts.limits(), cancel);
+        Self::prepare_with(engine, expr, invalid_utf8, start, end, budget)
+    }
+
+    /// [`Evaluator::prepare`] under a budget already started.
+    fn prepare_with(
+        engine: &Engine,
+        expr: &Expr,
+        invalid_utf8: HashSet<String>,
+        start: i64,
+        end: i64,
+        budget: Budget,
     ) -> Result<Self, PromqlError> {
         let opts = &engine.opts;
         let mut ev = Evaluator {
             lookback: opts.lookback_delta.as_millis() as i64,
             default_step: (opts.default_subquery_step.as_millis() as i64).max(1),
-            max_samples: opts.max_samples,
+            budget,
+            max_label_value_bytes: opts.max_label_value_bytes,
             start,
             end,
             data: HashMap::new(),
             rolled: HashMap::new(),
             subqueries: HashMap::new(),
-            deadline: Instant::now() + opts.timeout,
             invalid_utf8,
             memos: Memos::default(),
             steps: None,
@@ -492,14 +651,9 @@ impl Evaluator {
         };
         let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
         ev.collect_spans(expr, start, end, &mut spans);
-        let mut loaded = 0usize;
         for (vs, id, mint, maxt) in spans {
-            let (series, rolled) = select(engine.storage.as_ref(), vs, mint, maxt)?;
-            loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
-            if loaded > ev.max_samples {
-                return Err(PromqlError::TooManySamples("query execution"));
-            }
             ev.check_deadline()?;
+            let (series, rolled) = select(engine.storage.as_ref(), vs, mint, maxt, &ev.budget)?;
             ev.data.insert(id, series);
             if let Some(rolled) = rolled {
                 ev.rolled.insert(id, rolled);
@@ -577,12 +731,9 @@ impl Evaluator {
         }
     }
 
-    /// Fails once the query has run past its timeout.
+    /// Fails once the query has run past its timeout or its client left.
     pub fn check_deadline(&self) -> Result<(), PromqlError> {
-        if Instant::now() > self.deadline {
-            return Err(PromqlError::Timeout("query execution"));
-        }
-        Ok(())
+        self.budget.check()
     }
 
     /// Evaluates `expr` at `t` (ms).
@@ -628,11 +779,17 @@ impl Evaluator {
                     .map(|s| s.as_millis() as i64)
                     .unwrap_or(self.default_step)
                     .max(1);
-                let start = end - range;
-                let mut ts = (start / step) * step;
+                let start = end.saturating_sub(range);
+                let mut ts = (start / step).saturating_mul(step);
                 if ts <= start {
-                    ts += step;
+                    ts = ts.saturating_add(step);
                 }
+                // Every step may hold a sample and is cached: a subquery
+                // with more steps than the budget allows fails before the
+                // first one, not after minutes of evaluation.
+                let steps = usize::try_from(end.saturating_sub(ts) / step)
+                    .map_or(0, |n| n.saturating_add(1));
+                self.budget.fits(steps, steps.saturating_mul(STEP_BYTES))?;
                 let mut by_series: BTreeMap<Labels, RangeSeries> = BTreeMap::new();
                 let id = node_id(sq);
                 while ts <= end {
@@ -641,6 +798,12 @@ impl Evaluator {
                         Some(v) => v.clone(),
                         None => {
                             let v = self.eval(&sq.expr, ts)?;
+                            let n = match &v {
+                                Val::Vector(v) => v.len(),
+                                _ => 1,
+                            };
+                            self.budget
+                                .hold(n, STEP_BYTES + n * std::mem::size_of::<Sample>())?;
                             self.subqueries.insert((id, ts), v.clone());
                             v
                         }
@@ -674,7 +837,10 @@ impl Evaluator {
                             )));
                         }
                     }
-                    ts += step;
+                    match ts.checked_add(step) {
+                        Some(next) => ts = next,
+                        None => break,
+                    }
                 }
                 let m = Matrix {
                     series: by_series.into_values().collect(),
@@ -694,12 +860,11 @@ impl Evaluator {
         }
     }
 
+    /// Fails unless a step's matrix fits next to what the query holds.
     fn count_points(&self, m: &Matrix) -> Result<(), PromqlError> {
         let n: usize = m.series.iter().map(|s| s.points.len()).sum();
-        if n > self.max_samples {
-            return Err(PromqlError::TooManySamples("query execution"));
-        }
-        Ok(())
+        self.budget
+            .fits(n, n * SAMPLE_BYTES + m.series.len() * SERIES_BYTES)
     }
 
     fn vector_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
@@ -827,18 +992,26 @@ fn select(
     vs: &VectorSelector,
     mint: i64,
     maxt: i64,
+    budget: &Budget,
 ) -> Result<(Vec<Series>, Option<Vec<Vec<RollupPoint>>>), PromqlError> {
     let sets = to_matchers(vs)?;
+    let stopped = |e: StorageError| match e {
+        StorageError::ReadStopped => budget.stop_reason(),
+        other => other.into(),
+    };
     // Raw samples first, rollups second: maintenance writes a day's rollups
     // before it deletes the day's raw chunks, so whatever raw data this
     // read misses, the rollup read finds.
     let mut raw: Vec<Vec<Series>> = Vec::with_capacity(sets.len());
     for m in &sets {
-        raw.push(q.select(m, mint, maxt)?);
+        raw.push(q.select_bounded(m, mint, maxt, budget).map_err(stopped)?);
     }
     let mut rollups: BTreeMap<Labels, Vec<RollupPoint>> = BTreeMap::new();
     for m in &sets {
         for r in q.select_rollups(m, mint, maxt)? {
+            budget.check()?;
+            let n = r.points.len();
+            budget.hold(n, n * std::mem::size_of::<RollupPoint>() + SERIES_BYTES)?;
             rollups.entry(r.labels).or_insert(r.points);
         }
     }
@@ -1087,6 +1260,251 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_subquery_with_more_steps_than_the_budget_fails_before_evaluating() {
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        let began = std::time::Instant::now();
+        let err = e
+            .instant("count_over_time(vector(1)[1000d:1ms])", 86_400_000_000)
+            .unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        // Memory counts too: few samples per step, but many cached steps.
+        let e = Engine::new(
+            store(&[(0, 1.0)]),
+            EngineOptions {
+                max_memory_bytes: 1 << 20,
+                ..EngineOptions::default()
+            },
+        );
+        let err = e
+            .instant("count_over_time(vector(1)[1d:1s])", 86_400_000)
+            .unwrap_err();
+        assert!(matches!(err, PromqlError::TooMuchMemory(_)), "{err}");
+        assert_eq!(err.error_type(), "execution");
+        let one = |q: &str| match e.instant(q, 86_400_000).unwrap() {
+            Value::Vector(v) => v[0].f,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(one("count_over_time(vector(1)[1h:1s])"), 3600.0);
+    }
+
+    #[test]
+    fn label_values_built_by_functions_are_capped() {
+        let e = Engine::new(store(&[(0, 1.0)]), EngineOptions::default());
+        // Each level quadruples the value: 3 bytes become 3 * 4^8 = 196608.
+        let mut q = "x".to_string();
+        for _ in 0..8 {
+            q = format!(r#"label_replace({q}, "job", "$1$1$1$1", "job", "(.*)")"#);
+        }
+        let q = q.replace("x", r#"label_replace(x, "job", "abc", "", "")"#);
+        let err = e.instant(&q, 0).unwrap_err();
+        assert!(
+            err.to_string().contains("query.max_label_value_bytes"),
+            "{err}"
+        );
+        let long = format!(
+            r#"label_join(label_replace(x, "a", "{}", "", ""), "b", "", "a", "a", "a", "a")"#,
+            "z".repeat(5000)
+        );
+        let err = e.instant(&long, 0).unwrap_err();
+        assert!(err.to_string().contains("label_join()"), "{err}");
+        // Within the cap, expansion is the regex crate's, as before.
+        match e
+            .instant(
+                r#"label_replace(x, "dst", "$1-${1}x-$$-$name", "job", "(?P<name>.*)")"#,
+                0,
+            )
+            .unwrap()
+        {
+            Value::Vector(v) => assert_eq!(v[0].metric.get("dst"), Some("a-ax-$-a")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn series_limit_counts_every_selector() {
+        let st = Arc::new(MemoryStorage::new());
+        let batch: Vec<AppendSample> = (0..3)
+            .map(|i| AppendSample {
+                labels: Labels::new([("__name__", "x"), ("i", &i.to_string())]),
+                sample: StoredSample {
+                    timestamp_ms: 0,
+                    value: 1.0,
+                },
+            })
+            .collect();
+        st.append(&batch).unwrap();
+        let e = Engine::new(
+            st,
+            EngineOptions {
+                max_series: 4,
+                ..EngineOptions::default()
+            },
+        );
+        assert_eq!(vector_len(e.instant("x", 0).unwrap()), 3);
+        let err = e.instant("x + x", 0).unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySeries(4)), "{err}");
+        assert!(err.to_string().contains("query.max_series"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_series_endpoint_is_bounded_too() {
+        let st = Arc::new(MemoryStorage::new());
+        let batch: Vec<AppendSample> = (0..3)
+            .map(|i| AppendSample {
+                labels: Labels::new([("__name__", "x"), ("i", &i.to_string())]),
+                sample: StoredSample {
+                    timestamp_ms: 0,
+                    value: 1.0,
+                },
+            })
+            .collect();
+        st.append(&batch).unwrap();
+        let all = || {
+            vec![vec![
+                Matcher::new(METRIC_NAME, MatchOp::Regex, ".+").unwrap(),
+            ]]
+        };
+        let e = Engine::new(st.clone(), EngineOptions::default());
+        assert_eq!(e.series(all(), 0, 1).await.unwrap().len(), 3);
+        let e = Engine::new(
+            st,
+            EngineOptions {
+                max_series: 2,
+                ..EngineOptions::default()
+            },
+        );
+        let err = e.series(all(), 0, 1).await.unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySeries(2)), "{err}");
+    }
+
+    /// A store that loads one sample per `take` until its limit refuses,
+    /// reporting how far it got, and that blocks in a read when asked to.
+    struct EndlessStore {
+        taken: std::sync::atomic::AtomicUsize,
+        entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    }
+
+    impl Querier for EndlessStore {
+        fn select(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<Series>, StorageError> {
+            Err(StorageError::Backend("unbounded read".into()))
+        }
+        fn select_bounded(
+            &self,
+            _: &[Matcher],
+            _: i64,
+            _: i64,
+            limit: &dyn crate::storage::ReadLimit,
+        ) -> Result<Vec<Series>, StorageError> {
+            if let Some(tx) = self.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            // Bounded: a limit that never refuses fails the test, not the machine.
+            for _ in 0..100_000_000u64 {
+                if !limit.take(0, 1) {
+                    return Err(StorageError::ReadStopped);
+                }
+                self.taken
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(StorageError::Backend(
+                "the limit never stopped the read".into(),
+            ))
+        }
+        fn label_names(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn label_values(
+            &self,
+            _: &str,
+            _: &[Matcher],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<String>, StorageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn endless() -> Arc<EndlessStore> {
+        Arc::new(EndlessStore {
+            taken: Default::default(),
+            entered: Default::default(),
+        })
+    }
+
+    #[test]
+    fn selectors_stop_while_loading() {
+        let st = endless();
+        let e = Engine::new(
+            st.clone(),
+            EngineOptions {
+                max_samples: 1000,
+                ..EngineOptions::default()
+            },
+        );
+        let err = e.instant("x", 0).unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err}");
+        assert_eq!(st.taken.load(std::sync::atomic::Ordering::Relaxed), 1000);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_caller_stops_the_query_and_frees_its_slot() {
+        let st = endless();
+        let (tx, rx) = std::sync::mpsc::channel();
+        *st.entered.lock().unwrap() = Some(tx);
+        let e = Engine::new(
+            st.clone(),
+            EngineOptions {
+                max_samples: usize::MAX,
+                max_memory_bytes: usize::MAX,
+                max_concurrency: 1,
+                max_queue_wait: Duration::from_millis(100),
+                ..EngineOptions::default()
+            },
+        );
+        let running = tokio::spawn({
+            let e = e.clone();
+            async move { e.instant_query("x".into(), 0).await }
+        });
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .unwrap();
+        // The one slot is taken: the next query waits 100ms and is refused.
+        let err = e.instant_query("1".into(), 0).await.unwrap_err();
+        assert!(matches!(err, PromqlError::Busy { limit: 1, .. }), "{err}");
+        assert_eq!(err.error_type(), "unavailable");
+        running.abort();
+        // The read stops and the slot frees up long before the 2m timeout.
+        let began = std::time::Instant::now();
+        let mut answered = None;
+        for _ in 0..200 {
+            match e.instant_query("1".into(), 0).await {
+                Ok(v) => {
+                    answered = Some(v);
+                    break;
+                }
+                Err(PromqlError::Busy { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(
+            answered.is_some(),
+            "slot still taken after {:?}",
+            began.elapsed()
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::parser::{Call, Expr};
 
 use super::PromqlError;
+use super::budget::Budget;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::engine::{Evaluator, Matrix, Val, check_unique, drop_name_labels, node_id, to_matchers};
@@ -24,6 +25,10 @@ pub(crate) struct Args<'a> {
     memos: &'a mut Memos,
     /// Identifies the call node in `memos`.
     node: usize,
+    /// The query's budget (label strings built here count against it).
+    budget: &'a Budget,
+    /// Longest label value a function may build.
+    max_label_value: usize,
 }
 
 impl Args<'_> {
@@ -239,6 +244,8 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlEr
         exprs: &c.args.args,
         memos: &mut ev.memos,
         node: node_id(c),
+        budget: &ev.budget,
+        max_label_value: ev.max_label_value_bytes,
     })
 }
 
@@ -1080,19 +1087,56 @@ fn label_replace(a: &mut Args) -> Result<Val, PromqlError> {
         )));
     }
     let mut v = a.vector(0)?;
+    let limit = a.max_label_value;
+    let mut built = 0usize;
     for s in &mut v {
-        let value = s.metric.get(&src).unwrap_or("").to_string();
-        if let Some(caps) = re.captures(&value) {
-            let mut res = String::new();
-            caps.expand(&repl, &mut res);
-            s.metric.set(&dst, &res);
-            if dst == METRIC_NAME {
-                s.drop_name = false;
-            }
+        let Some(res) = expand_bounded(&re, s.metric.get(&src).unwrap_or(""), &repl, limit) else {
+            continue;
+        };
+        let res = res.ok_or_else(|| too_long_label("label_replace", &dst, limit))?;
+        built += res.len();
+        a.budget.fits(0, built)?;
+        s.metric.set(&dst, &res);
+        if dst == METRIC_NAME {
+            s.drop_name = false;
         }
     }
     check_unique_after_drop(&v)?;
     Ok(Val::Vector(v))
+}
+
+/// `repl` with `$1`, `${name}`… filled from `re`'s match of `value` (the
+/// regex crate's syntax); `None` when `re` does not match, `Some(None)` when
+/// the result would pass `limit` bytes. Nothing longer than `limit` plus the
+/// template's literal text is ever built, so `$1$1$1$1` nested in
+/// `label_replace` calls cannot grow a value without bound.
+fn expand_bounded(
+    re: &regex::Regex,
+    value: &str,
+    repl: &str,
+    limit: usize,
+) -> Option<Option<String>> {
+    let caps = re.captures(value)?;
+    let mut res = String::new();
+    let mut over = false;
+    regex_automata::util::interpolate::string(
+        repl,
+        |i, dst| match caps.get(i) {
+            Some(m) if !over && dst.len() + m.len() <= limit => dst.push_str(m.as_str()),
+            Some(_) => over = true,
+            None => {}
+        },
+        |name| re.capture_names().position(|n| n == Some(name)),
+        &mut res,
+    );
+    Some((!over && res.len() <= limit).then_some(res))
+}
+
+/// The error for a label value longer than `query.max_label_value_bytes`.
+fn too_long_label(func: &str, dst: &str, limit: usize) -> PromqlError {
+    PromqlError::Execution(format!(
+        "{func}(): the value of label {dst:?} would be longer than {limit} bytes (query.max_label_value_bytes)"
+    ))
 }
 
 fn label_join(a: &mut Args) -> Result<Val, PromqlError> {
@@ -1109,8 +1153,17 @@ fn label_join(a: &mut Args) -> Result<Val, PromqlError> {
         )));
     }
     let mut v = a.vector(0)?;
+    let limit = a.max_label_value;
+    let mut built = 0usize;
     for s in &mut v {
         let joined: Vec<&str> = srcs.iter().map(|n| s.metric.get(n).unwrap_or("")).collect();
+        let len = joined.iter().map(|x| x.len()).sum::<usize>()
+            + sep.len().saturating_mul(joined.len().saturating_sub(1));
+        if len > limit {
+            return Err(too_long_label("label_join", &dst, limit));
+        }
+        built += len;
+        a.budget.fits(0, built)?;
         let joined = joined.join(&sep);
         s.metric.set(&dst, &joined);
         if dst == METRIC_NAME {

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod binary;
+mod budget;
 mod engine;
 mod functions;
 mod literal;
@@ -37,9 +38,32 @@ pub enum PromqlError {
     /// The query would hold more samples than `max_samples`.
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),
+    /// The query would select more series than `max_series`.
+    #[error(
+        "query selects more than {0} series (query.max_series); narrow the selectors or raise the limit"
+    )]
+    TooManySeries(usize),
+    /// The query would hold more memory than `max_memory_bytes`.
+    #[error(
+        "query would hold more than {} MiB in memory (query.max_memory_bytes); shorten the range, raise the step or narrow the selectors", .0 / (1 << 20)
+    )]
+    TooMuchMemory(usize),
     /// The query ran past its timeout.
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The client went away; the query was stopped.
+    #[error("query was canceled because its client went away")]
+    Cancelled,
+    /// Every query slot stayed busy for the whole wait limit.
+    #[error(
+        "too many concurrent queries: all {limit} query slots (query.max_concurrency) stayed busy for {waited:?} (query.max_queue_wait); try again later"
+    )]
+    Busy {
+        /// `query.max_concurrency`.
+        limit: usize,
+        /// How long the query waited for a slot.
+        waited: std::time::Duration,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(StorageError),
@@ -48,7 +72,9 @@ pub enum PromqlError {
 impl From<StorageError> for PromqlError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::TooManySamples => PromqlError::TooManySamples("query execution"),
+            StorageError::TooManySamples | StorageError::ReadStopped => {
+                PromqlError::TooManySamples("query execution")
+            }
             other => PromqlError::Storage(other),
         }
     }
@@ -59,8 +85,13 @@ impl PromqlError {
     pub fn error_type(&self) -> &'static str {
         match self {
             PromqlError::Parse(_) => "bad_data",
-            PromqlError::Execution(_) | PromqlError::TooManySamples(_) => "execution",
+            PromqlError::Execution(_)
+            | PromqlError::TooManySamples(_)
+            | PromqlError::TooManySeries(_)
+            | PromqlError::TooMuchMemory(_) => "execution",
             PromqlError::Timeout(_) => "timeout",
+            PromqlError::Cancelled => "canceled",
+            PromqlError::Busy { .. } => "unavailable",
             PromqlError::Storage(_) => "internal",
         }
     }
@@ -77,8 +108,27 @@ pub(crate) fn parse_literals(
     query: &str,
 ) -> Result<(promql_parser::parser::Expr, HashSet<String>), PromqlError> {
     let n = literal::normalise(query);
-    let expr = promql_parser::parser::parse(&n.text).map_err(PromqlError::Parse)?;
+    // The parser panics on some inputs (a range of `[1e308]` overflows its
+    // Duration); a query is input, so that is a parse error, not a crash.
+    let parsed =
+        std::panic::catch_unwind(|| promql_parser::parser::parse(&n.text)).map_err(|_| {
+            PromqlError::Parse(format!(
+                "cannot parse {query:?}: a number in it is out of range"
+            ))
+        })?;
+    let expr = parsed.map_err(PromqlError::Parse)?;
     Ok((expr, n.invalid_utf8))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parser_panics_are_parse_errors() {
+        for q in ["x[1e308]", "rate(x[1e308])", "x offset 1e308"] {
+            let err = super::parse(q).map(|_| ()).unwrap_err();
+            assert!(matches!(err, super::PromqlError::Parse(_)), "{q}: {err}");
+        }
+    }
 }
 
 /// The matcher sets of a series selector such as `up{job="a"}` (for the

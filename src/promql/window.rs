@@ -18,6 +18,7 @@
 use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use super::PromqlError;
+use super::budget::{SAMPLE_BYTES, SERIES_BYTES};
 use super::engine::{Evaluator, Val, node_id, offset_ms};
 use super::functions::{WINDOW_FUNCTIONS, WindowKernel};
 use super::value::{Point, Sample};
@@ -90,10 +91,12 @@ impl Evaluator {
         if !self.selectors.contains_key(&id) {
             let at = self.at_ms(&vs.at);
             let offset = offset_ms(&vs.offset);
-            let steps = ((end - start) / step) as usize + 1;
+            let steps = (end.saturating_sub(start) / step) as usize + 1;
+            let per_series = steps * std::mem::size_of::<Option<StoredSample>>() + SERIES_BYTES;
+            self.budget.fits(0, per_series)?;
             let mut series = Vec::new();
-            let mut held = 0usize;
             for s in self.data.get(&id).map_or(&[][..], Vec::as_slice) {
+                self.check_deadline()?;
                 let mut idx = 0;
                 let mut fresh_steps = 0usize;
                 let seen: Vec<Option<StoredSample>> = (0..steps)
@@ -108,10 +111,7 @@ impl Evaluator {
                     })
                     .collect();
                 if fresh_steps > 0 {
-                    held += fresh_steps;
-                    if held > self.max_samples {
-                        return Err(PromqlError::TooManySamples("query execution"));
-                    }
+                    self.budget.hold(fresh_steps, per_series)?;
                     series.push((s.labels.clone(), seen));
                 }
             }
@@ -166,11 +166,13 @@ impl Evaluator {
         let range = ms.range.as_millis() as i64;
         let at = self.at_ms(&ms.vs.at);
         let offset = offset_ms(&ms.vs.offset);
-        let steps = ((end - start) / step) as usize + 1;
+        let steps = (end.saturating_sub(start) / step) as usize + 1;
         let window_end = |i: usize| at.unwrap_or(start + i as i64 * step) - offset;
+        let per_series = steps * std::mem::size_of::<Option<f64>>() + SERIES_BYTES;
+        self.budget
+            .fits(0, per_series + steps * std::mem::size_of::<usize>())?;
         let mut per_step = vec![0usize; steps];
         let mut series = Vec::new();
-        let mut held = 0usize;
         let mut buf: Vec<Point> = Vec::new();
         for s in self.data.get(&sel).map_or(&[][..], Vec::as_slice) {
             self.check_deadline()?;
@@ -186,15 +188,13 @@ impl Evaluator {
             if n > 0 {
                 // Held values count against the limit, as Prometheus counts
                 // the points of a range function's result.
-                held += n;
-                if held > self.max_samples {
-                    return Err(PromqlError::TooManySamples("query execution"));
-                }
+                self.budget.hold(n, per_series)?;
                 series.push((s.labels.clone(), values));
             }
         }
-        if per_step.iter().any(|&n| n > self.max_samples) {
-            return Err(PromqlError::TooManySamples("query execution"));
+        // One step's window is what Prometheus would hold at once.
+        for &n in &per_step {
+            self.budget.fits(n, n * SAMPLE_BYTES)?;
         }
         Ok(Some(StepValues { series, drop_name }))
     }

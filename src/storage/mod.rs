@@ -52,6 +52,9 @@ pub enum StorageError {
     /// The query would touch more samples than allowed.
     #[error("query processing would load too many samples into memory")]
     TooManySamples,
+    /// The reader's [`ReadLimit`] stopped the read (it knows why).
+    #[error("read stopped by the reader's limit")]
+    ReadStopped,
     /// Another process has the data directory open.
     #[error(
         "data directory {} is in use by another infermon (it holds {}/lock); stop it first, or talk to it over HTTP",
@@ -91,6 +94,16 @@ pub trait Appender: Send + Sync {
     }
 }
 
+/// What a reader lets one read load: [`Querier::select_bounded`] reports
+/// every series and every decoded batch of samples as it loads them, so a
+/// query's limits (samples, series, memory, deadline, cancellation) stop a
+/// read part-way instead of after the whole selection sits in memory.
+pub trait ReadLimit {
+    /// Accounts for `series` more series and `samples` more samples; `false`
+    /// stops the read with [`StorageError::ReadStopped`].
+    fn take(&self, series: usize, samples: usize) -> bool;
+}
+
 /// Reads samples.
 pub trait Querier: Send + Sync {
     /// Series matching every matcher, with their samples in `[mint, maxt]`
@@ -101,6 +114,23 @@ pub trait Querier: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StorageError>;
+
+    /// [`Querier::select`] under `limit`, checked while loading. Stores that
+    /// load everything at once keep this default, which checks afterwards.
+    fn select_bounded(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: &dyn ReadLimit,
+    ) -> Result<Vec<Series>, StorageError> {
+        let series = self.select(matchers, mint, maxt)?;
+        let samples = series.iter().map(|s| s.samples.len()).sum();
+        if !limit.take(series.len(), samples) {
+            return Err(StorageError::ReadStopped);
+        }
+        Ok(series)
+    }
 
     /// The 5-minute rollup points ([`RollupPoint`]) of the series matching
     /// every matcher whose last sample lies in `[mint, maxt]`, for the part

@@ -926,6 +926,22 @@ impl Querier for SqliteStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StorageError> {
+        struct Unlimited;
+        impl super::ReadLimit for Unlimited {
+            fn take(&self, _: usize, _: usize) -> bool {
+                true
+            }
+        }
+        self.select_bounded(matchers, mint, maxt, &Unlimited)
+    }
+
+    fn select_bounded(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: &dyn super::ReadLimit,
+    ) -> Result<Vec<Series>, StorageError> {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         self.with_snapshot(&ids, |conn, heads| {
@@ -935,21 +951,35 @@ impl Querier for SqliteStorage {
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
+            // The limit sees every decoded chunk, so it stops a read while it loads.
+            let take = |series, samples| {
+                if limit.take(series, samples) {
+                    Ok(())
+                } else {
+                    Err(StorageError::ReadStopped)
+                }
+            };
             for (id, labels) in matched {
+                take(0, 0)?;
                 let mut samples: Vec<Sample> = Vec::new();
                 let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
                 while let Some(row) = rows.next().map_err(backend)? {
                     let data: Vec<u8> = row.get(0).map_err(backend)?;
+                    let before = samples.len();
                     Encoding::from_code(row.get(1).map_err(backend)?)
                         .and_then(|enc| pco_chunk::decode_any(enc, &data, mint, maxt, &mut samples))
                         .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                    take(0, samples.len() - before)?;
                 }
                 if let Some(bytes) = heads.get(&id) {
+                    let before = samples.len();
                     chunk::decode_into(bytes, mint, maxt, &mut samples)
                         .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                    take(0, samples.len() - before)?;
                 }
                 normalize(&mut samples);
                 if !samples.is_empty() {
+                    take(1, 0)?;
                     out.push(Series { labels, samples });
                 }
             }

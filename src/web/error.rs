@@ -188,7 +188,9 @@ impl From<PromqlError> for PromApiError {
         let status = match error_type {
             "bad_data" => StatusCode::BAD_REQUEST,
             "execution" => StatusCode::UNPROCESSABLE_ENTITY,
-            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+            "timeout" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus' "client closed connection"; nobody reads it.
+            "canceled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

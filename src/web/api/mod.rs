@@ -55,6 +55,10 @@ pub fn flags_from_config(config: &crate::config::Config) -> Vec<(String, String)
         ),
         ("query.timeout", config.query.timeout.to_string()),
         ("query.max-samples", config.query.max_samples.to_string()),
+        (
+            "query.max-concurrency",
+            config.query.max_concurrency.to_string(),
+        ),
         ("storage.tsdb.path", config.storage.path.clone()),
         (
             "storage.tsdb.retention.time",

@@ -20,12 +20,11 @@ fn query_param(p: &Params) -> Result<String, PromApiError> {
 pub async fn instant(State(st): State<ApiState>, p: Params) -> Result<Response, PromApiError> {
     let query = query_param(&p)?;
     let t = p.time("time", now_ms())?;
-    let value = st
-        .engine
-        .instant_query(query, t)
+    // The JSON is encoded on the query thread too, off the async runtime.
+    st.engine
+        .instant_query_map(query, t, success)
         .await
-        .map_err(query_error)?;
-    Ok(success(value))
+        .map_err(query_error)
 }
 
 /// Range query.
@@ -57,12 +56,10 @@ pub async fn range(State(st): State<ApiState>, p: Params) -> Result<Response, Pr
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let value = st
-        .engine
-        .range_query(query, start, end, step)
+    st.engine
+        .range_query_map(query, start, end, step, success)
         .await
-        .map_err(query_error)?;
-    Ok(success(value))
+        .map_err(query_error)
 }
 
 /// Parse errors name the parameter, as Prometheus words them.

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::{ApiState, Params, PromApiError, success};
-use crate::model::{Labels, MAX_TIME_MS, MIN_TIME_MS, Matcher};
+use crate::model::{MAX_TIME_MS, MIN_TIME_MS, Matcher};
 
 /// Every `match[]` as matcher sets (one selector may hold several `or` sets).
 fn matchers(p: &Params) -> Result<Vec<Vec<Matcher>>, PromApiError> {
@@ -40,16 +40,7 @@ pub async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, P
     }
     let (start, end) = (p.time("start", MIN_TIME_MS)?, p.time("end", MAX_TIME_MS)?);
     let limit = limit(&p)?;
-    let q = st.engine.querier().clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<BTreeSet<Labels>, PromApiError> {
-        let mut all = BTreeSet::new();
-        for m in &sets {
-            all.extend(q.select(m, start, end)?.into_iter().map(|s| s.labels));
-        }
-        Ok(all)
-    })
-    .await??;
-    let mut list: Vec<Labels> = found.into_iter().collect();
+    let mut list = st.engine.series(sets, start, end).await?;
     if let Some(n) = limit {
         list.truncate(n);
     }
