@@ -120,17 +120,6 @@ pub(crate) fn parse_literals(
     Ok((expr, n.invalid_utf8))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parser_panics_are_parse_errors() {
-        for q in ["x[1e308]", "rate(x[1e308])", "x offset 1e308"] {
-            let err = super::parse(q).map(|_| ()).unwrap_err();
-            assert!(matches!(err, super::PromqlError::Parse(_)), "{q}: {err}");
-        }
-    }
-}
-
 /// The matcher sets of a series selector such as `up{job="a"}` (for the
 /// series and labels endpoints); `or` alternatives give several sets.
 pub fn selector_matchers(text: &str) -> Result<Vec<Vec<crate::model::Matcher>>, PromqlError> {
@@ -139,5 +128,16 @@ pub fn selector_matchers(text: &str) -> Result<Vec<Vec<crate::model::Matcher>>, 
         _ => Err(PromqlError::Parse(format!(
             "{text:?} is not a series selector"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parser_panics_are_parse_errors() {
+        for q in ["x[1e308]", "rate(x[1e308])", "x offset 1e308"] {
+            let err = super::parse(q).map(|_| ()).unwrap_err();
+            assert!(matches!(err, super::PromqlError::Parse(_)), "{q}: {err}");
+        }
     }
 }
