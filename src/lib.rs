@@ -40,7 +40,7 @@
 //! inference, scrape, promql: model server, scraper, query engine
 //! telemetry, storage, template: own metrics, the store, Go templates
 //! config: the typed configuration and its validation
-//! model, util, shutdown, diag: labels, matchers, relabel, exposition parser, helpers
+//! model, util, shutdown, diag, background: labels, matchers, relabel, exposition parser, helpers, low-priority worker pools
 //! ```
 
 pub mod alerting;
