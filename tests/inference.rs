@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{TestServer, client, fixture, repo_root};
+use support::{TestServer, client, cosine, fixture, floats, max_abs, repo_root};
 
 /// MiniLM, the tiny cross-encoder and the tiny Qwen3 reranker, with a small
 /// client batch limit so the 422 is cheap to reach.
@@ -48,29 +48,6 @@ fn ok(s: &TestServer, path: &str, body: &Value) -> Value {
     let (status, value, _) = post(s, path, body);
     assert_eq!(status, 200, "{path} {body}: {value}");
     value
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, fixture};
+use support::{TestServer, client, cosine, fixture, floats, max_abs};
 
 const FIXTURES: [&str; 4] = [
     "tiny-st-max-dense",
@@ -18,28 +18,6 @@ const FIXTURES: [&str; 4] = [
     // The first one again with PyTorch `.bin` weights only.
     "tiny-st-bin-weights",
 ];
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dimensions");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn embed(s: &TestServer, body: Value) -> Vec<Vec<f32>> {
     let r = client().post(s.url("/embed")).json(&body).send().unwrap();

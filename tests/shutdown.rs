@@ -10,19 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Waits until `ok` holds, failing with `what` and the log after `timeout`.
-fn wait_for(server: &support::TestServer, what: &str, timeout: Duration, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A webhook that reads every request and never answers: an alert send to
 /// it stays in flight until the channel's 10 s timeout.
 fn start_silent_webhook() -> (String, Arc<AtomicUsize>) {
@@ -66,12 +53,13 @@ alerting:
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    wait_for(
-        &server,
-        "the webhook request",
-        Duration::from_secs(20),
-        || requests.load(Ordering::SeqCst) > 0,
-    );
+    support::wait_for("the webhook request", Duration::from_secs(20), || {
+        if requests.load(Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err(server.log())
+        }
+    });
     let signalled = Instant::now();
     server.terminate();
     // The deadline is server.shutdown_timeout (1 s) + 5 s for the stages

@@ -492,29 +492,27 @@ impl SqliteStorage {
     /// finish; backups still running after that are interrupted (they remove
     /// their partial file). Returns how many were interrupted.
     pub fn finish_backups(&self, wait: Duration) -> usize {
-        let deadline = std::time::Instant::now() + wait;
         let mut b = lock(&self.inner.backups);
         b.closing = true;
-        while !b.running.is_empty() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            b = self
-                .inner
-                .backup_ended
-                .wait_timeout(b, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        b = self.until_no_backup_runs(b, wait);
         let cancelled = b.running.len();
         for handle in b.running.values() {
             handle.interrupt();
         }
         // An interrupted VACUUM stops at its next page step.
-        let grace = std::time::Instant::now() + Duration::from_secs(5);
+        drop(self.until_no_backup_runs(b, Duration::from_secs(5)));
+        cancelled
+    }
+
+    /// Waits on `backup_ended` until no backup runs or `wait` has passed.
+    fn until_no_backup_runs<'a>(
+        &'a self,
+        mut b: MutexGuard<'a, RunningBackups>,
+        wait: Duration,
+    ) -> MutexGuard<'a, RunningBackups> {
+        let deadline = Instant::now() + wait;
         while !b.running.is_empty() {
-            let left = grace.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -525,7 +523,7 @@ impl SqliteStorage {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        cancelled
+        b
     }
 
     /// Checkpoints and closes the write path; later appends fail. Called at
