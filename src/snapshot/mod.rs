@@ -66,10 +66,16 @@ pub enum SnapshotError {
     /// holds nothing of.
     #[error("{0}")]
     Day(String),
+    /// The snapshot thread could not take the job.
+    #[error("snapshot work: {0}")]
+    Background(#[from] crate::background::PoolError),
 }
 
 /// Writes a consistent copy of the whole store to the given path; returns its size.
 pub type BackupFn = Arc<dyn Fn(&Path) -> Result<u64, String> + Send + Sync>;
+
+/// How long a snapshot, backup, import or export waits for the one before it.
+pub const JOB_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Whole-store backups kept (newest first).
 pub const BACKUPS_KEPT: usize = 4;
@@ -85,6 +91,9 @@ pub struct Snapshotter {
     /// Held while a snapshot folder is written or the folder is pruned, so
     /// a prune never sees a write between its renames.
     ops: std::sync::Mutex<()>,
+    /// The thread snapshots, backups and imports run on: one, at the
+    /// lowest OS priority, so they never take CPU the model wants.
+    jobs: crate::background::WorkerPool,
 }
 
 /// A whole-store backup on disk.
@@ -131,7 +140,27 @@ impl Snapshotter {
             backup: None,
             backfill: None,
             ops: std::sync::Mutex::new(()),
+            jobs: crate::background::WorkerPool::new(
+                "infermon-snapshot",
+                1,
+                crate::background::Priority {
+                    nice: 19,
+                    batch: true,
+                },
+            ),
         })
+    }
+
+    /// Runs `job` on the snapshot thread once it is free (waiting at most
+    /// [`JOB_WAIT`]): snapshots, backups, imports and exports run one at a
+    /// time there, at the lowest OS priority, never on the async threads.
+    pub async fn in_background<T, F>(self: &Arc<Self>, job: F) -> Result<T, SnapshotError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshotter) -> T + Send + 'static,
+    {
+        let me = self.clone();
+        Ok(self.jobs.run(JOB_WAIT, move |_| job(&me)).await?)
     }
 
     /// Enables whole-store backups through `backup`.
@@ -447,11 +476,13 @@ impl Snapshotter {
         // Each job holds a read guard while it runs; stopping takes the
         // write side, so it waits for running jobs and no new one starts.
         let jobs = Arc::new(tokio::sync::RwLock::new(()));
-        let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.catch_up(crate::util::now_ms())).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "missed snapshot could not be taken"),
-            Err(e) => tracing::warn!(error = %e, "missed snapshot task failed"),
-            Ok(Ok(_)) => {}
+        match self
+            .in_background(|me| me.catch_up(crate::util::now_ms()))
+            .await
+            .and_then(|r| r)
+        {
+            Err(e) => tracing::warn!(error = %e, "missed snapshot could not be taken"),
+            Ok(_) => {}
         }
         let sched_err =
             |e: tokio_cron_scheduler::JobSchedulerError| SnapshotError::Schedule(e.to_string());
@@ -464,15 +495,12 @@ impl Snapshotter {
                     return;
                 };
                 let day = yesterday(crate::util::now_ms(), me.tz);
-                let worker = me.clone();
-                match tokio::task::spawn_blocking(move || {
-                    worker.take(day).and_then(|m| worker.prune().map(|_| m))
-                })
-                .await
-                {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "daily snapshot failed"),
-                    Err(e) => tracing::error!(error = %e, "daily snapshot task failed"),
+                let taken = me
+                    .in_background(move |s| s.take(day).and_then(|m| s.prune().map(|_| m)))
+                    .await
+                    .and_then(|r| r);
+                if let Err(e) = taken {
+                    tracing::error!(error = %e, "daily snapshot failed");
                 }
             })
         })
@@ -486,10 +514,9 @@ impl Snapshotter {
                     let Ok(_running) = tracker.try_read_owned() else {
                         return;
                     };
-                    match tokio::task::spawn_blocking(move || me.backup_now()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => tracing::error!(error = %e, "store backup failed"),
-                        Err(e) => tracing::error!(error = %e, "store backup task failed"),
+                    let backup = me.in_background(|s| s.backup_now()).await.and_then(|r| r);
+                    if let Err(e) = backup {
+                        tracing::error!(error = %e, "store backup failed");
                     }
                 })
             })

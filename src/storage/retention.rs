@@ -14,6 +14,7 @@ use super::head::ClosedChunk;
 use super::sqlite::{
     DB_FILE, SqliteStorage, backend, insert_chunks, lock, release_free_pages, write,
 };
+use crate::background::{Priority, WorkerPool};
 use crate::shutdown::Shutdown;
 
 /// What one maintenance pass did.
@@ -295,13 +296,24 @@ impl SqliteStorage {
         lock(&self.inner.blocked).clone()
     }
 
-    /// Runs [`maintain`](Self::maintain) every `every` until `shutdown`.
+    /// Runs [`maintain`](Self::maintain) every `every` until `shutdown`, on
+    /// one thread at the lowest OS priority.
     pub fn spawn_maintenance(
         &self,
         every: Duration,
         shutdown: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
         let storage = self.clone();
+        // Compaction and rollups decode and re-encode whole days: they run on
+        // one thread at the lowest priority, so the model keeps the CPU.
+        let pool = WorkerPool::new(
+            "infermon-maintenance",
+            1,
+            Priority {
+                nice: 19,
+                batch: true,
+            },
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,7 +323,10 @@ impl SqliteStorage {
                     _ = tick.tick() => {}
                 }
                 let s = storage.clone();
-                match tokio::task::spawn_blocking(move || s.maintain(crate::util::now_ms())).await {
+                match pool
+                    .run(every, move |_| s.maintain(crate::util::now_ms()))
+                    .await
+                {
                     Ok(Ok(r)) if r != MaintenanceReport::default() => {
                         tracing::info!(?r, "storage maintenance")
                     }

@@ -140,6 +140,11 @@ impl From<SnapshotError> for ApiError {
     fn from(e: SnapshotError) -> Self {
         match e {
             SnapshotError::Import(m) | SnapshotError::Day(m) => ApiError::bad_request(m),
+            e @ SnapshotError::Background(crate::background::PoolError::Busy { .. }) => {
+                ApiError::unavailable(format!(
+                    "{e}; another snapshot, backup or import is running, try again later"
+                ))
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

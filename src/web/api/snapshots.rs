@@ -74,14 +74,15 @@ async fn take_now(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<R
             .ok_or_else(|| ApiError::bad_request(format!("day {d:?} is not YYYY-MM-DD")))?,
         None => yesterday(crate::util::now_ms(), s.timezone()),
     };
-    let worker = s.clone();
     let now = crate::util::now_ms();
-    let manifest = tokio::task::spawn_blocking(move || worker.take_requested(day, now)).await??;
+    let manifest = s
+        .in_background(move |s| s.take_requested(day, now))
+        .await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": manifest})).into_response())
 }
 
 async fn backup_now(State(s): State<Arc<Snapshotter>>) -> Result<Response, ApiError> {
-    let info = tokio::task::spawn_blocking(move || s.backup_now()).await??;
+    let info = s.in_background(|s| s.backup_now()).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": info})).into_response())
 }
 
@@ -89,7 +90,7 @@ async fn import_now(
     State(s): State<Arc<Snapshotter>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let report = tokio::task::spawn_blocking(move || s.import(&body[..])).await??;
+    let report = s.in_background(move |s| s.import(&body[..])).await??;
     Ok(axum::Json(serde_json::json!({"status": "success", "data": report})).into_response())
 }
 
@@ -167,6 +168,8 @@ async fn export(State(s): State<Arc<Snapshotter>>, params: Params) -> Result<Res
     // written; the first piece (or the error before it) decides the status.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let (err_tx, err_rx) = tokio::sync::oneshot::channel::<String>();
+    // Not on the snapshot thread: a client that reads slowly holds its
+    // thread for as long as it takes, and must not hold up backups.
     tokio::task::spawn_blocking(move || {
         let mut out = export::ChannelWriter::new(tx);
         if let Err(e) = s.export(&groups, start, end, format, &mut out) {
