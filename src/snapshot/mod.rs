@@ -476,13 +476,12 @@ impl Snapshotter {
         // Each job holds a read guard while it runs; stopping takes the
         // write side, so it waits for running jobs and no new one starts.
         let jobs = Arc::new(tokio::sync::RwLock::new(()));
-        match self
+        if let Err(e) = self
             .in_background(|me| me.catch_up(crate::util::now_ms()))
             .await
             .and_then(|r| r)
         {
-            Err(e) => tracing::warn!(error = %e, "missed snapshot could not be taken"),
-            Ok(_) => {}
+            tracing::warn!(error = %e, "missed snapshot could not be taken");
         }
         let sched_err =
             |e: tokio_cron_scheduler::JobSchedulerError| SnapshotError::Schedule(e.to_string());
