@@ -233,6 +233,13 @@ fn check(file: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Dashboards too, by the code that loads them at start-up.
+    let dashboards = loaded.config.dashboard_files();
+    if let Err(e) = infermon::web::pages::Pages::load_dashboards(&dashboards) {
+        println!("{e}");
+        println!("FAILED: {}", file.display());
+        return ExitCode::FAILURE;
+    }
     for warning in &loaded.warnings {
         println!(
             "{}:{}:{}: warning: {}",

@@ -404,7 +404,7 @@ async fn start(
         query: Arc::new(adapters::EngineQueries(engine.clone())),
         config: Arc::new(config.clone()),
         started_ms: crate::util::now_ms(),
-        dashboards: crate::web::pages::Pages::load_dashboards(&dashboard_files(config))
+        dashboards: crate::web::pages::Pages::load_dashboards(&config.dashboard_files())
             .map_err(|e| Error::Snapshot(e.to_string()))?,
         snapshots: snapshots.map(|s| s as Arc<dyn crate::web::pages::SnapshotShelf>),
         facts: {
@@ -452,18 +452,4 @@ async fn start(
         app,
         inference,
     })
-}
-
-/// Users' Grafana dashboard files from `dashboards:` (globs, relative to the config).
-fn dashboard_files(config: &Config) -> Vec<std::path::PathBuf> {
-    let base = config.source.base_dir();
-    let mut out = Vec::new();
-    for pattern in &config.dashboards {
-        let full = base.join(pattern);
-        if let Ok(paths) = glob::glob(&full.to_string_lossy()) {
-            out.extend(paths.filter_map(Result::ok));
-        }
-    }
-    out.sort();
-    out
 }

@@ -90,7 +90,8 @@ pub struct Config {
     /// Built-in host and GPU collectors.
     #[serde(default)]
     pub collectors: CollectorsConfig,
-    /// Grafana dashboard JSON files (globs, relative to this file) shown beside the built-in ones.
+    /// Grafana dashboard JSON shown beside the built-in ones: files, globs or
+    /// directories, relative to this file (default none).
     #[serde(default, deserialize_with = "null_as_default")]
     pub dashboards: Vec<String>,
     /// Prometheus' remote_read: accepted and warned about.
@@ -173,6 +174,25 @@ impl Config {
             source,
         })?;
         Self::load_str(&text, Some(path.to_path_buf()))
+    }
+
+    /// Users' Grafana dashboard files from `dashboards:` (files, globs or
+    /// directories — a directory means every `*.json` in it, as Grafana's
+    /// file provisioning reads one — relative to the config), sorted.
+    pub fn dashboard_files(&self) -> Vec<PathBuf> {
+        let base = self.source.base_dir();
+        let mut out = Vec::new();
+        for pattern in &self.dashboards {
+            let mut full = base.join(pattern);
+            if full.is_dir() {
+                full = full.join("*.json");
+            }
+            if let Ok(paths) = glob::glob(&full.to_string_lossy()) {
+                out.extend(paths.filter_map(Result::ok));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Loads and validates the embedded default config.

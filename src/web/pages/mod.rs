@@ -123,7 +123,10 @@ impl Pages {
                 path: f.display().to_string(),
                 reason: e.to_string(),
             })?;
-            let d: Dashboard = serde_json::from_str(&text).map_err(|e| PagesError::Dashboard {
+            // The same reading as an upload: the plain dashboard or Grafana's
+            // HTTP API form `{"dashboard": {...}, "overwrite": true}`, and a
+            // file without panels is an error, never an empty page.
+            let (d, _) = uploads::parse(text.as_bytes()).map_err(|e| PagesError::Dashboard {
                 path: f.display().to_string(),
                 reason: e.to_string(),
             })?;
