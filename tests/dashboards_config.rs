@@ -99,3 +99,37 @@ fn infermon_check_reports_a_broken_dashboard_file() {
         "{text}"
     );
 }
+
+/// The built-in dashboard's error-ratio panels count what the
+/// `InferenceHighErrorRate` alert counts (server errors, 5xx), so a panel is
+/// never red without the alert; 4xx, 413 and 429 are the client's answers.
+#[test]
+fn built_in_error_ratio_panels_count_what_the_alert_counts() {
+    let root = support::repo_root();
+    let rules = std::fs::read_to_string(root.join("config/rules/inference.yml")).unwrap();
+    assert!(rules.contains(r#"infermon_inference_requests_total{status=~"5.."}"#));
+    let board: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("config/dashboards/inference.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = board["panels"].as_array().unwrap();
+    let error_panels: Vec<&serde_json::Value> = panels
+        .iter()
+        .filter(|p| {
+            p["title"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains("error ratio")
+        })
+        .collect();
+    assert!(!error_panels.is_empty());
+    for p in error_panels {
+        let expr = p["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.contains(r#"status=~"5..""#) && !expr.contains("status!~"),
+            "{}: {expr}",
+            p["title"]
+        );
+    }
+}
