@@ -133,3 +133,30 @@ fn built_in_error_ratio_panels_count_what_the_alert_counts() {
         );
     }
 }
+
+/// On a box without NVIDIA's NVML the Overview's GPU panels say why they are
+/// empty instead of showing bare axes.
+#[test]
+fn empty_gpu_panels_say_why_on_a_box_without_a_gpu() {
+    let s = TestServer::start(&config(&[]));
+    let metrics = client()
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    if metrics.contains("infermon_gpu_") {
+        eprintln!("this box reports GPU metrics; the empty-panel note does not apply");
+        return;
+    }
+    let page = client()
+        .get(s.url("/?range=1h"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("No GPU metrics were collected"),
+        "the Overview's GPU panels give no reason for being empty"
+    );
+}

@@ -344,8 +344,28 @@ pub async fn render_panel(
         }
         _ => {}
     }
+    // An empty chart says so in words instead of showing bare axes; GPU
+    // panels say why they are empty on a box without NVIDIA's NVML.
+    let charted = matches!(
+        panel.kind.as_str(),
+        "timeseries" | "graph" | "heatmap" | "histogram" | "barchart" | "table"
+    );
+    if charted && view.series == 0 && view.error.is_none() {
+        let gpu = exprs
+            .iter()
+            .any(|(e, _)| e.to_ascii_lowercase().contains("gpu"));
+        let note = if gpu { NO_GPU_DATA } else { "No data" };
+        view.html = format!(
+            r#"<div class="nodata-note">{}</div>{}"#,
+            esc(lang.t(note)),
+            view.html
+        );
+    }
     view
 }
+
+/// What an empty GPU panel says.
+pub const NO_GPU_DATA: &str = "No GPU metrics were collected. infermon reads GPUs through NVIDIA's NVML: on a box without an NVIDIA GPU and its driver, GPU panels stay empty.";
 
 /// Bucket series (`le` label, cumulative per point) into heatmap columns.
 pub fn heat_columns(result: &RangeResult) -> (Vec<f64>, Vec<HeatColumn>) {
