@@ -1328,8 +1328,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn series_limit_counts_every_selector() {
+    /// A store with three series `x{i="0".."2"}`, one sample each at 0.
+    fn three_x_series() -> Arc<MemoryStorage> {
         let st = Arc::new(MemoryStorage::new());
         let batch: Vec<AppendSample> = (0..3)
             .map(|i| AppendSample {
@@ -1341,6 +1341,12 @@ mod tests {
             })
             .collect();
         st.append(&batch).unwrap();
+        st
+    }
+
+    #[test]
+    fn series_limit_counts_every_selector() {
+        let st = three_x_series();
         let e = Engine::new(
             st,
             EngineOptions {
@@ -1356,17 +1362,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_series_endpoint_is_bounded_too() {
-        let st = Arc::new(MemoryStorage::new());
-        let batch: Vec<AppendSample> = (0..3)
-            .map(|i| AppendSample {
-                labels: Labels::new([("__name__", "x"), ("i", &i.to_string())]),
-                sample: StoredSample {
-                    timestamp_ms: 0,
-                    value: 1.0,
-                },
-            })
-            .collect();
-        st.append(&batch).unwrap();
+        let st = three_x_series();
         let all = || {
             vec![vec![
                 Matcher::new(METRIC_NAME, MatchOp::Regex, ".+").unwrap(),
