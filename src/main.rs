@@ -275,8 +275,9 @@ fn export(
     output: &std::path::Path,
     source: &Source,
 ) -> anyhow::Result<usize> {
-    let body = match &source.data_dir {
-        Some(dir) => export_local(dir, from, to, matchers, format)?,
+    let tmp = output.with_extension("partial");
+    let written = match &source.data_dir {
+        Some(dir) => export_local(dir, from, to, matchers, format, &tmp)?,
         None => {
             let mut query = vec![
                 ("start", from.to_string()),
@@ -284,35 +285,42 @@ fn export(
                 ("format", format.to_string()),
             ];
             query.extend(matchers.iter().map(|m| ("match[]", m.clone())));
-            call(source, reqwest::Method::GET, "/api/v1/export", &query, None)?
+            let body = call(source, reqwest::Method::GET, "/api/v1/export", &query, None)?;
+            std::fs::write(&tmp, &body)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            body.len()
         }
     };
-    let tmp = output.with_extension("partial");
-    std::fs::write(&tmp, &body).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, output)
         .with_context(|| format!("cannot rename to {}", output.display()))?;
-    Ok(body.len())
+    Ok(written)
 }
 
-/// An export read straight from a stopped instance's store.
+/// An export read straight from a stopped instance's store, written into
+/// `out` one metric family at a time (the same path `GET /api/v1/export`
+/// takes); returns the bytes written.
 fn export_local(
     dir: &std::path::Path,
     from: &str,
     to: &str,
     matchers: &[String],
     format: &str,
-) -> anyhow::Result<Vec<u8>> {
+    out: &std::path::Path,
+) -> anyhow::Result<usize> {
     use infermon::snapshot::export;
     let start = export::parse_time(from).map_err(anyhow::Error::msg)?;
     let end = export::parse_time(to).map_err(anyhow::Error::msg)?;
     let format: export::ExportFormat = format.parse().map_err(anyhow::Error::msg)?;
     let groups = export::matcher_groups(matchers).map_err(anyhow::Error::msg)?;
     let store = open_store(dir)?;
-    let series = export::select(&store, &groups, start, end).map_err(anyhow::Error::msg)?;
-    let mut out = Vec::new();
-    export::write(&mut out, &series, format).map_err(anyhow::Error::msg)?;
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut file = std::io::BufWriter::new(file);
+    export::stream(&store, &groups, start, end, format, &mut file).map_err(anyhow::Error::msg)?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
     store.close()?;
-    Ok(out)
+    Ok(file.metadata()?.len() as usize)
 }
 
 fn open_store(dir: &std::path::Path) -> anyhow::Result<infermon::storage::SqliteStorage> {
