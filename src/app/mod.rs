@@ -18,7 +18,6 @@ mod lifecycle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -97,10 +96,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let mut storage = None;
     let started = start(&config, &mut life, &mut storage).await;
     let drain = config.server.shutdown_timeout.as_duration();
-    let (result, deadline) = match started {
+    let result = match started {
         Ok(started) => serve(started, &shutdown, drain).await,
-        Err(e) => (Err(e), Instant::now() + STAGES_BUDGET),
+        Err(e) => Err(e),
     };
+    // The stages after HTTP share one deadline, counted from the end of the
+    // drain (or from the failure).
+    let deadline = Instant::now() + STAGES_BUDGET;
     let abandoned = life.stop(deadline).await;
     if let Some(sqlite) = storage {
         close_storage(sqlite, deadline, !abandoned.is_empty()).await;
@@ -109,31 +111,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 }
 
 /// Serves HTTP until `shutdown`, drains for up to `drain`, then stops the
-/// model queues. Returns the outcome and the deadline of the later stages.
+/// model queues.
 async fn serve(
     started: Started,
     shutdown: &Shutdown,
     drain: std::time::Duration,
-) -> (Result<(), Error>, Instant) {
+) -> Result<(), Error> {
     let Started {
         listener,
         app,
         inference,
     } = started;
-    let signal_at = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.wait().await;
-            Instant::now()
-        }
-    });
     // Connect info gives the auth limiter each client's address.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
     let drained = async {
         shutdown.wait().await;
-        let signalled = Instant::now();
-        tokio::time::sleep_until(signalled + drain).await;
+        tokio::time::sleep(drain).await;
     };
     let result = tokio::select! {
         result = server => result.map_err(Error::Serve),
@@ -145,17 +139,10 @@ async fn serve(
     if let Err(e) = &result {
         tracing::error!(error = %e, "HTTP server failed; stopping");
     }
-    // The drain and the later stages together stay within one deadline,
-    // counted from the stop signal (or from the failure).
-    let now = Instant::now();
-    let deadline = match signal_at.now_or_never().and_then(Result::ok) {
-        Some(at) => (at + drain).max(now) + STAGES_BUDGET,
-        None => now + STAGES_BUDGET,
-    };
     tracing::info!("HTTP server stopped");
     inference.stop().await;
     tracing::info!("model queues stopped");
-    (result, deadline)
+    result
 }
 
 /// Checkpoints and closes the store on a blocking thread, within `deadline`
@@ -165,10 +152,7 @@ async fn close_storage(sqlite: SqliteStorage, deadline: Instant, stages_abandone
     let wait = deadline
         .saturating_duration_since(Instant::now())
         .max(std::time::Duration::from_secs(1));
-    let closing = tokio::task::spawn_blocking(move || {
-        sqlite.finish_backups(wait / 2);
-        sqlite.close()
-    });
+    let closing = tokio::task::spawn_blocking(move || sqlite.close_within(wait / 2));
     match tokio::time::timeout(wait, closing).await {
         Ok(Ok(Ok(()))) => tracing::info!("storage closed"),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "storage did not close cleanly"),

@@ -530,7 +530,13 @@ impl SqliteStorage {
     /// shutdown after the scrapers stopped. Backups still running are waited
     /// for briefly, then cancelled, so none races the final checkpoint.
     pub fn close(&self) -> Result<(), StorageError> {
-        self.finish_backups(Duration::from_secs(10));
+        self.close_within(Duration::from_secs(10))
+    }
+
+    /// [`close`](Self::close), waiting at most `backup_wait` for running
+    /// backups before they are cancelled (the shutdown deadline decides it).
+    pub fn close_within(&self, backup_wait: Duration) -> Result<(), StorageError> {
+        self.finish_backups(backup_wait);
         let mut w = lock(&self.inner.writer);
         if w.closed {
             return Ok(());
