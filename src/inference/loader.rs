@@ -306,8 +306,9 @@ fn open_device(name: &str, spec: &str) -> Result<Device, InferenceError> {
     }
 }
 
-/// `model.safetensors`, or every shard named by `model.safetensors.index.json`.
-fn weights(
+/// The weights of the model folder `dir`: `model.safetensors` (single or
+/// sharded), else PyTorch `pytorch_model.bin` (single or sharded).
+pub(super) fn weights(
     dir: &Path,
     dtype: DType,
     device: &Device,

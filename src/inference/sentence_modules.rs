@@ -4,10 +4,9 @@
 //! them; a module or option infermon does not implement is a load error that
 //! names the file and key, never a silent fallback to something else.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use super::pooling::{Pooling, normalize};
 use super::{Backend, Encoded, InferenceError};
@@ -134,21 +133,18 @@ impl DenseLayer {
                 })?
             }
         };
-        let (weights_path, tensors) = read_tensors(dir)?;
+        // The same weight files, in the same order of preference, as the model's own.
+        let vb = super::loader::weights(dir, DType::F32, &Device::Cpu)?;
         let tensor = |key: &str, shape: &[usize]| -> Result<Vec<f32>, ModuleError> {
-            let t = tensors
-                .get(key)
-                .ok_or_else(|| err(&weights_path, format!("has no tensor {key:?}")))?;
-            if t.dims() != shape {
-                return Err(err(
-                    &weights_path,
-                    format!("{key} has shape {:?}; config.json says {shape:?}", t.dims()),
-                ));
-            }
-            t.to_dtype(DType::F32)
+            vb.get(shape, key)
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| err(&weights_path, e.to_string()))
+                .map_err(|e| {
+                    err(
+                        dir,
+                        format!("{key} (config.json says shape {shape:?}): {e}"),
+                    )
+                })
         };
         let weight = tensor("linear.weight", &[out_features, in_features])?;
         let bias = if has_bias {
@@ -192,24 +188,6 @@ impl DenseLayer {
 fn read_json(path: &Path) -> Result<serde_json::Value, ModuleError> {
     let text = std::fs::read_to_string(path).map_err(|e| (path.to_path_buf(), e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| (path.to_path_buf(), format!("not JSON: {e}")))
-}
-
-fn read_tensors(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>), ModuleError> {
-    let safetensors = dir.join("model.safetensors");
-    if safetensors.is_file() {
-        let t = candle_core::safetensors::load(&safetensors, &Device::Cpu)
-            .map_err(|e| (safetensors.clone(), e.to_string()))?;
-        return Ok((safetensors, t));
-    }
-    let bin = dir.join("pytorch_model.bin");
-    if bin.is_file() {
-        let t = candle_core::pickle::read_all(&bin).map_err(|e| (bin.clone(), e.to_string()))?;
-        return Ok((bin, t.into_iter().collect()));
-    }
-    Err((
-        dir.to_path_buf(),
-        "has neither model.safetensors nor pytorch_model.bin".into(),
-    ))
 }
 
 /// The module types infermon implements, by their last path segment.
@@ -333,6 +311,10 @@ impl Backend for WithPostSteps {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::Tensor;
+
     use super::*;
 
     fn write(dir: &Path, file: &str, text: &str) {
