@@ -9,6 +9,10 @@
 #   histogram_quantile(0.99, sum by (le) (rate(<latency histogram>_bucket[5m])))
 #   sum by (instance) (rate({__name__=~"infermon_.+_total"}[5m]))
 # both as 6-hour range queries at a 15s step (1,441 steps).
+# remote_write client (INGEST=1, the default): bench/storage's loadgen pushes
+# INGEST_SERIES fresh series x 1 hour at 15s (an agent catching up, one
+# snappy request per step) to /api/v1/write, round after round under a new
+# job label, back to back while the dashboard clients run.
 #
 # Each configuration starts its own server and measures: alone, under the
 # dashboard load, alone again (the shared box drifts; "alone" is the mean of
@@ -18,7 +22,8 @@
 #   nice0     query threads at normal priority, 20 at once (Prometheus' default
 #             concurrency; close to the old spawn_blocking behaviour)
 #
-# Usage: bench/isolation/run.sh   (env: SECS=20 THREADS=2 CONFIGS="default nice10 nice0")
+# Usage: bench/isolation/run.sh   (env: SECS=20 THREADS=2 CONFIGS="default nice10 nice0"
+#        INGEST=1 INGEST_SERIES=2000)
 # Needs: wrk, curl, python3, models/all-MiniLM-L6-v2 (scripts/fetch-model.sh).
 # Output: JSON lines in bench/results/isolation-<time>.jsonl and a markdown table.
 set -euo pipefail
@@ -26,13 +31,15 @@ cd "$(dirname "$0")/../.."
 SECS=${SECS:-20}
 THREADS=${THREADS:-2}
 CONFIGS=${CONFIGS:-"default nice10 nice0"}
+INGEST=${INGEST:-1}
+INGEST_SERIES=${INGEST_SERIES:-2000}
 PROFILE=${PROFILE:-bench-storage}
 MODEL=${MODEL:-$PWD/models/all-MiniLM-L6-v2}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
 [ -d "$MODEL" ] || { echo "no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
-cargo build -q --profile "$PROFILE" --example dashboard_fill --bin infermon
+cargo build -q --profile "$PROFILE" --example dashboard_fill --example storage_loadgen --bin infermon
 BIN=$CARGO_TARGET_DIR/$PROFILE
 [ "$PROFILE" = dev ] && BIN=$CARGO_TARGET_DIR/debug
 WORK=$(mktemp -d)
@@ -70,6 +77,16 @@ dash() { # port query file
       --data-urlencode "step=15" "http://127.0.0.1:$1/api/v1/query_range" >>"$3" || echo "000 0" >>"$3"
   done
 }
+# Pushes rounds of remote_write until $WORK/stop exists; one JSON line per round.
+ingest() { # port file
+  local k=0
+  while [ ! -e "$WORK/stop" ]; do
+    LOADGEN_JOB="ingest-$k" "$BIN/examples/storage_loadgen" remote-write \
+      "http://127.0.0.1:$1/api/v1/write" "$INGEST_SERIES" 1 >>"$2" 2>>"$WORK/ingest.err" \
+      || echo '{"failed":true}' >>"$2"
+    k=$((k + 1))
+  done
+}
 embed() { # label port
   local r
   r=$(wrk -t1 -c16 -d"${SECS}s" --timeout 10s -s bench/embed.lua "http://127.0.0.1:$2" | grep '^{')
@@ -103,13 +120,16 @@ YML
   for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
   wrk -t1 -c16 -d3s -s bench/embed.lua "http://127.0.0.1:$port" >/dev/null   # warm-up
   a1=$(embed alone "$port")
-  rm -f "$WORK/stop" "$WORK/h.txt" "$WORK/s.txt"
+  rm -f "$WORK/stop" "$WORK/h.txt" "$WORK/s.txt" "$WORK/i.txt"
+  touch "$WORK/i.txt"
   dash "$port" "$H" "$WORK/h.txt" & d1=$!
   dash "$port" "$S" "$WORK/s.txt" & d2=$!
+  d3=
+  [ "$INGEST" = 1 ] && { ingest "$port" "$WORK/i.txt" & d3=$!; }
   loaded=$(embed loaded "$port")
-  touch "$WORK/stop"; wait "$d1" "$d2"
+  touch "$WORK/stop"; wait "$d1" "$d2" $d3
   a2=$(embed alone-again "$port")
-  python3 - "$cfg" "$a1" "$loaded" "$a2" "$WORK/h.txt" "$WORK/s.txt" <<'PY' | tee -a "$OUT"
+  python3 - "$cfg" "$a1" "$loaded" "$a2" "$WORK/h.txt" "$WORK/s.txt" "$WORK/i.txt" "$SECS" <<'PY' | tee -a "$OUT"
 import json, statistics, sys
 cfg, a1, loaded, a2 = sys.argv[1], *map(json.loads, sys.argv[2:5])
 def dash(path):
@@ -117,10 +137,19 @@ def dash(path):
     ok = [float(t) for c, t in rows if c == "200"]
     return {"answers": len(ok), "errors": len(rows) - len(ok),
             "median_s": round(statistics.median(ok), 2) if ok else None}
+def ingest(path, secs):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    done = [r for r in rows if not r.get("failed")]
+    # Rounds overlap the measured window; samples/s is over whole rounds.
+    wall = sum(r.get("wall_s", 0) for r in done)
+    sent = sum(r.get("samples", 0) for r in done)
+    return {"rounds": len(done), "failed_rounds": len(rows) - len(done),
+            "samples_per_s": round(sent / wall) if wall else 0}
 alone_tps = (a1["texts_per_s"] + a2["texts_per_s"]) / 2
 alone_p99 = (a1["p99_ms"] + a2["p99_ms"]) / 2
 print(json.dumps({"config": cfg, "alone": a1, "loaded": loaded, "alone_again": a2,
                   "histogram_query": dash(sys.argv[5]), "regex_query": dash(sys.argv[6]),
+                  "ingest": ingest(sys.argv[7], float(sys.argv[8])),
                   "throughput_ratio": round(loaded["texts_per_s"] / alone_tps, 3),
                   "p99_ratio": round(loaded["p99_ms"] / alone_p99, 3)}))
 PY
@@ -129,8 +158,8 @@ done
 note "{\"load_after\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 
 echo
-echo "| query settings | /embed alone req/s (p99 ms) | with dashboard req/s (p99 ms) | throughput ratio | p99 ratio | dashboard answers in ${SECS}s (median s): histogram / regex |"
-echo "|---|---|---|---|---|---|"
+echo "| query settings | /embed alone req/s (p99 ms) | with dashboard + ingest req/s (p99 ms) | throughput ratio | p99 ratio | dashboard answers in ${SECS}s (median s): histogram / regex | remote_write samples/s (rounds, failed) |"
+echo "|---|---|---|---|---|---|---|"
 python3 - "$OUT" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
@@ -141,8 +170,10 @@ for line in open(sys.argv[1]):
     tps = sum(x["texts_per_s"] for x in a) / 2
     p99 = sum(x["p99_ms"] for x in a) / 2
     l, h, s = r["loaded"], r["histogram_query"], r["regex_query"]
+    i = r.get("ingest", {"samples_per_s": 0, "rounds": 0, "failed_rounds": 0})
     print(f"| {r['config']} | {tps:.0f} ({p99:.0f}) | {l['texts_per_s']:.0f} ({l['p99_ms']:.0f}) "
           f"| {r['throughput_ratio']:.2f} | {r['p99_ratio']:.2f} "
-          f"| {h['answers']} ({h['median_s']}) / {s['answers']} ({s['median_s']}) |")
+          f"| {h['answers']} ({h['median_s']}) / {s['answers']} ({s['median_s']}) "
+          f"| {i['samples_per_s']} ({i['rounds']}, {i['failed_rounds']}) |")
 PY
 echo "results in $OUT"

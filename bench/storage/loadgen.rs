@@ -48,14 +48,21 @@ struct Gen {
 
 const BUCKETS: [&str; 8] = ["0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf"];
 
+/// The `job` label of every generated series: `LOADGEN_JOB`, else "bench"
+/// (the isolation bench sends fresh series per round under other jobs).
+fn job() -> String {
+    std::env::var("LOADGEN_JOB").unwrap_or_else(|_| "bench".to_string())
+}
+
 fn series(n: usize) -> Vec<Gen> {
+    let job = job();
     (0..n)
         .map(|i| {
             let family = i / 100;
             let instance = format!("host-{:03}:9100", i % 50);
             let kind = (i % 10) as u8;
             let mut labels = vec![
-                ("job".to_string(), "bench".to_string()),
+                ("job".to_string(), job.clone()),
                 ("instance".to_string(), instance),
                 ("idx".to_string(), (i % 100 / 10).to_string()),
             ];
