@@ -285,10 +285,23 @@ fn export(
                 ("format", format.to_string()),
             ];
             query.extend(matchers.iter().map(|m| ("match[]", m.clone())));
-            let body = call(source, reqwest::Method::GET, "/api/v1/export", &query, None)?;
-            std::fs::write(&tmp, &body)
+            let file = std::fs::File::create(&tmp)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
-            body.len()
+            let mut file = std::io::BufWriter::new(file);
+            let written = call_into(
+                source,
+                reqwest::Method::GET,
+                "/api/v1/export",
+                &query,
+                None,
+                &mut file,
+            )
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            written as usize
         }
     };
     std::fs::rename(&tmp, output)
@@ -425,6 +438,24 @@ fn call(
     query: &[(&str, String)],
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    call_into(source, method, path, query, body, &mut out)?;
+    Ok(out)
+}
+
+/// One request to a running infermon, streaming the body of a 2xx answer
+/// into `out` as it arrives (an export may be larger than memory); returns
+/// the bytes written. The body of an error answer is read up to 64 KiB for
+/// the message.
+fn call_into(
+    source: &Source,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    body: Option<Vec<u8>>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<u64> {
+    const ERROR_BODY_CAP: usize = 64 * 1024;
     let endpoint = format!("{}{path}", source.url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -439,18 +470,35 @@ fn call(
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {endpoint}"))?;
         let status = response.status();
-        let bytes = response.bytes().await?;
-        anyhow::ensure!(
-            status.is_success(),
-            "{endpoint} answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        Ok(bytes.to_vec())
+        if !status.is_success() {
+            let mut text = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                text.extend_from_slice(&chunk);
+                if text.len() >= ERROR_BODY_CAP {
+                    text.truncate(ERROR_BODY_CAP);
+                    break;
+                }
+            }
+            anyhow::bail!(
+                "{endpoint} answered {status}: {}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("{endpoint}: the answer broke off"))?
+        {
+            out.write_all(&chunk)?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
     })
 }
 
