@@ -2,6 +2,7 @@
 //! operations the handlers call (embed, rerank), independent of HTTP.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +72,9 @@ pub(super) struct Inner {
     /// The current set. The lock is held only to clone or replace the
     /// `Arc`, never across a load or a request.
     pub(super) set: RwLock<ModelSet>,
+    /// Set by [`Inference::stop`] under the write lock, so no
+    /// [`Inference::apply`] switches in a set after the stop.
+    pub(super) stopped: AtomicBool,
     pub(super) metrics: Metrics,
     /// One [`Inference::apply`] at a time.
     pub(super) changes: tokio::sync::Mutex<()>,
@@ -195,6 +199,7 @@ impl Inference {
         Ok(Inference {
             inner: Arc::new(Inner {
                 set: RwLock::new(Arc::new(models)),
+                stopped: AtomicBool::new(false),
                 metrics,
                 changes: tokio::sync::Mutex::new(()),
                 loader: WorkerPool::new("model-load", 1, super::swap::LOAD_PRIORITY),
@@ -208,9 +213,15 @@ impl Inference {
     }
 
     /// Stops every queue of the current set: waiting requests are answered
-    /// "shutting down", running batches finish, threads exit.
+    /// "shutting down", running batches finish, threads exit. A later
+    /// [`apply`](Self::apply) fails instead of starting models.
     pub async fn stop(&self) {
-        for m in self.models().iter() {
+        let models = {
+            let set = self.inner.set.write().unwrap_or_else(|p| p.into_inner());
+            self.inner.stopped.store(true, Ordering::Relaxed);
+            set.clone()
+        };
+        for m in models.iter() {
             m.queue.stop().await;
         }
     }

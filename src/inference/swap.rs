@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::service::{LoadedModel, Prepared, prepare};
@@ -256,7 +257,14 @@ impl Inference {
 
         // The switch.
         let next = Arc::new(next);
-        *self.inner.set.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        {
+            let mut set = self.inner.set.write().unwrap_or_else(|p| p.into_inner());
+            if self.inner.stopped.load(Ordering::Relaxed) {
+                let names: Vec<&str> = next.iter().map(|m| m.name.as_str()).collect();
+                return Err(InferenceError::ShuttingDown(names.join(", ")));
+            }
+            *set = next.clone();
+        }
         drop(current);
 
         let metrics = &self.inner.metrics;
@@ -670,6 +678,26 @@ mod tests {
         assert_eq!(changes.replaced, ["m"]);
         assert_ne!(embed(&inf, "m", "q").await, old_vector);
         inf.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_after_stop_switches_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = model("m", &fixture("tiny-st-max-dense"));
+        let inf = Inference::load(
+            std::slice::from_ref(&cfg),
+            tmp.path(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let served = inf.models();
+        inf.stop().await;
+        let added = model("n", &fixture("tiny-st-mean-sqrt-len"));
+        let err = inf.apply(&[cfg, added], tmp.path()).await.unwrap_err();
+        assert!(matches!(err, InferenceError::ShuttingDown(_)), "{err}");
+        let now = inf.models();
+        assert_eq!(now.len(), 1);
+        assert!(Arc::ptr_eq(&now[0], &served[0]));
     }
 
     #[test]
