@@ -700,6 +700,61 @@ mod tests {
         assert!(Arc::ptr_eq(&now[0], &served[0]));
     }
 
+    /// (name, nice) of a thread from its `/proc` stat file.
+    #[cfg(target_os = "linux")]
+    fn name_and_nice(stat: &Path) -> Option<(String, i64)> {
+        let stat = std::fs::read_to_string(stat).ok()?;
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        // Fields after the name start at field 3 (state); nice is field 19.
+        let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+        Some((stat[open + 1..close].to_string(), nice))
+    }
+
+    /// Nice value of every thread of this process whose name starts with
+    /// `prefix`.
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(prefix: &str) -> Vec<i64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| name_and_nice(&t.ok()?.path().join("stat")))
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| nice)
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn models_load_at_low_priority_and_serve_at_normal_priority() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inf = Inference::load(&[], tmp.path(), &prometheus::Registry::new()).unwrap();
+        let (_, own) = name_and_nice(Path::new("/proc/thread-self/stat")).unwrap();
+        let added = model("prio-added", &fixture("tiny-st-max-dense"));
+        inf.apply(&[added], tmp.path()).await.unwrap();
+        let loaders = nice_of_threads("model-load");
+        assert!(!loaders.is_empty(), "a loading thread ran");
+        assert!(
+            loaders
+                .iter()
+                .all(|&n| n >= own.max(LOAD_PRIORITY.nice.into())),
+            "loading at nice {loaders:?}"
+        );
+        // A new thread names itself once it runs: wait for the name.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let served = loop {
+            let found = nice_of_threads("model-prio-add");
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(
+            served,
+            [own],
+            "the new model's thread keeps the normal priority"
+        );
+        inf.stop().await;
+    }
+
     #[test]
     fn fingerprints_see_replaced_and_edited_files() {
         let tmp = tempfile::tempdir().unwrap();
