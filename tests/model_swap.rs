@@ -85,22 +85,43 @@ fn close(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
 }
 
-/// One answered request: when it was sent, its status and its vector.
+/// One answered request: when it was sent and answered, its status and
+/// its vector.
 struct Answer {
     sent: Instant,
+    received: Instant,
     status: u16,
     body: Value,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn swapping_the_model_folder_under_load_fails_no_request() {
+/// The old model's batches are slowed while `apply` runs (the test-delay
+/// knob) and hold one request each, so requests are queued on it at the
+/// switch: a swap that cut them off would fail them.
+#[test]
+fn swapping_the_model_folder_under_load_fails_no_request() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("m");
+    let delay = tmp.path().join("delay-ms");
+    // SAFETY: set before this test starts any thread (nextest runs each
+    // test in its own process); model queues read it when they start.
+    unsafe { std::env::set_var(infermon::inference::test_delay::TEST_DELAY_ENV, &delay) };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(swap_under_load(tmp.path(), &delay));
+}
+
+async fn swap_under_load(tmp: &Path, delay: &Path) {
+    let dir = tmp.join("m");
     copy_dir(&fixture("tiny-st-max-dense"), &dir);
-    let cfg = model("m", &dir);
+    let mut cfg = model("m", &dir);
+    // One request per batch: while one runs, the other clients' requests
+    // wait in the queue, so the switch finds some accepted and not yet run.
+    cfg.max_batch_requests = 1;
     let inf = Inference::load(
         std::slice::from_ref(&cfg),
-        tmp.path(),
+        tmp,
         &prometheus::Registry::new(),
     )
     .expect("load");
@@ -112,7 +133,7 @@ async fn swapping_the_model_folder_under_load_fails_no_request() {
             model("old", &fixture("tiny-st-max-dense")),
             model("new", &fixture("tiny-st-weightedmean-dense")),
         ],
-        tmp.path(),
+        tmp,
         &prometheus::Registry::new(),
     )
     .expect("load references");
@@ -162,6 +183,7 @@ async fn swapping_the_model_folder_under_load_fails_no_request() {
                 sent.fetch_add(1, Ordering::Relaxed);
                 answers.push(Answer {
                     sent: at,
+                    received: Instant::now(),
                     status,
                     body,
                 });
@@ -181,13 +203,15 @@ async fn swapping_the_model_folder_under_load_fails_no_request() {
     };
 
     wait_for(200).await;
+    std::fs::write(delay, "40").expect("slow batches down");
     replace_dir(&dir, "tiny-st-weightedmean-dense");
     let began = Instant::now();
     let changes = inf
-        .apply(std::slice::from_ref(&cfg), tmp.path())
+        .apply(std::slice::from_ref(&cfg), tmp)
         .await
         .expect("apply");
     let applied = Instant::now();
+    std::fs::write(delay, "0").expect("full speed again");
     let during = sent.load(Ordering::Relaxed);
     assert_eq!(changes.replaced, ["m"], "{changes:?}");
     wait_for(during + 200).await;
@@ -202,7 +226,7 @@ async fn swapping_the_model_folder_under_load_fails_no_request() {
         .filter(|a| a.status != 200)
         .map(|a| format!("{} {}", a.status, a.body))
         .collect();
-    let (mut old, mut new, mut after) = (0, 0, 0);
+    let (mut old, mut new, mut after, mut old_during) = (0, 0, 0, 0);
     for a in answers.iter().filter(|a| a.status == 200) {
         let v = vector(&a.body);
         let is_new = close(&v, &new_ref);
@@ -217,17 +241,28 @@ async fn swapping_the_model_folder_under_load_fails_no_request() {
                 "a request sent after apply returned got the old model"
             );
         }
-        if is_new { new += 1 } else { old += 1 }
+        if is_new {
+            new += 1;
+        } else {
+            old += 1;
+            if a.received > began {
+                old_during += 1;
+            }
+        }
     }
     println!(
-        "{} requests by {CLIENTS} clients, {} failed; {old} answered by the old model, {new} by the new, \
-         {after} sent after apply returned; apply took {:?}",
+        "{} requests by {CLIENTS} clients, {} failed; {old} answered by the old model \
+         ({old_during} of them while apply ran), {new} by the new, {after} sent after apply \
+         returned; apply took {:?}",
         answers.len(),
         failed.len(),
         applied - began,
     );
     assert!(failed.is_empty(), "failed requests: {failed:?}");
-    assert!(old > 0 && after > 0, "load ran before and after the swap");
+    assert!(
+        old_during > 0 && after > 0,
+        "requests were in flight on the old model during apply, and sent after it"
+    );
     reference.stop().await;
     inf.stop().await;
 }
