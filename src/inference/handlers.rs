@@ -31,6 +31,7 @@ pub fn router(inference: Inference) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/info", get(info))
         .route("/v1/embeddings", post(openai_embeddings))
+        .route("/v1/models", get(openai_models))
         .route("/v1/rerank", post(cohere_rerank))
         .with_state(inference)
 }
@@ -438,4 +439,21 @@ async fn info(State(inf): State<Inference>) -> Response {
         obj.insert("models".to_string(), json!(models));
     }
     axum::Json(body).into_response()
+}
+
+/// OpenAI's model list: the models served now.
+async fn openai_models(State(inf): State<Inference>) -> Response {
+    let data: Vec<_> = inf
+        .models()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": m.loaded_at,
+                "owned_by": "infermon",
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }

@@ -97,7 +97,7 @@ impl Metrics {
         let load_seconds = GaugeVec::new(
             Opts::new(
                 "infermon_model_load_seconds",
-                "Seconds it took to load the model at start.",
+                "Seconds it took to load the model (at start or at its last change).",
             ),
             &["model"],
         )?;
@@ -208,9 +208,39 @@ impl Metrics {
         device: &str,
         dtype: &str,
     ) -> ModelMetrics {
+        self.publish(model, [architecture, task, device, dtype]);
+        self.handles(model)
+    }
+
+    /// Marks a model as served: `infermon_model_info` with its
+    /// architecture, task, device and dtype.
+    pub fn publish(&self, model: &str, [architecture, task, device, dtype]: [&str; 4]) {
         self.info
             .with_label_values(&[model, architecture, task, device, dtype])
             .set(1);
+    }
+
+    /// Takes back [`publish`](Self::publish) for a model no longer served in
+    /// that shape.
+    pub fn unpublish(&self, model: &str, [architecture, task, device, dtype]: [&str; 4]) {
+        let _ = self
+            .info
+            .remove_label_values(&[model, architecture, task, device, dtype]);
+    }
+
+    /// Drops the gauges of a model that is gone (queue depth, in flight,
+    /// load time), so they do not show a dead model at a stale value. Its
+    /// counters and histograms stay: they only grow, and a series that comes
+    /// back under the same name continues them instead of resetting.
+    pub fn forget(&self, model: &str) {
+        for gauge in [&self.queue_depth, &self.in_flight] {
+            let _ = gauge.remove_label_values(&[model]);
+        }
+        let _ = self.load_seconds.remove_label_values(&[model]);
+    }
+
+    /// The per-model handles, without publishing the model as served.
+    pub fn handles(&self, model: &str) -> ModelMetrics {
         ModelMetrics {
             compute: self.compute.with_label_values(&[model]),
             batch_size: self.batch_size.with_label_values(&[model]),

@@ -6,8 +6,9 @@
 //! architecture behind the [`Backend`] trait; [`queue`] is the per-model actor
 //! that admits requests (429 when full) and runs batches planned by
 //! [`batcher`] on the model's own OS thread; [`handlers`] are the thin HTTP
-//! layer over [`Inference`]. [`test_delay`] is a test-only knob that slows
-//! every batch on purpose (off unless its environment variable is set).
+//! layer over [`Inference`]. [`swap`] changes the served models without
+//! downtime ([`Inference::apply`]). [`test_delay`] is a test-only knob that
+//! slows every batch on purpose (off unless its environment variable is set).
 
 pub mod batcher;
 pub mod handlers;
@@ -19,6 +20,7 @@ pub mod pooling;
 pub mod queue;
 pub mod sentence_modules;
 pub mod service;
+pub mod swap;
 pub mod test_delay;
 pub mod tokenize;
 pub mod types;
@@ -26,7 +28,8 @@ pub mod types;
 use std::path::PathBuf;
 
 pub use metrics::Metrics;
-pub use service::{Inference, LoadedModel};
+pub use service::{Inference, LoadedModel, ModelSet};
+pub use swap::ModelChanges;
 
 /// What a model does for its callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +128,9 @@ pub enum InferenceError {
         /// What is wrong.
         message: String,
     },
+    /// The background thread that loads changed models is not available.
+    #[error("cannot load models in the background: {0}")]
+    Loader(String),
     /// The device cannot be opened.
     #[error("model {name:?}: device {device:?} is not available: {reason}")]
     Device {

@@ -166,6 +166,13 @@ impl ModelQueue {
             .map_err(|_| InferenceError::ShuttingDown(self.model.clone()))?
     }
 
+    /// Hands over the model thread, so whoever retired the model can wait for
+    /// it: the thread answers every request already sent and exits once the
+    /// last handle to this queue is dropped (nothing is refused on the way).
+    pub fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     /// Refuses new requests, answers waiting ones with "shutting down" and
     /// waits for the thread to finish its current batch and exit.
     pub async fn stop(&self) {

@@ -1,20 +1,23 @@
 //! [`Inference`]: the loaded models, each behind its queue, and the core
 //! operations the handlers call (embed, rerank), independent of HTTP.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::Registry;
 
 use super::batcher::BatchLimits;
-use super::loader::{self, InputFormat};
+use super::loader::{self, InputFormat, LoadedParts};
 use super::metrics::{Metrics, ModelMetrics};
 use super::models::qwen3;
 use super::pooling::Pooling;
 use super::queue::{Admission, ModelQueue, Timings};
+use super::swap::Fingerprint;
 use super::tokenize::{Side, TextTokenizer, Tokenized};
 use super::{Encoded, InferenceError, Task};
+use crate::background::WorkerPool;
 use crate::config::ModelConfig;
 
 /// One served model.
@@ -37,6 +40,14 @@ pub struct LoadedModel {
     pub config: ModelConfig,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
+    /// Seconds its loading took.
+    pub load_seconds: f64,
+    /// When it started serving, in Unix seconds.
+    pub loaded_at: u64,
+    /// The directory it was read from.
+    pub(super) dir: PathBuf,
+    /// That directory's files as they were when loading began.
+    pub(super) folder: Fingerprint,
     format: InputFormat,
     queue: ModelQueue,
     /// Its metric handles.
@@ -53,15 +64,121 @@ pub struct Outcome {
     pub tokens: usize,
 }
 
-struct Inner {
-    models: Vec<Arc<LoadedModel>>,
-    metrics: Metrics,
+/// The served models, in config order; replaced as a whole by
+/// [`Inference::apply`].
+pub type ModelSet = Arc<Vec<Arc<LoadedModel>>>;
+
+pub(super) struct Inner {
+    /// The current set. The lock is held only to clone or replace the
+    /// `Arc`, never across a load or a request.
+    pub(super) set: RwLock<ModelSet>,
+    /// Set by [`Inference::stop`] under the write lock, so no
+    /// [`Inference::apply`] switches in a set after the stop.
+    pub(super) stopped: AtomicBool,
+    pub(super) metrics: Metrics,
+    /// One [`Inference::apply`] at a time.
+    pub(super) changes: tokio::sync::Mutex<()>,
+    /// The low-priority thread that loads changed models.
+    pub(super) loader: WorkerPool,
 }
 
 /// Every served model. Cheap to clone.
 #[derive(Clone)]
 pub struct Inference {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
+}
+
+/// A model read from disk, not yet behind a queue.
+pub(super) struct Prepared {
+    cfg: ModelConfig,
+    name: String,
+    dir: PathBuf,
+    folder: Fingerprint,
+    parts: LoadedParts,
+    seconds: f64,
+}
+
+/// Reads the model `cfg` describes (the CPU-heavy part). The folder is
+/// fingerprinted first, so a change made while loading shows at the next
+/// [`Inference::apply`].
+pub(super) fn prepare(cfg: &ModelConfig, base_dir: &Path) -> Result<Prepared, InferenceError> {
+    let started = Instant::now();
+    let dir = base_dir.join(&cfg.path);
+    let folder = Fingerprint::of(&dir);
+    let parts = loader::load(cfg, base_dir)?;
+    Ok(Prepared {
+        cfg: cfg.clone(),
+        name: loader::model_name(cfg),
+        dir,
+        folder,
+        parts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+impl Prepared {
+    /// The name the model will be served under.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Puts the model behind its own queue thread. Called from a thread at
+    /// normal priority: the model thread inherits its creator's priority.
+    /// Publishes nothing yet (see [`LoadedModel::publish`]).
+    pub(super) fn start(self, metrics: &Metrics) -> Result<Arc<LoadedModel>, InferenceError> {
+        let Prepared {
+            cfg,
+            name,
+            dir,
+            folder,
+            parts,
+            seconds,
+        } = self;
+        let mm = metrics.handles(&name);
+        let limits = BatchLimits {
+            max_batch_requests: cfg.max_batch_requests,
+            max_batch_tokens: cfg.max_batch_tokens,
+            max_batch_delay: cfg.max_batch_delay.as_duration(),
+        };
+        let queue = ModelQueue::start(
+            &name,
+            parts.backend,
+            limits,
+            cfg.max_concurrent_requests,
+            mm.clone(),
+        )?;
+        tracing::info!(
+            model = %name,
+            architecture = %parts.architecture,
+            task = parts.task.as_str(),
+            device = %parts.device,
+            dtype = %parts.dtype,
+            max_input_length = parts.tokenizer.max_input_length(),
+            seconds,
+            "model loaded"
+        );
+        let loaded_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Arc::new(LoadedModel {
+            name,
+            model_id: cfg.model_id.clone(),
+            architecture: parts.architecture,
+            task: parts.task,
+            device: parts.device,
+            dtype: parts.dtype,
+            pooling: parts.pooling,
+            config: cfg,
+            tokenizer: parts.tokenizer,
+            load_seconds: seconds,
+            loaded_at,
+            dir,
+            folder,
+            format: parts.format,
+            queue,
+            metrics: mm,
+        }))
+    }
 }
 
 impl Inference {
@@ -75,56 +192,18 @@ impl Inference {
         let metrics = Metrics::new(registry)?;
         let mut models = Vec::with_capacity(configs.len());
         for cfg in configs {
-            let started = Instant::now();
-            let name = loader::model_name(cfg);
-            let parts = loader::load(cfg, base_dir)?;
-            let mm = metrics.model(
-                &name,
-                &parts.architecture,
-                parts.task.as_str(),
-                &parts.device,
-                &parts.dtype,
-            );
-            mm.load_seconds.set(started.elapsed().as_secs_f64());
-            let limits = BatchLimits {
-                max_batch_requests: cfg.max_batch_requests,
-                max_batch_tokens: cfg.max_batch_tokens,
-                max_batch_delay: cfg.max_batch_delay.as_duration(),
-            };
-            let queue = ModelQueue::start(
-                &name,
-                parts.backend,
-                limits,
-                cfg.max_concurrent_requests,
-                mm.clone(),
-            )?;
-            tracing::info!(
-                model = %name,
-                architecture = %parts.architecture,
-                task = parts.task.as_str(),
-                device = %parts.device,
-                dtype = %parts.dtype,
-                max_input_length = parts.tokenizer.max_input_length(),
-                seconds = started.elapsed().as_secs_f64(),
-                "model loaded"
-            );
-            models.push(Arc::new(LoadedModel {
-                name,
-                model_id: cfg.model_id.clone(),
-                architecture: parts.architecture,
-                task: parts.task,
-                device: parts.device,
-                dtype: parts.dtype,
-                pooling: parts.pooling,
-                config: cfg.clone(),
-                tokenizer: parts.tokenizer,
-                format: parts.format,
-                queue,
-                metrics: mm,
-            }));
+            let model = prepare(cfg, base_dir)?.start(&metrics)?;
+            model.publish(&metrics);
+            models.push(model);
         }
         Ok(Inference {
-            inner: Arc::new(Inner { models, metrics }),
+            inner: Arc::new(Inner {
+                set: RwLock::new(Arc::new(models)),
+                stopped: AtomicBool::new(false),
+                metrics,
+                changes: tokio::sync::Mutex::new(()),
+                loader: WorkerPool::new("model-load", 1, super::swap::LOAD_PRIORITY),
+            }),
         })
     }
 
@@ -133,17 +212,28 @@ impl Inference {
         super::handlers::router(self.clone())
     }
 
-    /// Stops every queue: waiting requests are answered "shutting down",
-    /// running batches finish, threads exit.
+    /// Stops every queue of the current set: waiting requests are answered
+    /// "shutting down", running batches finish, threads exit. A later
+    /// [`apply`](Self::apply) fails instead of starting models.
     pub async fn stop(&self) {
-        for m in &self.inner.models {
+        let models = {
+            let set = self.inner.set.write().unwrap_or_else(|p| p.into_inner());
+            self.inner.stopped.store(true, Ordering::Relaxed);
+            set.clone()
+        };
+        for m in models.iter() {
             m.queue.stop().await;
         }
     }
 
-    /// The served models, in config order.
-    pub fn models(&self) -> &[Arc<LoadedModel>] {
-        &self.inner.models
+    /// The served models, in config order: a snapshot of the current set,
+    /// which [`apply`](Self::apply) may replace at any time.
+    pub fn models(&self) -> ModelSet {
+        self.inner
+            .set
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The metrics.
@@ -151,29 +241,27 @@ impl Inference {
         &self.inner.metrics
     }
 
-    /// The model named `requested`, or the first one that can do `task`.
+    /// The model named `requested`, or the first one that can do `task`,
+    /// from the current set. A request keeps the returned `Arc` for its
+    /// whole life, so a swap never takes its model away mid-request.
     pub fn pick(
         &self,
         requested: Option<&str>,
         task: Option<Task>,
     ) -> Result<Arc<LoadedModel>, InferenceError> {
+        let models = self.models();
         match requested {
             Some(name) => {
-                let model = self
-                    .inner
-                    .models
-                    .iter()
-                    .find(|m| m.name == name)
-                    .ok_or_else(|| InferenceError::UnknownModel {
+                let model = models.iter().find(|m| m.name == name).ok_or_else(|| {
+                    InferenceError::UnknownModel {
                         requested: name.to_string(),
-                        available: self
-                            .inner
-                            .models
+                        available: models
                             .iter()
                             .map(|m| m.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", "),
-                    })?;
+                    }
+                })?;
                 match task {
                     Some(t) if t != model.task => Err(InferenceError::WrongTask {
                         model: model.name.clone(),
@@ -183,9 +271,7 @@ impl Inference {
                     _ => Ok(model.clone()),
                 }
             }
-            None => self
-                .inner
-                .models
+            None => models
                 .iter()
                 .find(|m| task.is_none_or(|t| t == m.task))
                 .cloned()
@@ -200,6 +286,27 @@ impl LoadedModel {
     /// Takes a place in this model's queue (429 when full).
     pub fn admit(&self) -> Result<Admission, InferenceError> {
         self.queue.admit()
+    }
+
+    /// The labels of its `infermon_model_info` series.
+    pub(super) fn info_labels(&self) -> [&str; 4] {
+        [
+            &self.architecture,
+            self.task.as_str(),
+            &self.device,
+            &self.dtype,
+        ]
+    }
+
+    /// Shows the model as served in the metrics (info and load time).
+    pub(super) fn publish(&self, metrics: &Metrics) {
+        metrics.publish(&self.name, self.info_labels());
+        self.metrics.load_seconds.set(self.load_seconds);
+    }
+
+    /// Hands over the queue thread (see [`ModelQueue::take_thread`]).
+    pub(super) fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.queue.take_thread()
     }
 
     /// Embeds `texts`: pooled vectors, not yet normalized.
