@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::{Config, ModelConfig, RemoteWriteConfig};
+use super::{Config, GlobalConfig, ModelConfig, PromDuration, RemoteWriteConfig};
 
 /// Names added, removed and changed in one list of named things.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,8 +179,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         scrape_jobs: Changes::by_name(&old.scrape_configs, &new.scrape_configs, |j| {
             j.job_name.clone()
         }),
-        scrape_globals: g.0.scrape_interval != g.1.scrape_interval
-            || g.0.scrape_timeout != g.1.scrape_timeout,
+        scrape_globals: scrape_globals(g.0) != scrape_globals(g.1),
         receivers: Changes::by_name(&a.0.receivers, &a.1.receivers, |r| r.name.clone()),
         routes: a.0.route != a.1.route,
         inhibit_rules: a.0.inhibit_rules != a.1.inhibit_rules,
@@ -194,6 +193,19 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         models: Changes::by_name(&old.models, &new.models, model_name),
         restart_required: restart,
     }
+}
+
+/// The part of `global` scrape jobs read (intervals, timeouts, limits):
+/// `global` without the rule and alert settings. When it differs, every
+/// scrape job restarts.
+pub fn scrape_globals(g: &GlobalConfig) -> GlobalConfig {
+    let mut g = g.clone();
+    g.evaluation_interval = PromDuration::default();
+    g.rule_query_offset = PromDuration::default();
+    g.external_labels.clear();
+    g.query_log_file = None;
+    g.scrape_protocols = None;
+    g
 }
 
 fn had_users(s: &super::ServerConfig) -> bool {
