@@ -152,10 +152,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         "server.allow_unauthenticated",
         s.allow_unauthenticated != t.allow_unauthenticated,
     );
-    check(
-        "server.auth (turned on or off, or users added where there were none)",
-        s.auth.is_some() != t.auth.is_some() || had_users(s) != had_users(t),
-    );
+    check("server.auth", s.auth != t.auth);
     check("server.limits", s.limits != t.limits);
     check(
         "server.shutdown_timeout",
@@ -206,12 +203,6 @@ pub fn scrape_globals(g: &GlobalConfig) -> GlobalConfig {
     g.query_log_file = None;
     g.scrape_protocols = None;
     g
-}
-
-fn had_users(s: &super::ServerConfig) -> bool {
-    s.auth
-        .as_ref()
-        .is_some_and(|a| !a.basic_auth_users.is_empty())
 }
 
 #[cfg(test)]

@@ -380,12 +380,13 @@ impl RuleManager {
                 }
             }
         }
-        let kept: Vec<*const Group> = next.iter().map(Arc::as_ptr).collect();
+        // Kept groups by address (usize, so the future stays Send).
+        let kept: Vec<usize> = next.iter().map(|g| Arc::as_ptr(g) as usize).collect();
         // Stop every old group not kept before its state is taken, so no
         // evaluation runs meanwhile.
         let (stay, stop): (Vec<GroupTask>, Vec<GroupTask>) = std::mem::take(&mut running.tasks)
             .into_iter()
-            .partition(|t| kept.contains(&Arc::as_ptr(&t.group)));
+            .partition(|t| kept.contains(&(Arc::as_ptr(&t.group) as usize)));
         for t in &stop {
             t.stop.trigger();
         }
