@@ -507,6 +507,121 @@ pub fn diff_rule_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::{AlertState, InstantSample};
+
+    const BEFORE: &str = "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Kept\n    expr: up\n    for: 10m\n  - alert: Edited\n    expr: up\n    for: 10m\n  - record: rec\n    expr: up\n- name: gone\n  rules:\n  - record: gone_rec\n    expr: up\n";
+    const AFTER: &str = "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Kept\n    expr: up\n    for: 10m\n  - alert: Edited\n    expr: up > 0\n    for: 10m\n  - record: rec\n    expr: up\n";
+
+    fn files(text: &str) -> Vec<(String, RuleFile)> {
+        vec![("r.yml".into(), parse_rule_text(text, "r.yml").unwrap())]
+    }
+
+    fn options() -> ManagerOptions {
+        ManagerOptions {
+            default_interval: Duration::from_secs(60),
+            default_query_offset: Duration::ZERO,
+            external_labels: BTreeMap::new(),
+            external_url: "http://x".into(),
+            resend_delay: Duration::from_secs(60),
+        }
+    }
+
+    async fn state_of(m: &RuleManager, name: &str) -> Option<(AlertState, i64)> {
+        for g in m.groups().iter() {
+            let st = g.state.lock().await;
+            for r in &st.rules {
+                if let Rule::Alerting(a) = r
+                    && a.name == name
+                {
+                    return a.alerts().first().map(|x| (x.state, x.active_at_ms));
+                }
+            }
+        }
+        None
+    }
+
+    /// A reload keeps unchanged groups running as they are, carries the
+    /// pending alert (and its `for` timer) of an unchanged rule into the
+    /// changed group, starts the changed rule afresh, and marks the series
+    /// of the removed group stale.
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_carries_the_state_of_unchanged_rules() {
+        let storage = Arc::new(crate::storage::MemoryStorage::new());
+        let query: QueryFn = Arc::new(|_, _| {
+            Box::pin(async {
+                Ok(vec![InstantSample {
+                    labels: Labels::new([("__name__", "up")]),
+                    value: 1.0,
+                }])
+            })
+        });
+        let clock = Clock::starting_at(1_000_000);
+        let m = Arc::new(
+            RuleManager::new(
+                files(BEFORE),
+                options(),
+                query,
+                storage.clone(),
+                Arc::new(|_: Vec<crate::rules::OutgoingAlert>| {}),
+                None,
+                clock.clone(),
+            )
+            .await,
+        );
+        let shutdown = Shutdown::new();
+        let run = tokio::spawn({
+            let (m, s) = (m.clone(), shutdown.clone());
+            async move { m.run(s).await }
+        });
+        m.eval_all().await;
+        let kept = state_of(&m, "Kept").await.unwrap();
+        assert_eq!(kept.0, AlertState::Pending);
+        tokio::time::advance(Duration::from_secs(5)).await;
+
+        let applied = m.apply(files(AFTER), options()).await;
+        assert_eq!(
+            applied,
+            RulesApplied {
+                kept: 0,
+                started: 1,
+                stopped: 1,
+                carried_rules: 1,
+            }
+        );
+        m.eval_all().await;
+        assert_eq!(
+            state_of(&m, "Kept").await,
+            Some(kept),
+            "same alert, same timer"
+        );
+        let edited = state_of(&m, "Edited").await.unwrap();
+        assert_eq!(edited.0, AlertState::Pending);
+        assert!(edited.1 > kept.1, "the changed rule started afresh");
+        // The removed group's recorded series got a staleness marker.
+        use crate::storage::Querier;
+        let gone =
+            storage
+                .select(
+                    &[crate::model::Matcher::new(
+                        "__name__",
+                        crate::model::MatchOp::Equal,
+                        "gone_rec",
+                    )
+                    .unwrap()],
+                    i64::MIN,
+                    i64::MAX,
+                )
+                .unwrap();
+        assert!(crate::model::is_stale_nan(
+            gone[0].samples.last().unwrap().value
+        ));
+        // The same rules again: the group keeps running untouched.
+        let again = m.apply(files(AFTER), options()).await;
+        assert_eq!(again.kept, 1);
+        assert_eq!(again.started, 0);
+        shutdown.trigger();
+        run.await.unwrap();
+    }
 
     /// The config names rule files but does not read them: loading it
     /// succeeds, and the one rule loader reports every problem of every
