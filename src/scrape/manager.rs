@@ -13,6 +13,7 @@ use super::ScrapeError;
 use super::fetch::{Fetcher, HttpFetcher};
 use super::metrics::ScrapeMetrics;
 use super::pool::{PoolCarry, PoolStop, ScrapePool, TargetsView};
+use super::scrape_loop::ScrapeClock;
 use super::target::{JobSettings, TargetGroup};
 use crate::config::diff::{Changes, scrape_globals};
 use crate::config::{Authorization, Config, GlobalConfig, ScrapeConfig};
@@ -56,11 +57,13 @@ struct Command {
 /// Builds and hands new pools to the running [`Manager`].
 #[derive(Clone)]
 pub struct ScrapeReloader {
-    self_addr: SocketAddr,
+    /// Where the self-scrape job points (`None`: no self-scrape, in tests).
+    self_addr: Option<SocketAddr>,
     appender: Arc<dyn Appender>,
     metrics: ScrapeMetrics,
     view: TargetsView,
     fetcher: FetcherFactory,
+    clock: ScrapeClock,
     commands: mpsc::Sender<Command>,
 }
 
@@ -68,12 +71,12 @@ type FetcherFactory =
     Arc<dyn Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync>;
 
 /// The jobs of `config`: its own and the self-scrape of `self_addr`.
-fn jobs_of(config: &Config, self_addr: SocketAddr) -> Vec<ScrapeConfig> {
+fn jobs_of(config: &Config, self_addr: Option<SocketAddr>) -> Vec<ScrapeConfig> {
     config
         .scrape_configs
         .iter()
         .cloned()
-        .chain(self_scrape_job(config, self_addr))
+        .chain(self_addr.and_then(|a| self_scrape_job(config, a)))
         .collect()
 }
 
@@ -89,6 +92,7 @@ impl ScrapeReloader {
             &self.metrics,
             &self.view,
             &*self.fetcher,
+            self.clock,
         )?;
         Ok(PreparedScrape { pools })
     }
@@ -119,6 +123,7 @@ fn build_pools(
     metrics: &ScrapeMetrics,
     view: &TargetsView,
     fetcher: &(dyn Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync),
+    clock: ScrapeClock,
 ) -> Result<Vec<(JobKey, ScrapePool)>, ScrapeError> {
     let base = config.source.base_dir();
     let global = scrape_globals(&config.global);
@@ -148,7 +153,8 @@ fn build_pools(
             appender.clone(),
             view.clone(),
             metrics.clone(),
-        );
+        )
+        .with_clock(clock);
         pools.push((key, pool));
     }
     Ok(pools)
@@ -189,11 +195,11 @@ impl Manager {
         appender: Arc<dyn Appender>,
         metrics: ScrapeMetrics,
     ) -> Result<Self, ScrapeError> {
-        let jobs = jobs_of(config, self_addr);
+        let jobs = jobs_of(config, Some(self_addr));
         Self::build(
             config,
             &jobs,
-            self_addr,
+            Some(self_addr),
             appender,
             metrics,
             Arc::new(|job: &ScrapeConfig| {
@@ -202,7 +208,8 @@ impl Manager {
         )
     }
 
-    /// Pools for `jobs` with fetchers from `fetcher` (tests pass fakes).
+    /// Pools for `jobs` with fetchers from `fetcher` (tests pass fakes);
+    /// no self-scrape job, also after a reload.
     pub fn with_fetchers(
         config: &Config,
         jobs: &[ScrapeConfig],
@@ -210,20 +217,20 @@ impl Manager {
         metrics: ScrapeMetrics,
         fetcher: impl Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync + 'static,
     ) -> Result<Self, ScrapeError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::build(config, jobs, addr, appender, metrics, Arc::new(fetcher))
+        Self::build(config, jobs, None, appender, metrics, Arc::new(fetcher))
     }
 
     fn build(
         config: &Config,
         jobs: &[ScrapeConfig],
-        self_addr: SocketAddr,
+        self_addr: Option<SocketAddr>,
         appender: Arc<dyn Appender>,
         metrics: ScrapeMetrics,
         fetcher: FetcherFactory,
     ) -> Result<Self, ScrapeError> {
         let view = TargetsView::default();
-        let pools = build_pools(config, jobs, &appender, &metrics, &view, &*fetcher)?;
+        let clock = ScrapeClock::new();
+        let pools = build_pools(config, jobs, &appender, &metrics, &view, &*fetcher, clock)?;
         let (tx, commands) = mpsc::channel(1);
         Ok(Manager {
             pools,
@@ -234,6 +241,7 @@ impl Manager {
                 metrics,
                 view,
                 fetcher,
+                clock,
                 commands: tx,
             },
             commands,

@@ -124,6 +124,14 @@ impl ScrapePool {
         }
     }
 
+    /// Timestamps scrapes with `clock` (one clock for every pool, so a
+    /// reloaded job's samples continue its predecessor's in tests' paused
+    /// time too).
+    pub fn with_clock(mut self, clock: ScrapeClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The job's name.
     pub fn job_name(&self) -> &str {
         &self.settings.job_name
