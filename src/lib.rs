@@ -63,6 +63,7 @@ pub mod web;
 
 mod app;
 
+pub use app::reload::{ConfigSet, ReloadDiff};
 pub use app::{Error, run};
 
 /// Git revision infermon was built from (`unknown` outside a checkout).

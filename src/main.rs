@@ -54,10 +54,28 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Check a config file and every rule file it names; prints problems as
-    /// file:line:col: message and exits 1 on any error.
+    /// file:line:col: message and exits 1 on any error. With --diff OLD NEW,
+    /// prints what a reload from OLD to NEW would change.
     Check {
         /// Config file to check.
-        file: PathBuf,
+        #[arg(required_unless_present = "diff")]
+        file: Option<PathBuf>,
+        /// Compare two config files (both checked first): scrape jobs, rule
+        /// groups and rules, receivers and routes, remote_write
+        /// destinations, models, dashboards, settings needing a restart.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "file")]
+        diff: Option<Vec<PathBuf>>,
+    },
+    /// Ask a running infermon to reload its config file (as SIGHUP or
+    /// POST /-/reload do); prints what changed, or every problem with its
+    /// file:line:col and exits 1 (the running config then stays).
+    Reload {
+        /// Base URL of the running infermon.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key of an admin, when server.auth is on.
+        #[arg(long, env = "INFERMON_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
     /// Print a bcrypt hash of a password read from standard input, for
     /// server.auth.basic_auth_users.
@@ -130,7 +148,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { file } => check(&file),
+        Command::Check {
+            diff: Some(files), ..
+        } => check_diff(&files[0], &files[1]),
+        Command::Check { file, .. } => match file {
+            Some(file) => check(&file),
+            None => ExitCode::FAILURE,
+        },
+        Command::Reload { url, api_key } => report(reload(url, api_key)),
         Command::HashPassword { cost } => report(hash_password(cost)),
         Command::Export {
             from,
@@ -252,6 +277,85 @@ fn check(file: &std::path::Path) -> ExitCode {
         file.display()
     );
     ExitCode::SUCCESS
+}
+
+/// `infermon check --diff OLD NEW`: both files checked as `check` does,
+/// then what a reload from OLD to NEW would change.
+fn check_diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
+    let mut sets = Vec::new();
+    for file in [old, new] {
+        match infermon::ConfigSet::load(Some(file)) {
+            Ok((set, _)) => sets.push(set),
+            Err(failure) if !failure.diagnostics.is_empty() => {
+                return failed(file, &failure.diagnostics);
+            }
+            Err(failure) => {
+                println!("{}", failure.message);
+                println!("FAILED: {}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("changes from {} to {}:", old.display(), new.display());
+    print!("{}", infermon::ReloadDiff::between(&sets[0], &sets[1]));
+    ExitCode::SUCCESS
+}
+
+/// `infermon reload`: POST /-/reload on the running instance.
+fn reload(url: String, api_key: Option<String>) -> anyhow::Result<()> {
+    let endpoint = format!("{}/-/reload", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(async {
+        let mut request = reqwest::Client::new().post(&endpoint);
+        if let Some(key) = &api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {endpoint}"))?;
+        let status = response.status();
+        anyhow::Ok((status, response.bytes().await?))
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success() {
+        let lines = |key: &str| -> Vec<String> {
+            v["data"][key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let changes = lines("changes");
+        if changes.is_empty() {
+            println!("reloaded: nothing to apply");
+        } else {
+            println!("reloaded:");
+            for c in changes {
+                println!("  {c}");
+            }
+        }
+        let restart = lines("restart_required");
+        if !restart.is_empty() {
+            println!("requires a restart:");
+            for r in restart {
+                println!("  {r}");
+            }
+        }
+        return Ok(());
+    }
+    match v["error"].as_str() {
+        Some(error) => anyhow::bail!("{error}"),
+        None => anyhow::bail!(
+            "{endpoint} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
+    }
 }
 
 /// Prints every problem and the failure line of `infermon check`.

@@ -95,7 +95,7 @@ async fn manager(
 }
 
 async fn rule_state(m: &RuleManager, name: &str) -> Option<AlertState> {
-    for g in m.groups() {
+    for g in m.groups().iter() {
         let st = g.state.lock().await;
         for rule in &st.rules {
             if let infermon::rules::Rule::Alerting(a) = rule
@@ -109,7 +109,8 @@ async fn rule_state(m: &RuleManager, name: &str) -> Option<AlertState> {
 }
 
 async fn alert_state(m: &RuleManager) -> Option<(AlertState, i64)> {
-    let st = m.groups()[0].state.lock().await;
+    let groups = m.groups();
+    let st = groups[0].state.lock().await;
     match &st.rules[0] {
         infermon::rules::Rule::Alerting(r) => r.alerts().first().map(|a| (a.state, a.active_at_ms)),
         _ => None,

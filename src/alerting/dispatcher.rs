@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -83,22 +84,38 @@ struct State {
     groups: BTreeMap<String, AggrGroup>,
 }
 
-/// The alert manager.
+/// The alert manager. Routing, receivers and inhibition sit behind one
+/// swappable [`Routing`], so a reload replaces them at once while the
+/// alerts, their aggregation groups, the silences and the outbox stay.
 pub struct AlertManager {
-    route: RouteNode,
-    receivers: BTreeMap<String, Vec<String>>,
-    forward: Vec<String>,
-    relabel: AlertRelabeler,
+    routing: ArcSwap<Routing>,
     outbox: Arc<Outbox>,
     silences: Arc<Silences>,
-    inhibitor: Inhibitor,
     store: Arc<StateStore>,
     state: Mutex<State>,
     wake: Notify,
     now: NowFn,
+    metrics: AlertingMetrics,
+}
+
+/// What the alerting config decides: the routing tree, the receivers'
+/// integrations, inhibition and relabelling.
+struct Routing {
+    route: RouteNode,
+    receivers: BTreeMap<String, Vec<String>>,
+    forward: Vec<String>,
+    relabel: AlertRelabeler,
+    inhibitor: Inhibitor,
     external_url: String,
     history_retention_ms: i64,
-    metrics: AlertingMetrics,
+}
+
+/// Routing and channels built from a new config, checked and not yet in
+/// use: the result of [`AlertManager::prepare`].
+pub struct PreparedAlerting {
+    routing: Routing,
+    channels: Vec<(String, Arc<dyn Channel>)>,
+    max_retry: Duration,
 }
 
 impl AlertManager {
@@ -109,6 +126,31 @@ impl AlertManager {
         registry: &prometheus::Registry,
         now: NowFn,
     ) -> Result<Self, AlertingError> {
+        let prepared = Self::prepare(config, now.clone())?;
+        let metrics = AlertingMetrics::new(registry)?;
+        let outbox = Arc::new(Outbox::new(
+            store.clone(),
+            prepared.channels,
+            metrics.clone(),
+            now.clone(),
+            prepared.max_retry,
+        )?);
+        let silences = Arc::new(Silences::load(store.clone(), now.clone())?);
+        Ok(AlertManager {
+            routing: ArcSwap::from_pointee(prepared.routing),
+            outbox,
+            silences,
+            store,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            now,
+            metrics,
+        })
+    }
+
+    /// Builds the routing and channels of `config` without using them: a
+    /// bad receiver or route is an error here, before anything changes.
+    pub fn prepare(config: &Config, now: NowFn) -> Result<PreparedAlerting, AlertingError> {
         let a = &config.alerting;
         let language = if a.chinese() {
             Language::Zh
@@ -172,43 +214,71 @@ impl AlertManager {
                 )));
             }
         }
-        let metrics = AlertingMetrics::new(registry)?;
         let channels: Vec<(String, Arc<dyn Channel>)> =
             integrations.into_iter().map(|(k, _, c)| (k, c)).collect();
         let max_retry = a
             .max_retry_duration
             .map(|d| d.as_duration())
             .unwrap_or(Duration::from_secs(24 * 3600));
-        let outbox = Arc::new(Outbox::new(
-            store.clone(),
+        Ok(PreparedAlerting {
+            routing: Routing {
+                route,
+                receivers,
+                forward,
+                relabel: AlertRelabeler::new(&a.alert_relabel_configs)?,
+                inhibitor: Inhibitor::new(&a.inhibit_rules)?,
+                external_url: a
+                    .external_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.server.listen)),
+                history_retention_ms: a
+                    .history_retention
+                    .map(|d| d.as_millis())
+                    .unwrap_or(7 * 24 * 3600 * 1000),
+            },
             channels,
-            metrics.clone(),
-            now.clone(),
             max_retry,
-        )?);
-        let silences = Arc::new(Silences::load(store.clone(), now.clone())?);
-        Ok(AlertManager {
-            route,
-            receivers,
-            forward,
-            relabel: AlertRelabeler::new(&a.alert_relabel_configs)?,
-            outbox,
-            silences,
-            inhibitor: Inhibitor::new(&a.inhibit_rules)?,
-            store,
-            state: Mutex::new(State::default()),
-            wake: Notify::new(),
-            now,
-            external_url: a
-                .external_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.server.listen)),
-            history_retention_ms: a
-                .history_retention
-                .map(|d| d.as_millis())
-                .unwrap_or(7 * 24 * 3600 * 1000),
-            metrics,
         })
+    }
+
+    /// Switches to `prepared`'s routing and channels. Every alert stays;
+    /// each aggregation group whose route and grouping still exist keeps
+    /// its timers (so the notification log still knows what it sent and
+    /// nothing is repeated), taking its route's new receiver and
+    /// intervals; alerts of other groups are filed again through the new
+    /// routes. Queued notifications stay in the outbox.
+    pub fn apply(&self, prepared: PreparedAlerting) {
+        self.outbox
+            .set_channels(prepared.channels, prepared.max_retry);
+        let routing = Arc::new(prepared.routing);
+        self.routing.store(routing.clone());
+        let now = (self.now)();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::take(&mut st.groups);
+        let mut alerts: BTreeMap<String, Alert> = BTreeMap::new();
+        for g in old.values() {
+            alerts.extend(g.alerts.iter().map(|(fp, a)| (fp.clone(), a.clone())));
+        }
+        for (fp, alert) in alerts {
+            for route in routing.route.matching(&alert.labels) {
+                let labels = route.group_labels(&alert.labels);
+                let key = format!("{}:{}", route.id, labels);
+                let group = st.groups.entry(key.clone()).or_insert_with(|| AggrGroup {
+                    route_receiver: route.receiver.clone(),
+                    group_interval_ms: route.group_interval.as_millis() as i64,
+                    repeat_ms: route.repeat_interval.as_millis() as i64,
+                    labels,
+                    alerts: BTreeMap::new(),
+                    next_flush_ms: old
+                        .get(&key)
+                        .map(|g| g.next_flush_ms)
+                        .unwrap_or(now + route.group_wait.as_millis() as i64),
+                });
+                group.alerts.insert(fp.clone(), alert.clone());
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
     }
 
     /// The silences.
@@ -229,15 +299,17 @@ impl AlertManager {
     /// Takes the alerts infermon's own rules raise: `alert_relabel_configs`
     /// apply first (as in Prometheus' notifier), then [`put_alerts`](Self::put_alerts).
     pub fn put_rule_alerts(&self, alerts: Vec<Alert>) {
-        self.put_alerts(self.relabel.apply(alerts));
+        let relabelled = self.routing.load().relabel.apply(alerts);
+        self.put_alerts(relabelled);
     }
 
     /// Takes alerts (new, refreshed or resolved) and files them into groups.
     pub fn put_alerts(&self, alerts: Vec<Alert>) {
         let now = (self.now)();
-        if !self.forward.is_empty() && !alerts.is_empty() {
-            let n = Notification::forwarded(&alerts, now, &self.external_url);
-            for key in &self.forward {
+        let routing = self.routing.load();
+        if !routing.forward.is_empty() && !alerts.is_empty() {
+            let n = Notification::forwarded(&alerts, now, &routing.external_url);
+            for key in &routing.forward {
                 if let Err(e) = self.outbox.enqueue(key, &n, None) {
                     tracing::error!(error = %e, "cannot queue alerts for the Alertmanager");
                 }
@@ -254,7 +326,7 @@ impl AlertManager {
                 alert.starts_at_ms = old.starts_at_ms;
             }
             st.alerts.insert(fp.clone(), alert.clone());
-            for route in self.route.matching(&alert.labels) {
+            for route in routing.route.matching(&alert.labels) {
                 let labels = route.group_labels(&alert.labels);
                 let key = format!("{}:{}", route.id, labels);
                 let group = st.groups.entry(key).or_insert_with(|| AggrGroup {
@@ -275,14 +347,15 @@ impl AlertManager {
     /// Every known alert with the silences and inhibitions muting it.
     pub fn alerts(&self) -> Vec<(Alert, Vec<String>, bool, Vec<String>)> {
         let now = (self.now)();
+        let routing = self.routing.load();
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let all: Vec<Alert> = st.alerts.values().cloned().collect();
         let mut out: Vec<_> = all
             .iter()
             .map(|a| {
                 let silenced = self.silences.silenced_by(&a.labels, now);
-                let inhibited = self.inhibitor.inhibited(a, &all, now);
-                let receivers = self
+                let inhibited = routing.inhibitor.inhibited(a, &all, now);
+                let receivers = routing
                     .route
                     .matching(&a.labels)
                     .iter()
@@ -297,6 +370,7 @@ impl AlertManager {
 
     /// Flushes the groups that are due at `now`.
     fn flush_due(&self, now: i64) {
+        let routing = self.routing.load();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let all: Vec<Alert> = st.alerts.values().cloned().collect();
         let due: Vec<String> = st
@@ -314,12 +388,12 @@ impl AlertManager {
                 .values()
                 .filter(|a| {
                     self.silences.silenced_by(&a.labels, now).is_empty()
-                        && !self.inhibitor.inhibited(a, &all, now)
+                        && !routing.inhibitor.inhibited(a, &all, now)
                 })
                 .cloned()
                 .collect();
             if !unmuted.is_empty() {
-                self.notify_group(&key, group, &unmuted, now);
+                self.notify_group(&routing, &key, group, &unmuted, now);
             }
             // Resolved alerts have been told (or were never worth telling).
             group.alerts.retain(|_, a| !a.resolved(now));
@@ -344,7 +418,14 @@ impl AlertManager {
         self.metrics.groups.set(st.groups.len() as i64);
     }
 
-    fn notify_group(&self, group_key: &str, group: &AggrGroup, alerts: &[Alert], now: i64) {
+    fn notify_group(
+        &self,
+        routing: &Routing,
+        group_key: &str,
+        group: &AggrGroup,
+        alerts: &[Alert],
+        now: i64,
+    ) {
         let firing: BTreeSet<String> = alerts
             .iter()
             .filter(|a| !a.resolved(now))
@@ -355,7 +436,7 @@ impl AlertManager {
             .filter(|a| a.resolved(now))
             .map(Alert::fingerprint)
             .collect();
-        let Some(keys) = self.receivers.get(&group.route_receiver) else {
+        let Some(keys) = routing.receivers.get(&group.route_receiver) else {
             return;
         };
         for key in keys {
@@ -399,7 +480,7 @@ impl AlertManager {
                 &group.labels,
                 alerts,
                 now,
-                &self.external_url,
+                &routing.external_url,
             );
             let n = if channel.send_resolved() {
                 Some(n)
@@ -448,7 +529,8 @@ impl AlertManager {
                 if let Err(e) = self.store.gc_log(now) {
                     tracing::warn!(error = %e, "cannot trim the notification log");
                 }
-                if let Err(e) = self.store.gc_history(now - self.history_retention_ms) {
+                let retention = self.routing.load().history_retention_ms;
+                if let Err(e) = self.store.gc_history(now - retention) {
                     tracing::warn!(error = %e, "cannot trim the delivery history");
                 }
             }

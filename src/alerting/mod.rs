@@ -23,7 +23,7 @@ mod silence;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use dispatcher::AlertManager;
+pub use dispatcher::{AlertManager, PreparedAlerting};
 pub use inhibit::Inhibitor;
 pub use message::{Language, Message, render_message};
 pub use metrics::AlertingMetrics;

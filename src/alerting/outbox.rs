@@ -6,8 +6,11 @@
 //! outage or a burst loses nothing.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::Notify;
 
@@ -53,14 +56,24 @@ impl RateLimit {
     }
 }
 
-/// The outbox and its send loops.
+/// The outbox and its send loops. A reload swaps the channels
+/// ([`set_channels`](Outbox::set_channels)): queued notifications stay,
+/// loops of new integrations start, those of removed ones stop.
 pub struct Outbox {
     store: Arc<StateStore>,
-    channels: BTreeMap<String, Arc<dyn Channel>>,
-    wake: BTreeMap<String, Arc<Notify>>,
+    channels: ArcSwap<BTreeMap<String, Arc<dyn Channel>>>,
+    wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     metrics: AlertingMetrics,
     now: NowFn,
-    max_retry_ms: i64,
+    max_retry_ms: AtomicI64,
+    loops: Mutex<Loops>,
+}
+
+/// The running send loops, once [`Outbox::run`] started them.
+#[derive(Default)]
+struct Loops {
+    shutdown: Option<Shutdown>,
+    tasks: BTreeMap<String, (Shutdown, tokio::task::JoinHandle<()>)>,
 }
 
 impl Outbox {
@@ -82,17 +95,97 @@ impl Outbox {
         }
         Ok(Outbox {
             store,
-            channels,
-            wake,
+            channels: ArcSwap::from_pointee(channels),
+            wake: Mutex::new(wake),
             metrics,
             now,
-            max_retry_ms: max_retry.as_millis() as i64,
+            max_retry_ms: AtomicI64::new(max_retry.as_millis() as i64),
+            loops: Mutex::default(),
         })
     }
 
     /// The channel of an integration.
-    pub fn channel(&self, key: &str) -> Option<&Arc<dyn Channel>> {
-        self.channels.get(key)
+    pub fn channel(&self, key: &str) -> Option<Arc<dyn Channel>> {
+        self.channels.load().get(key).cloned()
+    }
+
+    fn wake_of(&self, key: &str) -> Arc<Notify> {
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// Replaces the channels (a reload): an integration whose key stays
+    /// sends its queued notifications through its new channel, a new one
+    /// gets a send loop, a removed one's loop stops after its current send
+    /// and what it had queued is recorded as failed, as at start.
+    pub fn set_channels(
+        self: &Arc<Self>,
+        channels: Vec<(String, Arc<dyn Channel>)>,
+        max_retry: Duration,
+    ) {
+        let channels: BTreeMap<String, Arc<dyn Channel>> = channels.into_iter().collect();
+        self.max_retry_ms
+            .store(max_retry.as_millis() as i64, Ordering::Relaxed);
+        self.channels.store(Arc::new(channels.clone()));
+        let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        let removed: Vec<String> = loops
+            .tasks
+            .keys()
+            .filter(|k| !channels.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in removed {
+            if let Some((stop, _)) = loops.tasks.remove(&key) {
+                stop.trigger();
+            }
+        }
+        if let Some(shutdown) = loops.shutdown.clone()
+            && !shutdown.is_triggered()
+        {
+            for key in channels.keys() {
+                if !loops.tasks.contains_key(key) {
+                    let stop = shutdown.child();
+                    let handle = tokio::spawn(self.clone().send_loop(key.clone(), stop.clone()));
+                    loops.tasks.insert(key.clone(), (stop, handle));
+                }
+            }
+        }
+        drop(loops);
+        // Changed channels: wake their loops so they pick up the new one.
+        for key in channels.keys() {
+            self.wake_of(key).notify_one();
+        }
+        self.fail_orphans();
+    }
+
+    /// Records queued notifications of integrations no longer configured
+    /// as failed.
+    fn fail_orphans(&self) {
+        let channels = self.channels.load();
+        match self.store.queued() {
+            Ok(rows) => {
+                for row in rows
+                    .iter()
+                    .filter(|r| !channels.contains_key(&r.integration))
+                {
+                    self.metrics
+                        .given_up
+                        .with_label_values(&[&row.integration])
+                        .inc();
+                    self.finish(
+                        row,
+                        row.attempts,
+                        Some("integration no longer configured".into()),
+                        String::new(),
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        }
     }
 
     /// Queues `n` for `key`, recording `log` (the notification-log entry
@@ -107,9 +200,7 @@ impl Outbox {
             .map_err(|e| AlertingError::Config(format!("cannot encode notification: {e}")))?;
         let id = self.store.enqueue(key, &json, (self.now)(), log)?;
         self.metrics.queued.with_label_values(&[key]).inc();
-        if let Some(w) = self.wake.get(key) {
-            w.notify_one();
-        }
+        self.wake_of(key).notify_one();
         Ok(id)
     }
 
@@ -148,45 +239,40 @@ impl Outbox {
     /// queued for integrations that are no longer configured are recorded
     /// as failed. A send in progress at shutdown is allowed to finish.
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
-        match self.store.queued() {
-            Ok(rows) => {
-                for row in rows
-                    .iter()
-                    .filter(|r| !self.channels.contains_key(&r.integration))
-                {
-                    self.metrics
-                        .given_up
-                        .with_label_values(&[&row.integration])
-                        .inc();
-                    self.finish(
-                        row,
-                        row.attempts,
-                        Some("integration no longer configured".into()),
-                        String::new(),
-                    );
-                }
+        self.fail_orphans();
+        {
+            let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+            loops.shutdown = Some(shutdown.clone());
+            for key in self.channels.load().keys() {
+                let stop = shutdown.child();
+                let handle = tokio::spawn(self.clone().send_loop(key.clone(), stop.clone()));
+                loops.tasks.insert(key.clone(), (stop, handle));
             }
-            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for key in self.channels.keys() {
-            tasks.spawn(self.clone().send_loop(key.clone(), shutdown.clone()));
+        shutdown.wait().await;
+        let tasks = std::mem::take(&mut self.loops.lock().unwrap_or_else(|p| p.into_inner()).tasks);
+        for (_, (_, handle)) in tasks {
+            let _ = handle.await;
         }
-        while tasks.join_next().await.is_some() {}
         tracing::info!("alert outbox stopped");
     }
 
     async fn send_loop(self: Arc<Self>, key: String, shutdown: Shutdown) {
-        let (Some(channel), Some(wake)) = (
-            self.channels.get(&key).cloned(),
-            self.wake.get(&key).cloned(),
-        ) else {
-            return;
-        };
-        let mut limit = channel.rate_limit_per_minute().map(RateLimit::new);
+        let wake = self.wake_of(&key);
+        let mut current: Option<Arc<dyn Channel>> = None;
+        let mut limit = None;
         loop {
             if shutdown.is_triggered() {
                 return;
+            }
+            // The channel is looked up each time: a reload may replace it
+            // (a new rate limit starts with it) or remove it (the loop ends).
+            let Some(channel) = self.channel(&key) else {
+                return;
+            };
+            if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &channel)) {
+                limit = channel.rate_limit_per_minute().map(RateLimit::new);
+                current = Some(channel.clone());
             }
             let row = match self.store.next_queued(&key) {
                 Ok(Some(row)) => row,
@@ -283,7 +369,7 @@ impl Outbox {
                         .inc();
                 }
                 let now = (self.now)();
-                if now - row.created_ms >= self.max_retry_ms {
+                if now - row.created_ms >= self.max_retry_ms.load(Ordering::Relaxed) {
                     self.metrics.given_up.with_label_values(&[key]).inc();
                     tracing::error!(integration = %key, error = %reason, attempts, "giving up on notification after max_retry_duration: {summary}");
                     self.finish(

@@ -14,6 +14,7 @@
 
 mod adapters;
 mod lifecycle;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -245,6 +246,7 @@ async fn start(
     life.spawn(Stage::Maintenance, async move {
         let _ = maintenance.await;
     });
+    let remote_reloader;
     // remote_write follows the store's WAL from a durable
     // position per destination; starts after the store opens, stops before
     // it closes (what is unsent stays in the WAL for the next start).
@@ -252,6 +254,7 @@ async fn start(
         let metrics =
             crate::remote::RemoteMetrics::new(&telemetry.registry).map_err(TelemetryError::from)?;
         let remote = crate::remote::RemoteWrite::new(config, sqlite.clone(), &metrics)?;
+        remote_reloader = Some(remote.reloader());
         life.spawn(Stage::Remote, remote.run(life.signal(Stage::Remote)));
     }
 
@@ -265,6 +268,7 @@ async fn start(
     let scraper = scrape::Manager::new(config, local, store.clone(), scrape_metrics)?;
     routes.push(web::api::targets::routes(scraper.targets()));
     let targets_view = scraper.targets();
+    let scrape_reloader = scraper.reloader();
     life.spawn(Stage::Scrape, scraper.run(life.signal(Stage::Scrape)));
 
     // PromQL engine and the Prometheus HTTP API (/api/v1/query, series, labels, status…).
@@ -305,7 +309,7 @@ async fn start(
         config,
         state_store.clone(),
         &telemetry.registry,
-        now,
+        now.clone(),
     )?);
     let to_alerting = alert_manager.clone();
     let sink = move |alerts: Vec<crate::rules::OutgoingAlert>| {
@@ -324,9 +328,10 @@ async fn start(
     };
     let query = adapters::rules_query_fn(engine.clone());
     let appender: Arc<dyn crate::storage::Appender> = store.clone();
+    let rule_files = crate::rules::load_rule_files(config)?;
     let rule_manager = Arc::new(
         crate::rules::RuleManager::new(
-            crate::rules::load_rule_files(config)?,
+            rule_files.clone(),
             crate::rules::ManagerOptions::from_config(config),
             query,
             appender,
@@ -346,6 +351,27 @@ async fn start(
         Stage::Alerting,
         alert_manager.clone().run(life.signal(Stage::Alerting)),
     );
+
+    // Reloads (SIGHUP, POST /-/reload) start from what is running now.
+    let reloader = Arc::new(
+        reload::Reloader::new(
+            reload::ReloadParts {
+                current: reload::ConfigSet {
+                    config: config.clone(),
+                    rule_files,
+                    dashboards: reload::dashboard_texts(config),
+                },
+                scrape: scrape_reloader,
+                rules: rule_manager.clone(),
+                alerting: alert_manager.clone(),
+                alerting_now: now,
+                remote: remote_reloader.expect("remote_write was set up above"),
+            },
+            &telemetry.registry,
+        )
+        .map_err(TelemetryError::from)?,
+    );
+    reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
 
     // Daily snapshots: a missed day is taken at start, then one on
     // every `snapshots.schedule`; downloads and the export API.
@@ -428,6 +454,10 @@ async fn start(
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,
         own_body_limit_routes: vec![receiver_routes],
+        reload: Some(Arc::new(move || {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload().await })
+        })),
     });
 
     tracing::info!(addr = %local, "listening on {local}");

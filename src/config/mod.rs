@@ -7,6 +7,7 @@
 
 mod alerting;
 mod collectors;
+pub mod diff;
 mod duration;
 mod expand;
 mod global;

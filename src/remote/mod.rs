@@ -52,15 +52,50 @@ pub use queue::{Queue, QueueSettings};
 
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::diff::Changes;
 use crate::config::{Config, RemoteWriteConfig};
 use crate::model::Labels;
 use crate::model::relabel::Relabel;
 use crate::shutdown::Shutdown;
 use crate::storage::SqliteStorage;
 
-/// Every configured destination, ready to run.
+/// Every configured destination, ready to run. A reload
+/// ([`RemoteReloader`]) restarts only destinations whose settings changed;
+/// a restarted queue resumes from its saved WAL position.
 pub struct RemoteWrite {
-    queues: Vec<Queue>,
+    queues: Vec<(QueueKey, Queue)>,
+    reloader: RemoteReloader,
+    commands: mpsc::Receiver<Command>,
+}
+
+/// What decides whether a destination's queue restarts: its settings and
+/// the external labels added to its series.
+#[derive(Clone, Debug, PartialEq)]
+struct QueueKey {
+    name: String,
+    config: RemoteWriteConfig,
+    external_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Queues built from a new config, checked and not running: the result of
+/// [`RemoteReloader::prepare`].
+pub struct PreparedRemote {
+    queues: Vec<(QueueKey, Queue)>,
+}
+
+struct Command {
+    prepared: PreparedRemote,
+    reply: oneshot::Sender<Result<Changes, RemoteError>>,
+}
+
+/// Builds and hands new queues to the running [`RemoteWrite`].
+#[derive(Clone)]
+pub struct RemoteReloader {
+    storage: SqliteStorage,
+    metrics: RemoteMetrics,
+    commands: mpsc::Sender<Command>,
 }
 
 /// The name used in metrics, logs and as the position's key: `name`, or the
@@ -76,6 +111,57 @@ pub fn remote_name(c: &RemoteWriteConfig) -> String {
     }
 }
 
+/// One queue per `remote_write` entry, checked, not registered or running.
+fn build_queues(
+    config: &Config,
+    storage: &SqliteStorage,
+    metrics: &RemoteMetrics,
+) -> Result<Vec<(QueueKey, Queue)>, RemoteError> {
+    let external = Labels::new(config.global.external_labels.clone());
+    let mut queues = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for c in &config.remote_write {
+        let name = remote_name(c);
+        if !names.insert(name.clone()) {
+            return Err(RemoteError::Config {
+                remote: name,
+                reason: "two remote_write entries have this name; give each a unique `name`".into(),
+            });
+        }
+        match reqwest::Url::parse(c.url.expose()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(RemoteError::Config {
+                    remote: name,
+                    reason: format!("url {:?} is not an http(s) URL", c.url.redacted()),
+                });
+            }
+        }
+        let relabel =
+            Relabel::compile(&c.write_relabel_configs).map_err(|e| RemoteError::Config {
+                remote: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let key = QueueKey {
+            name: name.clone(),
+            config: c.clone(),
+            external_labels: config.global.external_labels.clone(),
+        };
+        queues.push((
+            key,
+            Queue {
+                client: Arc::new(client::WriteClient::new(&name, c)?),
+                metrics: metrics.for_queue(&name, &c.url),
+                series: series::SeriesCache::new(external.clone(), relabel),
+                settings: QueueSettings::from_config(&c.queue_config),
+                storage: storage.clone(),
+                name,
+            },
+        ));
+    }
+    Ok(queues)
+}
+
 impl RemoteWrite {
     /// Builds one queue per `remote_write` entry, registers each one's WAL
     /// position and releases the hold of destinations no longer configured.
@@ -84,67 +170,136 @@ impl RemoteWrite {
         storage: SqliteStorage,
         metrics: &RemoteMetrics,
     ) -> Result<Self, RemoteError> {
-        let external = Labels::new(config.global.external_labels.clone());
-        let mut queues = Vec::new();
-        let mut names = std::collections::HashSet::new();
-        for c in &config.remote_write {
-            let name = remote_name(c);
-            if !names.insert(name.clone()) {
-                return Err(RemoteError::Config {
-                    remote: name,
-                    reason: "two remote_write entries have this name; give each a unique `name`"
-                        .into(),
-                });
-            }
-            match reqwest::Url::parse(c.url.expose()) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => {
-                    return Err(RemoteError::Config {
-                        remote: name,
-                        reason: format!("url {:?} is not an http(s) URL", c.url.redacted()),
-                    });
-                }
-            }
-            let relabel =
-                Relabel::compile(&c.write_relabel_configs).map_err(|e| RemoteError::Config {
-                    remote: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            // Registered now, before the scrapers start: a new destination
-            // gets everything stored from this start on.
-            storage.follow_wal(&name)?;
-            queues.push(Queue {
-                client: Arc::new(client::WriteClient::new(&name, c)?),
-                metrics: metrics.for_queue(&name, &c.url),
-                series: series::SeriesCache::new(external.clone(), relabel),
-                settings: QueueSettings::from_config(&c.queue_config),
-                storage: storage.clone(),
-                name,
-            });
+        let queues = build_queues(config, &storage, metrics)?;
+        // Registered now, before the scrapers start: a new destination
+        // gets everything stored from this start on.
+        for (key, _) in &queues {
+            storage.follow_wal(&key.name)?;
         }
-        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        let names: Vec<String> = queues.iter().map(|(k, _)| k.name.clone()).collect();
         storage.retain_followers(&names)?;
-        Ok(RemoteWrite { queues })
+        let (tx, commands) = mpsc::channel(1);
+        Ok(RemoteWrite {
+            queues,
+            reloader: RemoteReloader {
+                storage,
+                metrics: metrics.clone(),
+                commands: tx,
+            },
+            commands,
+        })
     }
 
-    /// Runs every queue until `shutdown`.
-    pub async fn run(self, shutdown: Shutdown) {
-        let tasks: Vec<_> = self
-            .queues
+    /// What reloads the destinations while [`run`](Self::run) runs.
+    pub fn reloader(&self) -> RemoteReloader {
+        self.reloader.clone()
+    }
+
+    /// Runs every queue until `shutdown`, applying reloads as they come.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut running: Vec<RunningQueue> = std::mem::take(&mut self.queues)
             .into_iter()
-            .map(|q| {
-                let name = q.name.clone();
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = q.run(stop).await {
-                        tracing::error!(remote = %name, error = %e, "remote_write queue stopped");
-                    }
-                })
-            })
+            .map(|(key, q)| RunningQueue::start(key, q, &shutdown))
             .collect();
-        for t in tasks {
-            let _ = t.await;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(cmd) = self.commands.recv() => {
+                    let result = self.reloader.swap(&mut running, cmd.prepared, &shutdown).await;
+                    let _ = cmd.reply.send(result);
+                }
+            }
         }
+        for q in running {
+            let _ = q.handle.await;
+        }
+    }
+}
+
+struct RunningQueue {
+    key: QueueKey,
+    stop: Shutdown,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningQueue {
+    fn start(key: QueueKey, q: Queue, shutdown: &Shutdown) -> Self {
+        let stop = shutdown.child();
+        let (name, signal) = (key.name.clone(), stop.clone());
+        let handle = tokio::spawn(async move {
+            if let Err(e) = q.run(signal).await {
+                tracing::error!(remote = %name, error = %e, "remote_write queue stopped");
+            }
+        });
+        RunningQueue { key, stop, handle }
+    }
+}
+
+impl RemoteReloader {
+    /// Builds the queues of `config` without starting them; a bad entry is
+    /// an error and nothing changes.
+    pub fn prepare(&self, config: &Config) -> Result<PreparedRemote, RemoteError> {
+        Ok(PreparedRemote {
+            queues: build_queues(config, &self.storage, &self.metrics)?,
+        })
+    }
+
+    /// Hands `prepared` to the running sender: queues of unchanged
+    /// destinations keep running; changed ones stop (their in-flight
+    /// request finishes) and restart from their saved position; new ones
+    /// start at the newest WAL row; removed ones stop and release their
+    /// hold on the WAL. Returns the destinations (by `remote_name`) started,
+    /// changed and stopped.
+    pub async fn apply(&self, prepared: PreparedRemote) -> Result<Changes, RemoteError> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command { prepared, reply })
+            .await
+            .is_err()
+        {
+            return Ok(Changes::default());
+        }
+        answer.await.unwrap_or_else(|_| Ok(Changes::default()))
+    }
+
+    async fn swap(
+        &self,
+        running: &mut Vec<RunningQueue>,
+        prepared: PreparedRemote,
+        shutdown: &Shutdown,
+    ) -> Result<Changes, RemoteError> {
+        let old: Vec<QueueKey> = running.iter().map(|q| q.key.clone()).collect();
+        let new: Vec<QueueKey> = prepared.queues.iter().map(|(k, _)| k.clone()).collect();
+        let changes = Changes::by_name(&old, &new, |k| k.name.clone());
+        for (key, _) in &prepared.queues {
+            if changes.added.contains(&key.name) {
+                self.storage.follow_wal(&key.name)?;
+            }
+        }
+        let mut next = Vec::new();
+        let mut stopping = Vec::new();
+        for q in running.drain(..) {
+            if changes.removed.contains(&q.key.name) || changes.changed.contains(&q.key.name) {
+                q.stop.trigger();
+                stopping.push(q.handle);
+            } else {
+                next.push(q);
+            }
+        }
+        // The old queue saves its position before its successor reads it.
+        for h in stopping {
+            let _ = h.await;
+        }
+        for (key, q) in prepared.queues {
+            if changes.started().any(|n| *n == key.name) {
+                next.push(RunningQueue::start(key, q, shutdown));
+            }
+        }
+        let names: Vec<String> = next.iter().map(|q| q.key.name.clone()).collect();
+        *running = next;
+        self.storage.retain_followers(&names)?;
+        Ok(changes)
     }
 }
 

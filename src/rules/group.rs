@@ -65,6 +65,25 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Whether both rules are defined alike (kind, name, expression,
+    /// durations, labels, annotations), whatever their state.
+    pub fn same_definition(&self, other: &Rule) -> bool {
+        match (self, other) {
+            (Rule::Alerting(a), Rule::Alerting(b)) => {
+                a.name == b.name
+                    && a.expr == b.expr
+                    && a.hold_ms == b.hold_ms
+                    && a.keep_firing_for_ms == b.keep_firing_for_ms
+                    && a.labels == b.labels
+                    && a.annotations == b.annotations
+            }
+            (Rule::Recording(a), Rule::Recording(b)) => {
+                a.name == b.name && a.expr == b.expr && a.labels == b.labels
+            }
+            _ => false,
+        }
+    }
+
     /// The rule's expression.
     pub fn expr(&self) -> &str {
         match self {
@@ -189,6 +208,73 @@ impl Group {
                 a.restore(alerts.clone());
             }
         }
+    }
+
+    /// Whether `other` has the same settings and rules (by definition, not
+    /// state): a reload leaves such a group running.
+    pub async fn same_definition(&self, other: &Group) -> bool {
+        if self.interval != other.interval
+            || self.query_offset != other.query_offset
+            || self.limit != other.limit
+        {
+            return false;
+        }
+        let (a, b) = (self.state.lock().await, other.state.lock().await);
+        a.rules.len() == b.rules.len()
+            && a.rules
+                .iter()
+                .zip(&b.rules)
+                .all(|(x, y)| x.same_definition(y))
+    }
+
+    /// Takes over the state of `old`'s rules whose definition is unchanged
+    /// (their alerts with `for` timers, evaluation status, recorded
+    /// series): each rule of this group takes the first unused equal rule
+    /// of `old`. Returns how many alerting rules carried state, and the
+    /// series recorded by `old`'s rules that have no successor (to be
+    /// marked stale). `old` must no longer be evaluating.
+    pub async fn take_state_from(&self, old: &Group) -> (usize, Vec<Labels>) {
+        let mut old_st = old.state.lock().await;
+        let mut st = self.state.lock().await;
+        let mut used = vec![false; old_st.rules.len()];
+        let mut carried = 0;
+        for i in 0..st.rules.len() {
+            let Some(j) = (0..old_st.rules.len())
+                .find(|&j| !used[j] && old_st.rules[j].same_definition(&st.rules[i]))
+            else {
+                continue;
+            };
+            used[j] = true;
+            if let (Rule::Alerting(new), Rule::Alerting(prev)) =
+                (&mut st.rules[i], &mut old_st.rules[j])
+            {
+                new.active = std::mem::take(&mut prev.active);
+                new.last_error = prev.last_error.take();
+                carried += 1;
+            }
+            if let (Rule::Recording(new), Rule::Recording(prev)) =
+                (&mut st.rules[i], &mut old_st.rules[j])
+            {
+                new.last_error = prev.last_error.take();
+            }
+            st.status[i] = old_st.status[j].clone();
+            st.written[i] = std::mem::take(&mut old_st.written[j]);
+        }
+        st.last_eval_ms = old_st.last_eval_ms;
+        st.eval_seconds = old_st.eval_seconds;
+        let gone = used
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !**u)
+            .flat_map(|(j, _)| old_st.written[j].iter().cloned())
+            .collect();
+        (carried, gone)
+    }
+
+    /// Every series the group's rules wrote at their last evaluation.
+    pub async fn written_series(&self) -> Vec<Labels> {
+        let st = self.state.lock().await;
+        st.written.iter().flatten().cloned().collect()
     }
 
     /// Evaluates every rule once at `ts_ms`.

@@ -6,14 +6,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use super::alerting_rule::{ActiveAlert, AlertingRule, EvalContext};
+use super::file::{RuleGroup, RuleSpec};
 use super::group::{Clock, Group, GroupDeps, Rule};
 use super::recording::RecordingRule;
 use super::{AlertSink, QueryFn, RuleFile, RulesError, parse_rule_text, resolve_rule_files};
 use crate::config::Config;
 use crate::diag::Diagnostic;
+use crate::model::{Labels, Sample, stale_nan};
 use crate::shutdown::Shutdown;
-use crate::storage::{Appender, StateStore};
+use crate::storage::{AppendSample, Appender, StateStore};
 
 /// The built-in rule files (`config/rules/*.yml`), embedded: (name, text).
 pub const BUILTIN_RULE_FILES: &[(&str, &str)] = &[
@@ -92,7 +96,7 @@ pub fn load_rule_files(config: &Config) -> Result<Vec<(String, RuleFile)>, Rules
 }
 
 /// Settings of the manager.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ManagerOptions {
     /// Interval of groups without one (`global.evaluation_interval`).
     pub default_interval: Duration,
@@ -123,11 +127,112 @@ impl ManagerOptions {
     }
 }
 
-/// Runs the rule groups.
+/// Runs the rule groups. A reload ([`apply`](Self::apply)) swaps in new
+/// groups while they run: an unchanged group keeps running untouched; a
+/// changed one is stopped and replaced by its successor, which takes over
+/// the alerts (and `for` timers) of every rule whose definition stayed the
+/// same, as Prometheus copies state from the old group to the new by rule
+/// identity.
 pub struct RuleManager {
-    groups: Vec<Arc<Group>>,
-    deps: GroupDeps,
+    groups: ArcSwap<Vec<Arc<Group>>>,
+    deps: ArcSwap<GroupDeps>,
+    options: ArcSwap<ManagerOptions>,
     clock: Clock,
+    running: tokio::sync::Mutex<Running>,
+}
+
+/// The group tasks, once [`RuleManager::run`] started them.
+#[derive(Default)]
+struct Running {
+    /// The manager's stop signal; `None` until `run`.
+    shutdown: Option<Shutdown>,
+    /// One task per group, with its own stop signal.
+    tasks: Vec<GroupTask>,
+}
+
+struct GroupTask {
+    group: Arc<Group>,
+    stop: Shutdown,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// What a reload changed in the rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RulesApplied {
+    /// Groups left running untouched.
+    pub kept: usize,
+    /// Groups started (new or changed).
+    pub started: usize,
+    /// Groups stopped without a successor.
+    pub stopped: usize,
+    /// Alerting rules whose alerts carried over into a changed group.
+    pub carried_rules: usize,
+}
+
+/// Builds the groups of `files`.
+fn build_groups(files: Vec<(String, RuleFile)>, options: &ManagerOptions) -> Vec<Arc<Group>> {
+    let mut groups = Vec::new();
+    for (file, rf) in files {
+        for g in rf.groups {
+            let rules = g
+                .rules
+                .iter()
+                .map(|spec| {
+                    let mut labels = g.labels.clone();
+                    labels.extend(spec.labels.clone());
+                    match (&spec.alert, &spec.record) {
+                        (Some(alert), _) => Rule::Alerting(AlertingRule::new(
+                            alert,
+                            &spec.expr,
+                            spec.for_.map(|d| d.as_millis()).unwrap_or(0),
+                            spec.keep_firing_for.map(|d| d.as_millis()).unwrap_or(0),
+                            labels,
+                            spec.annotations.clone(),
+                        )),
+                        (None, record) => Rule::Recording(RecordingRule::new(
+                            record.as_deref().unwrap_or_default(),
+                            &spec.expr,
+                            labels,
+                        )),
+                    }
+                })
+                .collect();
+            groups.push(Arc::new(Group::new(
+                &g.name,
+                &file,
+                g.interval
+                    .map(|d| d.as_duration())
+                    .unwrap_or(options.default_interval),
+                g.query_offset
+                    .map(|d| d.as_duration())
+                    .unwrap_or(options.default_query_offset),
+                g.limit,
+                rules,
+            )));
+        }
+    }
+    groups
+}
+
+fn deps_for(
+    options: &ManagerOptions,
+    query: QueryFn,
+    appender: Arc<dyn Appender>,
+    sink: Arc<dyn AlertSink>,
+    store: Option<Arc<StateStore>>,
+) -> GroupDeps {
+    GroupDeps {
+        query,
+        appender,
+        sink,
+        store,
+        context: EvalContext {
+            external_labels: options.external_labels.clone(),
+            external_url: options.external_url.clone(),
+            limit: 0,
+        },
+        resend_delay: options.resend_delay,
+    }
 }
 
 impl RuleManager {
@@ -141,62 +246,14 @@ impl RuleManager {
         store: Option<Arc<StateStore>>,
         clock: Clock,
     ) -> Self {
-        let mut groups = Vec::new();
-        for (file, rf) in files {
-            for g in rf.groups {
-                let rules = g
-                    .rules
-                    .iter()
-                    .map(|spec| {
-                        let mut labels = g.labels.clone();
-                        labels.extend(spec.labels.clone());
-                        match (&spec.alert, &spec.record) {
-                            (Some(alert), _) => Rule::Alerting(AlertingRule::new(
-                                alert,
-                                &spec.expr,
-                                spec.for_.map(|d| d.as_millis()).unwrap_or(0),
-                                spec.keep_firing_for.map(|d| d.as_millis()).unwrap_or(0),
-                                labels,
-                                spec.annotations.clone(),
-                            )),
-                            (None, record) => Rule::Recording(RecordingRule::new(
-                                record.as_deref().unwrap_or_default(),
-                                &spec.expr,
-                                labels,
-                            )),
-                        }
-                    })
-                    .collect();
-                groups.push(Arc::new(Group::new(
-                    &g.name,
-                    &file,
-                    g.interval
-                        .map(|d| d.as_duration())
-                        .unwrap_or(options.default_interval),
-                    g.query_offset
-                        .map(|d| d.as_duration())
-                        .unwrap_or(options.default_query_offset),
-                    g.limit,
-                    rules,
-                )));
-            }
-        }
-        let deps = GroupDeps {
-            query,
-            appender,
-            sink,
-            store: store.clone(),
-            context: EvalContext {
-                external_labels: options.external_labels.clone(),
-                external_url: options.external_url.clone(),
-                limit: 0,
-            },
-            resend_delay: options.resend_delay,
-        };
+        let groups = build_groups(files, &options);
+        let deps = deps_for(&options, query, appender, sink, store.clone());
         let manager = RuleManager {
-            groups,
-            deps,
+            groups: ArcSwap::from_pointee(groups),
+            deps: ArcSwap::from_pointee(deps),
+            options: ArcSwap::from_pointee(options),
             clock,
+            running: tokio::sync::Mutex::default(),
         };
         if let Some(store) = store {
             manager.restore(&store).await;
@@ -227,7 +284,7 @@ impl RuleManager {
             }
         }
         let restored: usize = by_key.values().map(Vec::len).sum();
-        for g in &self.groups {
+        for g in self.groups.load().iter() {
             g.restore(&by_key).await;
         }
         if restored > 0 {
@@ -238,36 +295,333 @@ impl RuleManager {
         }
     }
 
-    /// The groups, in file order.
-    pub fn groups(&self) -> &[Arc<Group>] {
-        &self.groups
+    /// The groups, in file order (a reload swaps the whole list at once).
+    pub fn groups(&self) -> Arc<Vec<Arc<Group>>> {
+        self.groups.load_full()
     }
 
     /// Evaluates every group once now (tests and `/-/reload`-style triggers).
     pub async fn eval_all(&self) {
         let now = self.clock.now_ms();
-        for g in &self.groups {
-            g.eval(now, &self.deps).await;
+        let deps = self.deps.load_full();
+        for g in self.groups.load().iter() {
+            g.eval(now, &deps).await;
+        }
+    }
+
+    fn spawn(&self, group: Arc<Group>, shutdown: &Shutdown) -> GroupTask {
+        let stop = shutdown.child();
+        let handle = tokio::spawn(group.clone().run(
+            (**self.deps.load()).clone(),
+            self.clock.clone(),
+            stop.clone(),
+        ));
+        GroupTask {
+            group,
+            stop,
+            handle,
         }
     }
 
     /// Runs every group until `shutdown`; returns when all stopped.
     pub async fn run(&self, shutdown: Shutdown) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for g in &self.groups {
-            tasks.spawn(
-                g.clone()
-                    .run(self.deps.clone(), self.clock.clone(), shutdown.clone()),
-            );
+        {
+            let mut running = self.running.lock().await;
+            running.shutdown = Some(shutdown.clone());
+            let groups = self.groups.load_full();
+            running.tasks = groups
+                .iter()
+                .map(|g| self.spawn(g.clone(), &shutdown))
+                .collect();
         }
-        while tasks.join_next().await.is_some() {}
+        shutdown.wait().await;
+        let tasks = std::mem::take(&mut self.running.lock().await.tasks);
+        for t in tasks {
+            let _ = t.handle.await;
+        }
         tracing::info!("rule manager stopped");
     }
+
+    /// Replaces the rules with those of `files` (already checked by
+    /// [`load_rule_files`]) and `options`: unchanged groups keep running,
+    /// changed ones restart with the state of their unchanged rules, removed
+    /// ones stop and mark their recorded series stale.
+    pub async fn apply(
+        &self,
+        files: Vec<(String, RuleFile)>,
+        options: ManagerOptions,
+    ) -> RulesApplied {
+        let mut running = self.running.lock().await;
+        let same_options = **self.options.load() == options;
+        let new_groups = build_groups(files, &options);
+        let old_groups = self.groups.load_full();
+        let old_deps = self.deps.load_full();
+        let find_old = |g: &Group| {
+            old_groups
+                .iter()
+                .find(|o| o.file == g.file && o.name == g.name)
+                .cloned()
+        };
+        let mut applied = RulesApplied::default();
+        // Each new group: the old one itself when nothing changed, else the
+        // new one with its predecessor (if any) to take state from.
+        let mut next = Vec::new();
+        let mut successors = Vec::new();
+        for g in new_groups {
+            match find_old(&g) {
+                Some(old) if same_options && old.same_definition(&g).await => {
+                    applied.kept += 1;
+                    next.push(old);
+                }
+                old => {
+                    applied.started += 1;
+                    successors.push((g.clone(), old));
+                    next.push(g);
+                }
+            }
+        }
+        // Kept groups by address (usize, so the future stays Send).
+        let kept: Vec<usize> = next.iter().map(|g| Arc::as_ptr(g) as usize).collect();
+        // Stop every old group not kept before its state is taken, so no
+        // evaluation runs meanwhile.
+        let (stay, stop): (Vec<GroupTask>, Vec<GroupTask>) = std::mem::take(&mut running.tasks)
+            .into_iter()
+            .partition(|t| kept.contains(&(Arc::as_ptr(&t.group) as usize)));
+        for t in &stop {
+            t.stop.trigger();
+        }
+        for t in stop {
+            let _ = t.handle.await;
+        }
+        for (g, old) in &successors {
+            if let Some(old) = old {
+                let (carried, gone) = g.take_state_from(old).await;
+                applied.carried_rules += carried;
+                mark_stale(&gone, g.query_offset, &self.clock, &old_deps);
+            }
+        }
+        for old in old_groups.iter() {
+            let replaced = next
+                .iter()
+                .any(|g| g.file == old.file && g.name == old.name);
+            if !replaced {
+                applied.stopped += 1;
+                let gone = old.written_series().await;
+                mark_stale(&gone, old.query_offset, &self.clock, &old_deps);
+            }
+        }
+        if !same_options {
+            let d = &old_deps;
+            let deps = deps_for(
+                &options,
+                d.query.clone(),
+                d.appender.clone(),
+                d.sink.clone(),
+                d.store.clone(),
+            );
+            self.deps.store(Arc::new(deps));
+            self.options.store(Arc::new(options));
+        }
+        self.groups.store(Arc::new(next));
+        running.tasks = stay;
+        if let Some(shutdown) = running.shutdown.clone()
+            && !shutdown.is_triggered()
+        {
+            for (g, _) in successors {
+                let task = self.spawn(g, &shutdown);
+                running.tasks.push(task);
+            }
+        }
+        applied
+    }
+}
+
+/// Writes staleness markers for series a stopped rule recorded, so queries
+/// stop seeing them at once (as Prometheus does for removed groups).
+fn mark_stale(series: &[Labels], offset: Duration, clock: &Clock, deps: &GroupDeps) {
+    if series.is_empty() {
+        return;
+    }
+    let ts = clock.now_ms() - offset.as_millis() as i64;
+    let batch: Vec<AppendSample> = series
+        .iter()
+        .map(|labels| AppendSample {
+            labels: labels.clone(),
+            sample: Sample {
+                timestamp_ms: ts,
+                value: stale_nan(),
+            },
+        })
+        .collect();
+    if let Err(e) = deps.appender.append(&batch) {
+        tracing::warn!(error = %e, "cannot mark the series of removed rules stale");
+    }
+}
+
+/// What differs between two sets of rule files: groups by `file:group`,
+/// rules by `file:group/name` (a repeated name gets `#2`, `#3`…).
+pub fn diff_rule_files(
+    old: &[(String, RuleFile)],
+    new: &[(String, RuleFile)],
+) -> (crate::config::diff::Changes, crate::config::diff::Changes) {
+    use crate::config::diff::Changes;
+    let groups = |files: &[(String, RuleFile)]| -> Vec<(String, RuleGroup)> {
+        files
+            .iter()
+            .flat_map(|(f, rf)| {
+                rf.groups
+                    .iter()
+                    .map(move |g| (format!("{f}:{}", g.name), g.clone()))
+            })
+            .collect()
+    };
+    // A rule's identity includes the labels its group gives it; the group's
+    // interval is not the rule's (its state carries over a new interval).
+    type RuleId = (String, RuleSpec, BTreeMap<String, String>);
+    let rules = |files: &[(String, RuleFile)]| -> Vec<RuleId> {
+        let mut out = Vec::new();
+        for (key, g) in groups(files) {
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for r in &g.rules {
+                let name = r.alert.clone().or(r.record.clone()).unwrap_or_default();
+                let n = seen.entry(name.clone()).or_default();
+                *n += 1;
+                let id = if *n > 1 {
+                    format!("{key}/{name}#{n}")
+                } else {
+                    format!("{key}/{name}")
+                };
+                out.push((id, r.clone(), g.labels.clone()));
+            }
+        }
+        out
+    };
+    let (og, ng) = (groups(old), groups(new));
+    let (or, nr) = (rules(old), rules(new));
+    (
+        Changes::by_name(&og, &ng, |x| x.0.clone()),
+        Changes::by_name(&or, &nr, |x| x.0.clone()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::{AlertState, InstantSample};
+
+    const BEFORE: &str = "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Kept\n    expr: up\n    for: 10m\n  - alert: Edited\n    expr: up\n    for: 10m\n  - record: rec\n    expr: up\n- name: gone\n  rules:\n  - record: gone_rec\n    expr: up\n";
+    const AFTER: &str = "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Kept\n    expr: up\n    for: 10m\n  - alert: Edited\n    expr: up > 0\n    for: 10m\n  - record: rec\n    expr: up\n";
+
+    fn files(text: &str) -> Vec<(String, RuleFile)> {
+        vec![("r.yml".into(), parse_rule_text(text, "r.yml").unwrap())]
+    }
+
+    fn options() -> ManagerOptions {
+        ManagerOptions {
+            default_interval: Duration::from_secs(60),
+            default_query_offset: Duration::ZERO,
+            external_labels: BTreeMap::new(),
+            external_url: "http://x".into(),
+            resend_delay: Duration::from_secs(60),
+        }
+    }
+
+    async fn state_of(m: &RuleManager, name: &str) -> Option<(AlertState, i64)> {
+        for g in m.groups().iter() {
+            let st = g.state.lock().await;
+            for r in &st.rules {
+                if let Rule::Alerting(a) = r
+                    && a.name == name
+                {
+                    return a.alerts().first().map(|x| (x.state, x.active_at_ms));
+                }
+            }
+        }
+        None
+    }
+
+    /// A reload keeps unchanged groups running as they are, carries the
+    /// pending alert (and its `for` timer) of an unchanged rule into the
+    /// changed group, starts the changed rule afresh, and marks the series
+    /// of the removed group stale.
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_carries_the_state_of_unchanged_rules() {
+        let storage = Arc::new(crate::storage::MemoryStorage::new());
+        let query: QueryFn = Arc::new(|_, _| {
+            Box::pin(async {
+                Ok(vec![InstantSample {
+                    labels: Labels::new([("__name__", "up")]),
+                    value: 1.0,
+                }])
+            })
+        });
+        let clock = Clock::starting_at(1_000_000);
+        let m = Arc::new(
+            RuleManager::new(
+                files(BEFORE),
+                options(),
+                query,
+                storage.clone(),
+                Arc::new(|_: Vec<crate::rules::OutgoingAlert>| {}),
+                None,
+                clock.clone(),
+            )
+            .await,
+        );
+        let shutdown = Shutdown::new();
+        let run = tokio::spawn({
+            let (m, s) = (m.clone(), shutdown.clone());
+            async move { m.run(s).await }
+        });
+        m.eval_all().await;
+        let kept = state_of(&m, "Kept").await.unwrap();
+        assert_eq!(kept.0, AlertState::Pending);
+        tokio::time::advance(Duration::from_secs(5)).await;
+
+        let applied = m.apply(files(AFTER), options()).await;
+        assert_eq!(
+            applied,
+            RulesApplied {
+                kept: 0,
+                started: 1,
+                stopped: 1,
+                carried_rules: 1,
+            }
+        );
+        m.eval_all().await;
+        assert_eq!(
+            state_of(&m, "Kept").await,
+            Some(kept),
+            "same alert, same timer"
+        );
+        let edited = state_of(&m, "Edited").await.unwrap();
+        assert_eq!(edited.0, AlertState::Pending);
+        assert!(edited.1 > kept.1, "the changed rule started afresh");
+        // The removed group's recorded series got a staleness marker.
+        use crate::storage::Querier;
+        let gone =
+            storage
+                .select(
+                    &[crate::model::Matcher::new(
+                        "__name__",
+                        crate::model::MatchOp::Equal,
+                        "gone_rec",
+                    )
+                    .unwrap()],
+                    i64::MIN,
+                    i64::MAX,
+                )
+                .unwrap();
+        assert!(crate::model::is_stale_nan(
+            gone[0].samples.last().unwrap().value
+        ));
+        // The same rules again: the group keeps running untouched.
+        let again = m.apply(files(AFTER), options()).await;
+        assert_eq!(again.kept, 1);
+        assert_eq!(again.started, 0);
+        shutdown.trigger();
+        run.await.unwrap();
+    }
 
     /// The config names rule files but does not read them: loading it
     /// succeeds, and the one rule loader reports every problem of every

@@ -24,7 +24,9 @@ pub use file::{
     parse_rule_text, resolve_rule_files,
 };
 pub use group::{Clock, Group, Rule};
-pub use manager::{BUILTIN_RULE_FILES, ManagerOptions, RuleManager, load_rule_files};
+pub use manager::{
+    BUILTIN_RULE_FILES, ManagerOptions, RuleManager, RulesApplied, diff_rule_files, load_rule_files,
+};
 pub use recording::RecordingRule;
 pub use status::RuleStatus;
 

@@ -30,7 +30,7 @@ impl RuleManager {
     /// Every rule of every group, in file order.
     pub async fn status(&self) -> Vec<RuleStatus> {
         let mut out = Vec::new();
-        for g in self.groups() {
+        for g in self.groups().iter() {
             let st = g.state.lock().await;
             for (rule, status) in st.rules.iter().zip(&st.status) {
                 out.push(match rule {

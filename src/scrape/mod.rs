@@ -14,10 +14,10 @@ mod scrape_loop;
 mod target;
 
 pub use fetch::{ACCEPT, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
-pub use manager::{Manager, SELF_JOB, self_scrape_job};
+pub use manager::{Manager, PreparedScrape, SELF_JOB, ScrapeReloader, self_scrape_job};
 pub use metrics::ScrapeMetrics;
-pub use pool::{ActiveTarget, PoolView, ScrapePool, TargetsView};
-pub use scrape_loop::{Health, ScrapeClock, ScrapeLoop, TargetHealth};
+pub use pool::{ActiveTarget, PoolCarry, PoolStop, PoolView, ScrapePool, TargetKey, TargetsView};
+pub use scrape_loop::{Health, LoopCarry, LoopStop, ScrapeClock, ScrapeLoop, TargetHealth};
 pub use target::{JobSettings, Limits, Target, TargetGroup, build_targets};
 
 /// Errors of the scrape part (set-up only: a failing scrape is target state).

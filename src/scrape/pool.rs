@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::fetch::Fetcher;
 use super::file_sd;
 use super::metrics::ScrapeMetrics;
-use super::scrape_loop::{ScrapeClock, ScrapeLoop, TargetHealth};
+use super::scrape_loop::{LoopCarry, LoopStop, ScrapeClock, ScrapeLoop, TargetHealth};
 use super::target::{JobSettings, Target, TargetGroup, build_targets};
 use crate::config::FileSdConfig;
 use crate::model::Labels;
@@ -57,13 +56,30 @@ impl TargetsView {
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.to_string(), view);
     }
+
+    /// Forgets a job that was removed from the config.
+    pub(super) fn remove(&self, job: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job);
+    }
 }
 
 struct Running {
-    removed: CancellationToken,
-    handle: JoinHandle<()>,
+    stop: LoopStop,
+    handle: JoinHandle<Option<LoopCarry>>,
     state: Arc<RwLock<TargetHealth>>,
 }
+
+/// A target's key within its job: its URL and labels.
+pub type TargetKey = (String, Labels);
+
+/// Why a pool stops, besides shutdown: its loops get the same reason.
+pub type PoolStop = LoopStop;
+
+/// What a replaced pool hands to its successor, by target.
+pub type PoolCarry = HashMap<TargetKey, LoopCarry>;
 
 /// One scrape job.
 pub struct ScrapePool {
@@ -76,6 +92,9 @@ pub struct ScrapePool {
     view: TargetsView,
     metrics: ScrapeMetrics,
     clock: ScrapeClock,
+    /// State of the predecessor's loops (a reloaded job), taken by the
+    /// first sync.
+    carry: std::sync::Mutex<PoolCarry>,
 }
 
 impl ScrapePool {
@@ -101,17 +120,48 @@ impl ScrapePool {
             view,
             metrics,
             clock: ScrapeClock::new(),
+            carry: Default::default(),
         }
     }
 
-    /// Discovers and scrapes until `shutdown`; returns once every loop stopped.
-    pub async fn run(self, shutdown: Shutdown) {
-        let mut running: HashMap<(String, Labels), Running> = HashMap::new();
-        let mut finishing: Vec<JoinHandle<()>> = Vec::new();
+    /// Timestamps scrapes with `clock` (one clock for every pool, so a
+    /// reloaded job's samples continue its predecessor's in tests' paused
+    /// time too).
+    pub fn with_clock(mut self, clock: ScrapeClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.settings.job_name
+    }
+
+    /// Continues from a replaced pool of the same job: targets that stay
+    /// keep their health and staleness state; those that left get their
+    /// staleness markers at the first sync.
+    pub fn with_carry(self, carry: PoolCarry) -> Self {
+        *self.carry.lock().unwrap_or_else(|p| p.into_inner()) = carry;
+        self
+    }
+
+    /// Discovers and scrapes until `shutdown` or `stop`; returns once every
+    /// loop stopped, with their state when the pool was replaced.
+    pub async fn run(self, stop: PoolStop, shutdown: Shutdown) -> PoolCarry {
+        let mut running: HashMap<TargetKey, Running> = HashMap::new();
+        let mut finishing: Vec<JoinHandle<Option<LoopCarry>>> = Vec::new();
         let mut file_groups: Vec<Vec<TargetGroup>> = vec![Vec::new(); self.file_sd.len()];
         let mut fingerprints: Vec<Option<file_sd::Fingerprint>> = vec![None; self.file_sd.len()];
         let mut last_read: Vec<Option<tokio::time::Instant>> = vec![None; self.file_sd.len()];
         let mut previous: Option<Vec<TargetGroup>> = None;
+        let stopped = async {
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                _ = stop.removed.cancelled() => {}
+                _ = stop.replaced.cancelled() => {}
+            }
+        };
+        tokio::pin!(stopped);
         loop {
             for (i, cfg) in self.file_sd.iter().enumerate() {
                 let files = file_sd::matched_files(cfg, &self.base_dir);
@@ -131,48 +181,89 @@ impl ScrapePool {
                 .chain(file_groups.iter().flatten().cloned())
                 .collect();
             if previous.as_ref() != Some(&groups) {
-                self.sync(&groups, &mut running, &mut finishing, &shutdown);
+                self.sync(&groups, &mut running, &mut finishing, &stop, &shutdown);
                 previous = Some(groups);
             }
             finishing.retain(|h| !h.is_finished());
             if self.file_sd.is_empty() {
-                shutdown.wait().await;
+                (&mut stopped).await;
                 break;
             }
             tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = &mut stopped => break,
                 _ = tokio::time::sleep(file_sd::CHANGE_CHECK) => {}
             }
         }
-        for (_, r) in running.drain() {
-            let _ = r.handle.await;
+        let mut carry = PoolCarry::new();
+        for (key, r) in running.drain() {
+            if let Ok(Some(c)) = r.handle.await {
+                carry.insert(key, c);
+            }
         }
         for h in finishing {
             let _ = h.await;
         }
+        if stop.removed.is_cancelled() {
+            self.view.remove(&self.settings.job_name);
+            self.metrics
+                .targets
+                .with_label_values(&[self.settings.job_name.as_str()])
+                .set(0);
+        }
         tracing::debug!(job = %self.settings.job_name, "scrape pool stopped");
+        carry
     }
 
     fn sync(
         &self,
         groups: &[TargetGroup],
-        running: &mut HashMap<(String, Labels), Running>,
-        finishing: &mut Vec<JoinHandle<()>>,
+        running: &mut HashMap<TargetKey, Running>,
+        finishing: &mut Vec<JoinHandle<Option<LoopCarry>>>,
+        stop: &PoolStop,
         shutdown: &Shutdown,
     ) {
         let (active, dropped) = build_targets(groups, &self.settings);
-        let keys: Vec<(String, Labels)> = active
+        let keys: Vec<TargetKey> = active
             .iter()
             .map(|t| (t.url.clone(), t.labels.clone()))
             .collect();
         running.retain(|key, r| {
             let keep = keys.contains(key);
             if !keep {
-                r.removed.cancel();
-                finishing.push(std::mem::replace(&mut r.handle, tokio::spawn(async {})));
+                r.stop.removed.cancel();
+                finishing.push(std::mem::replace(
+                    &mut r.handle,
+                    tokio::spawn(async { None }),
+                ));
             }
             keep
         });
+        let mut carry = std::mem::take(&mut *self.carry.lock().unwrap_or_else(|p| p.into_inner()));
+        let spawn = |target: Target, carried: Option<LoopCarry>| {
+            let loop_stop = LoopStop {
+                removed: stop.removed.child_token(),
+                replaced: stop.replaced.child_token(),
+            };
+            let mut sl = ScrapeLoop::new(
+                target,
+                self.settings.clone(),
+                self.fetcher.clone(),
+                self.appender.clone(),
+                Arc::new(RwLock::new(TargetHealth::default())),
+                self.metrics.clone(),
+                self.clock,
+            );
+            if let Some(c) = carried {
+                sl = sl.with_carry(c);
+            }
+            let state = sl.state();
+            let handle = tokio::spawn(sl.run(loop_stop.clone(), shutdown.clone()));
+            Running {
+                stop: loop_stop,
+                handle,
+                state,
+            }
+        };
         let mut view = PoolView {
             interval: self.settings.interval,
             timeout: self.settings.timeout,
@@ -180,29 +271,29 @@ impl ScrapePool {
             dropped,
         };
         for (target, key) in active.into_iter().zip(keys) {
-            let r = running.entry(key).or_insert_with(|| {
-                let state = Arc::new(RwLock::new(TargetHealth::default()));
-                let removed = CancellationToken::new();
-                let sl = ScrapeLoop::new(
-                    target.clone(),
-                    self.settings.clone(),
-                    self.fetcher.clone(),
-                    self.appender.clone(),
-                    state.clone(),
-                    self.metrics.clone(),
-                    self.clock,
-                );
-                let handle = tokio::spawn(sl.run(removed.clone(), shutdown.clone()));
-                Running {
-                    removed,
-                    handle,
-                    state,
+            let r = match running.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let carried = carry.remove(e.key());
+                    e.insert(spawn(target.clone(), carried))
                 }
-            });
+            };
             view.active.push(ActiveTarget {
                 target,
                 state: r.state.clone(),
             });
+        }
+        // Targets of the predecessor this job no longer has: their series
+        // end now, as for any target that leaves discovery.
+        for ((url, labels), c) in carry {
+            let target = Target {
+                discovered: labels.clone(),
+                labels,
+                url,
+            };
+            let r = spawn(target, Some(c));
+            r.stop.removed.cancel();
+            finishing.push(r.handle);
         }
         self.metrics
             .targets

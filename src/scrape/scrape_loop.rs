@@ -94,6 +94,27 @@ pub struct ScrapeLoop {
     seen: HashSet<u64>,
 }
 
+/// What a target's loop hands to its successor when its job is reloaded:
+/// the series its next scrape compares against (so one that disappears
+/// still gets its staleness marker) and the health the targets page shows.
+#[derive(Debug)]
+pub struct LoopCarry {
+    previous: HashMap<u64, Labels>,
+    seen: HashSet<u64>,
+    /// Health, last scrape, last error.
+    pub state: Arc<RwLock<TargetHealth>>,
+}
+
+/// Why a target's loop stops, besides shutdown.
+#[derive(Clone, Debug, Default)]
+pub struct LoopStop {
+    /// The target left discovery: its series get staleness markers.
+    pub removed: CancellationToken,
+    /// Its job was reloaded: the loop hands its state over
+    /// ([`LoopCarry`]) and writes no staleness markers.
+    pub replaced: CancellationToken,
+}
+
 /// One scrape's outcome before it is appended.
 struct Scraped {
     samples: Vec<AppendSample>,
@@ -131,6 +152,19 @@ impl ScrapeLoop {
         }
     }
 
+    /// The health the targets page reads.
+    pub fn state(&self) -> Arc<RwLock<TargetHealth>> {
+        self.state.clone()
+    }
+
+    /// Continues from a predecessor's state (a reloaded job's target).
+    pub fn with_carry(mut self, carry: LoopCarry) -> Self {
+        self.previous = carry.previous;
+        self.seen = carry.seen;
+        self.state = carry.state;
+        self
+    }
+
     /// Delay before the first scrape: a stable per-target offset within the
     /// interval, so targets of one job do not all fire at once.
     pub fn offset(&self) -> Duration {
@@ -143,25 +177,35 @@ impl ScrapeLoop {
         Duration::from_millis((slot + interval - now % interval) % interval)
     }
 
-    /// Scrapes every interval until `shutdown` or `removed`. When removed
+    /// Scrapes every interval until `shutdown` or `stop`. When removed
     /// (the target left discovery), every series it wrote gets a staleness
     /// marker; at shutdown they are left as they are, as Prometheus does.
-    pub async fn run(mut self, removed: CancellationToken, shutdown: Shutdown) {
+    /// When replaced (its job was reloaded), it returns its state for the
+    /// successor; a scrape in progress finishes first.
+    pub async fn run(mut self, stop: LoopStop, shutdown: Shutdown) -> Option<LoopCarry> {
         let start = Instant::now() + self.offset();
         let mut ticker = tokio::time::interval_at(start, self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = removed.cancelled() => break,
+                _ = shutdown.wait() => return None,
+                _ = stop.removed.cancelled() => break,
+                _ = stop.replaced.cancelled() => {
+                    return Some(LoopCarry {
+                        previous: self.previous,
+                        seen: self.seen,
+                        state: self.state,
+                    });
+                }
                 _ = ticker.tick() => {}
             }
             tokio::select! {
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return None,
                 _ = self.scrape_once() => {}
             }
         }
         self.end_of_run_staleness().await;
+        None
     }
 
     /// One scrape: fetch, parse, relabel, append, update the target state.

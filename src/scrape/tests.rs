@@ -379,3 +379,107 @@ async fn sample_limit_stops_parsing_at_the_limit() {
     let st = state.read().unwrap().clone();
     assert!(st.last_error.contains("sample_limit"), "{}", st.last_error);
 }
+
+/// Answers `a` and `b` until `only_a` is set, then `a` alone.
+#[derive(Default)]
+struct Switching {
+    only_a: std::sync::atomic::AtomicBool,
+}
+
+impl Fetcher for Switching {
+    fn fetch(&self, _: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, String>> {
+        let body = if self.only_a.load(std::sync::atomic::Ordering::SeqCst) {
+            "a 1\n"
+        } else {
+            "a 1\nb 1\n"
+        };
+        Box::pin(async move {
+            Ok(FetchResponse {
+                content_type: "text/plain; version=0.0.4".into(),
+                body: body.as_bytes().to_vec(),
+            })
+        })
+    }
+}
+
+fn series(store: &MemoryStorage, name: &str, instance: &str) -> Vec<f64> {
+    store
+        .select(
+            &[
+                Matcher::new("__name__", MatchOp::Equal, name).unwrap(),
+                Matcher::new("instance", MatchOp::Equal, instance).unwrap(),
+            ],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap()
+        .first()
+        .map(|s| s.samples.iter().map(|x| x.value).collect())
+        .unwrap_or_default()
+}
+
+/// A changed job restarts: a target that stays hands its staleness state
+/// to its new loop (a series gone at the next scrape gets its marker, the
+/// others none), a target that left gets its markers; an unchanged job is
+/// left alone.
+#[tokio::test(start_paused = true)]
+async fn a_changed_job_restarts_and_its_staying_targets_keep_their_state() {
+    let config = |yaml: &str| -> Config { Config::load_str(yaml, None).unwrap().config };
+    let before = config(
+        "scrape_configs:\n- job_name: node\n  scrape_interval: 10s\n  static_configs: [{targets: ['h1:1', 'h2:2']}]\n\
+         - job_name: same\n  scrape_interval: 10s\n  static_configs: [{targets: ['h3:3']}]\n",
+    );
+    let after = config(
+        "scrape_configs:\n- job_name: node\n  scrape_interval: 10s\n  scrape_timeout: 5s\n  static_configs: [{targets: ['h1:1']}]\n\
+         - job_name: same\n  scrape_interval: 10s\n  static_configs: [{targets: ['h3:3']}]\n",
+    );
+    let store = Arc::new(MemoryStorage::new());
+    let fetcher = Arc::new(Switching::default());
+    let f2 = fetcher.clone();
+    let manager = Manager::with_fetchers(
+        &before,
+        &before.scrape_configs,
+        store.clone(),
+        ScrapeMetrics::unregistered().unwrap(),
+        move |_| Ok(f2.clone() as Arc<dyn Fetcher>),
+    )
+    .unwrap();
+    let (view, reloader) = (manager.targets(), manager.reloader());
+    let shutdown = Shutdown::new();
+    let run = tokio::spawn(manager.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(series(&store, "b", "h1:1").len() >= 2);
+    let health = view.snapshot()["node"].active[0].state.clone();
+
+    fetcher
+        .only_a
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let prepared = reloader.prepare(&after).unwrap();
+    let changes = reloader.apply(prepared).await;
+    assert_eq!(changes.changed, ["node"]);
+    assert!(changes.added.is_empty() && changes.removed.is_empty());
+    tokio::time::sleep(Duration::from_secs(25)).await;
+
+    let node = &view.snapshot()["node"];
+    assert_eq!(node.active.len(), 1);
+    assert!(
+        Arc::ptr_eq(&node.active[0].state, &health),
+        "the staying target keeps its health"
+    );
+    let a1 = series(&store, "a", "h1:1");
+    assert!(a1.iter().all(|v| !is_stale_nan(*v)), "{a1:?}");
+    let b1 = series(&store, "b", "h1:1");
+    assert!(
+        is_stale_nan(*b1.last().unwrap()),
+        "b left h1's answer after the reload: the new loop knew it: {b1:?}"
+    );
+    let a2 = series(&store, "a", "h2:2");
+    assert!(is_stale_nan(*a2.last().unwrap()), "h2 left: {a2:?}");
+    let a3 = series(&store, "a", "h3:3");
+    assert!(a3.iter().all(|v| !is_stale_nan(*v)), "{a3:?}");
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("manager stops")
+        .unwrap();
+}

@@ -23,7 +23,7 @@ use super::session::{self, Session, SessionStore};
 use crate::config::{AuthConfig, Role};
 
 /// Paths anyone may call: liveness and readiness probes, the login page.
-const PUBLIC_PATHS: [&str; 3] = ["/health", "/ready", "/login"];
+const PUBLIC_PATHS: [&str; 5] = ["/health", "/ready", "/-/healthy", "/-/ready", "/login"];
 
 /// Header a browser script sends its session's CSRF token in (API calls
 /// authenticated by the session cookie).
@@ -424,11 +424,12 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 /// Whether only admins may make this request: changing silences or alerts,
-/// uploading dashboards, pushing samples (`/api/v1/write`), and everything
-/// under `/api/v1/admin/`.
+/// uploading dashboards, pushing samples (`/api/v1/write`), reloading the
+/// config (`/-/reload`), and everything under `/api/v1/admin/`.
 pub fn needs_admin(method: &Method, path: &str) -> bool {
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     path.starts_with("/api/v1/admin/")
+        || path == "/-/reload"
         || (changes
             && (path.starts_with("/alerts/silences")
                 || path.starts_with("/dashboards/")
@@ -486,7 +487,7 @@ pub async fn require_auth(
     };
     if principal.role != Role::Admin && needs_admin(req.method(), &path) {
         let message = format!(
-            "user {:?} is read-only: only admins may do this (silences, dashboard uploads, /api/v1/admin/*)",
+            "user {:?} is read-only: only admins may do this (silences, dashboard uploads, /-/reload, /api/v1/admin/*)",
             principal.user
         );
         if wants_html(req.headers(), &path) {
@@ -681,5 +682,7 @@ mod tests {
         assert!(needs_admin(&Method::POST, "/api/v1/write"));
         assert!(!needs_admin(&Method::POST, "/embed"));
         assert!(!needs_admin(&Method::POST, "/logout"));
+        assert!(needs_admin(&Method::POST, "/-/reload"));
+        assert!(needs_admin(&Method::PUT, "/-/reload"));
     }
 }

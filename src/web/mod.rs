@@ -1,5 +1,6 @@
 //! The HTTP server: one axum router for the model API, the Prometheus API,
-//! the dashboard, `/metrics`, `/health` and `/ready`.
+//! the dashboard, `/metrics`, `/health` and `/ready` (also as Prometheus'
+//! `/-/healthy` and `/-/ready`), and `POST /-/reload`.
 //!
 //! Handlers stay thin: they extract ([`Params`], [`ApiJson`]), call one
 //! part, and map its errors through [`ApiError`]. The routes are handed in
@@ -29,7 +30,7 @@ pub use auth::{Authenticator, Principal, Via};
 pub use browser::BrowserGuard;
 pub use error::{ApiError, PromApiError};
 pub use extract::{ApiJson, ParamError, Params};
-pub use health::Readiness;
+pub use health::{Readiness, ReloadFailure, ReloadFn, ReloadReport};
 
 use crate::telemetry::{Telemetry, track_http};
 
@@ -51,14 +52,30 @@ pub struct WebParts {
     /// with `remote_write_receiver.max_request_bytes`):
     /// `server.limits.max_body_bytes` does not apply to them.
     pub own_body_limit_routes: Vec<Router>,
+    /// What `POST /-/reload` runs; without it the route is absent.
+    pub reload: Option<ReloadFn>,
 }
 
 /// Builds the application router.
 pub fn router(parts: WebParts) -> Router {
     let mut app = Router::new()
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready).with_state(parts.readiness))
+        .route("/-/healthy", get(health::health))
+        .route(
+            "/ready",
+            get(health::ready).with_state(parts.readiness.clone()),
+        )
+        .route("/-/ready", get(health::ready).with_state(parts.readiness))
         .route("/metrics", get(metrics).with_state(parts.telemetry.clone()));
+    if let Some(reload) = parts.reload {
+        // Prometheus takes PUT as well as POST.
+        app = app.route(
+            "/-/reload",
+            axum::routing::post(health::reload)
+                .put(health::reload)
+                .with_state(reload),
+        );
+    }
     for routes in parts.routes {
         app = app.merge(routes);
     }

@@ -92,7 +92,7 @@ async fn rules(
     let want_alerts = q.kind.as_deref() != Some("record");
     let want_records = q.kind.as_deref() != Some("alert");
     let mut groups = Vec::new();
-    for g in m.groups() {
+    for g in m.groups().iter() {
         let st = g.state.lock().await;
         let mut rules = Vec::new();
         for (rule, status) in st.rules.iter().zip(&st.status) {
