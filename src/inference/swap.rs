@@ -192,6 +192,8 @@ impl Inference {
     /// - `infermon_model_info` and `infermon_model_load_seconds` follow the
     ///   set; a removed model's gauges (queue depth, in flight, load time)
     ///   are dropped once it has drained, its counters and histograms kept.
+    /// - After [`stop`](Self::stop) it fails with
+    ///   [`InferenceError::ShuttingDown`] and starts nothing.
     ///
     /// Calls run one at a time.
     pub async fn apply(
@@ -201,6 +203,9 @@ impl Inference {
     ) -> Result<ModelChanges, InferenceError> {
         let _one_at_a_time = self.inner.changes.lock().await;
         let current = self.models();
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return Err(InferenceError::ShuttingDown(loader_names(models)));
+        }
         let mut names = HashSet::new();
         let mut plan = Vec::with_capacity(models.len());
         for cfg in models {
@@ -260,8 +265,7 @@ impl Inference {
         {
             let mut set = self.inner.set.write().unwrap_or_else(|p| p.into_inner());
             if self.inner.stopped.load(Ordering::Relaxed) {
-                let names: Vec<&str> = next.iter().map(|m| m.name.as_str()).collect();
-                return Err(InferenceError::ShuttingDown(names.join(", ")));
+                return Err(InferenceError::ShuttingDown(loader_names(models)));
             }
             *set = next.clone();
         }
@@ -362,6 +366,12 @@ impl Inference {
         }
         result
     }
+}
+
+/// The configured names, for messages.
+fn loader_names(models: &[ModelConfig]) -> String {
+    let names: Vec<String> = models.iter().map(super::loader::model_name).collect();
+    names.join(", ")
 }
 
 /// Lets each retired model answer what it accepted and stop: its thread
