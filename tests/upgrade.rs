@@ -314,6 +314,7 @@ fn store_from_a_newer_build_is_refused_untouched() {
     );
     let v = stdout(&run(&["version", "--data-dir", data.to_str().unwrap()]));
     assert!(v.contains("newer than this binary"), "{v}");
+    assert_no_journal_files(&data);
 
     // A backup from the future is refused by restore, too.
     let target = tmp.path().join("restore-into");
@@ -339,6 +340,17 @@ fn store_from_a_newer_build_is_refused_untouched() {
     assert!(log.contains("state.db has schema version"), "{log}");
     assert_eq!(sha(&data.join("infermon.db")), before_db);
     assert_eq!(sha(&state), before_state);
+    assert_no_journal_files(&data);
+}
+
+/// Nothing was left beside the databases either (no -wal/-shm files).
+fn assert_no_journal_files(data: &Path) {
+    let left: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-wal") || n.ends_with("-shm"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// The rows of `<table ... id="{id}">` on the Status page, unescaped.

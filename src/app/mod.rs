@@ -127,10 +127,13 @@ async fn serve(
     } = started;
     // Connect info gives the auth limiter each client's address.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
+    let stop = shutdown.wait_owned();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.await;
+        crate::util::systemd::notify_stopping();
+    });
     let drained = async {
         shutdown.wait().await;
-        crate::util::systemd::notify_stopping();
         tokio::time::sleep(drain).await;
     };
     let result = tokio::select! {

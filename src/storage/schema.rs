@@ -67,13 +67,16 @@ pub fn recorded_version(conn: &Connection) -> rusqlite::Result<u32> {
     Ok(u32::try_from(v).unwrap_or(u32::MAX))
 }
 
-/// The schema version of an existing file, read without writing to it;
+/// The schema version of an existing file, read without changing it;
 /// `None` when the file does not exist.
 pub fn file_version(path: &Path) -> Result<Option<u32>, StorageError> {
     if !path.exists() {
         return Ok(None);
     }
-    let version = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    // Read-write but never writing: a read-only connection to a WAL-mode
+    // file would leave -wal and -shm files behind, which the last read-write
+    // connection removes on close.
+    let version = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .and_then(|c| recorded_version(&c))
         .map_err(|e| StorageError::Backend(format!("cannot read {}: {e}", path.display())))?;
     Ok(Some(version))
