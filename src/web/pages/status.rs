@@ -268,7 +268,7 @@ fn follower_rows(pages: &Pages, lang: Lang, now_ms: i64) -> Vec<(String, String)
                     lang.t("position"),
                     f.seq,
                     f.head_seq,
-                    f.head_seq - f.seq,
+                    f.backlog.rows,
                     lang.t("batches"),
                     f.backlog.samples,
                     lang.t("samples behind"),
