@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test model test-deps build check-cuda fmt lint bench
+.PHONY: run test model test-deps build check-cuda fmt lint bench deb
 
 run: model
 	$(CARGO) run --release -- serve
@@ -20,6 +20,11 @@ test: test-deps model
 
 build:
 	$(CARGO) build --release
+
+# Debian package with the systemd unit: target/debian/infermon_<version>_<arch>.deb
+deb: model
+	$(CARGO) build --release
+	./packaging/build-deb.sh target/release/infermon target/debian
 
 check-cuda:
 	./scripts/check-cuda-build.sh

@@ -28,3 +28,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/nul
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "openai>=2,<4"
 fi
+# Package install test (tests/package.rs): systemd-analyze verify (works
+# without systemd as PID 1), adduser for the postinst, curl for /health.
+need_pkg=()
+command -v systemd-analyze >/dev/null 2>&1 || need_pkg+=(systemd)
+command -v adduser >/dev/null 2>&1 || need_pkg+=(adduser)
+command -v curl >/dev/null 2>&1 || need_pkg+=(curl)
+if [ ${#need_pkg[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkg[@]}" >/dev/null
+fi

@@ -132,8 +132,17 @@ enum Command {
         )]
         config: Option<PathBuf>,
     },
-    /// Print the version and git revision.
-    Version,
+    /// Print the version, the git revision and the schema versions of the
+    /// files this binary keeps (infermon.db, state.db); with --data-dir, also
+    /// the versions a stopped store's files have (read only).
+    Version {
+        /// A data directory (storage.path) whose files to inspect.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the manual page (roff) generated from these options, e.g.
+    /// `infermon man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -175,15 +184,47 @@ fn main() -> ExitCode {
             data_dir,
             config,
         } => report(restore(&backup, data_dir, config)),
-        Command::Version => {
-            println!(
-                "infermon {} (revision {})",
-                env!("CARGO_PKG_VERSION"),
-                infermon::REVISION
-            );
-            ExitCode::SUCCESS
+        Command::Version { data_dir } => report(version(data_dir.as_deref())),
+        Command::Man => report(
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the manual page"),
+        ),
+    }
+}
+
+/// `infermon version`: the binary, and the schema versions it writes (and,
+/// with a data directory, the ones found there).
+fn version(data_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use infermon::storage::schema::{STATE, STORE, file_version};
+    println!(
+        "infermon {} (revision {})",
+        env!("CARGO_PKG_VERSION"),
+        infermon::REVISION
+    );
+    for m in [&STORE, &STATE] {
+        println!("schema {}: version {}", m.file, m.version());
+    }
+    if let Some(dir) = data_dir {
+        for m in [&STORE, &STATE] {
+            let path = dir.join(m.file);
+            let found = match file_version(&path)? {
+                None => "absent".to_string(),
+                Some(v) if v > m.version() => {
+                    format!("version {v} (newer than this binary; it refuses to open it)")
+                }
+                Some(v) if v < m.version() => {
+                    format!(
+                        "version {v} (migrated to {} at the next start)",
+                        m.version()
+                    )
+                }
+                Some(v) => format!("version {v}"),
+            };
+            println!("{}: {found}", path.display());
         }
     }
+    Ok(())
 }
 
 /// Exit status of a one-shot command; errors go to standard error.

@@ -2,6 +2,7 @@
 
 pub mod redact;
 pub mod retry;
+pub mod systemd;
 
 use std::path::Path;
 

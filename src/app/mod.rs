@@ -98,7 +98,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let started = start(&config, &mut life, &mut storage).await;
     let drain = config.server.shutdown_timeout.as_duration();
     let result = match started {
-        Ok(started) => serve(started, &shutdown, drain).await,
+        Ok(started) => {
+            crate::util::systemd::notify_ready();
+            serve(started, &shutdown, drain).await
+        }
         Err(e) => Err(e),
     };
     // The stages after HTTP share one deadline, counted from the end of the
@@ -125,7 +128,11 @@ async fn serve(
     } = started;
     // Connect info gives the auth limiter each client's address.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait_owned());
+    let stop = shutdown.wait_owned();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.await;
+        crate::util::systemd::notify_stopping();
+    });
     let drained = async {
         shutdown.wait().await;
         tokio::time::sleep(drain).await;
@@ -439,6 +446,10 @@ async fn start(
         uploads: Arc::new(crate::web::pages::UploadedDashboards::load(
             std::path::Path::new(&config.storage.path).join("dashboards"),
         )),
+        status: crate::web::pages::StatusSources {
+            registry: telemetry.registry.clone(),
+            storage: Some(sqlite.clone()),
+        },
     };
     routes.push(crate::web::pages::routes(Arc::new(pages)));
 

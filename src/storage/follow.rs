@@ -52,6 +52,23 @@ pub struct FollowerState {
     pub dropped_samples: u64,
 }
 
+/// How far one follower is behind the newest WAL row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FollowerLag {
+    /// The follower (a remote_write destination's name).
+    pub name: String,
+    /// Its durable position.
+    pub seq: i64,
+    /// The newest seq handed out.
+    pub head_seq: i64,
+    /// What it has not delivered yet.
+    pub backlog: WalBacklog,
+    /// Samples removed by the hold bound before it read them.
+    pub dropped_samples: u64,
+    /// When its position last moved (ms since the epoch).
+    pub updated_ms: i64,
+}
+
 /// Deletes the WAL rows no follower needs, then enforces the hold bound.
 /// Returns the bytes of WAL data left. Runs inside a checkpoint's transaction.
 pub(super) fn truncate(
@@ -213,6 +230,36 @@ impl SqliteStorage {
             }
         }
         Ok(out)
+    }
+
+    /// Every follower's position against the newest row, by name. Reads
+    /// SQLite: call off the async threads.
+    pub fn follower_lags(&self) -> Result<Vec<FollowerLag>, StorageError> {
+        let head_seq = *self.inner.wal_seq.borrow();
+        let rows: Vec<(String, i64, i64, i64)> = {
+            let reader = self.reader()?;
+            let mut stmt = reader
+                .conn()
+                .prepare(
+                    "SELECT name, seq, dropped_samples, updated_ms FROM wal_followers ORDER BY name",
+                )
+                .map_err(backend)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?
+        };
+        rows.into_iter()
+            .map(|(name, seq, dropped, updated_ms)| {
+                Ok(FollowerLag {
+                    backlog: self.wal_backlog(seq)?,
+                    name,
+                    seq,
+                    head_seq: head_seq.max(seq),
+                    dropped_samples: dropped.max(0) as u64,
+                    updated_ms,
+                })
+            })
+            .collect()
     }
 
     /// What is left after `after`.

@@ -18,7 +18,7 @@ pub mod pco_chunk;
 mod restore;
 mod retention;
 mod rollup;
-mod schema;
+pub mod schema;
 mod sqlite;
 mod state;
 mod stats;
@@ -26,7 +26,7 @@ mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
 pub use bounds::{DEFAULT_MAX_FUTURE_SKEW_MS, OUT_OF_BOUNDS, SampleBounds};
-pub use follow::{FollowerState, WalBacklog, WalRecord};
+pub use follow::{FollowerLag, FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
 pub use index::SeriesId;
 pub use memory::MemoryStorage;
@@ -61,6 +61,22 @@ pub enum StorageError {
         .0.display(), .0.display()
     )]
     Locked(std::path::PathBuf),
+    /// The file was written by a newer infermon (its schema version is
+    /// larger than this binary's); it was not changed.
+    #[error(
+        "{} has schema version {found}, but this infermon ({}) knows versions up to {supported}: \
+         it was written by a newer infermon. Run that version (or newer) again, or restore a \
+         backup taken by this version; the file was not changed",
+        .path.display(), env!("CARGO_PKG_VERSION")
+    )]
+    SchemaTooNew {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its recorded version.
+        found: u32,
+        /// The newest version this binary knows.
+        supported: u32,
+    },
 }
 
 /// One sample of one series, as written.

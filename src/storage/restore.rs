@@ -46,6 +46,8 @@ pub fn verify_backup(backup: &Path) -> Result<(), StorageError> {
             )));
         }
     }
+    // A backup from a newer infermon would be refused at the next start.
+    super::schema::check_not_newer(&conn, backup, &super::schema::STORE)?;
     Ok(())
 }
 

@@ -1,28 +1,146 @@
-//! Opens the database file with the pragmas the store relies on and applies
-//! the numbered migrations in `migrations/` that it has not seen yet.
+//! Opens the database files with the pragmas the store relies on and applies
+//! the migrations they have not seen yet.
+//!
+//! Migrations are forward-only: a file's `PRAGMA user_version` is the number
+//! of migrations applied to it, each migration runs in the transaction that
+//! raises the version, and none is ever edited or removed once released (a
+//! change is a new migration at the end). A file whose version is larger
+//! than this binary knows was written by a newer infermon; it is refused
+//! before anything writes to it, so going back to an older binary never
+//! half-upgrades or corrupts a store.
+
+use std::path::Path;
 
 use rusqlite::Connection;
 
-/// Migrations in order; `PRAGMA user_version` records how many were applied.
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_storage.sql",
-        include_str!("../../migrations/0001_storage.sql"),
-    ),
-    (
-        "0002_wal_followers.sql",
-        include_str!("../../migrations/0002_wal_followers.sql"),
-    ),
-    (
-        "0003_rollups.sql",
-        include_str!("../../migrations/0003_rollups.sql"),
-    ),
-];
+use super::StorageError;
+
+/// The migrations of one database file, in order.
+pub struct Migrations {
+    /// The file's role, for messages (`infermon.db`, `state.db`).
+    pub file: &'static str,
+    /// (name, SQL) in order; the version after applying the first N is N.
+    steps: &'static [(&'static str, &'static str)],
+}
+
+impl Migrations {
+    /// The schema version this binary writes: the number of migrations.
+    pub const fn version(&self) -> u32 {
+        self.steps.len() as u32
+    }
+}
+
+/// The time-series store (`infermon.db`); numbered files in `migrations/`.
+pub const STORE: Migrations = Migrations {
+    file: super::sqlite::DB_FILE,
+    steps: &[
+        (
+            "0001_storage.sql",
+            include_str!("../../migrations/0001_storage.sql"),
+        ),
+        (
+            "0002_wal_followers.sql",
+            include_str!("../../migrations/0002_wal_followers.sql"),
+        ),
+        (
+            "0003_rollups.sql",
+            include_str!("../../migrations/0003_rollups.sql"),
+        ),
+    ],
+};
+
+/// The alert state store (`state.db`). Its first version is the schema it
+/// had before it was versioned (`IF NOT EXISTS`, so a store from then, at
+/// version 0 with its tables present, takes it unchanged).
+pub const STATE: Migrations = Migrations {
+    file: "state.db",
+    steps: &[(
+        "state_0001.sql",
+        include_str!("../../migrations/state/0001_state.sql"),
+    )],
+};
+
+/// The schema version recorded in `conn`'s file (0 for a new file).
+pub fn recorded_version(conn: &Connection) -> rusqlite::Result<u32> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // A negative version is no version infermon wrote: read it as too new.
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// The schema version of an existing file, read without changing it;
+/// `None` when the file does not exist.
+pub fn file_version(path: &Path) -> Result<Option<u32>, StorageError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    // Read-write but never writing: a read-only connection to a WAL-mode
+    // file would leave -wal and -shm files behind, which the last read-write
+    // connection removes on close.
+    let version = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .and_then(|c| recorded_version(&c))
+        .map_err(|e| StorageError::Backend(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Some(version))
+}
+
+/// Refuses a file written by a newer infermon; nothing has been written yet.
+pub fn check_not_newer(
+    conn: &Connection,
+    path: &Path,
+    migrations: &Migrations,
+) -> Result<u32, StorageError> {
+    let found = recorded_version(conn).map_err(|e| backend_at(path, e))?;
+    if found > migrations.version() {
+        return Err(StorageError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: migrations.version(),
+        });
+    }
+    Ok(found)
+}
+
+fn backend_at(path: &Path, e: rusqlite::Error) -> StorageError {
+    StorageError::Backend(format!("cannot open {}: {e}", path.display()))
+}
+
+/// Applies the migrations `conn` has not seen, each in its own transaction
+/// with the version it reaches.
+pub fn migrate(
+    conn: &Connection,
+    path: &Path,
+    migrations: &Migrations,
+) -> Result<(), StorageError> {
+    let applied = check_not_newer(conn, path, migrations)? as usize;
+    for (i, (name, sql)) in migrations.steps.iter().enumerate().skip(applied) {
+        tracing::info!(
+            file = migrations.file,
+            migration = name,
+            version = i + 1,
+            "applying schema migration"
+        );
+        let step = || -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()
+        };
+        step().map_err(|e| {
+            StorageError::Backend(format!(
+                "{}: migration {name} to schema version {} failed (the file stays at version {i}): {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+    }
+    Ok(())
+}
 
 /// Pragmas for the one writer: WAL so readers never block it, and a full
 /// sync on every commit so an acknowledged append survives `kill -9`.
-pub fn open_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open(path).map_err(|e| backend_at(path, e))?;
+    // Before any pragma below writes to the file.
+    check_not_newer(&conn, path, &STORE)?;
     // page_size and auto_vacuum must be chosen before the first table
     // exists (an existing file keeps its own). auto_vacuum lets retention
     // give freed pages back to the file system; 16 KiB pages hold several
@@ -37,13 +155,14 @@ pub fn open_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA busy_timeout = 5000;",
-    )?;
-    migrate(&conn)?;
+    )
+    .map_err(|e| backend_at(path, e))?;
+    migrate(&conn, path, &STORE)?;
     Ok(conn)
 }
 
 /// A connection for queries; it never writes.
-pub fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -52,16 +171,71 @@ pub fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?
-        .max(0) as usize;
-    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tracing::info!(migration = name, "applying storage migration");
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        tx.commit()?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(path: &Path) -> Vec<u8> {
+        std::fs::read(path).unwrap()
     }
-    Ok(())
+
+    #[test]
+    fn a_new_store_gets_every_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("infermon.db");
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(recorded_version(&conn).unwrap(), STORE.version());
+        drop(conn);
+        // Opening again applies nothing and keeps the version.
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(recorded_version(&conn).unwrap(), STORE.version());
+    }
+
+    #[test]
+    fn a_store_from_a_newer_binary_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("infermon.db");
+        {
+            let conn = open_writer(&path).unwrap();
+            conn.pragma_update(None, "user_version", STORE.version() + 1)
+                .unwrap();
+            conn.execute_batch("PRAGMA journal_mode = DELETE").unwrap();
+        }
+        let before = bytes(&path);
+        let err = open_writer(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, StorageError::SchemaTooNew { found, supported, .. }
+                if found == STORE.version() + 1 && supported == STORE.version()),
+            "{msg}"
+        );
+        assert!(msg.contains("newer infermon"), "{msg}");
+        assert_eq!(bytes(&path), before, "a refused file must not change");
+        assert!(!dir.path().join("infermon.db-wal").exists());
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        const BROKEN: Migrations = Migrations {
+            file: "x.db",
+            steps: &[
+                ("one", "CREATE TABLE a (x INTEGER);"),
+                ("two", "CREATE TABLE b (x INTEGER); CREATE TABLE a (y);"),
+            ],
+        };
+        let conn = Connection::open(&path).unwrap();
+        let err = migrate(&conn, &path, &BROKEN).unwrap_err().to_string();
+        assert!(err.contains("migration two"), "{err}");
+        assert_eq!(recorded_version(&conn).unwrap(), 1);
+        let b: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(b, 0, "the failed step's first statement was rolled back");
+    }
 }

@@ -249,10 +249,20 @@ impl SqliteStorage {
             ))
         })?;
         let lock = lock_dir(&dir)?;
+        // state.db (opened later, by alerting) is checked now too, so a
+        // directory from a newer infermon is refused before either file changes.
+        let state_path = dir.join(schema::STATE.file);
+        if let Some(found) = schema::file_version(&state_path)?
+            && found > schema::STATE.version()
+        {
+            return Err(StorageError::SchemaTooNew {
+                path: state_path,
+                found,
+                supported: schema::STATE.version(),
+            });
+        }
         let db_path = dir.join(DB_FILE);
-        let conn = schema::open_writer(&db_path).map_err(|e| {
-            StorageError::Backend(format!("cannot open {}: {e}", db_path.display()))
-        })?;
+        let conn = schema::open_writer(&db_path)?;
         let mut index = SeriesIndex::default();
         {
             let mut stmt = conn

@@ -14,44 +14,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StorageError;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS rule_state (
-    rule_key TEXT PRIMARY KEY,
-    state_json TEXT NOT NULL,
-    saved_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS silences (
-    id TEXT PRIMARY KEY,
-    silence_json TEXT NOT NULL,
-    ends_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notification_log (
-    log_key TEXT PRIMARY KEY,
-    entry_json TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    integration TEXT NOT NULL,
-    payload_json TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_integration ON outbox (integration, id);
-CREATE TABLE IF NOT EXISTS delivery_history (
-    id INTEGER PRIMARY KEY,
-    integration TEXT NOT NULL,
-    status TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    finished_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT
-);
-";
-
 /// One queued notification.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboxRow {
@@ -112,15 +74,20 @@ impl StateStore {
             })?;
         }
         let conn = Connection::open(path).map_err(db_err)?;
-        Self::init(conn)
+        // Before the pragmas below write to the file.
+        super::schema::check_not_newer(&conn, path, &super::schema::STATE)?;
+        Self::init(conn, path)
     }
 
     /// An in-memory store (tests).
     pub fn in_memory() -> Result<Self, StorageError> {
-        Self::init(Connection::open_in_memory().map_err(db_err)?)
+        Self::init(
+            Connection::open_in_memory().map_err(db_err)?,
+            Path::new(":memory:"),
+        )
     }
 
-    fn init(conn: Connection) -> Result<Self, StorageError> {
+    fn init(conn: Connection, path: &Path) -> Result<Self, StorageError> {
         // WAL + NORMAL: a committed transaction survives a process kill; only
         // a power cut may lose the last moments, which is acceptable here.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -129,7 +96,7 @@ impl StateStore {
             .map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        super::schema::migrate(&conn, path, &super::schema::STATE)?;
         Ok(StateStore {
             conn: Mutex::new(conn),
         })

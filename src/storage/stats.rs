@@ -7,7 +7,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use super::sqlite::{SqliteStorage, lock, read};
+use super::StorageError;
+use super::sqlite::{SqliteStorage, backend, lock, read};
 
 /// A snapshot of the store's size and activity.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -41,6 +42,27 @@ pub struct StorageStats {
     pub rollup_points: u64,
     /// Encoded bytes of the rollup points.
     pub rollup_bytes: u64,
+}
+
+impl SqliteStorage {
+    /// The timestamp of the oldest raw sample (closed chunks, else the
+    /// head), `None` for an empty store. Reads SQLite: call off the async
+    /// threads.
+    pub fn oldest_sample_ms(&self) -> Result<Option<i64>, StorageError> {
+        let oldest: Option<i64> = self
+            .reader()?
+            .conn()
+            .query_row("SELECT MIN(min_t) FROM chunks", [], |r| r.get(0))
+            .map_err(backend)?;
+        Ok(oldest.or_else(|| {
+            read(&self.inner.head)
+                .series
+                .values()
+                .filter(|s| !s.chunk.is_empty())
+                .map(|s| s.chunk.min_t())
+                .min()
+        }))
+    }
 }
 
 pub(super) fn collect(s: &SqliteStorage) -> StorageStats {

@@ -39,6 +39,7 @@ pub use render::{
     render_panel,
 };
 pub use snapshots::SnapshotShelf;
+pub use status::StatusSources;
 pub use uploads::{UploadError, UploadedDashboards};
 
 use crate::config::Config;
@@ -75,6 +76,8 @@ pub struct Pages {
     pub csrf: String,
     /// Dashboards uploaded through the Dashboards page.
     pub uploads: Arc<UploadedDashboards>,
+    /// What the Status page's Operations section reads.
+    pub status: StatusSources,
 }
 
 /// A random token for [`Pages::csrf`] (empty only if the OS has no

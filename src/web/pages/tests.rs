@@ -80,6 +80,7 @@ fn app() -> axum::Router {
         uploads: Arc::new(UploadedDashboards::load(
             std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
         )),
+        status: Default::default(),
     }))
 }
 
@@ -220,6 +221,7 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         uploads: Arc::new(UploadedDashboards::load(
             std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
         )),
+        status: Default::default(),
     }));
     let resp = router
         .oneshot(
@@ -343,6 +345,7 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         uploads: Arc::new(UploadedDashboards::load(
             std::env::temp_dir().join(format!("infermon-pages-test-{}-none", std::process::id())),
         )),
+        status: Default::default(),
     }));
     let resp = router
         .oneshot(
