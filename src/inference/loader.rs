@@ -8,6 +8,11 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::models::bert::{self, BertConfig};
+use super::models::distilbert;
+use super::models::gemma3::Gemma3;
+use super::models::modernbert::ModernBertEmbedder;
+use super::models::mpnet::MpNet;
+use super::models::qwen2::{Decoder, Flavour};
 use super::models::qwen3::{self, Qwen3};
 use super::models::xlm_roberta;
 use super::pooling::Pooling;
@@ -132,15 +137,9 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         name: name.clone(),
         architecture: architecture.clone(),
         path: config_path.clone(),
+        supported: SUPPORTED_ARCHITECTURES.join(", "),
     };
-    let family = match architecture.as_str() {
-        "BertModel" | "BertForMaskedLM" | "BertForSequenceClassification" | "bert" => Family::Bert,
-        "XLMRobertaModel" | "XLMRobertaForSequenceClassification" | "xlm-roberta" => {
-            Family::XlmRoberta
-        }
-        "Qwen3Model" | "Qwen3ForCausalLM" | "qwen3" => Family::Qwen3,
-        _ => return Err(unsupported()),
-    };
+    let family = family_of(&architecture).ok_or_else(unsupported)?;
     let is_classifier = architecture.ends_with("ForSequenceClassification");
     let task = match (family, wanted_task) {
         (_, Some(t)) => t,
@@ -165,12 +164,70 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
     let sentence_max = sentence_max_seq_length(&dir);
     let tokenizer_path = dir.join("tokenizer.json");
 
+    // Encoders other than BERT/XLM-R have no historical default: a folder
+    // without a Pooling module must say how to pool.
+    let explicit_pooling = || {
+        pooling.ok_or_else(|| {
+            bad(format!(
+                "{architecture} needs a pooling mode: add a sentence-transformers 1_Pooling module or set models[].pooling"
+            ))
+        })
+    };
+    let last_token_only = || match pooling {
+        None | Some(Pooling::LastToken) => Ok(Pooling::LastToken),
+        Some(p) => Err(bad(format!(
+            "{architecture} embeddings use last_token pooling, not {}",
+            p.as_str()
+        ))),
+    };
+    let hidden_key = if family == Family::DistilBert {
+        "dim"
+    } else {
+        "hidden_size"
+    };
     let (backend, positions, format, pooling): (
         Box<dyn Backend>,
         usize,
         InputFormat,
         Option<Pooling>,
     ) = match family {
+        Family::DistilBert => {
+            let c: distilbert::DistilBertConfig = serde_json::from_str(&config_text)
+                .map_err(|e| file_err(&config_path, e.to_string()))?;
+            let pool = explicit_pooling()?;
+            let m = distilbert::load(vb, &c, pool, cfg.candle_only).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::MpNet => {
+            let pool = explicit_pooling()?;
+            let m = MpNet::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::ModernBert => {
+            let pool = explicit_pooling()?;
+            let m = ModernBertEmbedder::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::Gemma3 => {
+            let pool = explicit_pooling()?;
+            let m = Gemma3::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::Qwen2 | Family::Mistral => {
+            let pool = last_token_only()?;
+            let flavour = if family == Family::Qwen2 {
+                Flavour::Qwen2
+            } else {
+                Flavour::Mistral
+            };
+            let m = Decoder::load(vb, &config_text, flavour).map_err(bad)?;
+            let n = m.max_positions().min(8192);
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
         Family::Bert | Family::XlmRoberta => {
             let bert_cfg: BertConfig = serde_json::from_str(&config_text)
                 .map_err(|e| file_err(&config_path, e.to_string()))?;
@@ -230,7 +287,7 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
     // Dense/Normalize modules after pooling, checked against the pooled width.
     let backend = if task == Task::Embed {
         let width = config
-            .get("hidden_size")
+            .get(hidden_key)
             .and_then(serde_json::Value::as_u64)
             .unwrap_or_default() as usize;
         modules
@@ -270,6 +327,90 @@ enum Family {
     Bert,
     XlmRoberta,
     Qwen3,
+    DistilBert,
+    MpNet,
+    Qwen2,
+    Mistral,
+    ModernBert,
+    Gemma3,
+}
+
+/// The `architectures` entries (and bare `model_type`s) infermon runs,
+/// each with the code that runs it.
+const ARCHITECTURES: &[(&str, Family)] = &[
+    ("BertModel", Family::Bert),
+    ("BertForMaskedLM", Family::Bert),
+    ("BertForSequenceClassification", Family::Bert),
+    ("bert", Family::Bert),
+    ("XLMRobertaModel", Family::XlmRoberta),
+    ("XLMRobertaForMaskedLM", Family::XlmRoberta),
+    ("XLMRobertaForSequenceClassification", Family::XlmRoberta),
+    ("xlm-roberta", Family::XlmRoberta),
+    // RoBERTa and CamemBERT share XLM-RoBERTa's layout and position ids.
+    ("RobertaModel", Family::XlmRoberta),
+    ("RobertaForMaskedLM", Family::XlmRoberta),
+    ("RobertaForSequenceClassification", Family::XlmRoberta),
+    ("roberta", Family::XlmRoberta),
+    ("CamembertModel", Family::XlmRoberta),
+    ("CamembertForMaskedLM", Family::XlmRoberta),
+    ("CamembertForSequenceClassification", Family::XlmRoberta),
+    ("camembert", Family::XlmRoberta),
+    ("DistilBertModel", Family::DistilBert),
+    ("DistilBertForMaskedLM", Family::DistilBert),
+    ("distilbert", Family::DistilBert),
+    ("MPNetModel", Family::MpNet),
+    ("MPNetForMaskedLM", Family::MpNet),
+    ("mpnet", Family::MpNet),
+    ("ModernBertModel", Family::ModernBert),
+    ("ModernBertForMaskedLM", Family::ModernBert),
+    ("modernbert", Family::ModernBert),
+    ("Gemma3TextModel", Family::Gemma3),
+    ("gemma3_text", Family::Gemma3),
+    ("Qwen2Model", Family::Qwen2),
+    ("Qwen2ForCausalLM", Family::Qwen2),
+    ("qwen2", Family::Qwen2),
+    ("MistralModel", Family::Mistral),
+    ("MistralForCausalLM", Family::Mistral),
+    ("mistral", Family::Mistral),
+    ("Qwen3Model", Family::Qwen3),
+    ("Qwen3ForCausalLM", Family::Qwen3),
+    ("qwen3", Family::Qwen3),
+];
+
+/// The `architectures` names infermon runs, for error messages and docs.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "XLMRobertaModel",
+    "XLMRobertaForMaskedLM",
+    "XLMRobertaForSequenceClassification",
+    "RobertaModel",
+    "RobertaForMaskedLM",
+    "RobertaForSequenceClassification",
+    "CamembertModel",
+    "CamembertForMaskedLM",
+    "CamembertForSequenceClassification",
+    "DistilBertModel",
+    "DistilBertForMaskedLM",
+    "MPNetModel",
+    "MPNetForMaskedLM",
+    "ModernBertModel",
+    "ModernBertForMaskedLM",
+    "Gemma3TextModel",
+    "Qwen2Model",
+    "Qwen2ForCausalLM",
+    "MistralModel",
+    "MistralForCausalLM",
+    "Qwen3Model",
+    "Qwen3ForCausalLM",
+];
+
+fn family_of(architecture: &str) -> Option<Family> {
+    ARCHITECTURES
+        .iter()
+        .find(|(name, _)| *name == architecture)
+        .map(|(_, f)| *f)
 }
 
 /// Opens `cpu` or `cuda[:N]`; CUDA needs a build with the `cuda` feature.
@@ -400,4 +541,30 @@ fn sentence_max_seq_length(dir: &Path) -> Option<usize> {
     };
     sane(st.get("max_seq_length"))
         .or_else(|| sane(read("tokenizer_config.json")?.get("model_max_length")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_name_has_a_family_and_every_family_a_listed_name() {
+        for name in SUPPORTED_ARCHITECTURES {
+            assert!(family_of(name).is_some(), "{name}");
+        }
+        for (name, family) in ARCHITECTURES {
+            let listed = SUPPORTED_ARCHITECTURES
+                .iter()
+                .any(|n| family_of(n) == Some(*family));
+            assert!(listed, "{name}: its family has no name in the list");
+            // Only lower-case model_type entries may be missing from the list.
+            assert!(
+                SUPPORTED_ARCHITECTURES.contains(name) || name.chars().all(|c| !c.is_ascii_uppercase()),
+                "{name} is not in SUPPORTED_ARCHITECTURES"
+            );
+        }
+        assert_eq!(family_of("NomicBertModel"), None);
+        assert_eq!(family_of("NewModel"), None);
+        assert_eq!(family_of("JinaBertModel"), None);
+    }
 }
