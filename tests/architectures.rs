@@ -70,7 +70,7 @@ fn every_architecture_matches_sentence_transformers() {
             .collect();
         let max = refs["max_seq_length"].as_u64().unwrap();
         assert!(
-            counts.iter().any(|&c| c == max),
+            counts.contains(&max),
             "{name}: no input reaches the {max}-token limit"
         );
         let raw = embed(
@@ -148,7 +148,11 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
     // An architecture that needs its authors' modeling code: the error
     // names it and lists what is supported, new families included.
     let log = start_fails("tiny-arch-mpnet", |m| {
-        rewrite(&m.join("config.json"), "\"MPNetModel\"", "\"NomicBertModel\"")
+        rewrite(
+            &m.join("config.json"),
+            "\"MPNetModel\"",
+            "\"NomicBertModel\"",
+        )
     });
     for needle in [
         "NomicBertModel",

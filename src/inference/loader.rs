@@ -559,7 +559,8 @@ mod tests {
             assert!(listed, "{name}: its family has no name in the list");
             // Only lower-case model_type entries may be missing from the list.
             assert!(
-                SUPPORTED_ARCHITECTURES.contains(name) || name.chars().all(|c| !c.is_ascii_uppercase()),
+                SUPPORTED_ARCHITECTURES.contains(name)
+                    || name.chars().all(|c| !c.is_ascii_uppercase()),
                 "{name} is not in SUPPORTED_ARCHITECTURES"
             );
         }

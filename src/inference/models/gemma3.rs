@@ -126,7 +126,8 @@ fn inv_freq(theta: f64, head_dim: usize) -> Vec<f64> {
 impl Gemma3 {
     /// Loads `Gemma3TextModel` weights (at the root or under `model.`).
     pub fn load(vb: VarBuilder, config_text: &str, pooling: Pooling) -> Result<Gemma3, String> {
-        let raw: serde_json::Value = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value =
+            serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         let cfg: Gemma3Config = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         if !cfg.use_bidirectional_attention {
             return Err("Gemma3 embeddings need use_bidirectional_attention: true (EmbeddingGemma); causal Gemma3 is not supported as an embedder".to_string());
@@ -140,7 +141,11 @@ impl Gemma3 {
                 cfg.hidden_activation
             ));
         }
-        if cfg.num_key_value_heads == 0 || !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads) {
+        if cfg.num_key_value_heads == 0
+            || !cfg
+                .num_attention_heads
+                .is_multiple_of(cfg.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 cfg.num_attention_heads, cfg.num_key_value_heads
@@ -230,7 +235,13 @@ impl Gemma3 {
     }
 
     /// `(cos, sin)`, each `[seq, head_dim / 2]`.
-    fn rope(&self, inv_freq: &[f64], seq: usize, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    fn rope(
+        &self,
+        inv_freq: &[f64],
+        seq: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let half = inv_freq.len();
         let angles: Vec<f64> = (0..seq)
             .flat_map(|p| inv_freq.iter().map(move |f| p as f64 * f))
@@ -243,7 +254,13 @@ impl Gemma3 {
     }
 
     /// Additive masks `[batch, 1, seq, seq]` for global and sliding layers.
-    fn masks(&self, lens: &[usize], seq: usize, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    fn masks(
+        &self,
+        lens: &[usize],
+        seq: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let build = |window: bool| -> candle_core::Result<Tensor> {
             let mut m = Vec::with_capacity(lens.len() * seq * seq);
             for &len in lens {
@@ -278,11 +295,12 @@ impl Gemma3 {
         let rows: Vec<&[u32]> = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
         let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let ids = padded(&rows, seq, self.pad_id, &device)?;
-        let mut x = (self
-            .embed
-            .embedding(&ids.flatten_all()?)?
-            .reshape((b, seq, self.embed.dim(1)?))?
-            * self.embed_scale)?;
+        let mut x =
+            (self
+                .embed
+                .embedding(&ids.flatten_all()?)?
+                .reshape((b, seq, self.embed.dim(1)?))?
+                * self.embed_scale)?;
         let (full_mask, sliding_mask) = self.masks(&lens, seq, dtype, &device)?;
         let global = self.rope(&self.inv_freq_global, seq, dtype, &device)?;
         let local = self.rope(&self.inv_freq_local, seq, dtype, &device)?;
@@ -295,7 +313,9 @@ impl Gemma3 {
             };
             let h = l.input_norm.forward(&x)?;
             let split = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
-                t.reshape((b, seq, heads, hd))?.transpose(1, 2)?.contiguous()
+                t.reshape((b, seq, heads, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()
             };
             let q = l.q_norm.forward(&split(l.q.forward(&h)?, nh)?)?;
             let k = l.k_norm.forward(&split(l.k.forward(&h)?, nkv)?)?;
@@ -328,6 +348,11 @@ impl Gemma3 {
 impl Backend for Gemma3 {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
         let (hidden, lens) = self.hidden(batch)?;
-        Ok(pool_hidden(&hidden, &lens, PaddingSide::Right, self.pooling)?)
+        Ok(pool_hidden(
+            &hidden,
+            &lens,
+            PaddingSide::Right,
+            self.pooling,
+        )?)
     }
 }

@@ -2,12 +2,12 @@
 //! which differs only in its position ids and head names.
 
 pub mod bert;
+pub mod bert_cpu;
 pub mod distilbert;
 pub mod gemma3;
 pub mod modernbert;
 pub mod mpnet;
 pub mod qwen2;
-pub mod bert_cpu;
 pub mod qwen3;
 pub mod xlm_roberta;
 
@@ -79,7 +79,12 @@ impl<F: Fn(&str) -> Source + Send + Sync> candle_nn::var_builder::SimpleBackend 
         }
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         match (self.map)(name) {
             Source::Zeros => candle_core::bail!("{name} has no shape of its own (all zeros)"),
             Source::Name(n) => self.inner.get_unchecked_dtype(&n, dtype)?.to_device(device),

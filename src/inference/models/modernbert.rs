@@ -98,7 +98,8 @@ impl ModernBertEmbedder {
         config_text: &str,
         pooling: Pooling,
     ) -> Result<ModernBertEmbedder, String> {
-        let raw: serde_json::Value = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value =
+            serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         let cfg: ModernBertConfig = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         if vb.dtype() != DType::F32 {
             return Err(format!(
@@ -183,7 +184,12 @@ impl Backend for ModernBertEmbedder {
         let mask = padded(&ones, seq, 0, &self.device)?;
         let hidden = self.model.forward(&ids, &mask)?;
         let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        Ok(pool_hidden(&hidden, &lens, PaddingSide::Right, self.pooling)?)
+        Ok(pool_hidden(
+            &hidden,
+            &lens,
+            PaddingSide::Right,
+            self.pooling,
+        )?)
     }
 }
 

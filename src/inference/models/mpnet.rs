@@ -78,11 +78,7 @@ fn bucket(relative: i64) -> u32 {
 
 impl MpNet {
     /// Loads `MPNetModel` weights (at the root or under `mpnet.`).
-    pub fn load(
-        vb: VarBuilder,
-        config_text: &str,
-        pooling: Pooling,
-    ) -> Result<MpNet, String> {
+    pub fn load(vb: VarBuilder, config_text: &str, pooling: Pooling) -> Result<MpNet, String> {
         let cfg: BertConfig = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         let extra: MpNetExtra = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         if extra.relative_attention_num_buckets < BUCKETS {
@@ -118,11 +114,17 @@ impl MpNet {
             }
             Ok(MpNet {
                 word: e.get((cfg.vocab_size, h), "word_embeddings.weight")?,
-                position: e.get((cfg.max_position_embeddings, h), "position_embeddings.weight")?,
+                position: e.get(
+                    (cfg.max_position_embeddings, h),
+                    "position_embeddings.weight",
+                )?,
                 emb_norm: Norm::load(&e.pp("LayerNorm"), h, eps)?,
                 layers,
                 relative_bias: vb.get(
-                    (extra.relative_attention_num_buckets, cfg.num_attention_heads),
+                    (
+                        extra.relative_attention_num_buckets,
+                        cfg.num_attention_heads,
+                    ),
                     "encoder.relative_attention_bias.weight",
                 )?,
                 heads: cfg.num_attention_heads,
@@ -184,7 +186,8 @@ impl MpNet {
             positions.extend(std::iter::repeat_n(PADDING_IDX, seq - row.len()));
         }
         let positions = Tensor::from_vec(positions, b * seq, &device)?;
-        let x = (self.word.embedding(&ids.flatten_all()?)? + self.position.embedding(&positions)?)?;
+        let x =
+            (self.word.embedding(&ids.flatten_all()?)? + self.position.embedding(&positions)?)?;
         let mut x = self.emb_norm.forward(&x)?;
 
         let bias = self.position_bias(seq, &device)?.to_dtype(dtype)?;

@@ -65,7 +65,8 @@ impl Decoder {
         config_text: &str,
         flavour: Flavour,
     ) -> Result<Decoder, String> {
-        let raw: serde_json::Value = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value =
+            serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         let cfg: DecoderConfig = serde_json::from_str(config_text).map_err(|e| e.to_string())?;
         let heads = cfg.num_attention_heads;
         if heads == 0 || !cfg.hidden_size.is_multiple_of(heads) {
@@ -95,7 +96,10 @@ impl Decoder {
         if flavour == Flavour::Qwen2
             && layer_types.is_some_and(|t| t.iter().any(|t| t != "full_attention"))
         {
-            return Err("config.json layer_types other than full_attention are not supported for Qwen2".to_string());
+            return Err(
+                "config.json layer_types other than full_attention are not supported for Qwen2"
+                    .to_string(),
+            );
         }
         let candle_cfg = Config {
             vocab_size: cfg.vocab_size,
