@@ -320,6 +320,103 @@ def make_arch(name: str, config, model_cls, mode: str, dense: list, max_seq: int
     print(f"{name}: {reference['architecture']}, {width} dims, pooling {mode}, tokens {lengths}, {size // 1024} KiB")
 
 
+RERANK_CASES = [
+    (
+        "what is the p95 latency alert threshold?",
+        [
+            "The alert fires when P95 latency exceeds 2 seconds for 5 minutes.",
+            "GPU memory is sampled every ten seconds.",
+            "延迟告警阈值是两秒",
+            "a",
+            " ".join(["latency thresholds and alerting rules for the embedding service"] * 8),
+        ],
+    ),
+    ("短", ["短", "long " * 40, "向量检索"]),
+]
+
+
+def roberta_pair_tokenizer(out: pathlib.Path) -> None:
+    """The small vocabulary with RoBERTa's pair layout: `[CLS] A [SEP] [SEP] B
+    [SEP]`, every token in segment 0 (RoBERTa has one segment embedding)."""
+    small_tokenizer(out)
+    spec = json.loads((out / "tokenizer.json").read_text())
+    spec["post_processor"]["pair"] = [
+        {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+        {"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+        {"Sequence": {"id": "B", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+    ]
+    (out / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(out / "tokenizer.json"),
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=48,
+    )
+    tok.save_pretrained(out)
+
+
+def make_roberta_reranker(name: str = "tiny-arch-roberta-reranker") -> None:
+    """A RobertaForSequenceClassification cross-encoder (bge-reranker-v2-m3's
+    head: dense, tanh, out_proj over the first token) with transformers'
+    scores for (query, document) pairs cut `only_second` at 48 tokens."""
+    import transformers as tf
+
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    roberta_pair_tokenizer(out)
+    config = tf.RobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        pad_token_id=0,
+        initializer_range=0.3,
+        num_labels=1,
+    )
+    model = tf.RobertaForSequenceClassification(config).eval()
+    widen(model)
+    model.save_pretrained(out, safe_serialization=True)
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    sep = tok.convert_tokens_to_ids("[SEP]")
+    ids = tok("a", "b")["input_ids"]
+    assert ids.count(sep) == 3 and ids[2:4] == [sep, sep], ids
+    cases = []
+    for query, docs in RERANK_CASES:
+        results = []
+        for doc in docs:
+            enc = tok(query, doc, truncation="only_second", max_length=48, return_tensors="pt")
+            assert enc.get("token_type_ids") is None or int(enc["token_type_ids"].max()) == 0
+            with torch.no_grad():
+                raw = float(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0, 0])
+            results.append(
+                {
+                    "text": doc,
+                    "raw_score": round(raw, 6),
+                    "score": round(1 / (1 + pow(2.718281828459045, -raw)), 6),
+                    "n_tokens": int(enc["input_ids"].shape[1]),
+                }
+            )
+        cases.append({"query": query, "results": results})
+    reference = {
+        "model": "tiny random RobertaForSequenceClassification (2 layers, hidden 32), one label",
+        "reference": "transformers; pairs (query, document), truncation only_second, max_length 48; score = sigmoid(raw_score)",
+        "cases": cases,
+    }
+    (out / "reference-scores.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: tokens {[r['n_tokens'] for c in cases for r in c['results']]}")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -331,3 +428,5 @@ if __name__ == "__main__":
     for name, args in arch_configs().items():
         if not only or name in only:
             make_arch(name, *args)
+    if not only or "tiny-arch-roberta-reranker" in only:
+        make_roberta_reranker()
