@@ -359,44 +359,81 @@ def roberta_pair_tokenizer(out: pathlib.Path) -> None:
         model_max_length=48,
     )
     tok.save_pretrained(out)
+    sep = tok.convert_tokens_to_ids("[SEP]")
+    ids = tok("a", "b")["input_ids"]
+    assert ids.count(sep) == 3 and ids[2:4] == [sep, sep], ids
 
 
-def make_roberta_reranker(name: str = "tiny-arch-roberta-reranker") -> None:
-    """A RobertaForSequenceClassification cross-encoder (bge-reranker-v2-m3's
-    head: dense, tanh, out_proj over the first token) with transformers'
-    scores for (query, document) pairs cut `only_second` at 48 tokens."""
+def reranker_configs() -> dict:
+    """name -> (config, model class, tokenizer writer, max_length, what it is)."""
     import transformers as tf
 
+    return {
+        # bge-reranker-v2-m3's head: dense, tanh, out_proj over the first token.
+        "tiny-arch-roberta-reranker": (
+            tf.RobertaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=66,
+                type_vocab_size=1,
+                pad_token_id=0,
+                initializer_range=0.3,
+                num_labels=1,
+            ),
+            tf.RobertaForSequenceClassification,
+            roberta_pair_tokenizer,
+            48,
+            "RobertaForSequenceClassification (2 layers, hidden 32), one label",
+        ),
+        # gte-reranker-modernbert's head: mean of the token states, dense,
+        # GELU, LayerNorm, classifier; pairs longer than the ±4 local window.
+        "tiny-arch-modernbert-reranker": (
+            tf.ModernBertConfig(
+                vocab_size=VOCAB,
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=3,
+                cls_token_id=2,
+                sep_token_id=3,
+                hidden_size=32,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=48,
+                max_position_embeddings=128,
+                local_attention=8,
+                global_attn_every_n_layers=2,
+                initializer_range=0.3,
+                classifier_pooling="mean",
+                num_labels=1,
+            ),
+            tf.ModernBertForSequenceClassification,
+            small_tokenizer,
+            64,
+            "ModernBertForSequenceClassification (3 layers, hidden 32, mean pooling), one label",
+        ),
+    }
+
+
+def make_reranker(name: str, config, model_cls, write_tokenizer, max_length: int, what: str) -> None:
+    """A cross-encoder with transformers' scores for (query, document)
+    pairs cut `only_second` at `max_length` tokens."""
     torch.manual_seed(sum(map(ord, name)))
     out = FIXTURES / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    roberta_pair_tokenizer(out)
-    config = tf.RobertaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=66,
-        type_vocab_size=1,
-        pad_token_id=0,
-        initializer_range=0.3,
-        num_labels=1,
-    )
-    model = tf.RobertaForSequenceClassification(config).eval()
+    write_tokenizer(out)
+    model = model_cls(config).eval()
     widen(model)
     model.save_pretrained(out, safe_serialization=True)
     tok = PreTrainedTokenizerFast.from_pretrained(out)
-    sep = tok.convert_tokens_to_ids("[SEP]")
-    ids = tok("a", "b")["input_ids"]
-    assert ids.count(sep) == 3 and ids[2:4] == [sep, sep], ids
     cases = []
     for query, docs in RERANK_CASES:
         results = []
         for doc in docs:
-            enc = tok(query, doc, truncation="only_second", max_length=48, return_tensors="pt")
-            assert enc.get("token_type_ids") is None or int(enc["token_type_ids"].max()) == 0
+            enc = tok(query, doc, truncation="only_second", max_length=max_length, return_tensors="pt")
             with torch.no_grad():
                 raw = float(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0, 0])
             results.append(
@@ -409,8 +446,9 @@ def make_roberta_reranker(name: str = "tiny-arch-roberta-reranker") -> None:
             )
         cases.append({"query": query, "results": results})
     reference = {
-        "model": "tiny random RobertaForSequenceClassification (2 layers, hidden 32), one label",
-        "reference": "transformers; pairs (query, document), truncation only_second, max_length 48; score = sigmoid(raw_score)",
+        "model": f"tiny random {what}",
+        "reference": f"transformers; pairs (query, document), truncation only_second, max_length {max_length}; score = sigmoid(raw_score)",
+        "max_length": max_length,
         "cases": cases,
     }
     (out / "reference-scores.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
@@ -428,5 +466,6 @@ if __name__ == "__main__":
     for name, args in arch_configs().items():
         if not only or name in only:
             make_arch(name, *args)
-    if not only or "tiny-arch-roberta-reranker" in only:
-        make_roberta_reranker()
+    for name, args in reranker_configs().items():
+        if not only or name in only:
+            make_reranker(name, *args)

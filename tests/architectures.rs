@@ -196,50 +196,67 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
 }
 
 #[test]
-fn roberta_cross_encoder_scores_match_transformers() {
-    // bge-reranker-v2-m3's layout (classifier.dense → tanh → out_proj over
-    // the first token, RoBERTa position ids, one segment) on a tiny model.
-    let s = TestServer::start(
-        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: rr\n    path: {repo}/tests/fixtures/tiny-arch-roberta-reranker\n    max_input_length: 48\n",
-    );
-    let path = fixture("tiny-arch-roberta-reranker").join("reference-scores.json");
-    let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for case in refs["cases"].as_array().unwrap() {
-        let query = case["query"].as_str().unwrap();
-        let results = case["results"].as_array().unwrap();
-        let texts: Vec<&str> = results
-            .iter()
-            .map(|r| r["text"].as_str().unwrap())
-            .collect();
-        for (key, raw) in [("raw_score", true), ("score", false)] {
-            let got = post(
-                &s,
-                "/rerank",
-                &json!({"model": "rr", "query": query, "texts": texts, "raw_scores": raw, "truncate": true}),
-            );
-            for r in got.as_array().unwrap() {
-                let i = r["index"].as_u64().unwrap() as usize;
-                let (got, want) = (
-                    r["score"].as_f64().unwrap(),
-                    results[i][key].as_f64().unwrap(),
-                );
-                assert!(
-                    (got - want).abs() <= 1e-4,
-                    "{key} of {:?}: {got} vs {want}",
-                    texts[i]
-                );
-                // Scored alone, each document gets its batched score.
-                let alone = post(
-                    &s,
-                    "/rerank",
-                    &json!({"model": "rr", "query": query, "texts": [texts[i]], "raw_scores": raw, "truncate": true}),
-                );
-                let alone = alone[0]["score"].as_f64().unwrap();
-                assert!(
-                    (alone - got).abs() <= 1e-5,
-                    "{:?}: {alone} vs {got}",
-                    texts[i]
-                );
+fn cross_encoder_scores_match_transformers() {
+    // RoBERTa: bge-reranker-v2-m3's head (classifier.dense → tanh →
+    // out_proj over the first token, RoBERTa position ids, one segment).
+    // ModernBERT: gte-reranker-modernbert's (mean of the token states →
+    // head → classifier), with pairs past the local window.
+    let names = [
+        "tiny-arch-roberta-reranker",
+        "tiny-arch-modernbert-reranker",
+    ];
+    let refs: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let path = fixture(n).join("reference-scores.json");
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+        })
+        .collect();
+    let models: String = names
+        .iter()
+        .zip(&refs)
+        .map(|(n, r)| {
+            format!(
+                "  - name: {n}\n    path: {{repo}}/tests/fixtures/{n}\n    max_input_length: {}\n",
+                r["max_length"]
+            )
+        })
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for (name, refs) in names.iter().zip(&refs) {
+        for case in refs["cases"].as_array().unwrap() {
+            let query = case["query"].as_str().unwrap();
+            let results = case["results"].as_array().unwrap();
+            let texts: Vec<&str> = results
+                .iter()
+                .map(|r| r["text"].as_str().unwrap())
+                .collect();
+            for (key, raw) in [("raw_score", true), ("score", false)] {
+                let body = |texts: &[&str]| json!({"model": name, "query": query, "texts": texts, "raw_scores": raw, "truncate": true});
+                let got = post(&s, "/rerank", &body(&texts));
+                for r in got.as_array().unwrap() {
+                    let i = r["index"].as_u64().unwrap() as usize;
+                    let (got, want) = (
+                        r["score"].as_f64().unwrap(),
+                        results[i][key].as_f64().unwrap(),
+                    );
+                    assert!(
+                        (got - want).abs() <= 1e-4,
+                        "{name} {key} of {:?}: {got} vs {want}",
+                        texts[i]
+                    );
+                    // Scored alone, each document gets its batched score.
+                    let alone = post(&s, "/rerank", &body(&[texts[i]]))[0]["score"]
+                        .as_f64()
+                        .unwrap();
+                    assert!(
+                        (alone - got).abs() <= 1e-5,
+                        "{name} {:?}: {alone} vs {got}",
+                        texts[i]
+                    );
+                }
             }
         }
     }

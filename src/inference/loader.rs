@@ -205,9 +205,14 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
             let n = m.max_positions();
             (Box::new(m), n, InputFormat::Single, Some(pool))
         }
+        Family::ModernBert if task == Task::Rerank => {
+            let m = ModernBertEmbedder::load(vb, &config_text, None).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Pair, None)
+        }
         Family::ModernBert => {
             let pool = explicit_pooling()?;
-            let m = ModernBertEmbedder::load(vb, &config_text, pool).map_err(bad)?;
+            let m = ModernBertEmbedder::load(vb, &config_text, Some(pool)).map_err(bad)?;
             let n = m.max_positions();
             (Box::new(m), n, InputFormat::Single, Some(pool))
         }
@@ -363,6 +368,7 @@ const ARCHITECTURES: &[(&str, Family)] = &[
     ("mpnet", Family::MpNet),
     ("ModernBertModel", Family::ModernBert),
     ("ModernBertForMaskedLM", Family::ModernBert),
+    ("ModernBertForSequenceClassification", Family::ModernBert),
     ("modernbert", Family::ModernBert),
     ("Gemma3TextModel", Family::Gemma3),
     ("gemma3_text", Family::Gemma3),
@@ -397,6 +403,7 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "MPNetForMaskedLM",
     "ModernBertModel",
     "ModernBertForMaskedLM",
+    "ModernBertForSequenceClassification",
     "Gemma3TextModel",
     "Qwen2Model",
     "Qwen2ForCausalLM",

@@ -3,12 +3,17 @@
 //! GeGLU feed-forward, RoPE with one base for global layers and another for
 //! local ones, and local layers that see only ±`local_attention / 2` tokens.
 //!
+//! `ModernBertForSequenceClassification` cross-encoders (gte-reranker-
+//! modernbert) get their head here: candle's classifier ends in a softmax
+//! over the labels, which makes a one-label reranker score 1.0 for every
+//! document.
+//!
 //! Inputs are right-padded and masked rather than unpadded (same vectors,
 //! more work on uneven batches). candle's ModernBERT builds its masks in
 //! f32, so the model runs in f32 (`dtype: f32`).
 
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::modernbert::{Config, ModernBert};
 use serde::Deserialize;
 
@@ -39,6 +44,18 @@ struct ModernBertConfig {
     mlp_bias: bool,
     #[serde(default)]
     norm_bias: bool,
+    #[serde(default = "default_classifier_pooling")]
+    classifier_pooling: String,
+    #[serde(default)]
+    classifier_bias: bool,
+    #[serde(default = "default_act")]
+    classifier_activation: String,
+    #[serde(default)]
+    id2label: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn default_classifier_pooling() -> String {
+    "cls".to_string()
 }
 
 fn default_eps() -> f64 {
@@ -82,21 +99,37 @@ fn global_every(cfg: &ModernBertConfig) -> Result<usize, String> {
     Ok(n)
 }
 
-/// A loaded ModernBERT embedder.
+/// What turns token states into the answer.
+enum Output {
+    /// An embedding.
+    Pool(Pooling),
+    /// A cross-encoder's one logit: first-token or mean states → dense →
+    /// GELU → LayerNorm → classifier.
+    Classify {
+        mean: bool,
+        dense: Linear,
+        norm: LayerNorm,
+        out: Linear,
+    },
+}
+
+/// A loaded ModernBERT embedder or cross-encoder.
 pub struct ModernBertEmbedder {
     model: ModernBert,
     device: Device,
     pad_id: u32,
-    pooling: Pooling,
+    output: Output,
     max_positions: usize,
 }
 
 impl ModernBertEmbedder {
-    /// Loads `ModernBertModel` weights (at the root or under `model.`).
+    /// Loads `ModernBertModel` weights (at the root or under `model.`) as an
+    /// embedder, or with `pooling: None` a `ModernBertForSequenceClassification`
+    /// cross-encoder.
     pub fn load(
         vb: VarBuilder<'static>,
         config_text: &str,
-        pooling: Pooling,
+        pooling: Option<Pooling>,
     ) -> Result<ModernBertEmbedder, String> {
         let raw: serde_json::Value =
             serde_json::from_str(config_text).map_err(|e| e.to_string())?;
@@ -153,12 +186,16 @@ impl ModernBertEmbedder {
             })
         });
         let device = vb.device().clone();
+        let output = match pooling {
+            Some(p) => Output::Pool(p),
+            None => classifier(&vb, &cfg)?,
+        };
         let model = ModernBert::load(vb, &candle_cfg).map_err(|e| e.to_string())?;
         Ok(ModernBertEmbedder {
             model,
             device,
             pad_id: candle_cfg.pad_token_id,
-            pooling,
+            output,
             max_positions: cfg.max_position_embeddings,
         })
     }
@@ -184,13 +221,69 @@ impl Backend for ModernBertEmbedder {
         let mask = padded(&ones, seq, 0, &self.device)?;
         let hidden = self.model.forward(&ids, &mask)?;
         let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        Ok(pool_hidden(
-            &hidden,
-            &lens,
-            PaddingSide::Right,
-            self.pooling,
-        )?)
+        match &self.output {
+            Output::Pool(p) => Ok(pool_hidden(&hidden, &lens, PaddingSide::Right, *p)?),
+            Output::Classify {
+                mean,
+                dense,
+                norm,
+                out,
+            } => {
+                let pooled = if *mean {
+                    let mask = mask.to_dtype(hidden.dtype())?;
+                    hidden
+                        .broadcast_mul(&mask.unsqueeze(2)?)?
+                        .sum(1)?
+                        .broadcast_div(&mask.sum_keepdim(1)?)?
+                } else {
+                    hidden.narrow(1, 0, 1)?.squeeze(1)?
+                };
+                let x = norm.forward(&dense.forward(&pooled.contiguous()?)?.gelu_erf()?)?;
+                Ok(out.forward(&x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+            }
+        }
     }
+}
+
+/// The `head` and `classifier` of a one-label sequence classifier.
+fn classifier(vb: &VarBuilder, cfg: &ModernBertConfig) -> Result<Output, String> {
+    let labels = cfg.id2label.as_ref().map_or(1, |l| l.len());
+    if labels != 1 {
+        return Err(format!(
+            "a reranker needs exactly one output label; config.json has {labels} (id2label)"
+        ));
+    }
+    let mean = match cfg.classifier_pooling.as_str() {
+        "cls" => false,
+        "mean" => true,
+        other => {
+            return Err(format!(
+                "config.json classifier_pooling {other:?} is not supported (cls, mean)"
+            ));
+        }
+    };
+    if cfg.classifier_activation != "gelu" {
+        return Err(format!(
+            "config.json classifier_activation {:?} is not supported (gelu)",
+            cfg.classifier_activation
+        ));
+    }
+    let h = cfg.hidden_size;
+    let load = || -> candle_core::Result<Output> {
+        let head = vb.pp("head");
+        let dense = if cfg.classifier_bias {
+            candle_nn::linear(h, h, head.pp("dense"))?
+        } else {
+            candle_nn::linear_no_bias(h, h, head.pp("dense"))?
+        };
+        Ok(Output::Classify {
+            mean,
+            dense,
+            norm: candle_nn::layer_norm_no_bias(h, cfg.norm_eps, head.pp("norm"))?,
+            out: candle_nn::linear(h, 1, vb.pp("classifier"))?,
+        })
+    };
+    load().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -214,6 +307,10 @@ mod tests {
             attention_bias: false,
             mlp_bias: false,
             norm_bias: false,
+            classifier_pooling: "cls".to_string(),
+            classifier_bias: false,
+            classifier_activation: "gelu".to_string(),
+            id2label: None,
         }
     }
 
