@@ -261,3 +261,49 @@ fn cross_encoder_scores_match_transformers() {
         }
     }
 }
+
+#[test]
+fn half_precision_runs_every_candle_path() {
+    // f16 is the default on a GPU; on the CPU it runs the same candle code
+    // (dtype handling of masks, rotary tables and norms), so a dtype slip
+    // shows here without a GPU. Tolerance is f16's, not the f32 reference's.
+    let families = [
+        "tiny-arch-roberta",
+        "tiny-arch-distilbert",
+        "tiny-arch-mpnet",
+        "tiny-arch-qwen2",
+        "tiny-arch-mistral",
+        "tiny-arch-gemma3",
+    ];
+    let models: String = families
+        .iter()
+        .map(|f| format!("  - name: {f}\n    path: {{repo}}/tests/fixtures/{f}\n    dtype: f16\n"))
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for name in families {
+        let path = fixture(name).join("reference.json");
+        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let texts = &refs["texts"];
+        let got = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "normalize": false, "truncate": true}),
+        );
+        for (i, got) in got.iter().enumerate() {
+            let want = floats(&refs["unnormalized"][i]);
+            assert!(
+                cosine(got, &want) >= 0.995,
+                "{name} f16 {}: cosine {}",
+                texts[i],
+                cosine(got, &want)
+            );
+        }
+    }
+    // candle's ModernBERT masks in f32: f16 is refused, not run wrong.
+    let config = "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: mb\n    path: {repo}/tests/fixtures/tiny-arch-modernbert\n    dtype: f16\n";
+    match TestServer::try_start(config) {
+        Ok(_) => panic!("ModernBERT started in f16"),
+        Err(log) => assert!(log.contains("ModernBERT runs in f32 only"), "{log}"),
+    }
+}
