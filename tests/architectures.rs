@@ -184,6 +184,12 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
         )
     });
     assert!(log.contains("rope_type") && log.contains("yarn"), "{log}");
+    // An encoder without a Pooling module has no default to fall back on.
+    let log = start_fails("tiny-arch-mpnet", |m| {
+        std::fs::remove_file(m.join("modules.json")).unwrap();
+        std::fs::remove_dir_all(m.join("1_Pooling")).unwrap();
+    });
+    assert!(log.contains("MPNetModel needs a pooling mode"), "{log}");
     // Decoder embedders pool the last token only.
     let log = start_fails("tiny-arch-mistral", |m| {
         rewrite(
