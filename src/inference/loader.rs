@@ -137,7 +137,7 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         name: name.clone(),
         architecture: architecture.clone(),
         path: config_path.clone(),
-        supported: SUPPORTED_ARCHITECTURES.join(", "),
+        supported: supported_architectures().join(", "),
     };
     let family = family_of(&architecture).ok_or_else(unsupported)?;
     let is_classifier = architecture.ends_with("ForSequenceClassification");
@@ -383,35 +383,15 @@ const ARCHITECTURES: &[(&str, Family)] = &[
     ("qwen3", Family::Qwen3),
 ];
 
-/// The `architectures` names infermon runs, for error messages and docs.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
-    "BertModel",
-    "BertForMaskedLM",
-    "BertForSequenceClassification",
-    "XLMRobertaModel",
-    "XLMRobertaForMaskedLM",
-    "XLMRobertaForSequenceClassification",
-    "RobertaModel",
-    "RobertaForMaskedLM",
-    "RobertaForSequenceClassification",
-    "CamembertModel",
-    "CamembertForMaskedLM",
-    "CamembertForSequenceClassification",
-    "DistilBertModel",
-    "DistilBertForMaskedLM",
-    "MPNetModel",
-    "MPNetForMaskedLM",
-    "ModernBertModel",
-    "ModernBertForMaskedLM",
-    "ModernBertForSequenceClassification",
-    "Gemma3TextModel",
-    "Qwen2Model",
-    "Qwen2ForCausalLM",
-    "MistralModel",
-    "MistralForCausalLM",
-    "Qwen3Model",
-    "Qwen3ForCausalLM",
-];
+/// The `architectures` names infermon runs (the class names, without the
+/// bare `model_type` fallbacks), for error messages and docs.
+pub fn supported_architectures() -> Vec<&'static str> {
+    ARCHITECTURES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| name.chars().any(|c| c.is_ascii_uppercase()))
+        .collect()
+}
 
 fn family_of(architecture: &str) -> Option<Family> {
     ARCHITECTURES
@@ -555,22 +535,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_supported_name_has_a_family_and_every_family_a_listed_name() {
-        for name in SUPPORTED_ARCHITECTURES {
-            assert!(family_of(name).is_some(), "{name}");
-        }
+    fn the_supported_list_names_every_family_once_per_class() {
+        let listed = supported_architectures();
         for (name, family) in ARCHITECTURES {
-            let listed = SUPPORTED_ARCHITECTURES
-                .iter()
-                .any(|n| family_of(n) == Some(*family));
-            assert!(listed, "{name}: its family has no name in the list");
-            // Only lower-case model_type entries may be missing from the list.
             assert!(
-                SUPPORTED_ARCHITECTURES.contains(name)
-                    || name.chars().all(|c| !c.is_ascii_uppercase()),
-                "{name} is not in SUPPORTED_ARCHITECTURES"
+                listed.iter().any(|n| family_of(n) == Some(*family)),
+                "{name}: its family has no class name in the list"
             );
         }
+        for name in [
+            "RobertaModel",
+            "CamembertModel",
+            "DistilBertModel",
+            "MPNetModel",
+        ] {
+            assert!(listed.contains(&name), "{name}");
+        }
+        for name in [
+            "Gemma3TextModel",
+            "ModernBertForSequenceClassification",
+            "MistralModel",
+        ] {
+            assert!(listed.contains(&name), "{name}");
+        }
+        assert!(
+            !listed.contains(&"bert"),
+            "model_type fallbacks are not listed"
+        );
         assert_eq!(family_of("NomicBertModel"), None);
         assert_eq!(family_of("NewModel"), None);
         assert_eq!(family_of("JinaBertModel"), None);
