@@ -5,7 +5,8 @@ Run by hand (never by CI): it needs torch, transformers and
 sentence-transformers from PyPI; the tests only read what it writes.
 
     python3 -m venv /tmp/fx && /tmp/fx/bin/pip install torch transformers sentence-transformers
-    /tmp/fx/bin/python scripts/make-fixtures.py
+    /tmp/fx/bin/python scripts/make-fixtures.py                  # every fixture
+    /tmp/fx/bin/python scripts/make-fixtures.py tiny-arch-mpnet  # only the ones named
 
 Each fixture is a BERT encoder with a small vocabulary (the first 3000
 WordPiece entries of tests/fixtures/tiny-cross-encoder's tokenizer; other
@@ -14,6 +15,11 @@ layers, initialised with a wide spread so that wrong pooling, a skipped
 Dense layer or a wrong activation cannot pass. `reference.json` holds
 sentence-transformers' outputs: `normalized` (the whole stack) and
 `unnormalized` (everything before the final Normalize).
+
+The `tiny-arch-*` fixtures are one tiny model per architecture family
+(`arch_configs`), with the same vocabulary and reference format, on texts
+that include Chinese, a single character and inputs cut at max_seq_length
+(longer than the local attention windows).
 """
 
 import json
@@ -126,7 +132,340 @@ def pytorch_bin_copy(source: str, name: str) -> None:
     print(f"{name}: {source} with pytorch_model.bin weights")
 
 
+ARCH_TEXTS = TEXTS + [
+    "短",
+    "混合 mixed 中文 text with numbers 12345 and punctuation!?",
+    " ".join(["a much longer input that runs past every local attention window"] * 6),
+]
+
+
+def widen(model: torch.nn.Module) -> None:
+    """Moves every 1-D parameter (norm scales, biases) off its neutral init
+    (ones or zeros), so a swapped norm formula or a dropped bias shows."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.2)
+
+
+def arch_configs() -> dict:
+    """name -> (config, model class, pooling mode, dense layers, max_seq_length)."""
+    import transformers as tf
+
+    common = dict(vocab_size=VOCAB, initializer_range=0.3, pad_token_id=0)
+    bert_like = dict(
+        common,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    decoder = dict(
+        common,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    return {
+        # RoBERTa numbers positions from padding_idx + 1.
+        "tiny-arch-roberta": (
+            tf.RobertaConfig(**bert_like, max_position_embeddings=66, type_vocab_size=1),
+            tf.RobertaModel,
+            "mean",
+            [],
+            48,
+        ),
+        "tiny-arch-camembert": (
+            tf.CamembertConfig(**bert_like, max_position_embeddings=66, type_vocab_size=1),
+            tf.CamembertModel,
+            "cls",
+            [],
+            48,
+        ),
+        "tiny-arch-distilbert": (
+            tf.DistilBertConfig(
+                vocab_size=VOCAB,
+                dim=32,
+                n_layers=2,
+                n_heads=4,
+                hidden_dim=64,
+                max_position_embeddings=64,
+                initializer_range=0.3,
+                pad_token_id=0,
+            ),
+            tf.DistilBertModel,
+            "mean",
+            [],
+            48,
+        ),
+        # Inputs up to 48 tokens reach MPNet's log-spaced relative buckets.
+        "tiny-arch-mpnet": (
+            tf.MPNetConfig(**bert_like, max_position_embeddings=66, relative_attention_num_buckets=32),
+            tf.MPNetModel,
+            "mean",
+            [],
+            48,
+        ),
+        "tiny-arch-qwen2": (
+            tf.Qwen2Config(**decoder, rope_theta=10000.0, use_sliding_window=False),
+            tf.Qwen2Model,
+            "lasttoken",
+            [],
+            48,
+        ),
+        # A 16-token sliding window that the long input runs past.
+        "tiny-arch-mistral": (
+            tf.MistralConfig(**decoder, rope_theta=10000.0, sliding_window=16),
+            tf.MistralModel,
+            "lasttoken",
+            [],
+            48,
+        ),
+        # Layers 0 and 3 global, 1 and 2 local with an 8-token window (±4).
+        "tiny-arch-modernbert": (
+            tf.ModernBertConfig(
+                **dict(common, pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3),
+                hidden_size=32,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                intermediate_size=48,
+                max_position_embeddings=128,
+                local_attention=8,
+                global_attn_every_n_layers=3,
+                global_rope_theta=160000.0,
+                local_rope_theta=10000.0,
+            ),
+            tf.ModernBertModel,
+            "mean",
+            [],
+            64,
+        ),
+        # EmbeddingGemma's shape: bidirectional, sliding window (here ±4),
+        # mean pooling, two Dense layers without bias or activation.
+        "tiny-arch-gemma3": (
+            tf.Gemma3TextConfig(
+                **dict(decoder, num_hidden_layers=3),
+                head_dim=16,
+                sliding_window=8,
+                layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                use_bidirectional_attention=True,
+                query_pre_attn_scalar=16,
+                rope_parameters={
+                    "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                },
+                hidden_activation="gelu_pytorch_tanh",
+            ),
+            tf.Gemma3TextModel,
+            "mean",
+            [(64, torch.nn.Identity(), False), (32, torch.nn.Identity(), False)],
+            64,
+        ),
+    }
+
+
+def make_arch(name: str, config, model_cls, mode: str, dense: list, max_seq: int) -> None:
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    small_tokenizer(out)
+    model = model_cls(config).eval()
+    widen(model)
+    model.save_pretrained(out, safe_serialization=True)
+
+    word = models.Transformer(str(out), max_seq_length=max_seq)
+    width = word.get_word_embedding_dimension()
+    stack = [word, models.Pooling(width, pooling_mode=mode)]
+    for out_features, activation, bias in dense:
+        layer = models.Dense(width, out_features, bias=bias, activation_function=activation)
+        with torch.no_grad():
+            layer.linear.weight.normal_(0.0, 0.3)
+            if bias:
+                layer.linear.bias.normal_(0.0, 0.3)
+        stack.append(layer)
+        width = out_features
+    stack.append(models.Normalize())
+    st = SentenceTransformer(modules=stack, device="cpu")
+    st.save(str(out))
+    (out / "README.md").unlink(missing_ok=True)
+
+    before_norm = SentenceTransformer(modules=stack[:-1], device="cpu")
+    batched = before_norm.encode(ARCH_TEXTS, convert_to_numpy=True, batch_size=len(ARCH_TEXTS))
+    # The reference itself must not depend on padding.
+    for i, text in enumerate(ARCH_TEXTS):
+        single = before_norm.encode([text], convert_to_numpy=True)[0]
+        gap = float(abs(single - batched[i]).max())
+        assert gap < 1e-5, f"{name}: batched differs from single by {gap} for {text!r}"
+    lengths = [len(word.tokenizer(t, truncation=True, max_length=max_seq)["input_ids"]) for t in ARCH_TEXTS]
+    normalized = st.encode(ARCH_TEXTS, convert_to_numpy=True, batch_size=len(ARCH_TEXTS))
+    reference = {
+        "texts": ARCH_TEXTS,
+        "architecture": model.config.architectures[0],
+        "pooling": mode,
+        "dimensions": width,
+        "max_seq_length": max_seq,
+        "token_counts": lengths,
+        "normalized": normalized.tolist(),
+        "unnormalized": batched.tolist(),
+    }
+    (out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{name}: {reference['architecture']}, {width} dims, pooling {mode}, tokens {lengths}, {size // 1024} KiB")
+
+
+RERANK_CASES = [
+    (
+        "what is the p95 latency alert threshold?",
+        [
+            "The alert fires when P95 latency exceeds 2 seconds for 5 minutes.",
+            "GPU memory is sampled every ten seconds.",
+            "延迟告警阈值是两秒",
+            "a",
+            " ".join(["latency thresholds and alerting rules for the embedding service"] * 8),
+        ],
+    ),
+    ("短", ["短", "long " * 40, "向量检索"]),
+]
+
+
+def roberta_pair_tokenizer(out: pathlib.Path) -> None:
+    """The small vocabulary with RoBERTa's pair layout: `[CLS] A [SEP] [SEP] B
+    [SEP]`, every token in segment 0 (RoBERTa has one segment embedding)."""
+    small_tokenizer(out)
+    spec = json.loads((out / "tokenizer.json").read_text())
+    spec["post_processor"]["pair"] = [
+        {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+        {"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+        {"Sequence": {"id": "B", "type_id": 0}},
+        {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+    ]
+    (out / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(out / "tokenizer.json"),
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=48,
+    )
+    tok.save_pretrained(out)
+    sep = tok.convert_tokens_to_ids("[SEP]")
+    ids = tok("a", "b")["input_ids"]
+    assert ids.count(sep) == 3 and ids[2:4] == [sep, sep], ids
+
+
+def reranker_configs() -> dict:
+    """name -> (config, model class, tokenizer writer, max_length, what it is)."""
+    import transformers as tf
+
+    return {
+        # bge-reranker-v2-m3's head: dense, tanh, out_proj over the first token.
+        "tiny-arch-roberta-reranker": (
+            tf.RobertaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=66,
+                type_vocab_size=1,
+                pad_token_id=0,
+                initializer_range=0.3,
+                num_labels=1,
+            ),
+            tf.RobertaForSequenceClassification,
+            roberta_pair_tokenizer,
+            48,
+            "RobertaForSequenceClassification (2 layers, hidden 32), one label",
+        ),
+        # gte-reranker-modernbert's head: mean of the token states, dense,
+        # GELU, LayerNorm, classifier; pairs longer than the ±4 local window.
+        "tiny-arch-modernbert-reranker": (
+            tf.ModernBertConfig(
+                vocab_size=VOCAB,
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=3,
+                cls_token_id=2,
+                sep_token_id=3,
+                hidden_size=32,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=48,
+                max_position_embeddings=128,
+                local_attention=8,
+                global_attn_every_n_layers=2,
+                initializer_range=0.3,
+                classifier_pooling="mean",
+                num_labels=1,
+            ),
+            tf.ModernBertForSequenceClassification,
+            small_tokenizer,
+            64,
+            "ModernBertForSequenceClassification (3 layers, hidden 32, mean pooling), one label",
+        ),
+    }
+
+
+def make_reranker(name: str, config, model_cls, write_tokenizer, max_length: int, what: str) -> None:
+    """A cross-encoder with transformers' scores for (query, document)
+    pairs cut `only_second` at `max_length` tokens."""
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    write_tokenizer(out)
+    model = model_cls(config).eval()
+    widen(model)
+    model.save_pretrained(out, safe_serialization=True)
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    cases = []
+    for query, docs in RERANK_CASES:
+        results = []
+        for doc in docs:
+            enc = tok(query, doc, truncation="only_second", max_length=max_length, return_tensors="pt")
+            with torch.no_grad():
+                raw = float(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0, 0])
+            results.append(
+                {
+                    "text": doc,
+                    "raw_score": round(raw, 6),
+                    "score": round(1 / (1 + pow(2.718281828459045, -raw)), 6),
+                    "n_tokens": int(enc["input_ids"].shape[1]),
+                }
+            )
+        cases.append({"query": query, "results": results})
+    reference = {
+        "model": f"tiny random {what}",
+        "reference": f"transformers; pairs (query, document), truncation only_second, max_length {max_length}; score = sigmoid(raw_score)",
+        "max_length": max_length,
+        "cases": cases,
+    }
+    (out / "reference-scores.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: tokens {[r['n_tokens'] for c in cases for r in c['results']]}")
+
+
 if __name__ == "__main__":
-    for name, (mode, dense) in FIXTURES_TO_MAKE.items():
-        make(name, mode, dense)
-    pytorch_bin_copy("tiny-st-max-dense", "tiny-st-bin-weights")
+    import sys
+
+    only = set(sys.argv[1:])
+    if not only:
+        for name, (mode, dense) in FIXTURES_TO_MAKE.items():
+            make(name, mode, dense)
+        pytorch_bin_copy("tiny-st-max-dense", "tiny-st-bin-weights")
+    for name, args in arch_configs().items():
+        if not only or name in only:
+            make_arch(name, *args)
+    for name, args in reranker_configs().items():
+        if not only or name in only:
+            make_reranker(name, *args)

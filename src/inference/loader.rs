@@ -8,6 +8,11 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::models::bert::{self, BertConfig};
+use super::models::distilbert;
+use super::models::gemma3::Gemma3;
+use super::models::modernbert::ModernBertEmbedder;
+use super::models::mpnet::MpNet;
+use super::models::qwen2::{Decoder, Flavour};
 use super::models::qwen3::{self, Qwen3};
 use super::models::xlm_roberta;
 use super::pooling::Pooling;
@@ -132,15 +137,9 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         name: name.clone(),
         architecture: architecture.clone(),
         path: config_path.clone(),
+        supported: supported_architectures().join(", "),
     };
-    let family = match architecture.as_str() {
-        "BertModel" | "BertForMaskedLM" | "BertForSequenceClassification" | "bert" => Family::Bert,
-        "XLMRobertaModel" | "XLMRobertaForSequenceClassification" | "xlm-roberta" => {
-            Family::XlmRoberta
-        }
-        "Qwen3Model" | "Qwen3ForCausalLM" | "qwen3" => Family::Qwen3,
-        _ => return Err(unsupported()),
-    };
+    let family = family_of(&architecture).ok_or_else(unsupported)?;
     let is_classifier = architecture.ends_with("ForSequenceClassification");
     let task = match (family, wanted_task) {
         (_, Some(t)) => t,
@@ -165,12 +164,75 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
     let sentence_max = sentence_max_seq_length(&dir);
     let tokenizer_path = dir.join("tokenizer.json");
 
+    // Encoders other than BERT/XLM-R have no historical default: a folder
+    // without a Pooling module must say how to pool.
+    let explicit_pooling = || {
+        pooling.ok_or_else(|| {
+            bad(format!(
+                "{architecture} needs a pooling mode: add a sentence-transformers 1_Pooling module or set models[].pooling"
+            ))
+        })
+    };
+    let last_token_only = || match pooling {
+        None | Some(Pooling::LastToken) => Ok(Pooling::LastToken),
+        Some(p) => Err(bad(format!(
+            "{architecture} embeddings use last_token pooling, not {}",
+            p.as_str()
+        ))),
+    };
+    let hidden_key = if family == Family::DistilBert {
+        "dim"
+    } else {
+        "hidden_size"
+    };
     let (backend, positions, format, pooling): (
         Box<dyn Backend>,
         usize,
         InputFormat,
         Option<Pooling>,
     ) = match family {
+        Family::DistilBert => {
+            let c: distilbert::DistilBertConfig = serde_json::from_str(&config_text)
+                .map_err(|e| file_err(&config_path, e.to_string()))?;
+            let pool = explicit_pooling()?;
+            let m = distilbert::load(vb, &c, pool, cfg.candle_only).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::MpNet => {
+            let pool = explicit_pooling()?;
+            let m = MpNet::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::ModernBert if task == Task::Rerank => {
+            let m = ModernBertEmbedder::load(vb, &config_text, None).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Pair, None)
+        }
+        Family::ModernBert => {
+            let pool = explicit_pooling()?;
+            let m = ModernBertEmbedder::load(vb, &config_text, Some(pool)).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::Gemma3 => {
+            let pool = explicit_pooling()?;
+            let m = Gemma3::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::Qwen2 | Family::Mistral => {
+            let pool = last_token_only()?;
+            let flavour = if family == Family::Qwen2 {
+                Flavour::Qwen2
+            } else {
+                Flavour::Mistral
+            };
+            let m = Decoder::load(vb, &config_text, flavour).map_err(bad)?;
+            let n = m.max_positions().min(8192);
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
         Family::Bert | Family::XlmRoberta => {
             let bert_cfg: BertConfig = serde_json::from_str(&config_text)
                 .map_err(|e| file_err(&config_path, e.to_string()))?;
@@ -230,7 +292,7 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
     // Dense/Normalize modules after pooling, checked against the pooled width.
     let backend = if task == Task::Embed {
         let width = config
-            .get("hidden_size")
+            .get(hidden_key)
             .and_then(serde_json::Value::as_u64)
             .unwrap_or_default() as usize;
         modules
@@ -270,6 +332,72 @@ enum Family {
     Bert,
     XlmRoberta,
     Qwen3,
+    DistilBert,
+    MpNet,
+    Qwen2,
+    Mistral,
+    ModernBert,
+    Gemma3,
+}
+
+/// The `architectures` entries (and bare `model_type`s) infermon runs,
+/// each with the code that runs it.
+const ARCHITECTURES: &[(&str, Family)] = &[
+    ("BertModel", Family::Bert),
+    ("BertForMaskedLM", Family::Bert),
+    ("BertForSequenceClassification", Family::Bert),
+    ("bert", Family::Bert),
+    ("XLMRobertaModel", Family::XlmRoberta),
+    ("XLMRobertaForMaskedLM", Family::XlmRoberta),
+    ("XLMRobertaForSequenceClassification", Family::XlmRoberta),
+    ("xlm-roberta", Family::XlmRoberta),
+    // RoBERTa and CamemBERT share XLM-RoBERTa's layout and position ids.
+    ("RobertaModel", Family::XlmRoberta),
+    ("RobertaForMaskedLM", Family::XlmRoberta),
+    ("RobertaForSequenceClassification", Family::XlmRoberta),
+    ("roberta", Family::XlmRoberta),
+    ("CamembertModel", Family::XlmRoberta),
+    ("CamembertForMaskedLM", Family::XlmRoberta),
+    ("CamembertForSequenceClassification", Family::XlmRoberta),
+    ("camembert", Family::XlmRoberta),
+    ("DistilBertModel", Family::DistilBert),
+    ("DistilBertForMaskedLM", Family::DistilBert),
+    ("distilbert", Family::DistilBert),
+    ("MPNetModel", Family::MpNet),
+    ("MPNetForMaskedLM", Family::MpNet),
+    ("mpnet", Family::MpNet),
+    ("ModernBertModel", Family::ModernBert),
+    ("ModernBertForMaskedLM", Family::ModernBert),
+    ("ModernBertForSequenceClassification", Family::ModernBert),
+    ("modernbert", Family::ModernBert),
+    ("Gemma3TextModel", Family::Gemma3),
+    ("gemma3_text", Family::Gemma3),
+    ("Qwen2Model", Family::Qwen2),
+    ("Qwen2ForCausalLM", Family::Qwen2),
+    ("qwen2", Family::Qwen2),
+    ("MistralModel", Family::Mistral),
+    ("MistralForCausalLM", Family::Mistral),
+    ("mistral", Family::Mistral),
+    ("Qwen3Model", Family::Qwen3),
+    ("Qwen3ForCausalLM", Family::Qwen3),
+    ("qwen3", Family::Qwen3),
+];
+
+/// The `architectures` names infermon runs (the class names, without the
+/// bare `model_type` fallbacks), for error messages and docs.
+pub fn supported_architectures() -> Vec<&'static str> {
+    ARCHITECTURES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| name.chars().any(|c| c.is_ascii_uppercase()))
+        .collect()
+}
+
+fn family_of(architecture: &str) -> Option<Family> {
+    ARCHITECTURES
+        .iter()
+        .find(|(name, _)| *name == architecture)
+        .map(|(_, f)| *f)
 }
 
 /// Opens `cpu` or `cuda[:N]`; CUDA needs a build with the `cuda` feature.
@@ -400,4 +528,42 @@ fn sentence_max_seq_length(dir: &Path) -> Option<usize> {
     };
     sane(st.get("max_seq_length"))
         .or_else(|| sane(read("tokenizer_config.json")?.get("model_max_length")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_supported_list_names_every_family_once_per_class() {
+        let listed = supported_architectures();
+        for (name, family) in ARCHITECTURES {
+            assert!(
+                listed.iter().any(|n| family_of(n) == Some(*family)),
+                "{name}: its family has no class name in the list"
+            );
+        }
+        for name in [
+            "RobertaModel",
+            "CamembertModel",
+            "DistilBertModel",
+            "MPNetModel",
+        ] {
+            assert!(listed.contains(&name), "{name}");
+        }
+        for name in [
+            "Gemma3TextModel",
+            "ModernBertForSequenceClassification",
+            "MistralModel",
+        ] {
+            assert!(listed.contains(&name), "{name}");
+        }
+        assert!(
+            !listed.contains(&"bert"),
+            "model_type fallbacks are not listed"
+        );
+        assert_eq!(family_of("NomicBertModel"), None);
+        assert_eq!(family_of("NewModel"), None);
+        assert_eq!(family_of("JinaBertModel"), None);
+    }
 }

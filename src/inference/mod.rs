@@ -108,9 +108,7 @@ pub enum InferenceError {
     },
     /// config.json names an architecture infermon cannot run.
     #[error(
-        "model {name:?}: architecture {architecture:?} (from {path}) is not supported; supported: \
-         BertModel, BertForSequenceClassification, XLMRobertaModel, XLMRobertaForSequenceClassification, \
-         Qwen3Model, Qwen3ForCausalLM"
+        "model {name:?}: architecture {architecture:?} (from {path}) is not supported; supported: {supported}"
     )]
     UnsupportedArchitecture {
         /// Model name.
@@ -119,6 +117,8 @@ pub enum InferenceError {
         architecture: String,
         /// The config.json.
         path: PathBuf,
+        /// The architectures infermon runs, comma-separated.
+        supported: String,
     },
     /// The config asks for something this model or build cannot do.
     #[error("model {name:?}: {message}")]

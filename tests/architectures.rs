@@ -1,0 +1,315 @@
+//! Every architecture family infermon runs, each as a tiny random model
+//! saved as a sentence-transformers folder (tests/fixtures/tiny-arch-*, made
+//! by scripts/make-fixtures.py), served by the binary and compared with
+//! sentence-transformers' own outputs: cosine ≥ 0.9999 and max abs diff ≤
+//! 1e-4 on unnormalised (and normalised) vectors, and each input alone gives
+//! what it gives inside the batch. The texts include Chinese, one-character
+//! and longer-than-window inputs (the long ones run past ModernBERT's and
+//! Gemma3's local windows, Mistral's sliding window and MPNet's exact
+//! relative-position buckets).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{TestServer, client, cosine, fixture, floats, max_abs};
+
+const FIXTURES: [&str; 8] = [
+    "tiny-arch-roberta",
+    "tiny-arch-camembert",
+    "tiny-arch-distilbert",
+    "tiny-arch-mpnet",
+    "tiny-arch-qwen2",
+    "tiny-arch-mistral",
+    "tiny-arch-modernbert",
+    "tiny-arch-gemma3",
+];
+
+fn post(s: &TestServer, path: &str, body: &Value) -> Value {
+    let r = client().post(s.url(path)).json(body).send().unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{path} {body}: {v}");
+    v
+}
+
+fn embed(s: &TestServer, body: Value) -> Vec<Vec<f32>> {
+    post(s, "/embed", &body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect()
+}
+
+#[test]
+fn every_architecture_matches_sentence_transformers() {
+    let models: String = FIXTURES
+        .iter()
+        .map(|f| format!("  - name: {f}\n    path: {{repo}}/tests/fixtures/{f}\n"))
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for name in FIXTURES {
+        let path = fixture(name).join("reference.json");
+        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let texts: Vec<&str> = refs["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        // The tokenizer and truncation agree with sentence-transformers'.
+        let counts: Vec<u64> = refs["token_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .collect();
+        let max = refs["max_seq_length"].as_u64().unwrap();
+        assert!(
+            counts.contains(&max),
+            "{name}: no input reaches the {max}-token limit"
+        );
+        let raw = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "normalize": false, "truncate": true}),
+        );
+        let normed = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "truncate": true}),
+        );
+        for (i, text) in texts.iter().enumerate() {
+            for (got, key) in [(&raw[i], "unnormalized"), (&normed[i], "normalized")] {
+                let want = floats(&refs[key][i]);
+                assert_eq!(got.len(), want.len(), "{name} {key} {text:?}: width");
+                assert!(
+                    cosine(got, &want) >= 0.9999 && max_abs(got, &want) <= 1e-4,
+                    "{name} {key} {text:?}: cosine {}, max abs {}",
+                    cosine(got, &want),
+                    max_abs(got, &want)
+                );
+            }
+            let single = embed(
+                &s,
+                json!({"model": name, "inputs": text, "normalize": false, "truncate": true}),
+            );
+            assert!(
+                max_abs(&single[0], &raw[i]) <= 1e-5,
+                "{name}: batched vs single for {text:?}: {}",
+                max_abs(&single[0], &raw[i])
+            );
+        }
+    }
+}
+
+/// Copies a fixture folder so a test can break one file of it.
+fn copy_fixture(name: &str, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&fixture(name), to);
+}
+
+/// Starts the binary on an edited copy of `name`; returns its log.
+fn start_fails(name: &str, edit: impl Fn(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    copy_fixture(name, &model);
+    edit(&model);
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
+        model.display()
+    );
+    match TestServer::try_start(&config) {
+        Ok(_) => panic!("{name}: a folder infermon cannot serve exactly started"),
+        Err(log) => log,
+    }
+}
+
+fn rewrite(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{}: no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn models_infermon_cannot_run_exactly_refuse_to_start() {
+    // An architecture that needs its authors' modeling code: the error
+    // names it and lists what is supported, new families included.
+    let log = start_fails("tiny-arch-mpnet", |m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"MPNetModel\"",
+            "\"NomicBertModel\"",
+        )
+    });
+    for needle in [
+        "NomicBertModel",
+        "not supported",
+        "MPNetModel",
+        "DistilBertModel",
+        "ModernBertModel",
+        "Gemma3TextModel",
+        "MistralModel",
+        "CamembertModel",
+    ] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+    // Causal Gemma3 is a different model from EmbeddingGemma's encoder.
+    let log = start_fails("tiny-arch-gemma3", |m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"use_bidirectional_attention\": true",
+            "\"use_bidirectional_attention\": false",
+        )
+    });
+    assert!(log.contains("use_bidirectional_attention"), "{log}");
+    // A scaled RoPE run as plain RoPE would give wrong vectors.
+    let log = start_fails("tiny-arch-qwen2", |m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"rope_type\": \"default\"",
+            "\"rope_type\": \"yarn\"",
+        )
+    });
+    assert!(log.contains("rope_type") && log.contains("yarn"), "{log}");
+    // An encoder without a Pooling module has no default to fall back on.
+    let log = start_fails("tiny-arch-mpnet", |m| {
+        std::fs::remove_file(m.join("modules.json")).unwrap();
+        std::fs::remove_dir_all(m.join("1_Pooling")).unwrap();
+    });
+    assert!(log.contains("MPNetModel needs a pooling mode"), "{log}");
+    // Decoder embedders pool the last token only.
+    let log = start_fails("tiny-arch-mistral", |m| {
+        rewrite(
+            &m.join("1_Pooling/config.json"),
+            "\"pooling_mode\": \"lasttoken\"",
+            "\"pooling_mode\": \"mean\"",
+        )
+    });
+    assert!(log.contains("last_token"), "{log}");
+}
+
+#[test]
+fn cross_encoder_scores_match_transformers() {
+    // RoBERTa: bge-reranker-v2-m3's head (classifier.dense → tanh →
+    // out_proj over the first token, RoBERTa position ids, one segment).
+    // ModernBERT: gte-reranker-modernbert's (mean of the token states →
+    // head → classifier), with pairs past the local window.
+    let names = [
+        "tiny-arch-roberta-reranker",
+        "tiny-arch-modernbert-reranker",
+    ];
+    let refs: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let path = fixture(n).join("reference-scores.json");
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+        })
+        .collect();
+    let models: String = names
+        .iter()
+        .zip(&refs)
+        .map(|(n, r)| {
+            format!(
+                "  - name: {n}\n    path: {{repo}}/tests/fixtures/{n}\n    max_input_length: {}\n",
+                r["max_length"]
+            )
+        })
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for (name, refs) in names.iter().zip(&refs) {
+        for case in refs["cases"].as_array().unwrap() {
+            let query = case["query"].as_str().unwrap();
+            let results = case["results"].as_array().unwrap();
+            let texts: Vec<&str> = results
+                .iter()
+                .map(|r| r["text"].as_str().unwrap())
+                .collect();
+            for (key, raw) in [("raw_score", true), ("score", false)] {
+                let body = |texts: &[&str]| json!({"model": name, "query": query, "texts": texts, "raw_scores": raw, "truncate": true});
+                let got = post(&s, "/rerank", &body(&texts));
+                for r in got.as_array().unwrap() {
+                    let i = r["index"].as_u64().unwrap() as usize;
+                    let (got, want) = (
+                        r["score"].as_f64().unwrap(),
+                        results[i][key].as_f64().unwrap(),
+                    );
+                    assert!(
+                        (got - want).abs() <= 1e-4,
+                        "{name} {key} of {:?}: {got} vs {want}",
+                        texts[i]
+                    );
+                    // Scored alone, each document gets its batched score.
+                    let alone = post(&s, "/rerank", &body(&[texts[i]]))[0]["score"]
+                        .as_f64()
+                        .unwrap();
+                    assert!(
+                        (alone - got).abs() <= 1e-5,
+                        "{name} {:?}: {alone} vs {got}",
+                        texts[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn half_precision_runs_every_candle_path() {
+    // f16 is the default on a GPU; on the CPU it runs the same candle code
+    // (dtype handling of masks, rotary tables and norms), so a dtype slip
+    // shows here without a GPU. Tolerance is f16's, not the f32 reference's.
+    let families = [
+        "tiny-arch-roberta",
+        "tiny-arch-distilbert",
+        "tiny-arch-mpnet",
+        "tiny-arch-qwen2",
+        "tiny-arch-mistral",
+        "tiny-arch-gemma3",
+    ];
+    let models: String = families
+        .iter()
+        .map(|f| format!("  - name: {f}\n    path: {{repo}}/tests/fixtures/{f}\n    dtype: f16\n"))
+        .collect();
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    for name in families {
+        let path = fixture(name).join("reference.json");
+        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let texts = &refs["texts"];
+        let got = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "normalize": false, "truncate": true}),
+        );
+        for (i, got) in got.iter().enumerate() {
+            let want = floats(&refs["unnormalized"][i]);
+            assert!(
+                cosine(got, &want) >= 0.995,
+                "{name} f16 {}: cosine {}",
+                texts[i],
+                cosine(got, &want)
+            );
+        }
+    }
+    // candle's ModernBERT masks in f32: f16 is refused, not run wrong.
+    let config = "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: mb\n    path: {repo}/tests/fixtures/tiny-arch-modernbert\n    dtype: f16\n";
+    match TestServer::try_start(config) {
+        Ok(_) => panic!("ModernBERT started in f16"),
+        Err(log) => assert!(log.contains("ModernBERT runs in f32 only"), "{log}"),
+    }
+}
