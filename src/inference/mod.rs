@@ -54,6 +54,9 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// Segment ids (0 for the first text of a pair, 1 for the second).
     pub type_ids: Vec<u32>,
+    /// Leading tokens pooling leaves out: the prompt's, for a model whose
+    /// Pooling module says `include_prompt: false`; otherwise 0.
+    pub pool_skip: usize,
 }
 
 impl Encoded {
