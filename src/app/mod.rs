@@ -65,6 +65,9 @@ pub enum Error {
     /// A model could not be loaded.
     #[error(transparent)]
     Inference(#[from] crate::inference::InferenceError),
+    /// A model's hf_repo could not be downloaded.
+    #[error("cannot download a model (models[].hf_repo): {0}")]
+    Hub(#[from] crate::hub::HubError),
     /// Snapshots or dashboards could not be set up.
     #[error("{0}")]
     Snapshot(String),
@@ -200,6 +203,15 @@ async fn start(
     let inference = {
         let models = config.models.clone();
         let base = config.source.base_dir();
+        // Models with hf_repo whose folder is missing are downloaded first.
+        for m in &models {
+            if let Some(spec) = &m.hf_repo {
+                let dir = base.join(&m.path);
+                if !dir.is_dir() {
+                    crate::hub::pull_into(spec, &dir).await?;
+                }
+            }
+        }
         let registry = telemetry.registry.clone();
         tokio::task::spawn_blocking(move || {
             crate::inference::Inference::load(&models, &base, &registry)
