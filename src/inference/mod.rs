@@ -88,7 +88,8 @@ pub enum InferenceError {
     /// The configured directory is absent.
     #[error(
         "model {name:?}: directory {path} does not exist; run `make model` to fetch the default model \
-         (all-MiniLM-L6-v2), or point models[].path at a Hugging Face model directory"
+         (all-MiniLM-L6-v2), download one with `infermon pull ORG/NAME` (or set models[].hf_repo), \
+         or point models[].path at a Hugging Face model directory"
     )]
     ModelDirMissing {
         /// Model name.
