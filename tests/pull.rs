@@ -33,6 +33,8 @@ struct Mode {
     drop_first: Vec<(String, PathBuf)>,
     /// Files served with one byte changed (same length).
     tampered: Vec<String>,
+    /// Files served with bytes after their end.
+    longer: Vec<String>,
     /// Answer the listing without sizes and LFS oids (mirrors that ignore
     /// `?blobs=true`), so the checksum comes from X-Linked-Etag.
     no_blobs: bool,
@@ -114,6 +116,9 @@ async fn resolve(
     let mut bytes = original.clone();
     if hub.mode.tampered.contains(&file) {
         bytes[0] ^= 0xff;
+    }
+    if hub.mode.longer.contains(&file) {
+        bytes.extend_from_slice(b"and more");
     }
     let etag = if is_lfs(&file) {
         // The oid of the file the hub lists, not of what is served.
@@ -373,11 +378,30 @@ fn a_file_whose_checksum_does_not_match_is_refused_and_deleted() {
             log.contains("2_Dense/model.safetensors") && log.contains("sha256"),
             "{log}"
         );
-        assert!(!dir.path().join("tiny").exists(), "no model folder");
-        let staged = dir.path().join("tiny.download/2_Dense");
-        assert!(!staged.join("model.safetensors").exists());
-        assert!(!staged.join("model.safetensors.part").exists());
+        assert_nothing_kept(dir.path());
     }
+    // A file longer than listed is cut off as soon as it overflows.
+    let (_rt, endpoint, _hub) = start_hub(Mode {
+        longer: vec!["2_Dense/model.safetensors".into()],
+        ..Mode::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&endpoint, "org/tiny", dir.path());
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("2_Dense/model.safetensors") && log.contains("more than the listed"),
+        "{log}"
+    );
+    assert_nothing_kept(dir.path());
+}
+
+/// Neither the model folder nor the refused file (final or .part) exists.
+fn assert_nothing_kept(dir: &Path) {
+    assert!(!dir.join("tiny").exists(), "no model folder");
+    let staged = dir.join("tiny.download/2_Dense");
+    assert!(!staged.join("model.safetensors").exists());
+    assert!(!staged.join("model.safetensors.part").exists());
 }
 
 #[test]

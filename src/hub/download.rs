@@ -133,6 +133,13 @@ pub(super) async fn fetch(
             // A broken connection leaves what arrived in the .part file.
             let result = async {
                 while let Some(chunk) = response.chunk().await.map_err(http)? {
+                    // More than the listed size cannot be the listed file.
+                    if let Some(s) = size.filter(|s| have + received + chunk.len() as u64 > *s) {
+                        return Err(HubError::Mismatch {
+                            file: file.rfilename.clone(),
+                            what: format!("more than the listed {s} bytes sent"),
+                        });
+                    }
                     out.write_all(&chunk).await.map_err(io(&part))?;
                     received += chunk.len() as u64;
                     if let Some(bar) = &bar {
@@ -146,6 +153,9 @@ pub(super) async fn fetch(
             out.sync_all().await.map_err(io(&part))?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
+            }
+            if let Err(HubError::Mismatch { .. }) = &result {
+                let _ = tokio::fs::remove_file(&part).await;
             }
             result?;
         }

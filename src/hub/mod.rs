@@ -32,6 +32,10 @@ pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 /// Attempts per file; each one resumes from what the last one wrote.
 const ATTEMPTS: u32 = 4;
 
+/// The longest file list accepted (the hub's largest repositories list a
+/// few MiB).
+const MAX_LISTING_BYTES: usize = 32 << 20;
+
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -282,7 +286,21 @@ impl Hub {
                 hint: status_hint(status, self.options.token.is_some()),
             });
         }
-        let listing: Listing = response.json().await.map_err(|e| HubError::BadListing {
+        let mut body = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(|e| HubError::Http {
+            url: url.clone(),
+            reason: e.to_string(),
+        })? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_LISTING_BYTES {
+                return Err(HubError::BadListing {
+                    url,
+                    reason: format!("longer than {MAX_LISTING_BYTES} bytes"),
+                });
+            }
+        }
+        let listing: Listing = serde_json::from_slice(&body).map_err(|e| HubError::BadListing {
             url: url.clone(),
             reason: e.to_string(),
         })?;
