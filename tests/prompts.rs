@@ -42,10 +42,10 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 }
 
 /// The fixture twice: on infermon's CPU kernels and on candle's ops (the
-/// path CUDA takes), which pool through different code.
+/// path CUDA takes), which pool through different code; and a reranker.
 fn prompts_server() -> TestServer {
     TestServer::start(&format!(
-        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: {PROMPTS}\n    path: {{repo}}/tests/fixtures/{PROMPTS}\n  - name: candle\n    path: {{repo}}/tests/fixtures/{PROMPTS}\n    candle_only: true\n"
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: {PROMPTS}\n    path: {{repo}}/tests/fixtures/{PROMPTS}\n  - name: candle\n    path: {{repo}}/tests/fixtures/{PROMPTS}\n    candle_only: true\n  - name: reranker\n    path: {{repo}}/tests/fixtures/tiny-cross-encoder\n"
     ))
 }
 
@@ -142,6 +142,14 @@ fn bad_prompt_requests_get_a_json_422_and_info_reports_the_text_options() {
         1996,
         "The is lowercased to the, not [UNK]"
     );
+
+    // A reranker has no prompts; asking for one is an error, not ignored.
+    let (status, v) = post(
+        &s,
+        "/tokenize",
+        &json!({"inputs": "The", "model": "reranker", "prompt": "query: "}),
+    );
+    assert_eq!(status, 422, "{v}");
 
     let info: Value = client().get(s.url("/info")).send().unwrap().json().unwrap();
     let m = &info["models"][0];

@@ -384,6 +384,12 @@ async fn tokenize(
                     req.prompt.as_deref(),
                 )
                 .map_err(api_error)?,
+            Task::Rerank if req.prompt_name.is_some() || req.prompt.is_some() => {
+                return Err(ApiError::unprocessable(format!(
+                    "prompt_name and prompt apply to embedding models; model {:?} reranks",
+                    model.name
+                )));
+            }
             Task::Rerank => None,
         };
         let mut out = Vec::with_capacity(texts.len());
