@@ -434,3 +434,29 @@ fn hf_repo_is_downloaded_at_start_then_served() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn without_hf_token_the_token_file_under_hf_home_is_sent() {
+    let (_rt, endpoint, hub) = start_hub(Mode::default());
+    let dir = tempfile::tempdir().unwrap();
+    let hf_home = dir.path().join("hf-home");
+    std::fs::create_dir_all(&hf_home).unwrap();
+    std::fs::write(hf_home.join("token"), "hf_from_file\n").unwrap();
+    let out = Command::new(binary())
+        .args(["pull", "org/tiny@main", "--dir"])
+        .arg(dir.path().join("models"))
+        .env("HF_ENDPOINT", &endpoint)
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGING_FACE_HUB_TOKEN")
+        .env("HF_HOME", &hf_home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("models/tiny/config.json").is_file());
+    let seen = hub.seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|(_, _, auth)| auth.as_deref() == Some("Bearer hf_from_file")),
+        "{seen:?}"
+    );
+}
