@@ -35,6 +35,8 @@ struct Mode {
     tampered: Vec<String>,
     /// Files served with bytes after their end.
     longer: Vec<String>,
+    /// Files whose body never finishes.
+    stall: Vec<String>,
     /// Answer the listing without sizes and LFS oids (mirrors that ignore
     /// `?blobs=true`), so the checksum comes from X-Linked-Etag.
     no_blobs: bool,
@@ -162,6 +164,17 @@ async fn resolve(
         }
         part
     };
+    if hub.mode.stall.contains(&file) {
+        let half = Bytes::from(body[..body.len() / 2].to_vec());
+        let stream = futures::StreamExt::chain(
+            futures::stream::iter(vec![Ok::<_, std::io::Error>(half)]),
+            futures::stream::pending(),
+        );
+        return response
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
     if let Some(part) = drop {
         // Half the body; once the client has written it, the connection breaks.
         let half = body.len() / 2;
@@ -459,4 +472,71 @@ fn without_hf_token_the_token_file_under_hf_home_is_sent() {
             .all(|(_, _, auth)| auth.as_deref() == Some("Bearer hf_from_file")),
         "{seen:?}"
     );
+}
+
+#[test]
+fn a_stop_signal_ends_a_download_at_start() {
+    let (_rt, endpoint, hub) = start_hub(Mode {
+        stall: vec!["model.safetensors".into()],
+        ..Mode::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("infermon.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nstorage:\n  path: {d}/data\nmodels:\n  - name: tiny\n    path: {d}/models/tiny\n    hf_repo: org/tiny\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    /// Kills the server if the test fails before it exits.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Child(
+        Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("HF_ENDPOINT", &endpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stalled = format!("/org/tiny/resolve/{COMMIT}/model.safetensors");
+    support::wait_for(
+        "the download to reach the weights",
+        std::time::Duration::from_secs(30),
+        || {
+            let seen = hub.seen.lock().unwrap();
+            if seen.iter().any(|(p, _, _)| *p == stalled) {
+                Ok(())
+            } else {
+                Err(format!("{} requests so far", seen.len()))
+            }
+        },
+    );
+    // SAFETY: kill(2) on the child this test started; no memory is involved.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = support::wait_for(
+        "infermon to exit after SIGTERM",
+        std::time::Duration::from_secs(10),
+        || {
+            child
+                .0
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_string())
+        },
+    );
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("next start resumes"), "{log}");
+    assert!(!dir.path().join("models/tiny").exists());
 }

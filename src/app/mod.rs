@@ -208,7 +208,13 @@ async fn start(
             if let Some(spec) = &m.hf_repo {
                 let dir = base.join(&m.path);
                 if !dir.is_dir() {
-                    crate::hub::pull_into(spec, &dir).await?;
+                    // A stop signal ends a long download; the next start resumes it.
+                    tokio::select! {
+                        pulled = crate::hub::pull_into(spec, &dir) => { pulled?; }
+                        () = crate::shutdown::os_signal() => {
+                            return Err(crate::hub::HubError::Interrupted.into());
+                        }
+                    }
                 }
             }
         }

@@ -90,6 +90,9 @@ pub enum HubError {
         /// Why.
         reason: String,
     },
+    /// A stop signal came before the download finished.
+    #[error("stopped before the download finished; the next start resumes it")]
+    Interrupted,
     /// Writing the folder failed.
     #[error("{path}: {source}")]
     Io {
