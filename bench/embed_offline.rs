@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
                     .map(|(i, text)| {
                         parts
                             .tokenizer
-                            .single("bench", i, text, None)
+                            .single("bench", i, text, None, None)
                             .map(|t| t.encoded)
                     })
                     .collect::<Result<_, _>>()?;

@@ -455,6 +455,84 @@ def make_reranker(name: str, config, model_cls, write_tokenizer, max_length: int
     print(f"{name}: tokens {[r['n_tokens'] for c in cases for r in c['results']]}")
 
 
+PROMPT_TEXTS = [
+    "Hello World",
+    "A",
+    "The Quick Brown Fox jumps over the LAZY dog.",
+    "向量检索 and Reranking for RAG",
+    " ".join(["Longer than the window"] * 20),
+]
+
+
+def prompts_fixture(name: str) -> None:
+    """Prompts, `include_prompt: false` and a legacy `do_lower_case`.
+
+    The tokenizer is made cased (its BertNormalizer no longer lowercases, so
+    the uncased vocabulary turns capitalised words into [UNK]); the folder's
+    sentence_bert_config.json is the older form with `do_lower_case: true`,
+    which sentence-transformers applies by lowercasing before tokenizing.
+    Mean pooling leaves the prompt tokens out (`include_prompt: false`).
+    """
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    small_tokenizer(out)
+    spec = json.loads((out / "tokenizer.json").read_text())
+    spec["normalizer"]["lowercase"] = False
+    spec["normalizer"]["strip_accents"] = False
+    cased = json.dumps(spec, ensure_ascii=False)
+    (out / "tokenizer.json").write_text(cased)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        initializer_range=0.3,
+    )
+    BertModel(config).eval().save_pretrained(out, safe_serialization=True)
+    word = models.Transformer(str(out), max_seq_length=32)
+    pooling = models.Pooling(32, pooling_mode="mean", include_prompt=False)
+    prompts = {"query": "query: ", "passage": "Passage: "}
+    st = SentenceTransformer(
+        modules=[word, pooling], device="cpu", prompts=prompts, default_prompt_name="query"
+    )
+    st.save(str(out))
+    (out / "README.md").unlink(missing_ok=True)
+    # The older file form, and the cased tokenizer (save wrote its own).
+    (out / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 32, "do_lower_case": True}, indent=2)
+    )
+    (out / "tokenizer.json").write_text(cased)
+
+    st = SentenceTransformer(str(out), device="cpu")
+    assert st.default_prompt_name == "query", st.default_prompt_name
+    assert not st[1].include_prompt
+    enc = lambda **kw: st.encode(
+        PROMPT_TEXTS, convert_to_numpy=True, batch_size=len(PROMPT_TEXTS), **kw
+    ).tolist()
+    lower = st.encode(["hello world"], prompt="query: ", convert_to_numpy=True)[0]
+    upper = st.encode(["HELLO World"], prompt="QUERY: ", convert_to_numpy=True)[0]
+    assert abs(lower - upper).max() < 1e-6, "do_lower_case is applied"
+    reference = {
+        "texts": PROMPT_TEXTS,
+        "pooling": "mean",
+        "dimensions": 32,
+        "max_seq_length": 32,
+        "prompts": prompts,
+        "default_prompt_name": "query",
+        # Unnormalized (the folder has no Normalize module).
+        "default": enc(),
+        "passage": enc(prompt_name="passage"),
+        "custom": enc(prompt="Represent this: "),
+        "no_prompt": enc(prompt=""),
+    }
+    (out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: prompts {prompts}, include_prompt false, do_lower_case")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -463,6 +541,8 @@ if __name__ == "__main__":
         for name, (mode, dense) in FIXTURES_TO_MAKE.items():
             make(name, mode, dense)
         pytorch_bin_copy("tiny-st-max-dense", "tiny-st-bin-weights")
+    if not only or "tiny-st-prompts" in only:
+        prompts_fixture("tiny-st-prompts")
     for name, args in arch_configs().items():
         if not only or name in only:
             make_arch(name, *args)

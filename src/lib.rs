@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: the one YAML file, typed, validated with `file:line:col` messages.
 //! - [`diag`]: the `file:line:col` problem type config, rule and template checks share.
+//! - [`hub`]: downloads models from the Hugging Face hub or a mirror (`infermon pull`, `hf_repo`).
 //! - [`inference`]: the model server: candle models, batching queues, TEI/OpenAI/Cohere routes.
 //! - [`model`]: labels, matchers and samples every part shares; relabeling and the
 //!   exposition parser.
@@ -38,7 +39,7 @@
 //! alerting, remote, snapshot: notification delivery, remote_write, exports
 //! rules: rule files, alert state, recording rules
 //! inference, scrape, promql: model server, scraper, query engine
-//! telemetry, storage, template: own metrics, the store, Go templates
+//! telemetry, storage, template, hub: own metrics, the store, Go templates, model downloads
 //! config: the typed configuration and its validation
 //! model, util, shutdown, diag, background: labels, matchers, relabel, exposition parser, helpers, low-priority worker pools
 //! ```
@@ -47,6 +48,7 @@ pub mod alerting;
 pub mod background;
 pub mod config;
 pub mod diag;
+pub mod hub;
 pub mod inference;
 pub mod model;
 pub mod promql;

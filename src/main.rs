@@ -143,6 +143,18 @@ enum Command {
     /// Print the manual page (roff) generated from these options, e.g.
     /// `infermon man | man -l -`.
     Man,
+    /// Download a model from the Hugging Face hub into DIR/NAME: config,
+    /// tokenizer, sentence-transformers modules and one copy of the weights
+    /// (safetensors preferred). Reads HF_ENDPOINT (a mirror such as
+    /// https://hf-mirror.com), HF_TOKEN and HF_HOME; an interrupted pull
+    /// resumes where it stopped.
+    Pull {
+        /// ORG/NAME or ORG/NAME@revision.
+        repo: String,
+        /// Folder the model folder is created in.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -184,6 +196,7 @@ fn main() -> ExitCode {
             data_dir,
             config,
         } => report(restore(&backup, data_dir, config)),
+        Command::Pull { repo, dir } => report(pull(&repo, &dir)),
         Command::Version { data_dir } => report(version(data_dir.as_deref())),
         Command::Man => report(
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
@@ -645,6 +658,30 @@ fn call_into(
         }
         Ok(written)
     })
+}
+
+fn pull(spec: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let repo = infermon::hub::RepoRef::parse(spec)?;
+    let dest = dir.join(repo.folder_name());
+    if dest.is_dir() {
+        println!(
+            "{} already exists; remove it to download again",
+            dest.display()
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let pulled = runtime.block_on(infermon::hub::pull_into(spec, &dest))?;
+    println!(
+        "{}: {} files. Serve it with:\n  models:\n    - path: {}",
+        pulled.dir.display(),
+        pulled.files.len(),
+        pulled.dir.display()
+    );
+    Ok(())
 }
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {

@@ -66,6 +66,9 @@ pub enum Error {
     /// A model could not be loaded.
     #[error(transparent)]
     Inference(#[from] crate::inference::InferenceError),
+    /// A model's hf_repo could not be downloaded.
+    #[error("cannot download a model (models[].hf_repo): {0}")]
+    Hub(#[from] crate::hub::HubError),
     /// Snapshots or dashboards could not be set up.
     #[error("{0}")]
     Snapshot(String),
@@ -208,6 +211,21 @@ async fn start(
     let inference = {
         let models = config.models.clone();
         let base = config.source.base_dir();
+        // Models with hf_repo whose folder is missing are downloaded first.
+        for m in &models {
+            if let Some(spec) = &m.hf_repo {
+                let dir = base.join(&m.path);
+                if !dir.is_dir() {
+                    // A stop signal ends a long download; the next start resumes it.
+                    tokio::select! {
+                        pulled = crate::hub::pull_into(spec, &dir) => { pulled?; }
+                        () = crate::shutdown::os_signal() => {
+                            return Err(crate::hub::HubError::Interrupted.into());
+                        }
+                    }
+                }
+            }
+        }
         let registry = telemetry.registry.clone();
         tokio::task::spawn_blocking(move || {
             crate::inference::Inference::load(&models, &base, &registry)

@@ -16,6 +16,11 @@ pub struct ModelConfig {
     /// Hugging Face model id, used only to name the model in messages and /info.
     #[serde(default)]
     pub model_id: Option<String>,
+    /// `ORG/NAME[@revision]` on the Hugging Face hub (or the mirror in
+    /// `HF_ENDPOINT`): downloaded into `path` at start when that folder is
+    /// missing, as `infermon pull` does. Absent: `path` must exist.
+    #[serde(default)]
+    pub hf_repo: Option<String>,
     /// `embed` or `rerank`; detected from config.json when absent.
     #[serde(default)]
     pub task: Option<String>,

@@ -156,11 +156,19 @@ async fn embed(
     let answer = async {
         let ApiJson(req) = body?;
         let model = choose(&inf, req.model.as_deref(), Task::Embed, &mut label)?;
+        let prompt = model
+            .tokenizer
+            .prompt(
+                &model.name,
+                req.prompt_name.as_deref(),
+                req.prompt.as_deref(),
+            )
+            .map_err(api_error)?;
         let admission = model.admit().map_err(api_error)?;
         let texts = req.inputs.into_vec();
         let truncate = side(req.truncate, req.truncation_direction);
         let mut outcome = model
-            .embed(&admission, &texts, truncate)
+            .embed(&admission, &texts, truncate, prompt.as_ref())
             .await
             .map_err(api_error)?;
         finish_vectors(&model, &mut outcome, req.normalize, req.dimensions)?;
@@ -188,10 +196,18 @@ async fn openai_embeddings(
             }
         };
         let model = choose(&inf, req.model.as_deref(), Task::Embed, &mut label)?;
+        let prompt = model
+            .tokenizer
+            .prompt(
+                &model.name,
+                req.prompt_name.as_deref(),
+                req.prompt.as_deref(),
+            )
+            .map_err(api_error)?;
         let admission = model.admit().map_err(api_error)?;
         let texts = req.input.into_vec();
         let mut outcome = model
-            .embed(&admission, &texts, None)
+            .embed(&admission, &texts, None, prompt.as_ref())
             .await
             .map_err(api_error)?;
         finish_vectors(&model, &mut outcome, true, req.dimensions)?;
@@ -360,8 +376,29 @@ async fn tokenize(
                 model.config.max_client_batch_size
             )));
         }
+        let prompt = match model.task {
+            Task::Embed => model
+                .tokenizer
+                .prompt(
+                    &model.name,
+                    req.prompt_name.as_deref(),
+                    req.prompt.as_deref(),
+                )
+                .map_err(api_error)?,
+            Task::Rerank if req.prompt_name.is_some() || req.prompt.is_some() => {
+                return Err(ApiError::unprocessable(format!(
+                    "prompt_name and prompt apply to embedding models; model {:?} reranks",
+                    model.name
+                )));
+            }
+            Task::Rerank => None,
+        };
         let mut out = Vec::with_capacity(texts.len());
         for text in &texts {
+            let text = match &prompt {
+                Some(p) => format!("{}{text}", p.text),
+                None => text.clone(),
+            };
             let enc = model
                 .tokenizer
                 .plain()
@@ -416,6 +453,7 @@ async fn info(State(inf): State<Inference>) -> Response {
             Task::Embed => json!({"embedding": {"pooling": m.pooling.map(|p| p.as_str())}}),
             Task::Rerank => json!({"reranker": {"id2label": {"0": "LABEL_0"}}}),
         };
+        let t = &m.tokenizer;
         json!({
             "model_id": m.model_id.clone().unwrap_or_else(|| m.name.clone()),
             "name": m.name,
@@ -429,6 +467,11 @@ async fn info(State(inf): State<Inference>) -> Response {
             "max_batch_tokens": m.config.max_batch_tokens,
             "max_batch_requests": m.config.max_batch_requests,
             "max_client_batch_size": m.config.max_client_batch_size,
+            "pooling": m.pooling.map(|p| p.as_str()),
+            "dimensions": m.dimensions,
+            "prompts": t.prompts(),
+            "default_prompt_name": t.default_prompt_name(),
+            "prompt_in_pooling": !t.excludes_prompt_from_pooling(),
             "tokenization_workers": 1,
             "version": env!("CARGO_PKG_VERSION"),
         })

@@ -17,7 +17,7 @@ use super::models::qwen3::{self, Qwen3};
 use super::models::xlm_roberta;
 use super::pooling::Pooling;
 use super::sentence_modules::{SentenceModules, WithPostSteps};
-use super::tokenize::TextTokenizer;
+use super::tokenize::{TextOptions, TextTokenizer};
 use super::{Backend, InferenceError, Task};
 use crate::config::ModelConfig;
 
@@ -53,6 +53,8 @@ pub struct LoadedParts {
     pub format: InputFormat,
     /// Pooling of an embedder.
     pub pooling: Option<Pooling>,
+    /// Width of an embedder's vectors (after its Dense layers).
+    pub dimensions: Option<usize>,
     /// `cpu` or `cuda:N`.
     pub device: String,
     /// `f32`, `f16` or `bf16`.
@@ -162,7 +164,6 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
 
     let vb = weights(&dir, dtype, &device).map_err(|(path, reason)| file_err(&path, reason))?;
     let sentence_max = sentence_max_seq_length(&dir);
-    let tokenizer_path = dir.join("tokenizer.json");
 
     // Encoders other than BERT/XLM-R have no historical default: a folder
     // without a Pooling module must say how to pool.
@@ -257,8 +258,8 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
                     .map_err(|e| file_err(&config_path, e.to_string()))?;
             let positions = q_cfg.max_position_embeddings.min(8192);
             if task == Task::Rerank {
-                let tok = TextTokenizer::load(&tokenizer_path, positions)
-                    .map_err(|e| file_err(&tokenizer_path, e))?;
+                let tok = TextTokenizer::load(&dir, positions, TextOptions::default())
+                    .map_err(|(path, reason)| file_err(&path, reason))?;
                 let id = |t: &str| {
                     tok.plain()
                         .token_to_id(t)
@@ -290,17 +291,18 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         return Err(bad("Qwen3 embeddings use last_token pooling".to_string()));
     }
     // Dense/Normalize modules after pooling, checked against the pooled width.
-    let backend = if task == Task::Embed {
+    let (backend, dimensions) = if task == Task::Embed {
         let width = config
             .get(hidden_key)
             .and_then(serde_json::Value::as_u64)
             .unwrap_or_default() as usize;
-        modules
+        let dimensions = modules
             .output_width(width)
             .map_err(|m| file_err(&dir.join("modules.json"), m))?;
-        WithPostSteps::wrap(backend, std::mem::take(&mut modules.after_pooling))
+        let steps = std::mem::take(&mut modules.after_pooling);
+        (WithPostSteps::wrap(backend, steps), Some(dimensions))
     } else {
-        backend
+        (backend, None)
     };
 
     let default_max = sentence_max.unwrap_or(positions).min(positions);
@@ -313,8 +315,8 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         Some(n) => n,
         None => default_max,
     };
-    let tokenizer = TextTokenizer::load(&tokenizer_path, max_input_length)
-        .map_err(|e| file_err(&tokenizer_path, e))?;
+    let tokenizer = TextTokenizer::load(&dir, max_input_length, modules.text)
+        .map_err(|(path, reason)| file_err(&path, reason))?;
     Ok(LoadedParts {
         backend,
         tokenizer,
@@ -322,6 +324,7 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         task,
         format,
         pooling,
+        dimensions,
         device: device_name,
         dtype: dtype_name,
     })

@@ -57,6 +57,9 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// Segment ids (0 for the first text of a pair, 1 for the second).
     pub type_ids: Vec<u32>,
+    /// Leading tokens pooling leaves out: the prompt's, for a model whose
+    /// Pooling module says `include_prompt: false`; otherwise 0.
+    pub pool_skip: usize,
 }
 
 impl Encoded {
@@ -88,7 +91,8 @@ pub enum InferenceError {
     /// The configured directory is absent.
     #[error(
         "model {name:?}: directory {path} does not exist; run `make model` to fetch the default model \
-         (all-MiniLM-L6-v2), or point models[].path at a Hugging Face model directory"
+         (all-MiniLM-L6-v2), download one with `infermon pull ORG/NAME` (or set models[].hf_repo), \
+         or point models[].path at a Hugging Face model directory"
     )]
     ModelDirMissing {
         /// Model name.

@@ -160,44 +160,63 @@ pub enum PaddingSide {
     Left,
 }
 
+/// The leading tokens of a sequence of `len` that pooling leaves out
+/// (`Encoded::pool_skip`): sentence-transformers' `include_prompt: false`.
+/// At least one token is always pooled (a prompt longer than a truncated
+/// input leaves its last token).
+fn skipped(skip: usize, len: usize) -> usize {
+    skip.min(len.saturating_sub(1))
+}
+
 /// Pools `hidden`, a row-major `[lens.len(), seq_len, dim]` buffer of padded
 /// hidden states, into one `dim`-vector per row, looking only at the
-/// `lens[i]` real tokens of row `i`.
+/// `lens[i]` real tokens of row `i` less the first `skips[i]` of them.
 pub fn pool(
     hidden: &[f32],
     seq_len: usize,
     dim: usize,
     lens: &[usize],
+    skips: &[usize],
     side: PaddingSide,
     mode: Pooling,
 ) -> Vec<Vec<f32>> {
     lens.iter()
+        .zip(skips)
         .enumerate()
-        .map(|(row, &len)| {
+        .map(|(row, (&len, &skip))| {
             let len = len.clamp(1, seq_len);
+            let skip = skipped(skip, len);
             let first = match side {
                 PaddingSide::Right => 0,
                 PaddingSide::Left => seq_len - len,
             };
             let token = |t: usize| {
-                let start = (row * seq_len + first + t) * dim;
+                let start = (row * seq_len + first + skip + t) * dim;
                 &hidden[start..start + dim]
             };
-            mode.reduce(len, dim, token, |t| (first + t + 1) as f32)
+            mode.reduce(len - skip, dim, token, |t| (first + skip + t + 1) as f32)
         })
         .collect()
 }
 
 /// Pools packed hidden states: `hidden` is `[tokens, dim]` holding every
 /// sequence's tokens back to back, sequence `i` at rows
-/// `offsets[i]..offsets[i + 1]`.
-pub fn pool_packed(hidden: &[f32], dim: usize, offsets: &[usize], mode: Pooling) -> Vec<Vec<f32>> {
+/// `offsets[i]..offsets[i + 1]`, of which the first `skips[i]` are left out.
+pub fn pool_packed(
+    hidden: &[f32],
+    dim: usize,
+    offsets: &[usize],
+    skips: &[usize],
+    mode: Pooling,
+) -> Vec<Vec<f32>> {
     offsets
         .windows(2)
-        .map(|w| {
+        .zip(skips)
+        .map(|(w, &skip)| {
             let (start, end) = (w[0], w[1].max(w[0] + 1));
-            let token = |t: usize| &hidden[(start + t) * dim..(start + t + 1) * dim];
-            mode.reduce(end - start, dim, token, |t| (t + 1) as f32)
+            let skip = skipped(skip, end - start);
+            let token = |t: usize| &hidden[(start + skip + t) * dim..(start + skip + t + 1) * dim];
+            mode.reduce(end - start - skip, dim, token, |t| (skip + t + 1) as f32)
         })
         .collect()
 }
@@ -231,14 +250,30 @@ mod tests {
 
     #[test]
     fn mean_ignores_padding() {
-        let out = pool(&HIDDEN, 3, 2, &[3, 2], PaddingSide::Right, Pooling::Mean);
+        let out = pool(
+            &HIDDEN,
+            3,
+            2,
+            &[3, 2],
+            &[0, 0],
+            PaddingSide::Right,
+            Pooling::Mean,
+        );
         assert_eq!(out, vec![vec![3.0, 4.0], vec![20.0, 30.0]]);
     }
 
     #[test]
     fn cls_and_last_token_right_padded() {
         assert_eq!(
-            pool(&HIDDEN, 3, 2, &[3, 2], PaddingSide::Right, Pooling::Cls)[1],
+            pool(
+                &HIDDEN,
+                3,
+                2,
+                &[3, 2],
+                &[0, 0],
+                PaddingSide::Right,
+                Pooling::Cls
+            )[1],
             vec![10.0, 20.0]
         );
         assert_eq!(
@@ -247,6 +282,7 @@ mod tests {
                 3,
                 2,
                 &[3, 2],
+                &[0, 0],
                 PaddingSide::Right,
                 Pooling::LastToken
             )[1],
@@ -257,13 +293,22 @@ mod tests {
     #[test]
     fn left_padding_reads_the_tail() {
         // Row 1 left-padded: pad, then tokens (30,40), (99,99).
-        let out = pool(&HIDDEN, 3, 2, &[3, 2], PaddingSide::Left, Pooling::Cls);
+        let out = pool(
+            &HIDDEN,
+            3,
+            2,
+            &[3, 2],
+            &[0, 0],
+            PaddingSide::Left,
+            Pooling::Cls,
+        );
         assert_eq!(out[1], vec![30.0, 40.0]);
         let out = pool(
             &HIDDEN,
             3,
             2,
             &[3, 2],
+            &[0, 0],
             PaddingSide::Left,
             Pooling::LastToken,
         );
@@ -276,22 +321,22 @@ mod tests {
         let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0];
         let offsets = [0, 3, 5];
         assert_eq!(
-            pool_packed(&hidden, 2, &offsets, Pooling::Mean),
+            pool_packed(&hidden, 2, &offsets, &[0, 0], Pooling::Mean),
             vec![vec![3.0, 4.0], vec![20.0, 30.0]]
         );
         assert_eq!(
-            pool_packed(&hidden, 2, &offsets, Pooling::Cls)[1],
+            pool_packed(&hidden, 2, &offsets, &[0, 0], Pooling::Cls)[1],
             vec![10.0, 20.0]
         );
         assert_eq!(
-            pool_packed(&hidden, 2, &offsets, Pooling::LastToken)[0],
+            pool_packed(&hidden, 2, &offsets, &[0, 0], Pooling::LastToken)[0],
             vec![5.0, 6.0]
         );
     }
 
     #[test]
     fn max_sqrt_len_and_weighted_mean_ignore_padding() {
-        let pooled = |mode| pool(&HIDDEN, 3, 2, &[3, 2], PaddingSide::Right, mode);
+        let pooled = |mode| pool(&HIDDEN, 3, 2, &[3, 2], &[0, 0], PaddingSide::Right, mode);
         assert_eq!(pooled(Pooling::Max)[1], vec![30.0, 40.0]);
         let s = pooled(Pooling::MeanSqrtLen)[1].clone();
         assert!((s[0] - 40.0 / 2f32.sqrt()).abs() < 1e-5, "{s:?}");
@@ -301,8 +346,36 @@ mod tests {
         // Packed gives the same as right-padded.
         let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0];
         for mode in [Pooling::Max, Pooling::MeanSqrtLen, Pooling::WeightedMean] {
-            assert_eq!(pool_packed(&hidden, 2, &[0, 3, 5], mode), pooled(mode));
+            assert_eq!(
+                pool_packed(&hidden, 2, &[0, 3, 5], &[0, 0], mode),
+                pooled(mode)
+            );
         }
+    }
+
+    #[test]
+    fn skipped_prompt_tokens_are_left_out_as_sentence_transformers_masks_them() {
+        // Row 0 skips its first token: mean of (3,4),(5,6); CLS becomes the
+        // first token after the prompt; weights keep their positions (2, 3).
+        let pooled = |mode| pool(&HIDDEN, 3, 2, &[3, 2], &[1, 0], PaddingSide::Right, mode);
+        assert_eq!(pooled(Pooling::Mean)[0], vec![4.0, 5.0]);
+        assert_eq!(pooled(Pooling::Mean)[1], vec![20.0, 30.0]);
+        assert_eq!(pooled(Pooling::Cls)[0], vec![3.0, 4.0]);
+        assert_eq!(pooled(Pooling::Max)[0], vec![5.0, 6.0]);
+        let w = pooled(Pooling::WeightedMean)[0].clone();
+        assert!((w[0] - (2.0 * 3.0 + 3.0 * 5.0) / 5.0).abs() < 1e-5, "{w:?}");
+        // Packed rows agree; a skip as long as the row keeps its last token.
+        let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0];
+        for mode in [Pooling::Mean, Pooling::Cls, Pooling::WeightedMean] {
+            assert_eq!(
+                pool_packed(&hidden, 2, &[0, 3, 5], &[1, 0], mode),
+                pooled(mode)
+            );
+        }
+        assert_eq!(
+            pool_packed(&hidden, 2, &[0, 3, 5], &[0, 9], Pooling::Mean)[1],
+            vec![30.0, 40.0]
+        );
     }
 
     #[test]

@@ -406,6 +406,7 @@ mod tests {
         Encoded {
             ids: vec![1; n],
             type_ids: vec![0; n],
+            pool_skip: 0,
         }
     }
 

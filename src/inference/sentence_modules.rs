@@ -3,12 +3,16 @@
 //! the middle of the stack are applied as sentence-transformers applies
 //! them; a module or option infermon does not implement is a load error that
 //! names the file and key, never a silent fallback to something else.
+//! The same holds for the text options around the modules: prompts
+//! (`config_sentence_transformers.json`), `do_lower_case`
+//! (`sentence_bert_config.json`) and the Pooling module's `include_prompt`.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
 use super::pooling::{Pooling, normalize};
+use super::tokenize::TextOptions;
 use super::{Backend, Encoded, InferenceError};
 
 /// Why a module could not be read: the file and the reason.
@@ -22,6 +26,8 @@ pub struct SentenceModules {
     /// Steps after pooling, in order (a trailing Normalize is left to the
     /// request's `normalize` flag, as TEI does).
     pub after_pooling: Vec<PostStep>,
+    /// Prompts, lowercasing and whether prompts are pooled.
+    pub text: TextOptions,
 }
 
 /// One step applied to the pooled vector.
@@ -196,22 +202,25 @@ const SUPPORTED: &str = "Transformer, Pooling, Dense, Normalize";
 impl SentenceModules {
     /// Reads `modules.json` under `dir`; a folder without one is read the
     /// way older sentence-transformers folders are (`1_Pooling/` if present).
+    /// The text options come from the files beside it.
     pub fn read(dir: &Path) -> Result<SentenceModules, ModuleError> {
+        let mut out = Self::read_modules(dir)?;
+        let (prompts, default_prompt_name) = read_prompts(dir)?;
+        out.text.prompts = prompts;
+        out.text.default_prompt_name = default_prompt_name;
+        out.text.lowercase = read_do_lower_case(dir)?;
+        Ok(out)
+    }
+
+    fn read_modules(dir: &Path) -> Result<SentenceModules, ModuleError> {
         let modules_path = dir.join("modules.json");
         if !modules_path.is_file() {
             let pooling_config = dir.join("1_Pooling/config.json");
-            let pooling = if pooling_config.is_file() {
-                Some(
-                    Pooling::from_sentence_transformers(&pooling_config)
-                        .map_err(|m| (pooling_config, m))?,
-                )
-            } else {
-                None
-            };
-            return Ok(SentenceModules {
-                pooling,
-                after_pooling: Vec::new(),
-            });
+            let mut out = SentenceModules::default();
+            if pooling_config.is_file() {
+                out.read_pooling(&pooling_config)?;
+            }
+            return Ok(out);
         }
         let list = read_json(&modules_path)?;
         let entries = list
@@ -227,10 +236,7 @@ impl SentenceModules {
             match kind.rsplit('.').next().unwrap_or_default() {
                 "Transformer" if i == 0 => saw_transformer = true,
                 "Pooling" if saw_transformer && out.pooling.is_none() => {
-                    let config = path.join("config.json");
-                    out.pooling = Some(
-                        Pooling::from_sentence_transformers(&config).map_err(|m| (config, m))?,
-                    );
+                    out.read_pooling(&path.join("config.json"))?;
                 }
                 "Dense" if out.pooling.is_some() => {
                     let layer = DenseLayer::load(&path)?;
@@ -257,6 +263,31 @@ impl SentenceModules {
         Ok(out)
     }
 
+    /// Reads a Pooling module's `config.json`: its mode and `include_prompt`.
+    fn read_pooling(&mut self, config: &Path) -> Result<(), ModuleError> {
+        let value = read_json(config)?;
+        check_keys(config, &value, |key| {
+            key == "embedding_dimension"
+                || key == "word_embedding_dimension"
+                || key == "include_prompt"
+                || key.starts_with("pooling_mode")
+        })?;
+        self.pooling = Some(
+            Pooling::from_sentence_transformers(config).map_err(|m| (config.to_path_buf(), m))?,
+        );
+        self.text.exclude_prompt_from_pooling = match value.get("include_prompt") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => !b,
+            Some(other) => {
+                return Err((
+                    config.to_path_buf(),
+                    format!("include_prompt is {other}, not true or false"),
+                ));
+            }
+        };
+        Ok(())
+    }
+
     /// Checks that the Dense layers chain from the pooled width `width`;
     /// returns the width of the final vectors.
     pub fn output_width(&self, width: usize) -> Result<usize, String> {
@@ -273,6 +304,123 @@ impl SentenceModules {
             }
         }
         Ok(width)
+    }
+}
+
+/// Refuses keys of a JSON object that `known` does not accept, naming the
+/// file and key: an option infermon would otherwise ignore silently.
+fn check_keys(
+    path: &Path,
+    value: &serde_json::Value,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), ModuleError> {
+    let Some(object) = value.as_object() else {
+        return Err((path.to_path_buf(), "is not a JSON object".to_string()));
+    };
+    match object.keys().find(|k| !known(k)) {
+        Some(key) => Err((
+            path.to_path_buf(),
+            format!("key {key:?} is not supported by infermon (it would change the outputs)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`;
+/// other keys that change what `encode` returns are refused.
+fn read_prompts(
+    dir: &Path,
+) -> Result<(std::collections::BTreeMap<String, String>, Option<String>), ModuleError> {
+    let path = dir.join("config_sentence_transformers.json");
+    if !path.is_file() {
+        return Ok(Default::default());
+    }
+    let value = read_json(&path)?;
+    let bad = |m: String| (path.clone(), m);
+    match value.get("model_type").and_then(|t| t.as_str()) {
+        None | Some("SentenceTransformer") => {}
+        // A cross-encoder's options belong to the reranking path.
+        Some("CrossEncoder") => return Ok(Default::default()),
+        Some(other) => {
+            return Err(bad(format!(
+                "model_type {other:?} is not supported (infermon serves SentenceTransformer embedders and cross-encoders)"
+            )));
+        }
+    }
+    check_keys(&path, &value, |key| {
+        matches!(
+            key,
+            "__version__" | "prompts" | "default_prompt_name" | "similarity_fn_name" | "model_type"
+        ) || (key == "truncate_dim" && value[key].is_null())
+    })?;
+    let mut prompts = std::collections::BTreeMap::new();
+    match value.get("prompts") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (name, text) in map {
+                let text = text
+                    .as_str()
+                    .ok_or_else(|| bad(format!("prompts.{name} is not a string")))?;
+                prompts.insert(name.clone(), text.to_string());
+            }
+        }
+        Some(_) => return Err(bad("prompts is not an object of name: text".to_string())),
+    }
+    let default = match value.get("default_prompt_name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) if prompts.contains_key(name) => Some(name.clone()),
+        Some(other) => {
+            return Err(bad(format!(
+                "default_prompt_name {other} is not one of the prompts ({})",
+                prompts.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    Ok((prompts, default))
+}
+
+/// `do_lower_case` of `sentence_bert_config.json`, refusing the keys that
+/// would make its Transformer module do something else than infermon does.
+fn read_do_lower_case(dir: &Path) -> Result<bool, ModuleError> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let value = read_json(&path)?;
+    let bad = |key: &str| {
+        Err((
+            path.clone(),
+            format!(
+                "key {key:?} = {} is not supported by infermon (it would change the outputs)",
+                value[key]
+            ),
+        ))
+    };
+    let Some(object) = value.as_object() else {
+        return Err((path.clone(), "is not a JSON object".to_string()));
+    };
+    for (key, v) in object {
+        let fine = match key.as_str() {
+            // max_seq_length is read by the loader; unpad_inputs is speed only.
+            "max_seq_length" | "do_lower_case" | "unpad_inputs" => true,
+            "transformer_task" => v == "feature-extraction",
+            "module_output_name" => v == "token_embeddings",
+            "modality_config" => {
+                v.as_object().is_some_and(|m| m.len() == 1)
+                    && v["text"]["method_output_name"] == "last_hidden_state"
+            }
+            "processing_kwargs" => v.as_object().is_some_and(|m| m.is_empty()) || v.is_null(),
+            "query_length" | "document_length" | "query_expansion" => v.is_null(),
+            _ => false,
+        };
+        if !fine {
+            return bad(key);
+        }
+    }
+    match value.get("do_lower_case") {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => bad("do_lower_case"),
     }
 }
 

@@ -15,7 +15,7 @@ use super::models::qwen3;
 use super::pooling::Pooling;
 use super::queue::{Admission, ModelQueue, Timings};
 use super::swap::Fingerprint;
-use super::tokenize::{Side, TextTokenizer, Tokenized};
+use super::tokenize::{Prompt, Side, TextTokenizer, Tokenized};
 use super::{Encoded, InferenceError, Task};
 use crate::background::WorkerPool;
 use crate::config::ModelConfig;
@@ -36,6 +36,8 @@ pub struct LoadedModel {
     pub dtype: String,
     /// Pooling of an embedder.
     pub pooling: Option<Pooling>,
+    /// Width of an embedder's vectors.
+    pub dimensions: Option<usize>,
     /// The limits it was configured with.
     pub config: ModelConfig,
     /// Its tokenizer.
@@ -168,6 +170,7 @@ impl Prepared {
             device: parts.device,
             dtype: parts.dtype,
             pooling: parts.pooling,
+            dimensions: parts.dimensions,
             config: cfg,
             tokenizer: parts.tokenizer,
             load_seconds: seconds,
@@ -309,18 +312,23 @@ impl LoadedModel {
         self.queue.take_thread()
     }
 
-    /// Embeds `texts`: pooled vectors, not yet normalized.
+    /// Embeds `texts` (each after `prompt`, when given): pooled vectors,
+    /// not yet normalized.
     pub async fn embed(
         &self,
         admission: &Admission,
         texts: &[String],
         truncate: Option<Side>,
+        prompt: Option<&Prompt>,
     ) -> Result<Outcome, InferenceError> {
         self.check_count(texts.len())?;
         let started = Instant::now();
         let mut inputs = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
-            inputs.push(self.count(self.tokenizer.single(&self.name, i, text, truncate)?));
+            let tokenized = self
+                .tokenizer
+                .single(&self.name, i, text, truncate, prompt)?;
+            inputs.push(self.count(tokenized));
         }
         self.run(admission, inputs, started).await
     }
@@ -381,7 +389,11 @@ impl LoadedModel {
         let ids: Vec<u32> = prefix.iter().chain(body).chain(suffix).copied().collect();
         let type_ids = vec![0; ids.len()];
         Ok(Tokenized {
-            encoded: Encoded { ids, type_ids },
+            encoded: Encoded {
+                ids,
+                type_ids,
+                pool_skip: 0,
+            },
             truncated,
         })
     }

@@ -440,7 +440,7 @@ mod tests {
     async fn embed(inf: &Inference, name: &str, text: &str) -> Vec<f32> {
         let m = inf.pick(Some(name), Some(Task::Embed)).unwrap();
         let a = m.admit().unwrap();
-        let mut out = m.embed(&a, &[text.to_string()], None).await.unwrap();
+        let mut out = m.embed(&a, &[text.to_string()], None, None).await.unwrap();
         out.vectors.remove(0)
     }
 
@@ -679,7 +679,7 @@ mod tests {
         );
         let admission = chosen.admit().expect("the old model still admits");
         let out = chosen
-            .embed(&admission, &["q".to_string()], None)
+            .embed(&admission, &["q".to_string()], None, None)
             .await
             .expect("answered by the old model");
         assert_eq!(out.vectors[0], old_vector);

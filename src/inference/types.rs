@@ -55,6 +55,12 @@ pub struct EmbedRequest {
     /// Which model (infermon extension; default: the first embedder).
     #[serde(default)]
     pub model: Option<String>,
+    /// A prompt of the model's sentence-transformers config, by name.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+    /// A prompt text put before every input (instead of `prompt_name`).
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// `POST /rerank` (TEI).
@@ -104,6 +110,12 @@ pub struct TokenizeRequest {
     /// Add [CLS]/[SEP] and the like (default true).
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
+    /// A prompt of the model's sentence-transformers config, by name.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+    /// A prompt text put before every input (instead of `prompt_name`).
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// Which model (default: the first).
     #[serde(default)]
     pub model: Option<String>,
@@ -141,6 +153,12 @@ pub struct OpenAiEmbeddingsRequest {
     /// Caller id (accepted, unused).
     #[serde(default)]
     pub user: Option<String>,
+    /// A prompt of the model's sentence-transformers config, by name (as TEI).
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+    /// A prompt text put before every input (instead of `prompt_name`).
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// One vector of the OpenAI answer.

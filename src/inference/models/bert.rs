@@ -395,11 +395,7 @@ impl Head {
         batch: &[&Encoded],
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         match self {
-            Head::Pool(mode) => {
-                let seq = hidden.dim(1)?;
-                let lens: Vec<usize> = batch.iter().map(|e| e.len().min(seq)).collect();
-                pool_hidden(hidden, &lens, PaddingSide::Right, *mode)
-            }
+            Head::Pool(mode) => pool_hidden(hidden, batch, PaddingSide::Right, *mode),
             Head::Classify { dense, out } => {
                 let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
                 let logits = out.forward(&dense.forward(&cls)?.tanh()?)?;
@@ -498,9 +494,10 @@ impl Backend for EncoderModel {
                 // still splits when a thread is idle), so the threads meet
                 // once per slice rather than at every op.
                 let run = |r: &Range<usize>| {
-                    let (hidden, offsets) = encoder.forward(&batch[r.clone()])?;
+                    let slice = &batch[r.clone()];
+                    let (hidden, offsets) = encoder.forward(slice)?;
                     let width = hidden.len() / offsets.last().copied().unwrap_or(1).max(1);
-                    Ok::<_, InferenceError>(head.apply(&hidden, &offsets, width))
+                    Ok::<_, InferenceError>(head.apply(&hidden, &offsets, width, slice))
                 };
                 let parts: Vec<_> = slices.par_iter().map(run).collect::<Result<_, _>>()?;
                 Ok(parts.into_iter().flatten().collect())
@@ -584,6 +581,7 @@ mod tests {
             .map(|&n| Encoded {
                 ids: vec![1; n],
                 type_ids: vec![0; n],
+                pool_skip: 0,
             })
             .collect();
         let refs: Vec<&Encoded> = enc.iter().collect();

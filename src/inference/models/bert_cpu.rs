@@ -205,9 +205,20 @@ impl CpuHead {
         })
     }
 
-    pub(crate) fn apply(&self, hidden: &[f32], offsets: &[usize], width: usize) -> Vec<Vec<f32>> {
+    /// Pools or classifies the packed states of `batch` (`offsets` as
+    /// the encoder returned them).
+    pub(crate) fn apply(
+        &self,
+        hidden: &[f32],
+        offsets: &[usize],
+        width: usize,
+        batch: &[&Encoded],
+    ) -> Vec<Vec<f32>> {
         match self {
-            CpuHead::Pool(mode) => pool_packed(hidden, width, offsets, *mode),
+            CpuHead::Pool(mode) => {
+                let skips: Vec<usize> = batch.iter().map(|e| e.pool_skip).collect();
+                pool_packed(hidden, width, offsets, &skips, *mode)
+            }
             CpuHead::Classify { dense, out } => {
                 let n = offsets.len().saturating_sub(1);
                 let mut cls = Vec::with_capacity(n * width);

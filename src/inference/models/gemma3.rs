@@ -347,10 +347,10 @@ impl Gemma3 {
 
 impl Backend for Gemma3 {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let (hidden, lens) = self.hidden(batch)?;
+        let (hidden, _) = self.hidden(batch)?;
         Ok(pool_hidden(
             &hidden,
-            &lens,
+            batch,
             PaddingSide::Right,
             self.pooling,
         )?)

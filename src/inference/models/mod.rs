@@ -13,6 +13,7 @@ pub mod xlm_roberta;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::Encoded;
 use super::pooling::{PaddingSide, Pooling, pool};
 
 /// Pads `rows` on the right with `pad` into a `[rows, longest]` u32 tensor.
@@ -30,10 +31,11 @@ pub(crate) fn padded(
     Tensor::from_vec(flat, (rows.len(), longest), device)
 }
 
-/// Pools `[batch, seq, dim]` hidden states on the host.
+/// Pools `[batch, seq, dim]` hidden states of `batch` on the host, leaving
+/// out each input's `pool_skip` prompt tokens.
 pub(crate) fn pool_hidden(
     hidden: &Tensor,
-    lens: &[usize],
+    batch: &[&Encoded],
     side: PaddingSide,
     mode: Pooling,
 ) -> candle_core::Result<Vec<Vec<f32>>> {
@@ -42,7 +44,9 @@ pub(crate) fn pool_hidden(
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    Ok(pool(&flat, seq, dim, lens, side, mode))
+    let lens: Vec<usize> = batch.iter().map(|e| e.len().min(seq)).collect();
+    let skips: Vec<usize> = batch.iter().map(|e| e.pool_skip).collect();
+    Ok(pool(&flat, seq, dim, &lens, &skips, side, mode))
 }
 
 /// Where a tensor that a shared implementation asks for comes from in a

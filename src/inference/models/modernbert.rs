@@ -220,9 +220,8 @@ impl Backend for ModernBertEmbedder {
         let ones: Vec<&[u32]> = ones.iter().map(Vec::as_slice).collect();
         let mask = padded(&ones, seq, 0, &self.device)?;
         let hidden = self.model.forward(&ids, &mask)?;
-        let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         match &self.output {
-            Output::Pool(p) => Ok(pool_hidden(&hidden, &lens, PaddingSide::Right, *p)?),
+            Output::Pool(p) => Ok(pool_hidden(&hidden, batch, PaddingSide::Right, *p)?),
             Output::Classify {
                 mean,
                 dense,

@@ -227,11 +227,9 @@ impl MpNet {
 impl Backend for MpNet {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
         let hidden = self.hidden(batch)?;
-        let seq = hidden.dim(1)?;
-        let lens: Vec<usize> = batch.iter().map(|e| e.len().min(seq)).collect();
         Ok(pool_hidden(
             &hidden.to_dtype(DType::F32)?,
-            &lens,
+            batch,
             PaddingSide::Right,
             self.pooling,
         )?)
