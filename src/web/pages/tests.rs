@@ -242,7 +242,7 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         assert!(body.contains(&format!("data-kind=\"{k}\"")), "{k}");
     }
     assert!(
-        body.contains("Unsupported panel type: piechart"),
+        body.contains("Panel type &#39;piechart&#39; is not supported by infermon"),
         "unsupported types get a placeholder"
     );
     assert!(body.contains("2.5 B"), "stat in the panel's unit");
@@ -270,7 +270,7 @@ impl QueryApi for Recording {
             let pts: Vec<(i64, f64)> = (0..)
                 .map(|i| start + i * step)
                 .take_while(|t| *t <= end)
-                .map(|t| (t, 1.0))
+                .map(|t| (t, 1536.0))
                 .collect();
             if expr.contains("_bucket") {
                 return Ok(["0.1", "1", "+Inf"]
@@ -385,8 +385,8 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         ]
     );
     assert_eq!(body.matches("<h2 class=\"row").count(), 2, "both rows");
-    assert!(body.contains("Unsupported panel type: piechart"));
-    assert!(body.contains("Unsupported panel type: timeseries (non-Prometheus data source)"));
+    assert!(body.contains("Panel type &#39;piechart&#39; is not supported by infermon"));
+    assert!(body.contains("Data source &#39;loki&#39; is not supported by infermon"));
     // The variable's options came from label_values(up, job); the saved
     // quantile (0.9) is the default choice.
     assert!(
@@ -398,13 +398,10 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
     // max(4 × 15 s, 30 s + 15 s); the heatmap draws 60 columns (60 s steps).
     let mut queries = recording.0.lock().unwrap().clone();
     queries.sort();
+    // Stats, gauges and bar gauges read a range (the sparkline and the
+    // reducer, lastNotNull by default); tables, bars and histograms an instant.
     let expected: Vec<(&str, &str, i64)> = vec![
         ("instant", "group by (job) (up)", 0),
-        (
-            "instant",
-            "process_resident_memory_bytes{job=~\"infermon\"}",
-            0,
-        ),
         (
             "instant",
             "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[3600s]))",
@@ -415,12 +412,6 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
             "sum by (method) (infermon_http_requests_total{job=~\"infermon\"})",
             0,
         ),
-        (
-            "instant",
-            "sum by (route) (infermon_http_requests_total{job=~\"infermon\"})",
-            0,
-        ),
-        ("instant", "sum(up{job=~\"infermon\"})", 0),
         ("instant", "up{job=~\"infermon\"}", 0),
         (
             "range",
@@ -429,14 +420,25 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         ),
         (
             "range",
+            "process_resident_memory_bytes{job=~\"infermon\"}",
+            60_000,
+        ),
+        (
+            "range",
             "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[60s]))",
             60_000,
+        ),
+        (
+            "range",
+            "sum by (route) (infermon_http_requests_total{job=~\"infermon\"})",
+            30_000,
         ),
         (
             "range",
             "sum by (status) (rate(infermon_http_requests_total{job=~\"infermon\"}[60s]))",
             30_000,
         ),
+        ("range", "sum(up{job=~\"infermon\"})", 60_000),
     ];
     assert_eq!(
         queries
@@ -457,6 +459,9 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         body.contains("≤0.1") && body.contains("+Inf"),
         "histogram bars"
     );
-    assert!(body.contains("<td>infermon i:1</td>"), "table legend");
+    assert!(
+        body.contains("<th>instance</th>") && body.contains("<td>i:1</td>"),
+        "table: labels as columns"
+    );
     assert!(body.contains("class=\"chart heatmap\""));
 }
