@@ -28,3 +28,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/nul
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "openai>=2,<4"
 fi
+# docs/migrating.md's end-to-end test (tests/migration_guide.rs): the
+# tutorials' model service instruments itself with prometheus_client (PyPI).
+if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "prometheus_client>=0.20,<1"
+fi

@@ -369,13 +369,18 @@ async fn sources_off(pages: &Pages, panels: &[&Panel], w: Window) -> SourcesOff 
     if reads(Source::Host) && !collectors.host.enabled {
         off.host = Some(HOST_COLLECTOR_OFF);
     }
+    // No rerank model among the models served, once the self-scrape has
+    // stored anything (before that nothing is known).
     if reads(Source::Rerank)
         && let Ok(r) = pages
             .query
-            .instant("count by (task) (infermon_model_info)".to_string(), w.end)
+            .instant(
+                "count(up{job=\"infermon\"}) unless count(infermon_model_info{task=\"rerank\"})"
+                    .to_string(),
+                w.end,
+            )
             .await
         && !r.is_empty()
-        && !r.iter().any(|(l, _)| l.get("task") == Some("rerank"))
     {
         off.rerank = Some(NO_RERANK_MODEL);
     }
