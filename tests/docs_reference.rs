@@ -51,7 +51,7 @@ fn backticked(text: &str) -> BTreeSet<String> {
         .skip(1)
         .step_by(2)
         .flat_map(|s| {
-            s.split([',', ' ', '/', '{', '}', '(', ')', '|', '='])
+            s.split([',', ' ', '/', '{', '}', '(', ')', '|', '=', ':', '\\'])
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
@@ -105,10 +105,9 @@ fn every_config_key_is_in_the_reference_yaml_and_readme() {
         };
         if let Value::Object(keys) = child {
             for k in keys.keys() {
-                if !words
-                    .iter()
-                    .any(|w| w == k || w.ends_with(&format!(".{k}")))
-                {
+                if !words.iter().any(|w| {
+                    w == k || w.ends_with(&format!(".{k}")) || w.starts_with(&format!("{k}."))
+                }) {
                     missing_readme.push(format!("{section}.{k}"));
                 }
             }
