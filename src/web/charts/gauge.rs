@@ -58,9 +58,9 @@ pub fn gauge(v: f64, text: &str, name: &str, lo: f64, hi: f64, color: &str) -> S
 /// `hi` in `color`, and the formatted value.
 pub fn bar_gauge(v: f64, text: &str, name: &str, lo: f64, hi: f64, color: &str) -> String {
     let f = fraction(v, lo, hi);
-    let width = 300.0 * f;
+    let width = 150.0 * f;
     format!(
-        r##"<svg class="bargauge" viewBox="0 0 600 28" preserveAspectRatio="none" role="img" aria-label="{} {}" data-value="{v}" data-fraction="{f:.4}"><text x="0" y="18" class="bar-name">{}</text><rect x="180" y="4" width="300" height="20" fill="#eef1f4"/><rect class="bar" x="180" y="4" width="{width:.1}" height="20" fill="{color}"/><text x="596" y="18" text-anchor="end" class="bar-value" fill="{color}">{}</text></svg>"##,
+        r##"<svg class="bargauge" viewBox="0 0 300 24" role="img" aria-label="{} {}" data-value="{v}" data-fraction="{f:.4}"><text x="0" y="16" class="bar-name">{}</text><rect x="90" y="3" width="150" height="18" fill="#eef1f4"/><rect class="bar" x="90" y="3" width="{width:.1}" height="18" fill="{color}"/><text x="298" y="16" text-anchor="end" class="bar-value" fill="{color}">{}</text></svg>"##,
         esc(name),
         esc(text),
         esc(name),
@@ -118,7 +118,7 @@ mod tests {
         assert!(!gauge(0.0, "0", "x", 0.0, 100.0, "red").contains("class=\"fill\""));
         let b = bar_gauge(0.25, "25%", "<gpu>", 0.0, 1.0, "#c4162a");
         assert!(
-            b.contains(r#"width="75.0""#) && b.contains("&lt;gpu&gt;"),
+            b.contains(r#"width="37.5""#) && b.contains("&lt;gpu&gt;"),
             "{b}"
         );
         assert_eq!(sparkline(&[(0, 1.0)], 0, 10, "red"), "");

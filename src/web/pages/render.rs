@@ -434,12 +434,12 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
         }
         "timeseries" | "graph" => {
             let mut series = Vec::new();
-            for ((_, fmt), result) in exprs.iter().zip(ranges) {
+            for ((expr, fmt), result) in exprs.iter().zip(ranges) {
                 match result {
                     Ok(result) => {
                         for (labels, points) in result {
                             series.push(ChartSeries {
-                                name: legend(fmt, &labels),
+                                name: series_name(fmt, &labels, expr),
                                 points,
                             });
                         }
@@ -520,14 +520,23 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
                         body.push_str(&charts::bar_gauge(*v, &fmt_value(*v), name, lo, hi, color))
                     }
                     _ => {
-                        let level = panel.thresholds().iter().filter(|t| *v >= **t).count();
+                        // Coloured by the threshold step reached (its colour name),
+                        // else by how many thresholds the value passed.
+                        let level = if steps.is_empty() {
+                            format!(
+                                "level{}",
+                                panel.thresholds().iter().filter(|t| *v >= **t).count()
+                            )
+                        } else {
+                            format!("tc-{}", color_class(color))
+                        };
                         let spark = if sparkline {
                             charts::sparkline(points, w.start, w.end, PALETTE[i % PALETTE.len()])
                         } else {
                             String::new()
                         };
                         body.push_str(&format!(
-                            r#"<div class="stat level{level}" data-value="{v}"><span class="value">{}</span><span class="name">{}</span>{spark}</div>"#,
+                            r#"<div class="stat {level}" data-value="{v}"><span class="value">{}</span><span class="name">{}</span>{spark}</div>"#,
                             esc(&fmt_value(*v)),
                             esc(name)
                         ));
@@ -645,6 +654,15 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
     view
 }
 
+/// A series' legend: the template applied, else its labels; a series
+/// without labels (an aggregate) is named by its query, as Grafana does.
+fn series_name(fmt: &str, labels: &Labels, expr: &str) -> String {
+    if fmt.trim().is_empty() && labels.is_empty() {
+        return expr.to_string();
+    }
+    legend(fmt, labels)
+}
+
 /// A table of instant values: one column per label (Grafana's table
 /// format), then the value.
 fn table(rows: &[(Labels, f64)], lang: Lang, fmt_value: &dyn Fn(f64) -> String) -> String {
@@ -704,17 +722,25 @@ fn gauge_bounds(panel: &Panel, unit: &str, v: f64) -> (f64, f64) {
 
 /// The colour of the highest threshold step `v` reaches (Grafana's colour names or hex).
 fn step_color(steps: &[(Option<f64>, String)], v: f64) -> &'static str {
-    let mut color = "green";
-    let mut picked = String::new();
-    for (at, c) in steps {
-        if at.is_none_or(|t| v >= t) {
-            picked = c.clone();
-        }
+    let picked = steps
+        .iter()
+        .filter(|(at, _)| at.is_none_or(|t| v >= t))
+        .next_back()
+        .map(|(_, c)| c.as_str())
+        .unwrap_or("green");
+    named_color(picked)
+}
+
+/// The stylesheet's class word for a colour from [`named_color`].
+fn color_class(hex: &str) -> &'static str {
+    match hex {
+        "#37872d" => "green",
+        "#c4162a" => "red",
+        "#e0752d" => "orange",
+        "#cca300" => "yellow",
+        "#8f3bb8" => "purple",
+        _ => "blue",
     }
-    if !picked.is_empty() {
-        color = named_color(&picked);
-    }
-    named_color(color)
 }
 
 /// Grafana's colour names as hex (the palette of the stylesheet); an
@@ -917,6 +943,19 @@ mod tests {
             html.contains("infermon_gpu_available"),
             "underscores are not emphasis: {html}"
         );
+    }
+
+    #[test]
+    fn threshold_steps_pick_their_colour() {
+        let steps = vec![
+            (None, "green".to_string()),
+            (Some(0.8), "orange".to_string()),
+            (Some(0.9), "dark-red".to_string()),
+        ];
+        assert_eq!(color_class(step_color(&steps, 0.39)), "green");
+        assert_eq!(color_class(step_color(&steps, 0.85)), "orange");
+        assert_eq!(color_class(step_color(&steps, 0.95)), "red");
+        assert_eq!(step_color(&[], 1.0), "#37872d");
     }
 
     #[test]
