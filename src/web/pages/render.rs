@@ -479,7 +479,8 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
                 .to_string();
             let sparkline = matches!(panel.kind.as_str(), "stat" | "singlestat")
                 && panel.options.get("graphMode").and_then(|m| m.as_str()) != Some("none");
-            let mut values: Vec<(String, f64, Vec<(i64, f64)>)> = Vec::new();
+            // (name, reduced value, points for the sparkline)
+            let mut values: Vec<Reduced> = Vec::new();
             let mut empty = false;
             for ((_, fmt), result) in exprs.iter().zip(ranges) {
                 match result {
@@ -654,6 +655,9 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
     view
 }
 
+/// A series reduced to one value: (legend, value, its points).
+type Reduced = (String, f64, Vec<(i64, f64)>);
+
 /// A series' legend: the template applied, else its labels; a series
 /// without labels (an aggregate) is named by its query, as Grafana does.
 fn series_name(fmt: &str, labels: &Labels, expr: &str) -> String {
@@ -669,7 +673,7 @@ fn table(rows: &[(Labels, f64)], lang: Lang, fmt_value: &dyn Fn(f64) -> String) 
     let mut columns: Vec<String> = Vec::new();
     for (labels, _) in rows {
         for l in labels.iter() {
-            if !columns.iter().any(|c| *c == l.name) {
+            if !columns.contains(&l.name) {
                 columns.push(l.name.to_string());
             }
         }
@@ -724,8 +728,7 @@ fn gauge_bounds(panel: &Panel, unit: &str, v: f64) -> (f64, f64) {
 fn step_color(steps: &[(Option<f64>, String)], v: f64) -> &'static str {
     let picked = steps
         .iter()
-        .filter(|(at, _)| at.is_none_or(|t| v >= t))
-        .next_back()
+        .rfind(|(at, _)| at.is_none_or(|t| v >= t))
         .map(|(_, c)| c.as_str())
         .unwrap_or("green");
     named_color(picked)
