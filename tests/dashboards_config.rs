@@ -10,9 +10,14 @@ const PANELS: &str =
     r#""panels": [{"type": "stat", "title": "Targets up", "targets": [{"expr": "sum(up)"}]}]"#;
 
 fn config(entries: &[String]) -> String {
-    let list: String = entries.iter().map(|e| format!("  - '{e}'\n")).collect();
+    let list: String = if entries.is_empty() {
+        " []\n".to_string()
+    } else {
+        let items: String = entries.iter().map(|e| format!("  - '{e}'\n")).collect();
+        format!("\n{items}")
+    };
     format!(
-        "server:\n  listen: 127.0.0.1:0\nmodels: []\nstorage:\n  path: '{{dir}}/data'\ndashboards:\n{list}"
+        "server:\n  listen: 127.0.0.1:0\nmodels: []\nstorage:\n  path: '{{dir}}/data'\ndashboards:{list}"
     )
 }
 
@@ -317,9 +322,17 @@ fn the_overview_says_no_gpu_in_english_and_chinese() {
         available.contains(r#""0"]"#),
         "this test needs a box without an NVIDIA GPU: {available}"
     );
-    for (lang, message) in [
-        ("en", "No NVIDIA GPU detected on this host"),
-        ("zh", "此主机未检测到 NVIDIA GPU"),
+    for (lang, message, rerank) in [
+        (
+            "en",
+            "No NVIDIA GPU detected on this host",
+            "No rerank model is served",
+        ),
+        (
+            "zh",
+            "此主机未检测到 NVIDIA GPU",
+            "未加载重排序（rerank）模型",
+        ),
     ] {
         let page = client()
             .get(s.url(&format!("/?range=15m&lang={lang}")))
@@ -343,6 +356,8 @@ fn the_overview_says_no_gpu_in_english_and_chinese() {
             &row[..80]
         );
         assert!(row.contains(message));
+        // No model at all, so no rerank model: the score panel says so.
+        assert!(page.contains(rerank), "{lang}: rerank panel");
         // The next row (process) stays open.
         let next = page.split("<details class=\"row-section\"").nth(2).unwrap();
         assert!(next.starts_with(" open>"));
@@ -392,4 +407,26 @@ fn gpu_panels_draw_with_a_gpu_shaped_source() {
     let gpu_panels: Vec<(String, usize)> = panels_of(gpu_row.split("</details>").next().unwrap());
     assert_eq!(gpu_panels.len(), 4);
     assert!(gpu_panels.iter().all(|p| p.1 >= 1), "{gpu_panels:?}");
+}
+
+/// With the host collector off, the Host dashboard's panels say so instead
+/// of showing empty axes.
+#[test]
+fn host_panels_say_the_host_collector_is_off() {
+    let s = TestServer::start(&format!(
+        "{}collectors:\n  host:\n    enabled: false\n",
+        config(&[])
+    ));
+    let page = client()
+        .get(s.url("/dashboards/host?range=15m"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let note = "The host collector is off (collectors.host.enabled: false)";
+    assert_eq!(
+        page.matches(note).count(),
+        9,
+        "every host panel names the switch"
+    );
 }

@@ -465,3 +465,118 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
     );
     assert!(body.contains("class=\"chart heatmap\""));
 }
+
+/// The built-in error-ratio panels count what `InferenceHighErrorRate`
+/// counts and draw its threshold, read from the rule itself; 4xx is a
+/// separate "rejected" series.
+#[test]
+fn error_ratio_panels_draw_the_alert_rules_threshold() {
+    let rule = crate::rules::BUILTIN_RULE_FILES
+        .iter()
+        .find(|(f, _)| f.ends_with("inference.yml"))
+        .unwrap()
+        .1;
+    assert!(rule.contains("> 0.03"), "the rule's threshold");
+    assert_eq!(
+        super::builtin_alert_threshold("InferenceHighErrorRate"),
+        Some(0.03)
+    );
+    assert_eq!(super::builtin_alert_threshold("NoSuchAlert"), None);
+    let boards = Pages::load_dashboards(&[]).unwrap();
+    let overview = &boards[0].1;
+    let error_panels: Vec<Panel> = overview
+        .flat_panels()
+        .into_iter()
+        .filter(|p| p.title.to_lowercase().contains("error ratio"))
+        .collect();
+    assert_eq!(error_panels.len(), 2, "the stat and the chart");
+    for p in &error_panels {
+        assert_eq!(p.thresholds().last().copied(), Some(0.03), "{}", p.title);
+        assert!(
+            p.targets[0].expr.contains(r#"status=~"5..""#),
+            "{}",
+            p.title
+        );
+    }
+    let chart = error_panels
+        .iter()
+        .find(|p| p.kind == "timeseries")
+        .unwrap();
+    assert!(chart.targets[1].expr.contains(r#"status=~"4..""#));
+    assert!(chart.targets[1].legend_format.contains("rejected"));
+}
+
+/// An empty panel whose source is off says why: the host collector off, no
+/// rerank model served.
+#[tokio::test]
+async fn panels_of_a_source_that_is_off_say_so() {
+    let q = Fixed(vec![(Labels::new([("job", "infermon")]), 1.0)]);
+    let panel = |expr: &str| Panel {
+        kind: "timeseries".into(),
+        title: "t".into(),
+        targets: vec![super::grafana::Target {
+            expr: expr.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let off = SourcesOff {
+        host: Some(super::render::HOST_COLLECTOR_OFF),
+        rerank: Some(super::render::NO_RERANK_MODEL),
+        gpu: Some(super::render::NO_GPU),
+    };
+    let scope = |off| PanelScope {
+        window: Window {
+            start: 0,
+            end: 60_000,
+            step: 15_000,
+        },
+        vars: &[],
+        scrape_ms: 15_000,
+        off,
+        lang: Lang::Zh,
+    };
+    let empty = Fixed(Vec::new());
+    for (expr, zh) in [
+        ("node_load1", "主机采集器已关闭"),
+        ("sum(infermon_rerank_score_bucket)", "未加载重排序"),
+        ("infermon_gpu_power_watts", "此主机未检测到 NVIDIA GPU"),
+    ] {
+        let v = render_panel_in(&empty, &panel(expr), scope(&off)).await;
+        assert!(v.html.contains(zh), "{expr}: {}", v.html);
+    }
+    // With data, the panel draws whatever the source switch says.
+    let v = render_panel_in(&q, &panel("node_load1"), scope(&off)).await;
+    assert!(!v.html.contains("主机采集器已关闭") && v.series == 1);
+    // A source that is on: the plain "No data".
+    let v = render_panel_in(&empty, &panel("node_load1"), scope(&SourcesOff::default())).await;
+    assert!(v.html.contains("无数据"), "{}", v.html);
+}
+
+/// A query engine answering every query with the same series.
+struct Fixed(Vec<(Labels, f64)>);
+
+impl QueryApi for Fixed {
+    fn range(
+        &self,
+        _expr: String,
+        start: i64,
+        _end: i64,
+        _step: i64,
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, QueryError>> {
+        let out = self
+            .0
+            .iter()
+            .map(|(l, v)| (l.clone(), vec![(start, *v)]))
+            .collect();
+        async move { Ok(out) }.boxed()
+    }
+    fn instant(
+        &self,
+        _expr: String,
+        _t: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
+        let out = self.0.clone();
+        async move { Ok(out) }.boxed()
+    }
+}
