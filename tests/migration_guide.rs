@@ -36,6 +36,23 @@ fn query(s: &TestServer, q: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The example rule file is a Prometheus rule file as it is: promtool
+/// (Debian's prometheus package, installed by the test script) accepts it.
+#[test]
+fn the_guides_rule_file_passes_promtool() {
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(repo_root().join("docs/examples/rules/model-service.yml"))
+        .output()
+        .expect("promtool (Debian package prometheus): run scripts/install-test-deps.sh");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_guides_example_scrapes_a_prometheus_client_app_with_its_rules_and_dashboard() {
     let python = python();
