@@ -36,12 +36,18 @@ thread_local! {
 /// Like [`format`], with exactly `decimals` digits after the point when
 /// given (Grafana's `fieldConfig.defaults.decimals`), in the unit's scale.
 pub fn format_decimals(v: f64, unit: &str, decimals: Option<u32>) -> String {
+    with_decimals(decimals, || format(v, unit))
+}
+
+/// Runs `f` (which formats values, e.g. draws a chart's axis) with every
+/// number [`format`] writes given exactly `decimals` digits, when given.
+pub fn with_decimals<T>(decimals: Option<u32>, f: impl FnOnce() -> T) -> T {
     let Some(d) = decimals else {
-        return format(v, unit);
+        return f();
     };
-    DECIMALS.with(|c| c.set(Some(d.min(10) as usize)));
-    let out = format(v, unit);
-    DECIMALS.with(|c| c.set(None));
+    let before = DECIMALS.with(|c| c.replace(Some(d.min(10) as usize)));
+    let out = f();
+    DECIMALS.with(|c| c.set(before));
     out
 }
 
@@ -120,6 +126,10 @@ mod tests {
         assert_eq!(format_decimals(2.0, "short", Some(3)), "2.000");
         assert_eq!(format_decimals(2.0, "short", None), "2");
         assert_eq!(format(2.0, "short"), "2", "no decimals left behind");
+        assert_eq!(
+            super::with_decimals(Some(1), || format(0.5, "s")),
+            "500.0 ms"
+        );
     }
 
     #[test]

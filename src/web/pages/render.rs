@@ -456,19 +456,22 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
                     name: s.name.clone(),
                 })
                 .collect();
-            view.html = charts::time_series_bounded(
-                &charts::TimeSeriesChart {
-                    series: &series,
-                    start: w.start,
-                    end: w.end,
-                    step: w.step,
-                    unit: &unit,
-                    thresholds: &panel.thresholds(),
-                    stacked: panel.stacked(),
-                },
-                defaults.min,
-                defaults.max,
-            );
+            // `decimals` also fixes the axis labels, as in Grafana.
+            view.html = units::with_decimals(decimals, || {
+                charts::time_series_bounded(
+                    &charts::TimeSeriesChart {
+                        series: &series,
+                        start: w.start,
+                        end: w.end,
+                        step: w.step,
+                        unit: &unit,
+                        thresholds: &panel.thresholds(),
+                        stacked: panel.stacked(),
+                    },
+                    defaults.min,
+                    defaults.max,
+                )
+            });
         }
         "stat" | "singlestat" | "gauge" | "bargauge" => {
             let calc = panel
