@@ -39,3 +39,8 @@ if [ ${#need_pkg[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkg[@]}" >/dev/null
 fi
+# docs/migrating.md's end-to-end test (tests/migration_guide.rs): the
+# tutorials' model service instruments itself with prometheus_client (PyPI).
+if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "prometheus_client>=0.20,<1"
+fi

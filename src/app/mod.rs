@@ -196,7 +196,11 @@ async fn start(
     }
 
     let gpu: Option<Box<dyn GpuSource>> = if config.collectors.gpu.enabled {
-        NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>)
+        // A made-up card for tests on boxes without a GPU (debug builds only).
+        match crate::telemetry::FakeGpuSource::from_env() {
+            Some(fake) => Some(Box::new(fake) as Box<dyn GpuSource>),
+            None => NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>),
+        }
     } else {
         None
     };

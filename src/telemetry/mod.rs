@@ -10,7 +10,10 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::config::CollectorsConfig;
 
-pub use gpu::{EccErrors, GpuCollector, GpuError, GpuProcess, GpuReading, GpuSource, NvmlSource};
+pub use gpu::{
+    EccErrors, FAKE_GPU_ENV, FakeGpuSource, GpuCollector, GpuError, GpuProcess, GpuReading,
+    GpuSource, NvmlSource,
+};
 pub use host::{HostCollector, HostError};
 pub use http::{HttpMetrics, track_http};
 

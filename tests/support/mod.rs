@@ -69,6 +69,14 @@ impl TestServer {
         Self::spawn(&path, dir, env)
     }
 
+    /// Starts `infermon serve --config <file>` on a file as it is (relative
+    /// paths in it resolve beside it; the working directory, where a relative
+    /// `storage.path` goes, is a temp dir), with extra environment variables.
+    pub fn start_config_file_with_env(config: &Path, env: &[(&str, &Path)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(config, dir, env).unwrap_or_else(|log| panic!("infermon did not start:\n{log}"))
+    }
+
     fn spawn(
         config: &Path,
         dir: tempfile::TempDir,

@@ -5,11 +5,13 @@
 //! series is tested without a GPU. Every figure is optional: a card that
 //! cannot report one (or errors on it) still reports the others.
 
+mod fake;
 mod nvml;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
+pub use fake::{FAKE_GPU_ENV, FakeGpuSource};
 pub use nvml::NvmlSource;
 
 use super::family::{Families, Family};

@@ -79,6 +79,12 @@ pub fn segments(points: &[(i64, f64)], step: i64) -> Vec<Vec<(i64, f64)>> {
 
 /// Renders a time-series chart as an SVG element.
 pub fn time_series(c: &TimeSeriesChart) -> String {
+    time_series_bounded(c, None, None)
+}
+
+/// [`time_series`] with a fixed bottom and/or top of the value axis
+/// (Grafana's `fieldConfig.defaults.min`/`max`); values outside are clipped.
+pub fn time_series_bounded(c: &TimeSeriesChart, min: Option<f64>, max: Option<f64>) -> String {
     // Stacked: each series drawn on top of the sum of those before it.
     let drawn: Vec<ChartSeries> = if c.stacked {
         let mut acc: std::collections::BTreeMap<i64, f64> = Default::default();
@@ -119,8 +125,28 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
     if lo > 0.0 {
         lo = 0.0;
     }
-    let ticks = nice_ticks(lo, hi, 4);
-    let (y0, y1) = (ticks[0], *ticks.last().unwrap_or(&1.0));
+    if let Some(m) = min.filter(|m| m.is_finite()) {
+        lo = m;
+        hi = hi.max(m);
+    }
+    if let Some(m) = max.filter(|m| m.is_finite() && *m > lo) {
+        hi = m;
+    }
+    let ticks: Vec<f64> = nice_ticks(lo, hi, 4)
+        .into_iter()
+        .filter(|t| min.is_none_or(|m| *t >= m) && max.is_none_or(|m| *t <= m))
+        .collect();
+    let ticks = if ticks.is_empty() {
+        vec![lo, hi]
+    } else {
+        ticks
+    };
+    let (y0, y1) = (
+        min.filter(|m| m.is_finite()).unwrap_or(ticks[0]),
+        max.filter(|m| m.is_finite() && *m > lo)
+            .unwrap_or(*ticks.last().unwrap_or(&1.0)),
+    );
+    let clip = |v: f64| v.clamp(y0.min(y1), y0.max(y1));
     let span_t = (c.end - c.start).max(1) as f64;
     let x = |t: i64| LEFT + (t - c.start) as f64 / span_t * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + (1.0 - (v - y0) / (y1 - y0).max(f64::MIN_POSITIVE)) * (H - TOP - BOTTOM);
@@ -166,7 +192,7 @@ pub fn time_series(c: &TimeSeriesChart) -> String {
                     "{}{:.1},{:.1}",
                     if j == 0 { "M" } else { "L" },
                     x(*t),
-                    y(*v)
+                    y(clip(*v))
                 );
             }
             if c.stacked && seg.len() > 1 {

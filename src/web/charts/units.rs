@@ -28,8 +28,34 @@ pub fn format(v: f64, unit: &str) -> String {
     }
 }
 
-/// 3 significant digits, no trailing zeros.
+thread_local! {
+    /// Fixed decimals for the numbers [`format_decimals`] is formatting.
+    static DECIMALS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Like [`format`], with exactly `decimals` digits after the point when
+/// given (Grafana's `fieldConfig.defaults.decimals`), in the unit's scale.
+pub fn format_decimals(v: f64, unit: &str, decimals: Option<u32>) -> String {
+    with_decimals(decimals, || format(v, unit))
+}
+
+/// Runs `f` (which formats values, e.g. draws a chart's axis) with every
+/// number [`format`] writes given exactly `decimals` digits, when given.
+pub fn with_decimals<T>(decimals: Option<u32>, f: impl FnOnce() -> T) -> T {
+    let Some(d) = decimals else {
+        return f();
+    };
+    let before = DECIMALS.with(|c| c.replace(Some(d.min(10) as usize)));
+    let out = f();
+    DECIMALS.with(|c| c.set(before));
+    out
+}
+
+/// 3 significant digits, no trailing zeros (or fixed decimals, see [`format_decimals`]).
 fn trim(v: f64) -> String {
+    if let Some(d) = DECIMALS.with(|c| c.get()) {
+        return format!("{v:.d$}");
+    }
     if v == 0.0 {
         return "0".to_string();
     }
@@ -91,7 +117,20 @@ fn short(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format;
+    use super::{format, format_decimals};
+
+    #[test]
+    fn fixed_decimals_in_the_units_scale() {
+        assert_eq!(format_decimals(0.031416, "percentunit", Some(2)), "3.14%");
+        assert_eq!(format_decimals(1536.0, "bytes", Some(0)), "2 KiB");
+        assert_eq!(format_decimals(2.0, "short", Some(3)), "2.000");
+        assert_eq!(format_decimals(2.0, "short", None), "2");
+        assert_eq!(format(2.0, "short"), "2", "no decimals left behind");
+        assert_eq!(
+            super::with_decimals(Some(1), || format(0.5, "s")),
+            "500.0 ms"
+        );
+    }
 
     #[test]
     fn formats_like_grafana() {

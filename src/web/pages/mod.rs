@@ -27,7 +27,9 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use ctx::{PageCtx, PageFrame, TimeRange, Viewer};
-pub use grafana::{Dashboard, Panel, legend, substitute};
+pub use grafana::{
+    Dashboard, Interpolate, Intervals, Panel, VarValue, interpolate, legend, substitute,
+};
 pub use i18n::Lang;
 pub use login::{forbidden_page, routes as login_routes};
 pub use ops::{
@@ -35,8 +37,8 @@ pub use ops::{
     SilenceRow, TargetRow,
 };
 pub use render::{
-    LegendItem, PanelView, QueryApi, QueryError, RangeResult, Window, esc, heat_columns,
-    render_panel,
+    LegendItem, LinkView, PanelScope, PanelView, QueryApi, QueryError, RangeResult, SourcesOff,
+    Window, esc, heat_columns, markdown, render_panel, render_panel_in,
 };
 pub use snapshots::SnapshotShelf;
 pub use status::StatusSources;
@@ -100,6 +102,11 @@ pub enum PagesError {
 }
 
 impl Pages {
+    /// The scrape interval, ms (Grafana's `$__rate_interval` is built from it).
+    pub fn scrape_ms(&self) -> i64 {
+        self.config.global.scrape_interval.as_millis()
+    }
+
     /// A dashboard by uid: built-in, configured, then uploaded.
     pub fn find_dashboard(&self, uid: &str) -> Option<Dashboard> {
         self.dashboards
@@ -115,10 +122,16 @@ impl Pages {
     ) -> Result<Vec<(String, Dashboard)>, PagesError> {
         let mut out = Vec::new();
         for (uid, json) in BUILT_IN {
-            let d: Dashboard = serde_json::from_str(json).map_err(|e| PagesError::Dashboard {
-                path: format!("built-in {uid}"),
-                reason: e.to_string(),
-            })?;
+            let mut d: Dashboard =
+                serde_json::from_str(json).map_err(|e| PagesError::Dashboard {
+                    path: format!("built-in {uid}"),
+                    reason: e.to_string(),
+                })?;
+            d.fill_alert_thresholds(builtin_alert_threshold)
+                .map_err(|reason| PagesError::Dashboard {
+                    path: format!("built-in {uid}"),
+                    reason,
+                })?;
             out.push((uid.to_string(), d));
         }
         for f in files {
@@ -142,6 +155,36 @@ impl Pages {
         }
         Ok(out)
     }
+}
+
+/// The threshold of a built-in alerting rule `name`: the number its
+/// expression compares against (`... > 0.03`). Panels marked with
+/// `infermonAlertThreshold` draw their red line here, so a panel and its
+/// alert never disagree.
+pub fn builtin_alert_threshold(name: &str) -> Option<f64> {
+    use promql_parser::parser::Expr;
+    for (file, text) in crate::rules::BUILTIN_RULE_FILES {
+        let Ok(parsed) = crate::rules::parse_rule_text(text, file) else {
+            continue;
+        };
+        for rule in parsed.groups.iter().flat_map(|g| &g.rules) {
+            if rule.alert.as_deref() != Some(name) {
+                continue;
+            }
+            let mut expr = promql_parser::parser::parse(&rule.expr).ok()?;
+            while let Expr::Paren(p) = expr {
+                expr = *p.expr;
+            }
+            return match expr {
+                Expr::Binary(b) if b.op.is_comparison_operator() => match *b.rhs {
+                    Expr::NumberLiteral(n) => Some(n.val),
+                    _ => None,
+                },
+                _ => None,
+            };
+        }
+    }
+    None
 }
 
 /// Routes of the pages and their static assets.

@@ -244,7 +244,7 @@ async fn a_grafana_dashboard_with_each_panel_type() {
         assert!(body.contains(&format!("data-kind=\"{k}\"")), "{k}");
     }
     assert!(
-        body.contains("Unsupported panel type: piechart"),
+        body.contains("Panel type &#39;piechart&#39; is not supported by infermon"),
         "unsupported types get a placeholder"
     );
     assert!(body.contains("2.5 B"), "stat in the panel's unit");
@@ -272,7 +272,7 @@ impl QueryApi for Recording {
             let pts: Vec<(i64, f64)> = (0..)
                 .map(|i| start + i * step)
                 .take_while(|t| *t <= end)
-                .map(|t| (t, 1.0))
+                .map(|t| (t, 1536.0))
                 .collect();
             if expr.contains("_bucket") {
                 return Ok(["0.1", "1", "+Inf"]
@@ -388,8 +388,8 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         ]
     );
     assert_eq!(body.matches("<h2 class=\"row").count(), 2, "both rows");
-    assert!(body.contains("Unsupported panel type: piechart"));
-    assert!(body.contains("Unsupported panel type: timeseries (non-Prometheus data source)"));
+    assert!(body.contains("Panel type &#39;piechart&#39; is not supported by infermon"));
+    assert!(body.contains("Data source &#39;loki&#39; is not supported by infermon"));
     // The variable's options came from label_values(up, job); the saved
     // quantile (0.9) is the default choice.
     assert!(
@@ -401,13 +401,10 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
     // max(4 × 15 s, 30 s + 15 s); the heatmap draws 60 columns (60 s steps).
     let mut queries = recording.0.lock().unwrap().clone();
     queries.sort();
+    // Stats, gauges and bar gauges read a range (the sparkline and the
+    // reducer, lastNotNull by default); tables, bars and histograms an instant.
     let expected: Vec<(&str, &str, i64)> = vec![
         ("instant", "group by (job) (up)", 0),
-        (
-            "instant",
-            "process_resident_memory_bytes{job=~\"infermon\"}",
-            0,
-        ),
         (
             "instant",
             "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[3600s]))",
@@ -418,12 +415,6 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
             "sum by (method) (infermon_http_requests_total{job=~\"infermon\"})",
             0,
         ),
-        (
-            "instant",
-            "sum by (route) (infermon_http_requests_total{job=~\"infermon\"})",
-            0,
-        ),
-        ("instant", "sum(up{job=~\"infermon\"})", 0),
         ("instant", "up{job=~\"infermon\"}", 0),
         (
             "range",
@@ -432,14 +423,25 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         ),
         (
             "range",
+            "process_resident_memory_bytes{job=~\"infermon\"}",
+            60_000,
+        ),
+        (
+            "range",
             "sum by (le) (increase(infermon_http_request_duration_seconds_bucket{job=~\"infermon\"}[60s]))",
             60_000,
+        ),
+        (
+            "range",
+            "sum by (route) (infermon_http_requests_total{job=~\"infermon\"})",
+            30_000,
         ),
         (
             "range",
             "sum by (status) (rate(infermon_http_requests_total{job=~\"infermon\"}[60s]))",
             30_000,
         ),
+        ("range", "sum(up{job=~\"infermon\"})", 60_000),
     ];
     assert_eq!(
         queries
@@ -460,6 +462,124 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
         body.contains("≤0.1") && body.contains("+Inf"),
         "histogram bars"
     );
-    assert!(body.contains("<td>infermon i:1</td>"), "table legend");
+    assert!(
+        body.contains("<th>instance</th>") && body.contains("<td>i:1</td>"),
+        "table: labels as columns"
+    );
     assert!(body.contains("class=\"chart heatmap\""));
+}
+
+/// The built-in error-ratio panels count what `InferenceHighErrorRate`
+/// counts and draw its threshold, read from the rule itself; 4xx is a
+/// separate "rejected" series.
+#[test]
+fn error_ratio_panels_draw_the_alert_rules_threshold() {
+    let rule = crate::rules::BUILTIN_RULE_FILES
+        .iter()
+        .find(|(f, _)| f.ends_with("inference.yml"))
+        .unwrap()
+        .1;
+    assert!(rule.contains("> 0.03"), "the rule's threshold");
+    assert_eq!(
+        super::builtin_alert_threshold("InferenceHighErrorRate"),
+        Some(0.03)
+    );
+    assert_eq!(super::builtin_alert_threshold("NoSuchAlert"), None);
+    let boards = Pages::load_dashboards(&[]).unwrap();
+    let overview = &boards[0].1;
+    let error_panels: Vec<Panel> = overview
+        .flat_panels()
+        .into_iter()
+        .filter(|p| p.title.to_lowercase().contains("error ratio"))
+        .collect();
+    assert_eq!(error_panels.len(), 2, "the stat and the chart");
+    for p in &error_panels {
+        assert_eq!(p.thresholds().last().copied(), Some(0.03), "{}", p.title);
+        assert!(
+            p.targets[0].expr.contains(r#"status=~"5..""#),
+            "{}",
+            p.title
+        );
+    }
+    let chart = error_panels
+        .iter()
+        .find(|p| p.kind == "timeseries")
+        .unwrap();
+    assert!(chart.targets[1].expr.contains(r#"status=~"4..""#));
+    assert!(chart.targets[1].legend_format.contains("rejected"));
+}
+
+/// An empty panel whose source is off says why: the host collector off, no
+/// rerank model served.
+#[tokio::test]
+async fn panels_of_a_source_that_is_off_say_so() {
+    let q = Fixed(vec![(Labels::new([("job", "infermon")]), 1.0)]);
+    let panel = |expr: &str| Panel {
+        kind: "timeseries".into(),
+        title: "t".into(),
+        targets: vec![super::grafana::Target {
+            expr: expr.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let off = SourcesOff {
+        host: Some(super::render::HOST_COLLECTOR_OFF),
+        rerank: Some(super::render::NO_RERANK_MODEL),
+        gpu: Some(super::render::NO_GPU),
+    };
+    let scope = |off| PanelScope {
+        window: Window {
+            start: 0,
+            end: 60_000,
+            step: 15_000,
+        },
+        vars: &[],
+        scrape_ms: 15_000,
+        off,
+        lang: Lang::Zh,
+    };
+    let empty = Fixed(Vec::new());
+    for (expr, zh) in [
+        ("node_load1", "主机采集器已关闭"),
+        ("sum(infermon_rerank_score_bucket)", "未加载重排序"),
+        ("infermon_gpu_power_watts", "此主机未检测到 NVIDIA GPU"),
+    ] {
+        let v = render_panel_in(&empty, &panel(expr), scope(&off)).await;
+        assert!(v.html.contains(zh), "{expr}: {}", v.html);
+    }
+    // With data, the panel draws whatever the source switch says.
+    let v = render_panel_in(&q, &panel("node_load1"), scope(&off)).await;
+    assert!(!v.html.contains("主机采集器已关闭") && v.series == 1);
+    // A source that is on: the plain "No data".
+    let v = render_panel_in(&empty, &panel("node_load1"), scope(&SourcesOff::default())).await;
+    assert!(v.html.contains("无数据"), "{}", v.html);
+}
+
+/// A query engine answering every query with the same series.
+struct Fixed(Vec<(Labels, f64)>);
+
+impl QueryApi for Fixed {
+    fn range(
+        &self,
+        _expr: String,
+        start: i64,
+        _end: i64,
+        _step: i64,
+    ) -> futures::future::BoxFuture<'static, Result<RangeResult, QueryError>> {
+        let out = self
+            .0
+            .iter()
+            .map(|(l, v)| (l.clone(), vec![(start, *v)]))
+            .collect();
+        async move { Ok(out) }.boxed()
+    }
+    fn instant(
+        &self,
+        _expr: String,
+        _t: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<(Labels, f64)>, QueryError>> {
+        let out = self.0.clone();
+        async move { Ok(out) }.boxed()
+    }
 }
