@@ -58,7 +58,12 @@ pub fn router(parts: WebParts) -> Router {
     let mut app = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready).with_state(parts.readiness))
-        .route("/metrics", get(metrics).with_state(parts.telemetry.clone()));
+        .route("/metrics", get(metrics).with_state(parts.telemetry.clone()))
+        // Metadata comes from the registry /metrics is rendered from.
+        .route(
+            "/api/v1/metadata",
+            get(api::metadata).with_state(parts.telemetry.clone()),
+        );
     for routes in parts.routes {
         app = app.merge(routes);
     }

@@ -96,6 +96,8 @@ pub struct PanelView {
     pub error: Option<String>,
     /// Number of series drawn (tests and the page's data attribute).
     pub series: usize,
+    /// Link to Explore with the panel's query (the page adds its range).
+    pub explore: Option<String>,
 }
 
 /// HTML-escapes text.
@@ -130,6 +132,7 @@ pub async fn render_panel(
         legend: Vec::new(),
         error: None,
         series: 0,
+        explore: None,
     };
     let unit = panel.unit();
     let targets: Vec<_> = panel
@@ -178,6 +181,7 @@ pub async fn render_panel(
             )
         })
         .collect();
+    view.explore = super::explore::panel_href(&exprs);
     // A panel's queries run at once (each on the blocking pool), in target order.
     let ranged = matches!(panel.kind.as_str(), "timeseries" | "graph" | "heatmap");
     let ranges: Vec<Result<RangeResult, QueryError>> = if ranged {
