@@ -329,8 +329,9 @@ fn graph_table_and_csv(b: &Browser, server: &TestServer) {
     );
     b.screenshot("explore-stacked");
     b.go(&server.url("/explore?q=up&view=table&range=15m"));
-    let headers =
-        b.js("return [...document.querySelectorAll('#panels table.data th')].map(x => x.textContent)");
+    let headers = b.js(
+        "return [...document.querySelectorAll('#panels table.data th')].map(x => x.textContent)",
+    );
     assert_eq!(
         headers,
         serde_json::json!(["__name__", "instance", "job", "Value"])

@@ -134,7 +134,9 @@ pub(super) async fn explore(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Re
         clear: lang.t("Clear"),
         value: lang.t("Value"),
         no_data: lang.t("No data"),
-        hint: lang.t("Type a metric name; Tab or Enter takes a suggestion"),
+        hint: lang.t(
+            "Type a metric name: Tab takes the first suggestion, the arrow keys and Enter another; Enter runs the query",
+        ),
     };
     ctx.html(
         ExplorePage {
