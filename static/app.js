@@ -135,6 +135,17 @@ document.addEventListener("DOMContentLoaded", function () {
 (function () {
   "use strict";
   var HISTORY_KEY = "infermon.explore.history", HISTORY_MAX = 20, SUGGEST_MAX = 50;
+  // PromQL's functions and aggregations, offered after the metric names.
+  var FUNCTIONS = ("abs absent absent_over_time avg avg_over_time bottomk ceil changes clamp clamp_max clamp_min count count_over_time " +
+    "count_values day_of_month day_of_week delta deriv exp floor group histogram_count histogram_quantile histogram_sum holt_winters " +
+    "idelta increase irate label_join label_replace last_over_time ln log2 log10 max max_over_time min min_over_time predict_linear " +
+    "quantile quantile_over_time rate resets round scalar sgn sort sort_desc sqrt stddev stddev_over_time stdvar sum sum_over_time " +
+    "time timestamp topk vector").split(" ");
+  // A histogram's or summary's series carry their family's metadata.
+  function metaFor(md, name) {
+    var m = md[name] || md[name.replace(/_(bucket|sum|count)$/, "")];
+    return m && m[0];
+  }
 
   function getData(url) {
     return fetch(url, { credentials: "same-origin" })
@@ -212,6 +223,7 @@ document.addEventListener("DOMContentLoaded", function () {
       var text = input.value, caret = input.selectionStart, insert = li.getAttribute("data-value");
       var tail = text.slice(caret);
       if (ctx.kind === "value") insert += tail.charAt(0) === '"' ? "" : '"';
+      if (li.hasAttribute("data-function") && tail.charAt(0) !== "(") insert += "(";
       if (ctx.kind === "label" && /\{/.test(text.slice(0, ctx.from)) && text.slice(0, ctx.from).lastIndexOf("{") > text.slice(0, ctx.from).lastIndexOf("}")) insert += '="';
       input.value = text.slice(0, ctx.from) + insert + tail;
       var at = ctx.from + insert.length + (ctx.kind === "value" && tail.charAt(0) === '"' ? 1 : 0);
@@ -227,7 +239,9 @@ document.addEventListener("DOMContentLoaded", function () {
         var li = document.createElement("li");
         li.id = "explore-suggestion-" + i; li.setAttribute("role", "option"); li.setAttribute("data-value", n); li.setAttribute("aria-selected", "false");
         var name = document.createElement("span"); name.className = "name"; name.textContent = n; li.appendChild(name);
-        var meta = help && help[n] && help[n][0];
+        var fn = help && FUNCTIONS.indexOf(n) >= 0 && !help[n];
+        if (fn) li.setAttribute("data-function", "true");
+        var meta = help && (fn ? { type: "function" } : metaFor(help, n));
         if (meta) {
           var t = document.createElement("span"); t.className = "type"; t.textContent = meta.type || ""; li.appendChild(t);
           if (meta.help) li.title = meta.help;
@@ -243,7 +257,10 @@ document.addEventListener("DOMContentLoaded", function () {
       ctx = context(input.value, input.selectionStart);
       if (!ctx || (ctx.kind === "metric" && !ctx.prefix)) { close(); return; }
       var c = ctx, found;
-      if (c.kind === "metric") found = Promise.all([metricNames(), metadata()]).then(function (r) { return [rank(r[0], c.prefix), r[1]]; });
+      if (c.kind === "metric") found = Promise.all([metricNames(), metadata()]).then(function (r) {
+        var names = rank(r[0], c.prefix);
+        return [names.concat(rank(FUNCTIONS, c.prefix).slice(0, Math.max(0, SUGGEST_MAX - names.length))), r[1]];
+      });
       else if (c.kind === "label") found = labelNames(c.metric).then(function (n) { return [rank(n, c.prefix), null]; });
       else found = labelValues(c.label, c.metric).then(function (v) { return [rank(v, c.prefix), null]; });
       found.then(function (r) { if (mine === seq) show(r[0], r[1]); });
@@ -288,7 +305,7 @@ document.addEventListener("DOMContentLoaded", function () {
       loaded = true;
       Promise.all([metricNames(), metadata()]).then(function (r) {
         r[0].forEach(function (n) {
-          var meta = (r[1][n] || [])[0] || {};
+          var meta = metaFor(r[1], n) || {};
           var li = document.createElement("li");
           li.setAttribute("data-search", (n + " " + (meta.help || "")).toLowerCase());
           var b = document.createElement("button"); b.type = "button"; b.className = "metric"; b.textContent = n;

@@ -14,6 +14,7 @@ use crate::support::{self, TestServer, client};
 
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
+const ARROW_DOWN: &str = "\u{E015}";
 
 /// axe-core as scripts/install-test-deps.sh installs it.
 pub(crate) fn axe_source() -> String {
@@ -197,6 +198,36 @@ fn completion(b: &Browser, server: &TestServer) {
         b.text("document.getElementById('explore-q').value"),
         "infermon_http_requests_total{route=\"/metrics\""
     );
+    // Functions come after the metric names and open their parenthesis.
+    b.js("const q = document.getElementById('explore-q'); q.value = 'sum by (job) (infermon_http_requests_total) / '; return 1");
+    b.send_keys("#explore-q", "histogram_qu");
+    assert!(b.wait_for(
+        "document.querySelector('#explore-suggestions li[data-function][data-value=\"histogram_quantile\"]')",
+        Duration::from_secs(10)
+    ));
+    b.send_keys("#explore-q", TAB);
+    assert_eq!(
+        b.text("document.getElementById('explore-q').value"),
+        "sum by (job) (infermon_http_requests_total) / histogram_quantile("
+    );
+    // Label names inside `by (...)`, picked with the arrow keys and Enter.
+    b.js("const q = document.getElementById('explore-q'); q.value = 'sum by (j'; return 1");
+    b.send_keys("#explore-q", "o");
+    assert!(b.wait_for(
+        "document.querySelector('#explore-suggestions li[data-value=\"job\"]')",
+        Duration::from_secs(10)
+    ));
+    b.send_keys("#explore-q", &format!("{ARROW_DOWN}{ENTER}"));
+    assert_eq!(
+        b.text("document.getElementById('explore-q').value"),
+        "sum by (job"
+    );
+    assert_eq!(
+        b.text("location.search"),
+        "?range=15m",
+        "Enter took the suggestion, it did not run the query"
+    );
+    b.js(r#"document.getElementById('explore-q').value = 'infermon_http_requests_total{route="/metrics"'; return 1"#);
     // Enter runs the query (the form's own submit, as without the script).
     b.send_keys("#explore-q", &format!("}}{ENTER}"));
     assert!(
