@@ -54,6 +54,16 @@ impl Browser {
         assert!(violations.is_empty(), "{url}: {violations:#?}");
     }
 
+    /// Presses `key` on the keyboard, wherever the focus is.
+    fn press(&self, key: &str) {
+        self.cmd(
+            "POST",
+            "/actions",
+            serde_json::json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]}),
+        );
+    }
+
     fn send_keys(&self, css: &str, keys: &str) {
         self.type_into(css, keys);
     }
@@ -96,6 +106,7 @@ fn explore_and_accessibility_in_a_real_browser() {
     panel_link(&b, &server);
     graph_table_and_csv(&b, &server);
     range_links_from_the_keyboard(&b, &server);
+    keyboard_focus(&b, &server);
 
     // Every page, in English and in Chinese (Explore's other states in English).
     let every = [
@@ -515,4 +526,37 @@ fn explore_works_as_plain_html() {
         overview.contains(r#"<a class="explore-link" href="/explore?q=process_resident_memory_bytes%7Bjob%3D%22infermon%22%7D&amp;range=6h""#),
         "{overview}"
     );
+}
+
+/// The first Tab stop skips to the content; focus is always drawn; the
+/// zoom links are reached by Tab and followed with Enter.
+fn keyboard_focus(b: &Browser, server: &TestServer) {
+    b.go(&server.url("/explore?q=up&range=1h"));
+    b.press(TAB);
+    assert_eq!(b.text("document.activeElement.className"), "skip-link");
+    assert_ne!(
+        b.text("getComputedStyle(document.activeElement).outlineStyle"),
+        "none",
+        "focus is visible"
+    );
+    let mut reached = false;
+    for _ in 0..40 {
+        b.press(TAB);
+        if b.text("document.activeElement.className") == "zoom-out" {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab reaches the zoom-out link");
+    assert_ne!(
+        b.text("getComputedStyle(document.activeElement).outlineStyle"),
+        "none"
+    );
+    b.press(ENTER);
+    assert!(b.wait_for(
+        "new URLSearchParams(location.search).get('from') !== null",
+        Duration::from_secs(10)
+    ));
+    let span = b.js("const p = new URLSearchParams(location.search); return Number(p.get('to')) - Number(p.get('from'))");
+    assert_eq!(span.as_i64(), Some(7_200_000), "zoomed out to two hours");
 }
