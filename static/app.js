@@ -270,6 +270,7 @@ document.addEventListener("DOMContentLoaded", function () {
     input.addEventListener("input", suggest);
     input.addEventListener("blur", function () { setTimeout(close, 150); });
     input.addEventListener("keydown", function (e) {
+      if (e.isComposing) return; // an input method (pinyin) is still composing
       if (!list.hidden && items.length) {
         if (e.key === "ArrowDown") { e.preventDefault(); highlight((active + 1) % items.length); return; }
         if (e.key === "ArrowUp") { e.preventDefault(); highlight(active <= 0 ? items.length - 1 : active - 1); return; }
