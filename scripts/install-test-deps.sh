@@ -44,3 +44,10 @@ fi
 if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "prometheus_client>=0.20,<1"
 fi
+# Accessibility: the browser tests inject axe-core (npm, MPL-2.0) into each page.
+# Pinned; installed into a git-ignored folder, nothing global.
+AXE_VERSION=4.14.1
+if ! grep -qs "\"version\": \"$AXE_VERSION\"" tests/browser/node_modules/axe-core/package.json; then
+  command -v npm >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+  npm install --prefix tests/browser --no-save --no-package-lock --no-audit --no-fund "axe-core@$AXE_VERSION" >/dev/null
+fi

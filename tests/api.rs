@@ -113,8 +113,18 @@ fn prometheus_api_envelope_shapes_and_errors() {
     assert!(b["data"].is_array(), "{b}");
     let (_, b) = get(&s, "/api/v1/label/job/values?start=0&end=100");
     assert!(b["data"].is_array(), "{b}");
+    // Metadata of infermon's own metrics, as Prometheus shapes it.
     let (_, b) = get(&s, "/api/v1/metadata");
-    assert_eq!(b["data"], serde_json::json!({}));
+    assert_eq!(
+        b["data"]["infermon_build_info"],
+        serde_json::json!([{"type": "gauge", "help": "Build information; the value is always 1.", "unit": ""}]),
+        "{b}"
+    );
+    assert_eq!(b["data"]["process_cpu_seconds_total"][0]["type"], "counter");
+    let (_, b) = get(&s, "/api/v1/metadata?metric=infermon_build_info");
+    assert_eq!(b["data"].as_object().map(|m| m.len()), Some(1), "{b}");
+    let (_, b) = get(&s, "/api/v1/metadata?limit=2");
+    assert_eq!(b["data"].as_object().map(|m| m.len()), Some(2), "{b}");
     let (_, b) = get(&s, "/api/v1/status/buildinfo");
     assert_eq!(b["data"]["version"], env!("CARGO_PKG_VERSION"));
     let (_, b) = get(&s, "/api/v1/status/config");

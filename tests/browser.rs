@@ -13,6 +13,10 @@ mod support;
 #[path = "../bench/dashboard/series.rs"]
 mod series;
 
+/// Explore and the accessibility checks, in this binary to share its build.
+#[path = "browser/explore.rs"]
+mod explore;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -503,7 +507,15 @@ fn login_roles_and_csrf_in_a_real_browser() {
             .unwrap_or("")
             .contains("登录")
     );
+    let axe = explore::axe_source();
+    assert!(
+        b.axe_violations(&axe).is_empty(),
+        "login (zh): {:?}",
+        b.axe_violations(&axe)
+    );
     b.visit_clean(&server.url("/login?next=%2Falerts&lang=en"), "login");
+    let violations = b.axe_violations(&axe);
+    assert!(violations.is_empty(), "login: {violations:#?}");
     // A wrong password: the form again, with the reason.
     b.type_into("input[name=username]", "viewer");
     b.type_into("input[name=password]", "wrong");
@@ -554,6 +566,8 @@ fn login_roles_and_csrf_in_a_real_browser() {
             .contains("read-only")
     );
     b.screenshot("forbidden-read-only");
+    let violations = b.axe_violations(&axe);
+    assert!(violations.is_empty(), "forbidden: {violations:#?}");
     b.errors();
     // Log out: back at the login, and the old session is gone.
     b.go(&server.url("/alerts"));
@@ -593,6 +607,8 @@ fn login_roles_and_csrf_in_a_real_browser() {
         "created by the logged-in user"
     );
     b.visit_clean(&server.url("/alerts"), "alerts-admin");
+    let violations = b.axe_violations(&axe);
+    assert!(violations.is_empty(), "alerts as admin: {violations:#?}");
     b.visit_clean(&server.url("/?range=15m"), "overview-logged-in");
 }
 

@@ -66,7 +66,12 @@ pub fn router(parts: WebParts) -> Router {
             get(health::ready).with_state(parts.readiness.clone()),
         )
         .route("/-/ready", get(health::ready).with_state(parts.readiness))
-        .route("/metrics", get(metrics).with_state(parts.telemetry.clone()));
+        .route("/metrics", get(metrics).with_state(parts.telemetry.clone()))
+        // Metadata comes from the registry /metrics is rendered from.
+        .route(
+            "/api/v1/metadata",
+            get(api::metadata).with_state(parts.telemetry.clone()),
+        );
     if let Some(reload) = parts.reload {
         // Prometheus takes PUT as well as POST.
         app = app.route(

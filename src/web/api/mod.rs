@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::promql::Engine;
 pub use crate::web::{Params, PromApiError};
+pub use series::metadata;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -84,7 +85,6 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/labels", get(series::labels).post(series::labels))
         .route("/api/v1/label/{name}/values", get(series::label_values))
-        .route("/api/v1/metadata", get(series::metadata))
         .route(
             "/api/v1/query_exemplars",
             get(series::exemplars).post(series::exemplars),

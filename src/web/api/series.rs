@@ -7,6 +7,8 @@ use axum::response::Response;
 
 use super::{ApiState, Params, PromApiError, success};
 use crate::model::{MAX_TIME_MS, MIN_TIME_MS, Matcher};
+use crate::telemetry::Telemetry;
+use prometheus::proto::MetricType;
 
 /// Every `match[]` as matcher sets (one selector may hold several `or` sets).
 fn matchers(p: &Params) -> Result<Vec<Vec<Matcher>>, PromApiError> {
@@ -110,7 +112,53 @@ pub async fn exemplars(_p: Params) -> Result<Response, PromApiError> {
     Ok(success(Vec::<()>::new()))
 }
 
-/// Metric metadata: the store keeps no TYPE/HELP yet, so the map is empty.
-pub async fn metadata(_p: Params) -> Result<Response, PromApiError> {
-    Ok(success(BTreeMap::<String, Vec<()>>::new()))
+/// One metric's metadata, as Prometheus answers it.
+#[derive(serde::Serialize)]
+struct MetricMetadata {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    help: String,
+    unit: String,
+}
+
+/// Metric metadata (TYPE and HELP) of infermon's own metrics — what its
+/// `/metrics` exposes, the self-scraped families, host and GPU collectors
+/// included. The store keeps no metadata of other targets, so they are
+/// absent. `metric` picks one name; `limit` caps the number of metrics.
+pub async fn metadata(
+    State(telemetry): State<Telemetry>,
+    p: Params,
+) -> Result<Response, PromApiError> {
+    let limit = limit(&p)?;
+    let only = p
+        .get("metric")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    // Gathering runs the collectors (a /proc read, NVML): off the async threads.
+    let families = tokio::task::spawn_blocking(move || telemetry.registry.gather()).await?;
+    let mut out: BTreeMap<String, Vec<MetricMetadata>> = BTreeMap::new();
+    for f in families {
+        if only.as_deref().is_some_and(|m| m != f.name()) {
+            continue;
+        }
+        let kind = match f.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::SUMMARY => "summary",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::UNTYPED => "unknown",
+        };
+        out.insert(
+            f.name().to_string(),
+            vec![MetricMetadata {
+                kind,
+                help: f.help().to_string(),
+                unit: String::new(),
+            }],
+        );
+    }
+    if let Some(n) = limit {
+        out = out.into_iter().take(n).collect();
+    }
+    Ok(success(out))
 }

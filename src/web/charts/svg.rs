@@ -47,6 +47,20 @@ const RIGHT: f64 = 8.0;
 const TOP: f64 = 8.0;
 const BOTTOM: f64 = 22.0;
 
+/// A chart's accessible name (escaped): what it draws, by the names a
+/// reader also finds in its legend — the first 8, then how many more.
+fn alt_text<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.filter(|n| !n.is_empty()).collect();
+    let mut text = names.iter().take(8).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 8 {
+        let _ = write!(text, " … (+{})", names.len() - 8);
+    }
+    if text.is_empty() {
+        text.push('–');
+    }
+    esc(&text)
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -154,7 +168,8 @@ pub fn time_series_bounded(c: &TimeSeriesChart, min: Option<f64>, max: Option<f6
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" data-start="{}" data-end="{}" data-unit="{}" data-step="{}">"#,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-label="{}" data-start="{}" data-end="{}" data-unit="{}" data-step="{}">"#,
+        alt_text(c.series.iter().map(|s| s.name.as_str())),
         c.start,
         c.end,
         esc(c.unit),
@@ -323,8 +338,10 @@ pub fn heatmap(bounds: &[f64], columns: &[HeatColumn], start: i64, end: i64, uni
         W - LEFT - RIGHT
     };
     let cell_h = (H - TOP - BOTTOM) / rows as f64;
+    let names: Vec<String> = bounds.iter().map(|b| units::format(*b, unit)).collect();
     let mut svg = format!(
-        r#"<svg class="chart heatmap" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" data-start="{start}" data-end="{end}">"#
+        r#"<svg class="chart heatmap" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-label="{}" data-start="{start}" data-end="{end}">"#,
+        alt_text(names.iter().map(String::as_str))
     );
     for (i, b) in bounds.iter().enumerate() {
         let yy = H - BOTTOM - (i as f64 + 0.5) * cell_h;
@@ -413,7 +430,8 @@ pub fn bars(items: &[(String, f64)], unit: &str) -> String {
     let n = items.len().max(1) as f64;
     let bw = (W - LEFT - RIGHT) / n;
     let mut svg = format!(
-        r#"<svg class="chart bars" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img">"#
+        r#"<svg class="chart bars" viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-label="{}">"#,
+        alt_text(items.iter().map(|i| i.0.as_str()))
     );
     for v in &ticks {
         let yy = TOP + (1.0 - v / top) * (H - TOP - BOTTOM);
@@ -450,6 +468,22 @@ pub fn bars(items: &[(String, f64)], unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every chart is an image with a name (axe: svg-img-alt), built from
+    /// what it draws, escaped.
+    #[test]
+    fn charts_have_an_accessible_name() {
+        let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            alt_text(names.iter().map(String::as_str)),
+            "s0, s1, s2, s3, s4, s5, s6, s7 … (+2)"
+        );
+        assert_eq!(alt_text(["a\"<b>"].into_iter()), "a&quot;&lt;b&gt;");
+        assert_eq!(alt_text(std::iter::empty()), "–");
+        assert!(bars(&[("≤1".into(), 2.0)], "short").contains(r#"role="img" aria-label="≤1""#));
+        let heat = heatmap(&[0.5, f64::INFINITY], &[], 0, 1, "s");
+        assert!(heat.contains(r#"aria-label="500 ms, +Inf""#), "{heat}");
+    }
 
     #[test]
     fn gaps_split_lines() {

@@ -71,12 +71,17 @@ pub struct TimeRange {
 
 impl TimeRange {
     /// From `from`/`to`, `range` and `refresh`; unknown values fall back to the last hour, no refresh.
+    /// A named `range` beats `from`/`to`: the toolbar's form carries a zoomed
+    /// window's `from`/`to` along, and picking `1h` there must leave the zoom.
     pub fn from_params(params: &Params, now: i64) -> Self {
+        let named = params
+            .get("range")
+            .is_some_and(|r| r != "custom" && RANGES.iter().any(|(n, _)| *n == r));
         let (start, end, name) = match (
             params.get("from").and_then(|v| v.parse::<i64>().ok()),
             params.get("to").and_then(|v| v.parse::<i64>().ok()),
         ) {
-            (Some(f), Some(t)) if t > f => (f, t, "custom"),
+            (Some(f), Some(t)) if t > f && !named => (f, t, "custom"),
             _ => {
                 let (name, ms) = params
                     .get("range")
@@ -96,6 +101,15 @@ impl TimeRange {
             end,
             name,
             refresh,
+        }
+    }
+
+    /// `range=1h`, or `from=..&to=..` for a zoomed window.
+    pub fn query(&self) -> String {
+        if self.name == "custom" {
+            format!("from={}&to={}", self.start, self.end)
+        } else {
+            format!("range={}", self.name)
         }
     }
 
@@ -230,6 +244,9 @@ impl PageCtx {
             end: r.end,
             window_text: format!("{} – {}", when(r.start), when(r.end)),
             window: r.window(),
+            range_query: r.query(),
+            range_nav_label: lang.t("Move or zoom the time range"),
+            range_links: range_links(&self.params, r, crate::util::now_ms(), lang),
         }
     }
 
@@ -292,6 +309,75 @@ pub struct PageFrame {
     pub(super) end: i64,
     pub(super) window_text: String,
     pub(super) window: Window,
+    /// `range=1h` or `from=..&to=..`: the range, for links to other pages.
+    pub(super) range_query: String,
+    pub(super) range_nav_label: &'static str,
+    /// Zoom and shift links: the keyboard's way to what a drag does.
+    pub(super) range_links: Vec<RangeLink>,
+}
+
+/// A link that moves or zooms the time range.
+pub struct RangeLink {
+    pub(super) href: String,
+    pub(super) label: &'static str,
+    pub(super) symbol: &'static str,
+    pub(super) class: &'static str,
+}
+
+/// The shortest window a zoom-in link narrows to.
+const MIN_ZOOM_MS: i64 = 60_000;
+
+/// Zoom in/out (half/double the window around its middle) and shift
+/// earlier/later (by half a window, never past `now`), as plain links that
+/// keep the page's other parameters.
+fn range_links(params: &Params, r: &TimeRange, now: i64, lang: Lang) -> Vec<RangeLink> {
+    let span = (r.end - r.start).max(1);
+    let mid = r.start + span / 2;
+    let clamp = |from: i64, to: i64| {
+        if to > now {
+            (from - (to - now), now)
+        } else {
+            (from, to)
+        }
+    };
+    let link = |(from, to): (i64, i64), label: &'static str, symbol, class| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.pairs() {
+            if !matches!(k.as_str(), "range" | "from" | "to" | "lang") {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("from", &from.to_string());
+        q.append_pair("to", &to.to_string());
+        RangeLink {
+            href: format!("?{}", q.finish()),
+            label: lang.t(label),
+            symbol,
+            class,
+        }
+    };
+    let mut links = vec![
+        link(
+            clamp(r.start - span / 2, r.end - span / 2),
+            "Earlier",
+            "◀",
+            "earlier",
+        ),
+        link(clamp(mid - span, mid + span), "Zoom out", "−", "zoom-out"),
+    ];
+    if span > MIN_ZOOM_MS {
+        let half = (span / 4).max(MIN_ZOOM_MS / 2);
+        links.push(link((mid - half, mid + half), "Zoom in", "+", "zoom-in"));
+    }
+    if r.end < now - 1_000 {
+        links.push(link(
+            clamp(r.start + span / 2, r.end + span / 2),
+            "Later",
+            "▶",
+            "later",
+        ));
+    }
+    links
 }
 
 /// One nav link.
@@ -332,9 +418,64 @@ mod tests {
         );
         let r = TimeRange::from_params(&Params::from_query(Some("range=custom&refresh=2s")), now);
         assert_eq!((r.start, r.name, r.refresh), (now - 3_600_000, "1h", "off"));
-        let r = TimeRange::from_params(&Params::from_query(Some("from=5&to=9&range=7d")), now);
+        let r = TimeRange::from_params(&Params::from_query(Some("from=5&to=9&range=custom")), now);
         assert_eq!((r.start, r.end, r.name), (5, 9, "custom"));
+        // The toolbar sends a zoomed window's from/to along with the range picked.
+        let r = TimeRange::from_params(&Params::from_query(Some("from=5&to=9&range=7d")), now);
+        assert_eq!((r.end - r.start, r.name), (604_800_000, "7d"));
         let r = TimeRange::from_params(&Params::from_query(Some("from=9&to=5")), now);
         assert_eq!(r.name, "1h");
+    }
+
+    fn pairs(href: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(href.trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    #[test]
+    fn range_links_zoom_and_shift_around_the_window() {
+        let now = 100 * 3_600_000;
+        let params = Params::from_query(Some("q=up&range=1h&refresh=5s&lang=zh"));
+        let r = TimeRange::from_params(&params, now);
+        let links = range_links(&params, &r, now, Lang::En);
+        let by = |class: &str| {
+            links
+                .iter()
+                .find(|l| l.class == class)
+                .map(|l| pairs(&l.href))
+        };
+        let window = |class: &str| {
+            let p = by(class).unwrap();
+            let get = |k: &str| {
+                p.iter()
+                    .find(|(n, _)| n == k)
+                    .unwrap()
+                    .1
+                    .parse::<i64>()
+                    .unwrap()
+            };
+            (get("from"), get("to"))
+        };
+        let h = 3_600_000;
+        assert_eq!(window("earlier"), (now - 3 * h / 2, now - h / 2));
+        assert_eq!(window("zoom-in"), (now - 3 * h / 4, now - h / 4));
+        // Doubling around the middle would end in the future: it ends now.
+        assert_eq!(window("zoom-out"), (now - 2 * h, now));
+        assert!(by("later").is_none(), "a window ending now has no later");
+        let kept = by("zoom-in").unwrap();
+        assert!(kept.contains(&("q".into(), "up".into())));
+        assert!(kept.contains(&("refresh".into(), "5s".into())));
+        assert!(!kept.iter().any(|(k, _)| k == "range" || k == "lang"));
+        // A window in the past can move later; a minute cannot be zoomed into.
+        let past = Params::from_query(Some(&format!(
+            "from={}&to={}",
+            now - 2 * h,
+            now - 2 * h + 60_000
+        )));
+        let r = TimeRange::from_params(&past, now);
+        let links = range_links(&past, &r, now, Lang::En);
+        assert!(links.iter().any(|l| l.class == "later"));
+        assert!(!links.iter().any(|l| l.class == "zoom-in"));
     }
 }

@@ -196,6 +196,7 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .route("/dashboards/{uid}/delete", post(catalog::delete))
         .route("/dashboards/{uid}", get(dashboard::dashboard))
         .route("/explore", get(explore::explore))
+        .route("/explore/csv", get(explore::csv))
         .route("/status", get(status::status))
         .route("/snapshots", get(snapshots::snapshots))
         .route("/targets", get(targets::targets))

@@ -113,6 +113,8 @@ pub struct PanelView {
     pub description: String,
     /// What of the panel infermon leaves out (named, never silently).
     pub notes: Vec<String>,
+    /// Link to Explore with the panel's query (the page adds its range).
+    pub explore: Option<String>,
 }
 
 /// Data sources that are off on this box; an empty panel reading one says
@@ -308,6 +310,7 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
         links: Vec::new(),
         description: panel.description.clone().unwrap_or_default(),
         notes: Vec::new(),
+        explore: None,
     };
     let unit = panel.unit();
     let defaults = &panel.field_config.defaults;
@@ -376,6 +379,7 @@ pub async fn render_panel_in(q: &dyn QueryApi, panel: &Panel, scope: PanelScope<
             )
         })
         .collect();
+    view.explore = super::explore::panel_href(&exprs);
     // A panel's queries run at once (each on the blocking pool), in target order.
     let ranged = matches!(
         panel.kind.as_str(),
