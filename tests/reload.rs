@@ -395,6 +395,32 @@ fn reload_is_for_admins_and_health_endpoints_are_public() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+
+    // A reload rotates the API key at once; the login stays as it was.
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[admin-key]", "[rotated-key]")).unwrap();
+    let answer = http
+        .post(server.url("/-/reload"))
+        .bearer_auth("admin-key")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"].to_string().contains("server.auth"),
+        "{body}"
+    );
+    assert_eq!(body["data"]["restart_required"], serde_json::json!([]));
+    let with = |key: &str| {
+        http.get(server.url("/api/v1/targets"))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with("admin-key"), 401);
+    assert_eq!(with("rotated-key"), 200);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -352,6 +352,11 @@ async fn start(
         alert_manager.clone().run(life.signal(Stage::Alerting)),
     );
 
+    let auth = config
+        .server
+        .auth
+        .as_ref()
+        .map(|a| Arc::new(Authenticator::new(a)));
     // Reloads (SIGHUP, POST /-/reload) start from what is running now.
     let reloader = Arc::new(
         reload::Reloader::new(
@@ -366,6 +371,7 @@ async fn start(
                 alerting: alert_manager.clone(),
                 alerting_now: now,
                 remote: remote_reloader.expect("remote_write was set up above"),
+                auth: auth.clone(),
             },
             &telemetry.registry,
         )
@@ -445,11 +451,7 @@ async fn start(
     let app = web::router(WebParts {
         telemetry,
         readiness,
-        auth: config
-            .server
-            .auth
-            .as_ref()
-            .map(|a| Arc::new(Authenticator::new(a))),
+        auth,
         browser: web::BrowserGuard::new(&config.server),
         max_body_bytes: config.server.limits.max_body_bytes,
         routes,

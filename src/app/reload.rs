@@ -27,7 +27,7 @@ use crate::diag::Diagnostic;
 use crate::remote::RemoteReloader;
 use crate::rules::{ManagerOptions, RuleFile, RuleManager, RulesError};
 use crate::scrape::ScrapeReloader;
-use crate::web::{ReloadFailure, ReloadReport};
+use crate::web::{Authenticator, ReloadFailure, ReloadReport};
 
 /// A config with everything it names, read and checked: what a reload
 /// compares and applies.
@@ -163,6 +163,9 @@ impl ReloadDiff {
         if c.scrape_globals {
             out.push("global scrape settings: every scrape job restarts".into());
         }
+        if c.auth {
+            out.push("server.auth: keys and users".into());
+        }
         if c.routes {
             out.push("alerting.route".into());
         }
@@ -218,6 +221,7 @@ impl fmt::Display for ReloadDiff {
             )?;
         }
         for (name, changed) in [
+            ("server.auth keys and users", c.auth),
             ("alerting.route", c.routes),
             ("alerting.inhibit_rules", c.inhibit_rules),
             ("other alerting settings", c.alerting_other),
@@ -275,6 +279,7 @@ pub struct Reloader {
     alerting: Arc<AlertManager>,
     alerting_now: NowFn,
     remote: RemoteReloader,
+    auth: Option<Arc<Authenticator>>,
     metrics: ReloadMetrics,
 }
 
@@ -292,6 +297,8 @@ pub struct ReloadParts {
     pub alerting_now: NowFn,
     /// remote_write queues.
     pub remote: RemoteReloader,
+    /// API keys and users, when `server.auth` is on.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl Reloader {
@@ -305,6 +312,7 @@ impl Reloader {
             alerting: parts.alerting,
             alerting_now: parts.alerting_now,
             remote: parts.remote,
+            auth: parts.auth,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -391,6 +399,11 @@ impl Reloader {
         }
         if let Some(prepared) = alerting {
             self.alerting.apply(prepared);
+        }
+        if diff.config.auth
+            && let (Some(auth), Some(config)) = (&self.auth, &new.config.server.auth)
+        {
+            auth.update(config);
         }
         let remote_changes = self
             .remote
