@@ -135,7 +135,7 @@ fn sighup_adds_a_scrape_job_and_the_old_target_keeps_scraping_without_staleness(
     server.terminate();
     assert!(server.wait_exit(WAIT).is_some());
     let store =
-        SqliteStorage::open(&server.dir.path().join("data"), StorageOptions::default()).unwrap();
+        SqliteStorage::open(server.dir.path().join("data"), StorageOptions::default()).unwrap();
     let series = store
         .select(
             &[Matcher::new("job", MatchOp::Equal, "old").unwrap()],

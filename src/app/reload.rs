@@ -405,11 +405,18 @@ impl Reloader {
         {
             auth.update(config);
         }
-        let remote_changes = self
-            .remote
-            .apply(remote)
-            .await
-            .map_err(|e| apply_error(&e))?;
+        // A destination's WAL position could not be registered: the queues
+        // stay as they were, the other parts have changed; a later reload
+        // tries the queues again (they compare with what runs).
+        let remote_changes = match self.remote.apply(remote).await {
+            Ok(c) => c,
+            Err(e) => {
+                *current = new;
+                return Err(apply_error(&format!(
+                    "remote_write was not reloaded ({e}); the other changes were applied"
+                )));
+            }
+        };
         let mut restart_required = diff.config.restart_required.clone();
         restart_required.extend(apply_models(&diff.config.models));
         if !diff.dashboards.is_empty() {
