@@ -503,3 +503,100 @@ fn check_diff_prints_what_a_reload_would_change() {
         "{stdout}"
     );
 }
+
+/// A remote_write destination that takes every request.
+fn sink(rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/write",
+            axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/write")
+    })
+}
+
+/// How many times the queue of `name` started (its start log line).
+fn queue_starts(server: &TestServer, name: &str) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("remote_write starting from its saved WAL position")
+                && l.contains(&format!("remote={name} "))
+        })
+        .count()
+}
+
+#[test]
+fn remote_write_queues_restart_only_for_changed_destinations() {
+    let rt = runtime();
+    let url = sink(&rt);
+    let base = "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nremote_write:\n";
+    let vm = format!("- url: {url}\n  name: vm\n");
+    let server = TestServer::start(&format!("{base}{vm}"));
+    wait_for("vm's queue to start", WAIT, || {
+        match queue_starts(&server, "vm") {
+            1 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}- url: {url}\n  name: vm2\n")).unwrap();
+    let body: serde_json::Value = client()
+        .post(server.url("/-/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("remote_write: +vm2"),
+        "{body}"
+    );
+    wait_for("vm2's queue to start", WAIT, || {
+        match queue_starts(&server, "vm2") {
+            1 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    assert_eq!(
+        queue_starts(&server, "vm"),
+        1,
+        "the unchanged queue kept running"
+    );
+
+    // A changed destination restarts; the other keeps running.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "  name: vm\n",
+            "  name: vm\n  queue_config: {max_samples_per_send: 100}\n",
+        ),
+    )
+    .unwrap();
+    let body: serde_json::Value = client()
+        .post(server.url("/-/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("remote_write: ~vm"),
+        "{body}"
+    );
+    wait_for("vm's queue to restart", WAIT, || {
+        match queue_starts(&server, "vm") {
+            2 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    assert_eq!(queue_starts(&server, "vm2"), 1);
+}
