@@ -600,3 +600,48 @@ fn remote_write_queues_restart_only_for_changed_destinations() {
     });
     assert_eq!(queue_starts(&server, "vm2"), 1);
 }
+
+const PANELS: &str =
+    r#""panels": [{"type": "stat", "title": "Targets up", "targets": [{"expr": "sum(up)"}]}]"#;
+
+#[test]
+fn a_reload_swaps_the_dashboards_and_a_broken_one_changes_nothing() {
+    let boards = tempfile::tempdir().unwrap();
+    let board = |uid: &str| format!(r#"{{"title": "Board {uid}", "uid": "{uid}", {PANELS}}}"#);
+    std::fs::write(boards.path().join("one.json"), board("one")).unwrap();
+    let server = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels: []\nstorage:\n  path: '{{dir}}/data'\ndashboards: ['{}']\n",
+        boards.path().display()
+    ));
+    let status = |uid: &str| {
+        client()
+            .get(server.url(&format!("/dashboards/{uid}")))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status("one"), 200);
+    assert_eq!(status("two"), 404);
+    std::fs::write(boards.path().join("two.json"), board("two")).unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("dashboards: +"),
+        "{body}"
+    );
+    assert_eq!(status("two"), 200);
+    // A file that is not a dashboard: nothing changes, the reload says why.
+    std::fs::write(boards.path().join("three.json"), "{not json").unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    assert_eq!(answer.status(), 500);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("three.json"),
+        "{body}"
+    );
+    assert_eq!(status("one"), 200);
+    assert_eq!(status("two"), 200);
+}

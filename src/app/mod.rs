@@ -357,28 +357,6 @@ async fn start(
         .auth
         .as_ref()
         .map(|a| Arc::new(Authenticator::new(a)));
-    // Reloads (SIGHUP, POST /-/reload) start from what is running now.
-    let reloader = Arc::new(
-        reload::Reloader::new(
-            reload::ReloadParts {
-                current: reload::ConfigSet {
-                    config: config.clone(),
-                    rule_files,
-                    dashboards: reload::dashboard_texts(config),
-                },
-                scrape: scrape_reloader,
-                rules: rule_manager.clone(),
-                alerting: alert_manager.clone(),
-                alerting_now: now,
-                remote: remote_reloader.expect("remote_write was set up above"),
-                auth: auth.clone(),
-            },
-            &telemetry.registry,
-        )
-        .map_err(TelemetryError::from)?,
-    );
-    reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
-
     // Daily snapshots: a missed day is taken at start, then one on
     // every `snapshots.schedule`; downloads and the export API.
     let snapshots = if config.snapshots.enabled {
@@ -418,10 +396,12 @@ async fn start(
     // alerts through the adapters, so the pages name neither.
     let pages = crate::web::pages::Pages {
         query: Arc::new(adapters::EngineQueries(engine.clone())),
-        config: Arc::new(config.clone()),
+        config: arc_swap::ArcSwap::from_pointee(config.clone()),
         started_ms: crate::util::now_ms(),
-        dashboards: crate::web::pages::Pages::load_dashboards(&config.dashboard_files())
-            .map_err(|e| Error::Snapshot(e.to_string()))?,
+        dashboards: arc_swap::ArcSwap::from_pointee(
+            crate::web::pages::Pages::load_dashboards(&config.dashboard_files())
+                .map_err(|e| Error::Snapshot(e.to_string()))?,
+        ),
         snapshots: snapshots.map(|s| s as Arc<dyn crate::web::pages::SnapshotShelf>),
         facts: {
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
@@ -446,7 +426,31 @@ async fn start(
             std::path::Path::new(&config.storage.path).join("dashboards"),
         )),
     };
-    routes.push(crate::web::pages::routes(Arc::new(pages)));
+    let pages = Arc::new(pages);
+    routes.push(crate::web::pages::routes(pages.clone()));
+
+    // Reloads (SIGHUP, POST /-/reload) start from what is running now.
+    let reloader = Arc::new(
+        reload::Reloader::new(
+            reload::ReloadParts {
+                current: reload::ConfigSet {
+                    config: config.clone(),
+                    rule_files,
+                    dashboards: reload::dashboard_texts(config),
+                },
+                scrape: scrape_reloader,
+                rules: rule_manager.clone(),
+                alerting: alert_manager.clone(),
+                alerting_now: now,
+                remote: remote_reloader.expect("remote_write was set up above"),
+                auth: auth.clone(),
+                pages,
+            },
+            &telemetry.registry,
+        )
+        .map_err(TelemetryError::from)?,
+    );
+    reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
 
     let app = web::router(WebParts {
         telemetry,

@@ -10,7 +10,8 @@
 //! comparison `infermon check --diff` prints) and only what changed is
 //! applied: changed scrape jobs restart, rule groups keep the state of
 //! unchanged rules, alerting swaps routing and receivers under its alerts,
-//! remote_write restarts only changed destinations. Settings read only at
+//! remote_write restarts only changed destinations, dashboards and the
+//! pages' config swap at once. Settings read only at
 //! start are listed as requiring a restart (logged as a warning); the rest
 //! is applied.
 
@@ -27,6 +28,7 @@ use crate::diag::Diagnostic;
 use crate::remote::RemoteReloader;
 use crate::rules::{ManagerOptions, RuleFile, RuleManager, RulesError};
 use crate::scrape::ScrapeReloader;
+use crate::web::pages::Pages;
 use crate::web::{Authenticator, ReloadFailure, ReloadReport};
 
 /// A config with everything it names, read and checked: what a reload
@@ -71,7 +73,7 @@ impl ConfigSet {
             },
         })?;
         let paths = config.dashboard_files();
-        crate::web::pages::Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
+        Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
             message: e.to_string(),
             diagnostics: Vec::new(),
         })?;
@@ -160,6 +162,7 @@ impl ReloadDiff {
         list("rules", &self.rules);
         list("receivers", &c.receivers);
         list("remote_write", &c.remote_write);
+        list("dashboards", &self.dashboards);
         if c.scrape_globals {
             out.push("global scrape settings: every scrape job restarts".into());
         }
@@ -184,9 +187,6 @@ impl ReloadDiff {
         let mut out = self.config.restart_required.clone();
         if !self.config.models.is_empty() {
             out.push(format!("models: {}", self.config.models.summary()));
-        }
-        if !self.dashboards.is_empty() {
-            out.push(format!("dashboards: {}", self.dashboards.summary()));
         }
         out
     }
@@ -280,6 +280,7 @@ pub struct Reloader {
     alerting_now: NowFn,
     remote: RemoteReloader,
     auth: Option<Arc<Authenticator>>,
+    pages: Arc<Pages>,
     metrics: ReloadMetrics,
 }
 
@@ -299,6 +300,8 @@ pub struct ReloadParts {
     pub remote: RemoteReloader,
     /// API keys and users, when `server.auth` is on.
     pub auth: Option<Arc<Authenticator>>,
+    /// The dashboards and the config the pages show.
+    pub pages: Arc<Pages>,
 }
 
 impl Reloader {
@@ -313,6 +316,7 @@ impl Reloader {
             alerting_now: parts.alerting_now,
             remote: parts.remote,
             auth: parts.auth,
+            pages: parts.pages,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -380,6 +384,14 @@ impl Reloader {
             .remote
             .prepare(&new.config)
             .map_err(|e| apply_error(&e))?;
+        let dashboards = if diff.dashboards.is_empty() {
+            None
+        } else {
+            Some(
+                Pages::load_dashboards(&new.config.dashboard_files())
+                    .map_err(|e| apply_error(&e))?,
+            )
+        };
         let alerting = if diff.config.alerting_changed() {
             Some(
                 AlertManager::prepare(&new.config, self.alerting_now.clone())
@@ -417,11 +429,12 @@ impl Reloader {
                 )));
             }
         };
+        if let Some(d) = dashboards {
+            self.pages.dashboards.store(Arc::new(d));
+        }
+        self.pages.config.store(Arc::new(new.config.clone()));
         let mut restart_required = diff.config.restart_required.clone();
         restart_required.extend(apply_models(&diff.config.models));
-        if !diff.dashboards.is_empty() {
-            restart_required.push(format!("dashboards: {}", diff.dashboards.summary()));
-        }
         let mut changes = diff.applied();
         // What the parts saw (the self-scrape job, derived settings) can
         // differ from the file's own comparison; say so when it does.

@@ -28,7 +28,8 @@ struct DashboardPage {
 
 /// `GET /`: the first dashboard.
 pub(super) async fn overview(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Response {
-    match pages.dashboards.first() {
+    let dashboards = pages.dashboards.load_full();
+    match dashboards.first() {
         Some((_, d)) => render(&pages, d, "Overview", &ctx).await,
         None => ApiError::not_found("no dashboards").into_response(),
     }

@@ -37,7 +37,7 @@ pub(super) async fn status(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Res
                 uptime_s % 60
             ),
         ),
-        ("Config file".to_string(), pages.config.source.name()),
+        ("Config file".to_string(), pages.config.load().source.name()),
     ];
     facts.extend((pages.facts)());
     ctx.html(
@@ -45,7 +45,7 @@ pub(super) async fn status(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Res
             page,
             facts,
             config_label: lang.t("Configuration"),
-            config: pages.config.redacted_yaml(),
+            config: pages.config.load().redacted_yaml(),
         }
         .render(),
     )
