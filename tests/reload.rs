@@ -109,6 +109,19 @@ fn sighup_adds_a_scrape_job_and_the_old_target_keeps_scraping_without_staleness(
         }
     });
     assert_eq!(health_of(&server, "old").as_deref(), Some("up"));
+    let shown: serde_json::Value = client()
+        .get(server.url("/api/v1/status/config"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        shown["data"]["yaml"]
+            .as_str()
+            .unwrap()
+            .contains("job_name: new"),
+        "{shown}"
+    );
     // The old job was not restarted: it keeps scraping.
     let before = server
         .metric("infermon_scrape_scrapes_total", &[("job", "old")])

@@ -277,9 +277,10 @@ async fn start(
         query_store,
         crate::promql::EngineOptions::from_config(&config.query, &config.global),
     );
+    let config_yaml = Arc::new(arc_swap::ArcSwap::from_pointee(config.redacted_yaml()));
     routes.push(web::api::routes(web::api::ApiState {
         engine: engine.clone(),
-        config_yaml: Arc::new(config.redacted_yaml()),
+        config_yaml: config_yaml.clone(),
         flags: Arc::new(web::api::flags_from_config(config)),
         start_time_ms: crate::util::now_ms(),
         storage_retention: config.storage.retention.to_string(),
@@ -445,6 +446,7 @@ async fn start(
                 remote: remote_reloader.expect("remote_write was set up above"),
                 auth: auth.clone(),
                 pages,
+                config_yaml,
             },
             &telemetry.registry,
         )

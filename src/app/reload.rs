@@ -19,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntGauge, Opts, Registry};
 
 use crate::alerting::{AlertManager, NowFn};
@@ -281,6 +282,7 @@ pub struct Reloader {
     remote: RemoteReloader,
     auth: Option<Arc<Authenticator>>,
     pages: Arc<Pages>,
+    config_yaml: Arc<ArcSwap<String>>,
     metrics: ReloadMetrics,
 }
 
@@ -302,6 +304,8 @@ pub struct ReloadParts {
     pub auth: Option<Arc<Authenticator>>,
     /// The dashboards and the config the pages show.
     pub pages: Arc<Pages>,
+    /// The config `/api/v1/status/config` shows.
+    pub config_yaml: Arc<ArcSwap<String>>,
 }
 
 impl Reloader {
@@ -317,6 +321,7 @@ impl Reloader {
             remote: parts.remote,
             auth: parts.auth,
             pages: parts.pages,
+            config_yaml: parts.config_yaml,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -433,6 +438,7 @@ impl Reloader {
             self.pages.dashboards.store(Arc::new(d));
         }
         self.pages.config.store(Arc::new(new.config.clone()));
+        self.config_yaml.store(Arc::new(new.config.redacted_yaml()));
         let mut restart_required = diff.config.restart_required.clone();
         restart_required.extend(apply_models(&diff.config.models));
         let mut changes = diff.applied();
