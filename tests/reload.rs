@@ -658,3 +658,39 @@ fn a_reload_swaps_the_dashboards_and_a_broken_one_changes_nothing() {
     assert_eq!(status("one"), 200);
     assert_eq!(status("two"), 200);
 }
+
+#[test]
+fn a_reload_changes_the_request_body_limit_at_once() {
+    let server = TestServer::start(
+        "server:\n  listen: 127.0.0.1:0\n  limits:\n    max_body_bytes: 1000\nstorage:\n  path: '{dir}/data'\nmodels: []\n",
+    );
+    let query = || {
+        let body = format!("query=vector({})", "1".repeat(2000));
+        client()
+            .post(server.url("/api/v1/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let refused = query();
+    assert_eq!(refused.status(), 413);
+    let body: serde_json::Value = refused.json().unwrap();
+    assert_eq!(body["error_type"], "payload_too_large", "{body}");
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("max_body_bytes: 1000", "max_body_bytes: 100000"),
+    )
+    .unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("server.limits"),
+        "{body}"
+    );
+    assert_ne!(query().status(), 413);
+}

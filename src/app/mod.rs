@@ -353,6 +353,7 @@ async fn start(
         alert_manager.clone().run(life.signal(Stage::Alerting)),
     );
 
+    let body_limit = web::BodyLimit::new(config.server.limits.max_body_bytes);
     let auth = config
         .server
         .auth
@@ -447,6 +448,7 @@ async fn start(
                 auth: auth.clone(),
                 pages,
                 config_yaml,
+                body_limit: body_limit.clone(),
             },
             &telemetry.registry,
         )
@@ -459,7 +461,7 @@ async fn start(
         readiness,
         auth,
         browser: web::BrowserGuard::new(&config.server),
-        max_body_bytes: config.server.limits.max_body_bytes,
+        body_limit: body_limit.clone(),
         routes,
         own_body_limit_routes: vec![receiver_routes],
         reload: Some(Arc::new(move || {

@@ -30,7 +30,7 @@ use crate::remote::RemoteReloader;
 use crate::rules::{ManagerOptions, RuleFile, RuleManager, RulesError};
 use crate::scrape::ScrapeReloader;
 use crate::web::pages::Pages;
-use crate::web::{Authenticator, ReloadFailure, ReloadReport};
+use crate::web::{Authenticator, BodyLimit, ReloadFailure, ReloadReport};
 
 /// A config with everything it names, read and checked: what a reload
 /// compares and applies.
@@ -170,6 +170,9 @@ impl ReloadDiff {
         if c.auth {
             out.push("server.auth: keys and users".into());
         }
+        if c.limits {
+            out.push("server.limits".into());
+        }
         if c.routes {
             out.push("alerting.route".into());
         }
@@ -223,6 +226,7 @@ impl fmt::Display for ReloadDiff {
         }
         for (name, changed) in [
             ("server.auth keys and users", c.auth),
+            ("server.limits", c.limits),
             ("alerting.route", c.routes),
             ("alerting.inhibit_rules", c.inhibit_rules),
             ("other alerting settings", c.alerting_other),
@@ -283,6 +287,7 @@ pub struct Reloader {
     auth: Option<Arc<Authenticator>>,
     pages: Arc<Pages>,
     config_yaml: Arc<ArcSwap<String>>,
+    body_limit: BodyLimit,
     metrics: ReloadMetrics,
 }
 
@@ -306,6 +311,8 @@ pub struct ReloadParts {
     pub pages: Arc<Pages>,
     /// The config `/api/v1/status/config` shows.
     pub config_yaml: Arc<ArcSwap<String>>,
+    /// `server.limits.max_body_bytes` as the server applies it.
+    pub body_limit: BodyLimit,
 }
 
 impl Reloader {
@@ -322,6 +329,7 @@ impl Reloader {
             auth: parts.auth,
             pages: parts.pages,
             config_yaml: parts.config_yaml,
+            body_limit: parts.body_limit,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -437,6 +445,7 @@ impl Reloader {
         if let Some(d) = dashboards {
             self.pages.dashboards.store(Arc::new(d));
         }
+        self.body_limit.set(new.config.server.limits.max_body_bytes);
         self.pages.config.store(Arc::new(new.config.clone()));
         self.config_yaml.store(Arc::new(new.config.redacted_yaml()));
         let mut restart_required = diff.config.restart_required.clone();

@@ -107,6 +107,8 @@ pub struct ConfigDiff {
     /// API keys, users, roles or `protect_metrics` changed (applied while
     /// running; turning auth on or off needs a restart instead).
     pub auth: bool,
+    /// `server.limits` changed (applied to requests from then on).
+    pub limits: bool,
     /// Settings read only at start: their dotted keys.
     pub restart_required: Vec<String>,
 }
@@ -168,7 +170,6 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         "server.auth (turned on or off, users where there were none or the reverse, max_concurrent_password_checks)",
         auth_reshaped,
     );
-    check("server.limits", s.limits != t.limits);
     check(
         "server.shutdown_timeout",
         s.shutdown_timeout != t.shutdown_timeout,
@@ -204,6 +205,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         remote_write: Changes::by_name(&old.remote_write, &new.remote_write, remote_write_name),
         models: Changes::by_name(&old.models, &new.models, model_name),
         auth: s.auth != t.auth && !auth_reshaped,
+        limits: s.limits != t.limits,
         restart_required: restart,
     }
 }
