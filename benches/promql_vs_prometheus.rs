@@ -127,7 +127,7 @@ fn main() {
     let addr = listener.local_addr().expect("addr");
     let app = infermon::web::api::routes(infermon::web::api::ApiState {
         engine: Engine::new(store, EngineOptions::default()),
-        config_yaml: Arc::new(String::new()),
+        config_yaml: Arc::new(arc_swap::ArcSwap::from_pointee(String::new())),
         flags: Arc::new(Vec::new()),
         start_time_ms: 0,
         storage_retention: "15d".into(),

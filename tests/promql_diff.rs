@@ -484,7 +484,7 @@ fn serve_api_with(engine: Engine, external_labels: Labels) -> (String, tokio::ru
     let addr = listener.local_addr().unwrap();
     let app = infermon::web::api::routes(infermon::web::api::ApiState {
         engine,
-        config_yaml: Arc::new(String::new()),
+        config_yaml: Arc::new(arc_swap::ArcSwap::from_pointee(String::new())),
         flags: Arc::new(Vec::new()),
         start_time_ms: BASE_MS,
         storage_retention: "15d".into(),

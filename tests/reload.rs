@@ -109,6 +109,19 @@ fn sighup_adds_a_scrape_job_and_the_old_target_keeps_scraping_without_staleness(
         }
     });
     assert_eq!(health_of(&server, "old").as_deref(), Some("up"));
+    let shown: serde_json::Value = client()
+        .get(server.url("/api/v1/status/config"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        shown["data"]["yaml"]
+            .as_str()
+            .unwrap()
+            .contains("job_name: new"),
+        "{shown}"
+    );
     // The old job was not restarted: it keeps scraping.
     let before = server
         .metric("infermon_scrape_scrapes_total", &[("job", "old")])
@@ -135,7 +148,7 @@ fn sighup_adds_a_scrape_job_and_the_old_target_keeps_scraping_without_staleness(
     server.terminate();
     assert!(server.wait_exit(WAIT).is_some());
     let store =
-        SqliteStorage::open(&server.dir.path().join("data"), StorageOptions::default()).unwrap();
+        SqliteStorage::open(server.dir.path().join("data"), StorageOptions::default()).unwrap();
     let series = store
         .select(
             &[Matcher::new("job", MatchOp::Equal, "old").unwrap()],
@@ -395,6 +408,32 @@ fn reload_is_for_admins_and_health_endpoints_are_public() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+
+    // A reload rotates the API key at once; the login stays as it was.
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[admin-key]", "[rotated-key]")).unwrap();
+    let answer = http
+        .post(server.url("/-/reload"))
+        .bearer_auth("admin-key")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"].to_string().contains("server.auth"),
+        "{body}"
+    );
+    assert_eq!(body["data"]["restart_required"], serde_json::json!([]));
+    let with = |key: &str| {
+        http.get(server.url("/api/v1/targets"))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with("admin-key"), 401);
+    assert_eq!(with("rotated-key"), 200);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -476,4 +515,182 @@ fn check_diff_prints_what_a_reload_would_change() {
         stdout.contains(&format!("{}:3:", bad.display())),
         "{stdout}"
     );
+}
+
+/// A remote_write destination that takes every request.
+fn sink(rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/write",
+            axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/write")
+    })
+}
+
+/// How many times the queue of `name` started (its start log line).
+fn queue_starts(server: &TestServer, name: &str) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("remote_write starting from its saved WAL position")
+                && l.contains(&format!("remote={name} "))
+        })
+        .count()
+}
+
+#[test]
+fn remote_write_queues_restart_only_for_changed_destinations() {
+    let rt = runtime();
+    let url = sink(&rt);
+    let base = "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {dir}/data\nmodels: []\nremote_write:\n";
+    let vm = format!("- url: {url}\n  name: vm\n");
+    let server = TestServer::start(&format!("{base}{vm}"));
+    wait_for("vm's queue to start", WAIT, || {
+        match queue_starts(&server, "vm") {
+            1 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}- url: {url}\n  name: vm2\n")).unwrap();
+    let body: serde_json::Value = client()
+        .post(server.url("/-/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("remote_write: +vm2"),
+        "{body}"
+    );
+    wait_for("vm2's queue to start", WAIT, || {
+        match queue_starts(&server, "vm2") {
+            1 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    assert_eq!(
+        queue_starts(&server, "vm"),
+        1,
+        "the unchanged queue kept running"
+    );
+
+    // A changed destination restarts; the other keeps running.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "  name: vm\n",
+            "  name: vm\n  queue_config: {max_samples_per_send: 100}\n",
+        ),
+    )
+    .unwrap();
+    let body: serde_json::Value = client()
+        .post(server.url("/-/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("remote_write: ~vm"),
+        "{body}"
+    );
+    wait_for("vm's queue to restart", WAIT, || {
+        match queue_starts(&server, "vm") {
+            2 => Ok(()),
+            n => Err(format!("{n} starts")),
+        }
+    });
+    assert_eq!(queue_starts(&server, "vm2"), 1);
+}
+
+const PANELS: &str =
+    r#""panels": [{"type": "stat", "title": "Targets up", "targets": [{"expr": "sum(up)"}]}]"#;
+
+#[test]
+fn a_reload_swaps_the_dashboards_and_a_broken_one_changes_nothing() {
+    let boards = tempfile::tempdir().unwrap();
+    let board = |uid: &str| format!(r#"{{"title": "Board {uid}", "uid": "{uid}", {PANELS}}}"#);
+    std::fs::write(boards.path().join("one.json"), board("one")).unwrap();
+    let server = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels: []\nstorage:\n  path: '{{dir}}/data'\ndashboards: ['{}']\n",
+        boards.path().display()
+    ));
+    let status = |uid: &str| {
+        client()
+            .get(server.url(&format!("/dashboards/{uid}")))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status("one"), 200);
+    assert_eq!(status("two"), 404);
+    std::fs::write(boards.path().join("two.json"), board("two")).unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("dashboards: +"),
+        "{body}"
+    );
+    assert_eq!(status("two"), 200);
+    // A file that is not a dashboard: nothing changes, the reload says why.
+    std::fs::write(boards.path().join("three.json"), "{not json").unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    assert_eq!(answer.status(), 500);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("three.json"),
+        "{body}"
+    );
+    assert_eq!(status("one"), 200);
+    assert_eq!(status("two"), 200);
+}
+
+#[test]
+fn a_reload_changes_the_request_body_limit_at_once() {
+    let server = TestServer::start(
+        "server:\n  listen: 127.0.0.1:0\n  limits:\n    max_body_bytes: 1000\nstorage:\n  path: '{dir}/data'\nmodels: []\n",
+    );
+    let query = || {
+        let body = format!("query=vector({})", "1".repeat(2000));
+        client()
+            .post(server.url("/api/v1/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let refused = query();
+    assert_eq!(refused.status(), 413);
+    let body: serde_json::Value = refused.json().unwrap();
+    assert_eq!(body["error_type"], "payload_too_large", "{body}");
+    let path = config_path(&server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("max_body_bytes: 1000", "max_body_bytes: 100000"),
+    )
+    .unwrap();
+    let answer = client().post(server.url("/-/reload")).send().unwrap();
+    let body: serde_json::Value = answer.json().unwrap();
+    assert!(
+        body["data"]["changes"]
+            .to_string()
+            .contains("server.limits"),
+        "{body}"
+    );
+    assert_ne!(query().status(), 413);
 }

@@ -547,6 +547,77 @@ impl AlertManager {
 mod tests {
     use super::*;
 
+    fn config(group_by: &str, url: &str) -> Config {
+        Config::load_str(
+            &format!(
+                "alerting:\n  route:\n    receiver: hook\n    group_by: [{group_by}]\n    group_wait: 30s\n  receivers:\n  - name: hook\n    webhook_configs: [{{url: '{url}'}}]\n"
+            ),
+            None,
+        )
+        .unwrap()
+        .config
+    }
+
+    /// A reload keeps the alerts and the timers of groups whose route and
+    /// grouping stay; a new grouping files the alerts into new groups; the
+    /// receiver's channel is replaced under the same integration key.
+    #[test]
+    fn a_reload_keeps_groups_and_swaps_receivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
+        let clock = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+        let c2 = clock.clone();
+        let now: NowFn = Arc::new(move || c2.load(std::sync::atomic::Ordering::SeqCst));
+        let registry = prometheus::Registry::new();
+        let am = AlertManager::new(
+            &config("alertname", "http://127.0.0.1:1/a"),
+            store,
+            &registry,
+            now.clone(),
+        )
+        .unwrap();
+        let alert = Alert {
+            labels: Labels::new([("alertname", "A"), ("model", "m")]),
+            annotations: BTreeMap::new(),
+            starts_at_ms: 1_000_000,
+            ends_at_ms: 2_000_000,
+            generator_url: String::new(),
+        };
+        am.put_alerts(vec![alert]);
+        let groups = |am: &AlertManager| -> Vec<(String, i64)> {
+            let st = am.state.lock().unwrap();
+            st.groups
+                .iter()
+                .map(|(k, g)| (k.clone(), g.next_flush_ms))
+                .collect()
+        };
+        let before = groups(&am);
+        assert_eq!(before.len(), 1);
+        let channel = am.outbox.channel("hook/webhook/0").unwrap();
+
+        clock.store(1_010_000, std::sync::atomic::Ordering::SeqCst);
+        let prepared =
+            AlertManager::prepare(&config("alertname", "http://127.0.0.1:1/b"), now.clone())
+                .unwrap();
+        am.apply(prepared);
+        assert_eq!(groups(&am), before, "same group, same timer");
+        let swapped = am.outbox.channel("hook/webhook/0").unwrap();
+        assert!(!Arc::ptr_eq(&channel, &swapped), "the new URL's channel");
+        assert_eq!(am.alerts().len(), 1);
+
+        let prepared =
+            AlertManager::prepare(&config("model", "http://127.0.0.1:1/b"), now).unwrap();
+        am.apply(prepared);
+        let after = groups(&am);
+        assert_eq!(after.len(), 1);
+        assert_ne!(after[0].0, before[0].0, "grouped by the new labels");
+        assert_eq!(
+            after[0].1,
+            1_010_000 + 30_000,
+            "a new group waits group_wait"
+        );
+    }
+
     fn set(v: &[&str]) -> BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
     }

@@ -306,9 +306,10 @@ async fn start(
         query_store,
         crate::promql::EngineOptions::from_config(&config.query, &config.global),
     );
+    let config_yaml = Arc::new(arc_swap::ArcSwap::from_pointee(config.redacted_yaml()));
     routes.push(web::api::routes(web::api::ApiState {
         engine: engine.clone(),
-        config_yaml: Arc::new(config.redacted_yaml()),
+        config_yaml: config_yaml.clone(),
         flags: Arc::new(web::api::flags_from_config(config)),
         start_time_ms: crate::util::now_ms(),
         storage_retention: config.storage.retention.to_string(),
@@ -381,27 +382,12 @@ async fn start(
         alert_manager.clone().run(life.signal(Stage::Alerting)),
     );
 
-    // Reloads (SIGHUP, POST /-/reload) start from what is running now.
-    let reloader = Arc::new(
-        reload::Reloader::new(
-            reload::ReloadParts {
-                current: reload::ConfigSet {
-                    config: config.clone(),
-                    rule_files,
-                    dashboards: reload::dashboard_texts(config),
-                },
-                scrape: scrape_reloader,
-                rules: rule_manager.clone(),
-                alerting: alert_manager.clone(),
-                alerting_now: now,
-                remote: remote_reloader.expect("remote_write was set up above"),
-            },
-            &telemetry.registry,
-        )
-        .map_err(TelemetryError::from)?,
-    );
-    reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
-
+    let body_limit = web::BodyLimit::new(config.server.limits.max_body_bytes);
+    let auth = config
+        .server
+        .auth
+        .as_ref()
+        .map(|a| Arc::new(Authenticator::new(a)));
     // Daily snapshots: a missed day is taken at start, then one on
     // every `snapshots.schedule`; downloads and the export API.
     let snapshots = if config.snapshots.enabled {
@@ -441,10 +427,12 @@ async fn start(
     // alerts through the adapters, so the pages name neither.
     let pages = crate::web::pages::Pages {
         query: Arc::new(adapters::EngineQueries(engine.clone())),
-        config: Arc::new(config.clone()),
+        config: arc_swap::ArcSwap::from_pointee(config.clone()),
         started_ms: crate::util::now_ms(),
-        dashboards: crate::web::pages::Pages::load_dashboards(&config.dashboard_files())
-            .map_err(|e| Error::Snapshot(e.to_string()))?,
+        dashboards: arc_swap::ArcSwap::from_pointee(
+            crate::web::pages::Pages::load_dashboards(&config.dashboard_files())
+                .map_err(|e| Error::Snapshot(e.to_string()))?,
+        ),
         snapshots: snapshots.map(|s| s as Arc<dyn crate::web::pages::SnapshotShelf>),
         facts: {
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
@@ -473,18 +461,40 @@ async fn start(
             storage: Some(sqlite.clone()),
         },
     };
-    routes.push(crate::web::pages::routes(Arc::new(pages)));
+    let pages = Arc::new(pages);
+    routes.push(crate::web::pages::routes(pages.clone()));
+
+    // Reloads (SIGHUP, POST /-/reload) start from what is running now.
+    let reloader = Arc::new(
+        reload::Reloader::new(
+            reload::ReloadParts {
+                current: reload::ConfigSet {
+                    config: config.clone(),
+                    rule_files,
+                    dashboards: reload::dashboard_texts(config),
+                },
+                scrape: scrape_reloader,
+                rules: rule_manager.clone(),
+                alerting: alert_manager.clone(),
+                alerting_now: now,
+                remote: remote_reloader.expect("remote_write was set up above"),
+                auth: auth.clone(),
+                pages,
+                config_yaml,
+                body_limit: body_limit.clone(),
+            },
+            &telemetry.registry,
+        )
+        .map_err(TelemetryError::from)?,
+    );
+    reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
 
     let app = web::router(WebParts {
         telemetry,
         readiness,
-        auth: config
-            .server
-            .auth
-            .as_ref()
-            .map(|a| Arc::new(Authenticator::new(a))),
+        auth,
         browser: web::BrowserGuard::new(&config.server),
-        max_body_bytes: config.server.limits.max_body_bytes,
+        body_limit: body_limit.clone(),
         routes,
         own_body_limit_routes: vec![receiver_routes],
         reload: Some(Arc::new(move || {

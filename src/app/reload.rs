@@ -10,7 +10,8 @@
 //! comparison `infermon check --diff` prints) and only what changed is
 //! applied: changed scrape jobs restart, rule groups keep the state of
 //! unchanged rules, alerting swaps routing and receivers under its alerts,
-//! remote_write restarts only changed destinations. Settings read only at
+//! remote_write restarts only changed destinations, dashboards and the
+//! pages' config swap at once. Settings read only at
 //! start are listed as requiring a restart (logged as a warning); the rest
 //! is applied.
 
@@ -18,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntGauge, Opts, Registry};
 
 use crate::alerting::{AlertManager, NowFn};
@@ -27,7 +29,8 @@ use crate::diag::Diagnostic;
 use crate::remote::RemoteReloader;
 use crate::rules::{ManagerOptions, RuleFile, RuleManager, RulesError};
 use crate::scrape::ScrapeReloader;
-use crate::web::{ReloadFailure, ReloadReport};
+use crate::web::pages::Pages;
+use crate::web::{Authenticator, BodyLimit, ReloadFailure, ReloadReport};
 
 /// A config with everything it names, read and checked: what a reload
 /// compares and applies.
@@ -71,7 +74,7 @@ impl ConfigSet {
             },
         })?;
         let paths = config.dashboard_files();
-        crate::web::pages::Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
+        Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
             message: e.to_string(),
             diagnostics: Vec::new(),
         })?;
@@ -160,8 +163,15 @@ impl ReloadDiff {
         list("rules", &self.rules);
         list("receivers", &c.receivers);
         list("remote_write", &c.remote_write);
+        list("dashboards", &self.dashboards);
         if c.scrape_globals {
             out.push("global scrape settings: every scrape job restarts".into());
+        }
+        if c.auth {
+            out.push("server.auth: keys and users".into());
+        }
+        if c.limits {
+            out.push("server.limits".into());
         }
         if c.routes {
             out.push("alerting.route".into());
@@ -181,9 +191,6 @@ impl ReloadDiff {
         let mut out = self.config.restart_required.clone();
         if !self.config.models.is_empty() {
             out.push(format!("models: {}", self.config.models.summary()));
-        }
-        if !self.dashboards.is_empty() {
-            out.push(format!("dashboards: {}", self.dashboards.summary()));
         }
         out
     }
@@ -218,6 +225,8 @@ impl fmt::Display for ReloadDiff {
             )?;
         }
         for (name, changed) in [
+            ("server.auth keys and users", c.auth),
+            ("server.limits", c.limits),
             ("alerting.route", c.routes),
             ("alerting.inhibit_rules", c.inhibit_rules),
             ("other alerting settings", c.alerting_other),
@@ -275,6 +284,10 @@ pub struct Reloader {
     alerting: Arc<AlertManager>,
     alerting_now: NowFn,
     remote: RemoteReloader,
+    auth: Option<Arc<Authenticator>>,
+    pages: Arc<Pages>,
+    config_yaml: Arc<ArcSwap<String>>,
+    body_limit: BodyLimit,
     metrics: ReloadMetrics,
 }
 
@@ -292,6 +305,14 @@ pub struct ReloadParts {
     pub alerting_now: NowFn,
     /// remote_write queues.
     pub remote: RemoteReloader,
+    /// API keys and users, when `server.auth` is on.
+    pub auth: Option<Arc<Authenticator>>,
+    /// The dashboards and the config the pages show.
+    pub pages: Arc<Pages>,
+    /// The config `/api/v1/status/config` shows.
+    pub config_yaml: Arc<ArcSwap<String>>,
+    /// `server.limits.max_body_bytes` as the server applies it.
+    pub body_limit: BodyLimit,
 }
 
 impl Reloader {
@@ -305,6 +326,10 @@ impl Reloader {
             alerting: parts.alerting,
             alerting_now: parts.alerting_now,
             remote: parts.remote,
+            auth: parts.auth,
+            pages: parts.pages,
+            config_yaml: parts.config_yaml,
+            body_limit: parts.body_limit,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -372,6 +397,14 @@ impl Reloader {
             .remote
             .prepare(&new.config)
             .map_err(|e| apply_error(&e))?;
+        let dashboards = if diff.dashboards.is_empty() {
+            None
+        } else {
+            Some(
+                Pages::load_dashboards(&new.config.dashboard_files())
+                    .map_err(|e| apply_error(&e))?,
+            )
+        };
         let alerting = if diff.config.alerting_changed() {
             Some(
                 AlertManager::prepare(&new.config, self.alerting_now.clone())
@@ -392,16 +425,31 @@ impl Reloader {
         if let Some(prepared) = alerting {
             self.alerting.apply(prepared);
         }
-        let remote_changes = self
-            .remote
-            .apply(remote)
-            .await
-            .map_err(|e| apply_error(&e))?;
+        if diff.config.auth
+            && let (Some(auth), Some(config)) = (&self.auth, &new.config.server.auth)
+        {
+            auth.update(config);
+        }
+        // A destination's WAL position could not be registered: the queues
+        // stay as they were, the other parts have changed; a later reload
+        // tries the queues again (they compare with what runs).
+        let remote_changes = match self.remote.apply(remote).await {
+            Ok(c) => c,
+            Err(e) => {
+                *current = new;
+                return Err(apply_error(&format!(
+                    "remote_write was not reloaded ({e}); the other changes were applied"
+                )));
+            }
+        };
+        if let Some(d) = dashboards {
+            self.pages.dashboards.store(Arc::new(d));
+        }
+        self.body_limit.set(new.config.server.limits.max_body_bytes);
+        self.pages.config.store(Arc::new(new.config.clone()));
+        self.config_yaml.store(Arc::new(new.config.redacted_yaml()));
         let mut restart_required = diff.config.restart_required.clone();
         restart_required.extend(apply_models(&diff.config.models));
-        if !diff.dashboards.is_empty() {
-            restart_required.push(format!("dashboards: {}", diff.dashboards.summary()));
-        }
         let mut changes = diff.applied();
         // What the parts saw (the self-scrape job, derived settings) can
         // differ from the file's own comparison; say so when it does.

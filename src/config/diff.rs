@@ -104,6 +104,11 @@ pub struct ConfigDiff {
     pub remote_write: Changes,
     /// `models` by name.
     pub models: Changes,
+    /// API keys, users, roles or `protect_metrics` changed (applied while
+    /// running; turning auth on or off needs a restart instead).
+    pub auth: bool,
+    /// `server.limits` changed (applied to requests from then on).
+    pub limits: bool,
     /// Settings read only at start: their dotted keys.
     pub restart_required: Vec<String>,
 }
@@ -152,8 +157,19 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         "server.allow_unauthenticated",
         s.allow_unauthenticated != t.allow_unauthenticated,
     );
-    check("server.auth", s.auth != t.auth);
-    check("server.limits", s.limits != t.limits);
+    let auth_shape = |s: &super::ServerConfig| {
+        s.auth.as_ref().map(|a| {
+            (
+                !a.basic_auth_users.is_empty(),
+                a.max_concurrent_password_checks,
+            )
+        })
+    };
+    let auth_reshaped = auth_shape(s) != auth_shape(t);
+    check(
+        "server.auth (turned on or off, users where there were none or the reverse, max_concurrent_password_checks)",
+        auth_reshaped,
+    );
     check(
         "server.shutdown_timeout",
         s.shutdown_timeout != t.shutdown_timeout,
@@ -188,6 +204,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             || a.0.history_retention != a.1.history_retention,
         remote_write: Changes::by_name(&old.remote_write, &new.remote_write, remote_write_name),
         models: Changes::by_name(&old.models, &new.models, model_name),
+        auth: s.auth != t.auth && !auth_reshaped,
+        limits: s.limits != t.limits,
         restart_required: restart,
     }
 }

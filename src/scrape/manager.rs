@@ -67,8 +67,9 @@ pub struct ScrapeReloader {
     commands: mpsc::Sender<Command>,
 }
 
-type FetcherFactory =
-    Arc<dyn Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync>;
+/// Makes a job's fetcher (HTTP, or a fake in tests).
+type MakeFetcher = dyn Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync;
+type FetcherFactory = Arc<MakeFetcher>;
 
 /// The jobs of `config`: its own and the self-scrape of `self_addr`.
 fn jobs_of(config: &Config, self_addr: Option<SocketAddr>) -> Vec<ScrapeConfig> {
@@ -122,7 +123,7 @@ fn build_pools(
     appender: &Arc<dyn Appender>,
     metrics: &ScrapeMetrics,
     view: &TargetsView,
-    fetcher: &(dyn Fn(&ScrapeConfig) -> Result<Arc<dyn Fetcher>, ScrapeError> + Send + Sync),
+    fetcher: &MakeFetcher,
     clock: ScrapeClock,
 ) -> Result<Vec<(JobKey, ScrapePool)>, ScrapeError> {
     let base = config.source.base_dir();

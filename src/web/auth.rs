@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -77,9 +79,8 @@ pub enum PasswordCheck {
 
 /// Checks credentials on every request but the public ones.
 pub struct Authenticator {
-    api_keys: Vec<[u8; 32]>,
-    users: BTreeMap<String, (String, Role)>,
-    protect_metrics: bool,
+    // Keys, users and what is public: a reload swaps them at once.
+    creds: ArcSwap<Credentials>,
     // bcrypt costs ~50 ms per check; remember credentials already verified
     // (by digest, never in clear) so a dashboard's many requests stay fast.
     verified: Mutex<HashMap<[u8; 32], (String, Role)>>,
@@ -90,15 +91,21 @@ pub struct Authenticator {
     form_key: String,
     // bcrypt runs on the blocking pool, this many at once.
     password_checks: Arc<Semaphore>,
+}
+
+/// What `server.auth` says, as the checks use it.
+struct Credentials {
+    api_keys: Vec<[u8; 32]>,
+    users: BTreeMap<String, (String, Role)>,
+    protect_metrics: bool,
     // Unknown users are checked against this hash (the users' highest
     // cost), so a wrong name takes as long as a wrong password.
     dummy_hash: OnceLock<Option<String>>,
 }
 
-impl Authenticator {
-    /// From the config's `server.auth`.
-    pub fn new(config: &AuthConfig) -> Self {
-        Authenticator {
+impl Credentials {
+    fn new(config: &AuthConfig) -> Self {
+        Credentials {
             api_keys: config.api_keys.iter().map(|k| digest(k.expose())).collect(),
             users: config
                 .basic_auth_users
@@ -111,19 +118,48 @@ impl Authenticator {
                 })
                 .collect(),
             protect_metrics: config.protect_metrics,
+            dummy_hash: OnceLock::new(),
+        }
+    }
+}
+
+impl Authenticator {
+    /// From the config's `server.auth`.
+    pub fn new(config: &AuthConfig) -> Self {
+        Authenticator {
+            creds: ArcSwap::from_pointee(Credentials::new(config)),
             verified: Mutex::new(HashMap::new()),
             sessions: SessionStore::new(session::SESSION_TTL_MS),
             logins: LoginLimiter::default(),
             login_csrf: session::random_token().unwrap_or_default(),
             form_key: session::random_token().unwrap_or_default(),
             password_checks: Arc::new(Semaphore::new(config.max_concurrent_password_checks.max(1))),
-            dummy_hash: OnceLock::new(),
         }
+    }
+
+    /// Takes new API keys, users and roles (a config reload). Credentials
+    /// checked before are checked again; sessions of users removed, or
+    /// whose password or role changed, end. Sessions of the others, the
+    /// login limiter and the form keys stay.
+    pub fn update(&self, config: &AuthConfig) {
+        let new = Credentials::new(config);
+        let old = self.creds.swap(Arc::new(new));
+        let creds = self.creds.load();
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.sessions.retain(|s| {
+            creds
+                .users
+                .get(&s.user)
+                .is_some_and(|u| old.users.get(&s.user) == Some(u) && u.1 == s.role)
+        });
     }
 
     /// Whether users can log in to the pages (otherwise only API keys work).
     pub fn has_users(&self) -> bool {
-        !self.users.is_empty()
+        !self.creds.load().users.is_empty()
     }
 
     /// The login form's CSRF token (there is no session yet to tie it to).
@@ -144,7 +180,7 @@ impl Authenticator {
     fn is_public(&self, path: &str) -> bool {
         PUBLIC_PATHS.contains(&path)
             || path.starts_with("/static/")
-            || (path == "/metrics" && !self.protect_metrics)
+            || (path == "/metrics" && !self.creds.load().protect_metrics)
     }
 
     /// The form token of basic-auth user `user`: derived from a per-process
@@ -155,10 +191,11 @@ impl Authenticator {
 
     /// The dummy hash for unknown users: a hash at the highest cost of the
     /// configured ones (made once, on the blocking pool).
-    fn dummy_hash(&self) -> Option<&str> {
-        self.dummy_hash
+    fn dummy_hash(creds: &Credentials) -> Option<&str> {
+        creds
+            .dummy_hash
             .get_or_init(|| {
-                let cost = self
+                let cost = creds
                     .users
                     .values()
                     .filter_map(|(hash, _)| hash.get(4..6)?.parse::<u32>().ok())
@@ -173,12 +210,13 @@ impl Authenticator {
     /// names are checked against a dummy hash of the same cost, so the
     /// answer's timing does not tell which names exist.
     pub fn verify_password(&self, user: &str, password: &str) -> Option<Role> {
-        match self.users.get(user) {
+        let creds = self.creds.load();
+        match creds.users.get(user) {
             Some((hash, role)) => bcrypt::verify(password, hash)
                 .unwrap_or(false)
                 .then_some(*role),
             None => {
-                if let Some(dummy) = self.dummy_hash() {
+                if let Some(dummy) = Self::dummy_hash(&creds) {
                     let _ = bcrypt::verify(password, dummy);
                 }
                 None
@@ -252,7 +290,7 @@ impl Authenticator {
                 return Err(locked(ms));
             }
             let d = digest(token.trim());
-            return if self.api_keys.contains(&d) {
+            return if self.creds.load().api_keys.contains(&d) {
                 Ok(Principal {
                     user: "api-key".to_string(),
                     role: Role::Admin,
@@ -613,11 +651,56 @@ mod tests {
         assert!(auth.check(Some("Bearer k1"), ADDR).await.is_ok());
     }
 
+    /// A reload rotates keys and passwords at once: the old key and a
+    /// cached password stop working; sessions of changed users end, the
+    /// others stay.
+    #[tokio::test]
+    async fn an_update_swaps_keys_users_and_their_sessions() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let config = |key: &str, viewer_role: &str, admin_pw: &str| -> AuthConfig {
+            let admin = bcrypt::hash(admin_pw, 4).unwrap();
+            serde_yaml_ng::from_str(&format!(
+                "api_keys: [{key}]\nbasic_auth_users:\n  admin: '{admin}'\n  viewer:\n    password_hash: '{hash}'\n    role: {viewer_role}\n  other: '{hash}'\n"
+            ))
+            .unwrap()
+        };
+        let auth = Arc::new(Authenticator::new(&config("k1", "read_only", "a1")));
+        assert!(auth.check(Some("Bearer k1"), None).await.is_ok());
+        let basic = |u: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(u)
+            )
+        };
+        assert!(auth.check(Some(&basic("admin:a1")), None).await.is_ok());
+        let now = crate::util::now_ms();
+        let (viewer, _) = auth
+            .sessions()
+            .create("viewer", Role::ReadOnly, now)
+            .unwrap();
+        let (other, _) = auth.sessions().create("other", Role::Admin, now).unwrap();
+
+        auth.update(&config("k2", "admin", "a2"));
+        assert!(auth.check(Some("Bearer k1"), None).await.is_err());
+        assert!(auth.check(Some("Bearer k2"), None).await.is_ok());
+        assert!(
+            auth.check(Some(&basic("admin:a1")), None).await.is_err(),
+            "cached password dropped"
+        );
+        assert!(auth.check(Some(&basic("admin:a2")), None).await.is_ok());
+        assert!(
+            auth.sessions().get(&viewer, now).is_none(),
+            "role changed: session ended"
+        );
+        assert!(auth.sessions().get(&other, now).is_some());
+    }
+
     #[test]
     fn unknown_users_cost_a_bcrypt_check_too() {
         let auth = authenticator_with_cost(9);
         assert_eq!(auth.verify_password("nobody", "pw"), None);
-        let dummy = auth.dummy_hash().unwrap();
+        let creds = auth.creds.load();
+        let dummy = Authenticator::dummy_hash(&creds).unwrap();
         assert!(dummy.starts_with("$2b$09$"), "{dummy}");
         let time = |user: &str| {
             (0..3)

@@ -19,6 +19,7 @@ pub mod pages;
 pub mod session;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -44,8 +45,8 @@ pub struct WebParts {
     pub auth: Option<Arc<Authenticator>>,
     /// Origin/Host checks and cookie flags (`server.allowed_*`).
     pub browser: BrowserGuard,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
+    /// Largest accepted request body (a reload may change it).
+    pub body_limit: BodyLimit,
     /// Routes contributed by the other parts (inference, API, pages).
     pub routes: Vec<Router>,
     /// Routes that bound their request bodies themselves (`/api/v1/write`
@@ -90,11 +91,14 @@ pub fn router(parts: WebParts) -> Router {
     }
     // Layers run outside-in in the reverse order they are added here:
     // json_errors → http metrics → browser guard → auth → body limit → handler.
-    let mut app = app
-        .layer(DefaultBodyLimit::max(parts.max_body_bytes))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            parts.max_body_bytes,
-        ));
+    // The limit is read per request, so a reload changes it at once; the
+    // body is wrapped so extractors stop reading at it.
+    let mut app =
+        app.layer(DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn_with_state(
+                parts.body_limit,
+                limit_body,
+            ));
     // Merged after the body limit, so it does not wrap them; the layers
     // below (auth, metrics, JSON errors) still do.
     for routes in parts.own_body_limit_routes {
@@ -116,6 +120,41 @@ pub fn router(parts: WebParts) -> Router {
         track_http,
     ))
     .layer(axum::middleware::from_fn(error::json_errors))
+}
+
+/// `server.limits.max_body_bytes` as the server applies it now.
+#[derive(Clone, Debug)]
+pub struct BodyLimit(Arc<AtomicUsize>);
+
+impl BodyLimit {
+    /// A limit of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        BodyLimit(Arc::new(AtomicUsize::new(bytes)))
+    }
+
+    /// Applies `bytes` to requests from now on.
+    pub fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Refuses bodies over the limit: at once when `Content-Length` says so,
+/// else when reading passes it (JSON 413 either way, through `json_errors`).
+async fn limit_body(
+    State(limit): State<BodyLimit>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let max = limit.0.load(Ordering::Relaxed);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
+    next.run(req).await
 }
 
 async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {

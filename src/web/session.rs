@@ -90,6 +90,11 @@ impl SessionStore {
         }
     }
 
+    /// Keeps only the sessions `keep` accepts (a reload changed users).
+    pub fn retain(&self, keep: impl Fn(&Session) -> bool) {
+        self.lock().retain(|_, s| keep(s));
+    }
+
     /// Ends the session of `token` (logout).
     pub fn remove(&self, token: &str) {
         self.lock().remove(&key(token));

@@ -34,8 +34,9 @@ pub use series::metadata;
 pub struct ApiState {
     /// The query engine (and through it the store).
     pub engine: Engine,
-    /// The running config as YAML, secrets redacted (`/status/config`).
-    pub config_yaml: Arc<String>,
+    /// The running config as YAML, secrets redacted (`/status/config`);
+    /// a reload swaps it.
+    pub config_yaml: Arc<arc_swap::ArcSwap<String>>,
     /// Command-line-like settings shown by `/status/flags`.
     pub flags: Arc<Vec<(String, String)>>,
     /// When the process started (ms since the epoch).

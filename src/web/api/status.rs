@@ -20,7 +20,7 @@ pub async fn buildinfo() -> Result<Response, PromApiError> {
 
 /// The running config as YAML, secrets redacted.
 pub async fn config(State(st): State<ApiState>) -> Result<Response, PromApiError> {
-    Ok(success(json!({ "yaml": st.config_yaml.as_str() })))
+    Ok(success(json!({ "yaml": st.config_yaml.load().as_str() })))
 }
 
 /// Settings in Prometheus' flag naming.

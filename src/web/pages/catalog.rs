@@ -45,6 +45,7 @@ fn render(pages: &Pages, ctx: &PageCtx, error: Option<String>, status: StatusCod
     };
     let mut dashboards: Vec<Entry> = pages
         .dashboards
+        .load()
         .iter()
         .map(|(uid, d)| Entry {
             uid: uid.clone(),
@@ -159,7 +160,12 @@ pub(super) async fn upload(
     if !ctx.csrf_ok(upload.csrf.as_deref()) {
         return csrf_rejected();
     }
-    let taken: Vec<String> = pages.dashboards.iter().map(|(u, _)| u.clone()).collect();
+    let taken: Vec<String> = pages
+        .dashboards
+        .load()
+        .iter()
+        .map(|(u, _)| u.clone())
+        .collect();
     let stored = {
         let uploads = pages.uploads.clone();
         tokio::task::spawn_blocking(move || uploads.store(&upload.bytes, &upload.file_name, &taken))

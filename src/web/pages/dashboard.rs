@@ -56,7 +56,8 @@ struct DashboardPage {
 
 /// `GET /`: the first dashboard.
 pub(super) async fn overview(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Response {
-    match pages.dashboards.first() {
+    let dashboards = pages.dashboards.load_full();
+    match dashboards.first() {
         Some((_, d)) => render(&pages, d, "Overview", &ctx).await,
         None => ApiError::not_found("no dashboards").into_response(),
     }
@@ -314,7 +315,7 @@ fn dashboard_links(
     for l in &d.links {
         match l.kind.as_str() {
             "dashboards" => {
-                let mut all: Vec<(String, Dashboard)> = pages.dashboards.clone();
+                let mut all: Vec<(String, Dashboard)> = pages.dashboards.load().as_ref().clone();
                 all.extend(pages.uploads.list());
                 for (uid, other) in all {
                     let tagged = l.tags.is_empty() || l.tags.iter().any(|t| other.tags.contains(t));
@@ -351,7 +352,8 @@ fn link_view(l: &Link, iv: Intervals, vars: &[VarValue]) -> Option<LinkView> {
 async fn sources_off(pages: &Pages, panels: &[&Panel], w: Window) -> SourcesOff {
     let reads = |s: Source| panels.iter().any(|p| panel_source(p) == Some(s));
     let mut off = SourcesOff::default();
-    let collectors = &pages.config.collectors;
+    let config = pages.config.load();
+    let collectors = &config.collectors;
     if reads(Source::Gpu) {
         off.gpu = if !collectors.gpu.enabled {
             Some(GPU_COLLECTOR_OFF)

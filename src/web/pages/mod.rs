@@ -23,6 +23,8 @@ mod uploads;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use axum::Router;
 use axum::routing::{get, post};
 
@@ -62,12 +64,12 @@ pub(super) const CSP: &str = "default-src 'self'; script-src 'self'; style-src '
 pub struct Pages {
     /// PromQL.
     pub query: Arc<dyn QueryApi>,
-    /// The running config (shown redacted).
-    pub config: Arc<Config>,
+    /// The running config (shown redacted); a reload swaps it.
+    pub config: ArcSwap<Config>,
     /// Process start, ms.
     pub started_ms: i64,
-    /// Dashboards by uid, built-in first.
-    pub dashboards: Vec<(String, Dashboard)>,
+    /// Dashboards by uid, built-in first; a reload swaps them.
+    pub dashboards: ArcSwap<Vec<(String, Dashboard)>>,
     /// Daily snapshots, when enabled.
     pub snapshots: Option<Arc<dyn SnapshotShelf>>,
     /// Extra facts for the Status page (models, storage…), refreshed by their owners.
@@ -104,12 +106,13 @@ pub enum PagesError {
 impl Pages {
     /// The scrape interval, ms (Grafana's `$__rate_interval` is built from it).
     pub fn scrape_ms(&self) -> i64 {
-        self.config.global.scrape_interval.as_millis()
+        self.config.load().global.scrape_interval.as_millis()
     }
 
     /// A dashboard by uid: built-in, configured, then uploaded.
     pub fn find_dashboard(&self, uid: &str) -> Option<Dashboard> {
         self.dashboards
+            .load()
             .iter()
             .find(|(u, _)| u == uid)
             .map(|(_, d)| d.clone())

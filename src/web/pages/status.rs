@@ -63,7 +63,7 @@ pub(super) async fn status(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Res
             format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::REVISION),
         ),
         (lang.t("Uptime").to_string(), duration_text(uptime_s)),
-        ("Config file".to_string(), pages.config.source.name()),
+        ("Config file".to_string(), pages.config.load().source.name()),
     ];
     facts.extend((pages.facts)());
     // SQLite reads and directory walks: off the async threads.
@@ -86,7 +86,7 @@ pub(super) async fn status(State(pages): State<Arc<Pages>>, ctx: PageCtx) -> Res
             ops_label: lang.t("Operations"),
             ops,
             config_label: lang.t("Configuration"),
-            config: pages.config.redacted_yaml(),
+            config: pages.config.load().redacted_yaml(),
         }
         .render(),
     )
@@ -195,7 +195,8 @@ fn storage_rows(pages: &Pages, lang: Lang, now_ms: i64) -> Vec<(String, String)>
     let Some(store) = &pages.status.storage else {
         return vec![(lang.t("Storage").to_string(), lang.t("none").to_string())];
     };
-    let st = &pages.config.storage;
+    let config = pages.config.load();
+    let st = &config.storage;
     let bytes = store.stats().bytes;
     let size = match st
         .retention_size

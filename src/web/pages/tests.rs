@@ -70,9 +70,9 @@ fn app() -> axum::Router {
     let config = crate::config::Config::load_default().unwrap().config;
     routes(Arc::new(Pages {
         query: Arc::new(Fake),
-        config: Arc::new(config),
+        config: arc_swap::ArcSwap::from_pointee(config),
         started_ms: crate::util::now_ms(),
-        dashboards: Pages::load_dashboards(&[]).unwrap(),
+        dashboards: arc_swap::ArcSwap::from_pointee(Pages::load_dashboards(&[]).unwrap()),
         snapshots: None,
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
@@ -211,9 +211,9 @@ async fn a_grafana_dashboard_with_each_panel_type() {
     let config = crate::config::Config::load_default().unwrap().config;
     let router = routes(Arc::new(Pages {
         query: Arc::new(Fake),
-        config: Arc::new(config),
+        config: arc_swap::ArcSwap::from_pointee(config),
         started_ms: 0,
-        dashboards,
+        dashboards: arc_swap::ArcSwap::from_pointee(dashboards),
         snapshots: None,
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
@@ -335,9 +335,9 @@ async fn the_grafana_fixture_renders_each_panel_with_its_queries() {
     let config = crate::config::Config::load_default().unwrap().config;
     let router = routes(Arc::new(Pages {
         query: recording.clone(),
-        config: Arc::new(config),
+        config: arc_swap::ArcSwap::from_pointee(config),
         started_ms: 0,
-        dashboards,
+        dashboards: arc_swap::ArcSwap::from_pointee(dashboards),
         snapshots: None,
         facts: Arc::new(Vec::new),
         ops: Arc::new(NoOperations),
