@@ -694,3 +694,163 @@ fn a_reload_changes_the_request_body_limit_at_once() {
     );
     assert_ne!(query().status(), 413);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The normalized reference vector of "hello world" (the fixture's first
+/// text) as sentence-transformers computed it.
+fn reference_vector(fixture: &str) -> Vec<f32> {
+    let text = std::fs::read_to_string(support::fixture(fixture).join("reference.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["texts"][0], "hello world");
+    support::floats(&r["normalized"][0])
+}
+
+/// A model folder replaced on disk while clients keep sending requests,
+/// then SIGHUP: the new model loads beside the old one, requests switch at
+/// once, the old one answers what it had accepted, and no request fails.
+/// Batches are slowed during the reload and hold one request each, so
+/// requests are queued on the old model at the switch.
+#[test]
+fn a_model_folder_swapped_under_load_and_reloaded_fails_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    let models = tempfile::tempdir().unwrap();
+    let dir = models.path().join("m");
+    copy_dir(&support::fixture("tiny-st-max-dense"), &dir);
+    let (old_ref, new_ref) = (
+        reference_vector("tiny-st-max-dense"),
+        reference_vector("tiny-st-weightedmean-dense"),
+    );
+    let delay = models.path().join("delay-ms");
+    let server = TestServer::start_with_env(
+        &format!(
+            "server:\n  listen: 127.0.0.1:0\nstorage:\n  path: '{{dir}}/data'\nmodels:\n- name: m\n  path: '{}'\n  max_batch_requests: 1\n",
+            dir.display()
+        ),
+        &[("INFERMON_TEST_INFERENCE_DELAY_FILE", delay.as_path())],
+    );
+    let matches = |v: &[f32], r: &[f32]| v.len() == r.len() && support::max_abs(v, r) < 1e-4;
+
+    const CLIENTS: usize = 4;
+    const MAX_PER_CLIENT: usize = 3_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let url = server.url("/embed");
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (stop, sent, url) = (stop.clone(), sent.clone(), url.clone());
+            std::thread::spawn(move || {
+                let http = client();
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed)
+                    && answers.len() < MAX_PER_CLIENT
+                    && Instant::now() < deadline
+                {
+                    let at = Instant::now();
+                    let answer = http
+                        .post(&url)
+                        .json(&serde_json::json!({"inputs": "hello world"}))
+                        .send()
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| {
+                            let status = r.status().as_u16();
+                            r.text().map(|t| (status, t)).map_err(|e| e.to_string())
+                        });
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    answers.push((at, answer));
+                }
+                answers
+            })
+        })
+        .collect();
+    let wait_sent = |n: usize| {
+        wait_for("the clients' requests", WAIT, || {
+            let now = sent.load(Ordering::Relaxed);
+            if now >= n {
+                Ok(())
+            } else {
+                Err(format!("{now} sent"))
+            }
+        })
+    };
+
+    wait_sent(100);
+    std::fs::write(&delay, "30").unwrap();
+    // Replaced as a deploy does: written beside, then renamed into place.
+    let fresh = models.path().join("m.new");
+    copy_dir(&support::fixture("tiny-st-weightedmean-dense"), &fresh);
+    std::fs::rename(&dir, models.path().join("m.old")).unwrap();
+    std::fs::rename(&fresh, &dir).unwrap();
+    sighup(&server);
+    let log = server.wait_log("configuration reloaded", WAIT);
+    let reloaded = Instant::now();
+    std::fs::write(&delay, "0").unwrap();
+    assert!(log.contains("models: ~m"), "{log}");
+    let at_reload = sent.load(Ordering::Relaxed);
+    wait_sent(at_reload + 100);
+    stop.store(true, Ordering::Relaxed);
+
+    let answers: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let mut failed = Vec::new();
+    let (mut old, mut new, mut after) = (0, 0, 0);
+    for (at, answer) in &answers {
+        match answer {
+            Ok((200, text)) => {
+                let v: serde_json::Value = serde_json::from_str(text).unwrap();
+                let v = support::floats(&v[0]);
+                if matches(&v, &old_ref) {
+                    old += 1;
+                    assert!(
+                        *at < reloaded,
+                        "an old-model answer to a request sent after the reload"
+                    );
+                } else if matches(&v, &new_ref) {
+                    new += 1;
+                } else {
+                    failed.push(format!("neither model's vector: {v:?}"));
+                }
+                if *at > reloaded {
+                    after += 1;
+                }
+            }
+            Ok((status, text)) => failed.push(format!("{status} {text}")),
+            Err(e) => failed.push(e.clone()),
+        }
+    }
+    eprintln!(
+        "{} answers: old model {old}, new model {new}, sent after the reload {after}",
+        answers.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        old > 0 && new > 0 && after >= 50,
+        "old {old}, new {new}, after the reload {after}"
+    );
+    assert_eq!(
+        server.metric("infermon_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+}

@@ -482,6 +482,7 @@ async fn start(
                 pages,
                 config_yaml,
                 body_limit: body_limit.clone(),
+                models: inference.clone(),
             },
             &telemetry.registry,
         )

@@ -8,7 +8,10 @@
 //! `infermon_config_last_reload_successful` and the answer of `/-/reload`.
 //! A good one is compared with the running one ([`ReloadDiff`], the same
 //! comparison `infermon check --diff` prints) and only what changed is
-//! applied: changed scrape jobs restart, rule groups keep the state of
+//! applied: changed, added and removed models (config entry or folder
+//! contents) load in the background and switch at once while the old ones
+//! serve and drain — a model that fails to load fails the reload before
+//! anything else changes; changed scrape jobs restart, rule groups keep the state of
 //! unchanged rules, alerting swaps routing and receivers under its alerts,
 //! remote_write restarts only changed destinations, dashboards and the
 //! pages' config swap at once. Settings read only at
@@ -188,11 +191,7 @@ impl ReloadDiff {
     /// Changed settings a running infermon leaves as they are until the
     /// next restart.
     pub fn restart_required(&self) -> Vec<String> {
-        let mut out = self.config.restart_required.clone();
-        if !self.config.models.is_empty() {
-            out.push(format!("models: {}", self.config.models.summary()));
-        }
-        out
+        self.config.restart_required.clone()
     }
 }
 
@@ -288,6 +287,7 @@ pub struct Reloader {
     pages: Arc<Pages>,
     config_yaml: Arc<ArcSwap<String>>,
     body_limit: BodyLimit,
+    models: crate::inference::Inference,
     metrics: ReloadMetrics,
 }
 
@@ -313,6 +313,8 @@ pub struct ReloadParts {
     pub config_yaml: Arc<ArcSwap<String>>,
     /// `server.limits.max_body_bytes` as the server applies it.
     pub body_limit: BodyLimit,
+    /// The served models (swapped by [`crate::inference::Inference::apply`]).
+    pub models: crate::inference::Inference,
 }
 
 impl Reloader {
@@ -330,6 +332,7 @@ impl Reloader {
             pages: parts.pages,
             config_yaml: parts.config_yaml,
             body_limit: parts.body_limit,
+            models: parts.models,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -338,9 +341,12 @@ impl Reloader {
     /// file, then applies what changed. SIGHUP, `POST /-/reload` and
     /// `infermon reload` all come here.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadFailure> {
-        // systemd's RELOADING=1 / READY=1 pair belongs around this call.
         let mut current = self.current.lock().await;
+        // systemd shows "reloading" until READY=1 comes again, also after a
+        // failed reload (the old configuration serves on).
+        crate::util::systemd::notify_reloading();
         let result = self.reload_locked(&mut current).await;
+        crate::util::systemd::notify_ready();
         match &result {
             Ok(report) => {
                 self.metrics.successful.set(1);
@@ -413,6 +419,16 @@ impl Reloader {
         } else {
             None
         };
+        // Models first: changed and added ones load in the background while
+        // the old ones serve, then the set switches at once. A model that
+        // fails to load leaves every model and every other part as it was.
+        // Folders are compared too, so a model folder replaced in place is
+        // picked up even when its config entry did not change.
+        let models = self
+            .models
+            .apply(&new.config.models, &new.config.source.base_dir())
+            .await
+            .map_err(|e| apply_error(&e))?;
 
         let scrape_changes = self.scrape.apply(scrape).await;
         let options = ManagerOptions::from_config(&new.config);
@@ -448,9 +464,11 @@ impl Reloader {
         self.body_limit.set(new.config.server.limits.max_body_bytes);
         self.pages.config.store(Arc::new(new.config.clone()));
         self.config_yaml.store(Arc::new(new.config.redacted_yaml()));
-        let mut restart_required = diff.config.restart_required.clone();
-        restart_required.extend(apply_models(&diff.config.models));
+        let restart_required = diff.restart_required();
         let mut changes = diff.applied();
+        if !models.is_empty() {
+            changes.push(format!("models: {}", model_summary(&models)));
+        }
         // What the parts saw (the self-scrape job, derived settings) can
         // differ from the file's own comparison; say so when it does.
         if scrape_changes != diff.config.scrape_jobs && !scrape_changes.is_empty() {
@@ -472,15 +490,15 @@ impl Reloader {
     }
 }
 
-/// MODELS: the one place a reload changes the served models. The model
-/// server's hot swap (`Inference::apply`) is wired in here; until then a
-/// changed, added or removed model takes effect at the next restart, and
-/// the reload says so.
-fn apply_models(models: &Changes) -> Vec<String> {
-    if models.is_empty() {
-        return Vec::new();
+/// The models a reload swapped, worded as [`Changes::summary`] words the
+/// other parts (`+added ~replaced -removed`).
+fn model_summary(m: &crate::inference::ModelChanges) -> String {
+    Changes {
+        added: m.added.clone(),
+        removed: m.removed.clone(),
+        changed: m.replaced.clone(),
     }
-    vec![format!("models: {}", models.summary())]
+    .summary()
 }
 
 /// Reloads on every SIGHUP until `shutdown`. The handler is installed
