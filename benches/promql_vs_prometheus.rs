@@ -132,6 +132,7 @@ fn main() {
         start_time_ms: 0,
         storage_retention: "15d".into(),
         external_labels: Arc::new(Labels::default()),
+        reload_status: Arc::new(infermon::web::ReloadStatus::started(0)),
     });
     rt.spawn(async move { axum::serve(listener, app).await });
     let mut peers = vec![Peer {

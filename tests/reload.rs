@@ -317,6 +317,14 @@ fn an_invalid_config_changes_nothing_and_is_reported_with_its_position() {
         server.metric("infermon_config_last_reload_successful", &[]),
         Some(0.0)
     );
+    // Prometheus' runtimeinfo says the same (Grafana and promtool read it).
+    let info: serde_json::Value = client()
+        .get(server.url("/api/v1/status/runtimeinfo"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["data"]["reloadConfigSuccess"], false, "{info}");
     let log = server.wait_log("configuration not reloaded", WAIT);
     assert!(log.contains(&format!("{}:12:", path.display())), "{log}");
     // Everything as before: the old job only, still scraping.

@@ -307,6 +307,7 @@ async fn start(
         crate::promql::EngineOptions::from_config(&config.query, &config.global),
     );
     let config_yaml = Arc::new(arc_swap::ArcSwap::from_pointee(config.redacted_yaml()));
+    let reload_status = Arc::new(web::ReloadStatus::started(crate::util::now_ms()));
     routes.push(web::api::routes(web::api::ApiState {
         engine: engine.clone(),
         config_yaml: config_yaml.clone(),
@@ -316,6 +317,7 @@ async fn start(
         external_labels: Arc::new(crate::model::Labels::new(
             config.global.external_labels.clone(),
         )),
+        reload_status: reload_status.clone(),
     }));
 
     // Rules and alerting.
@@ -483,6 +485,7 @@ async fn start(
                 config_yaml,
                 body_limit: body_limit.clone(),
                 models: inference.clone(),
+                status: reload_status,
             },
             &telemetry.registry,
         )

@@ -288,6 +288,7 @@ pub struct Reloader {
     config_yaml: Arc<ArcSwap<String>>,
     body_limit: BodyLimit,
     models: crate::inference::Inference,
+    status: Arc<crate::web::ReloadStatus>,
     metrics: ReloadMetrics,
 }
 
@@ -315,6 +316,8 @@ pub struct ReloadParts {
     pub body_limit: BodyLimit,
     /// The served models (swapped by [`crate::inference::Inference::apply`]).
     pub models: crate::inference::Inference,
+    /// The last load as `/api/v1/status/runtimeinfo` reports it.
+    pub status: Arc<crate::web::ReloadStatus>,
 }
 
 impl Reloader {
@@ -333,6 +336,7 @@ impl Reloader {
             config_yaml: parts.config_yaml,
             body_limit: parts.body_limit,
             models: parts.models,
+            status: parts.status,
             metrics: ReloadMetrics::new(registry)?,
         })
     }
@@ -349,6 +353,7 @@ impl Reloader {
         crate::util::systemd::notify_ready();
         match &result {
             Ok(report) => {
+                self.status.record(true, crate::util::now_ms());
                 self.metrics.successful.set(1);
                 self.metrics
                     .success_time
@@ -367,6 +372,7 @@ impl Reloader {
                 }
             }
             Err(failure) => {
+                self.status.record(false, crate::util::now_ms());
                 self.metrics.successful.set(0);
                 tracing::error!(
                     "configuration not reloaded; the running one stays in effect:\n{}",

@@ -67,6 +67,43 @@ pub async fn ready(State(readiness): State<Readiness>) -> Response {
 pub type ReloadFn =
     Arc<dyn Fn() -> BoxFuture<'static, Result<ReloadReport, ReloadFailure>> + Send + Sync>;
 
+/// The outcome of the last configuration load, as
+/// `/api/v1/status/runtimeinfo` reports it (`reloadConfigSuccess`,
+/// `lastConfigTime`): written by the reloader, read by the API.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    successful: std::sync::atomic::AtomicBool,
+    last_success_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ReloadStatus {
+    /// The configuration the process started with loaded at `now_ms`.
+    pub fn started(now_ms: i64) -> Self {
+        ReloadStatus {
+            successful: std::sync::atomic::AtomicBool::new(true),
+            last_success_ms: std::sync::atomic::AtomicI64::new(now_ms),
+        }
+    }
+
+    /// Records a reload attempt.
+    pub fn record(&self, successful: bool, now_ms: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.successful.store(successful, Relaxed);
+        if successful {
+            self.last_success_ms.store(now_ms, Relaxed);
+        }
+    }
+
+    /// Whether the last attempt succeeded, and when the last success was (ms).
+    pub fn get(&self) -> (bool, i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.successful.load(Relaxed),
+            self.last_success_ms.load(Relaxed),
+        )
+    }
+}
+
 /// What a reload applied.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ReloadReport {

@@ -31,7 +31,7 @@ pub use auth::{Authenticator, Principal, Via};
 pub use browser::BrowserGuard;
 pub use error::{ApiError, PromApiError};
 pub use extract::{ApiJson, ParamError, Params};
-pub use health::{Readiness, ReloadFailure, ReloadFn, ReloadReport};
+pub use health::{Readiness, ReloadFailure, ReloadFn, ReloadReport, ReloadStatus};
 
 use crate::telemetry::{Telemetry, track_http};
 

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub storage_retention: String,
     /// `global.external_labels`, added to federated series that lack them.
     pub external_labels: Arc<crate::model::Labels>,
+    /// The last configuration load (`/status/runtimeinfo`).
+    pub reload_status: Arc<crate::web::ReloadStatus>,
 }
 
 /// `/status/flags`: infermon's settings under the Prometheus flag names

@@ -44,11 +44,15 @@ pub async fn runtimeinfo(State(st): State<ApiState>) -> Result<Response, PromApi
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let (reload_ok, last_config_ms) = st.reload_status.get();
+    let last_config = chrono::DateTime::from_timestamp_millis(last_config_ms)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default();
     Ok(success(json!({
         "startTime": start,
         "CWD": cwd,
-        "reloadConfigSuccess": true,
-        "lastConfigTime": start,
+        "reloadConfigSuccess": reload_ok,
+        "lastConfigTime": last_config,
         "corruptionCount": 0,
         "goroutineCount": 0,
         "GOMAXPROCS": threads,
