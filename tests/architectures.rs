@@ -13,7 +13,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs};
+use support::{TestServer, client, cosine, fixture, floats, max_abs, rewrite, start_fails};
 
 const FIXTURES: [&str; 8] = [
     "tiny-arch-roberta",
@@ -103,44 +103,6 @@ fn every_architecture_matches_sentence_transformers() {
             );
         }
     }
-}
-
-/// Copies a fixture folder so a test can break one file of it.
-fn copy_fixture(name: &str, to: &Path) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&fixture(name), to);
-}
-
-/// Starts the binary on an edited copy of `name`; returns its log.
-fn start_fails(name: &str, edit: impl Fn(&Path)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    copy_fixture(name, &model);
-    edit(&model);
-    let config = format!(
-        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
-        model.display()
-    );
-    match TestServer::try_start(&config) {
-        Ok(_) => panic!("{name}: a folder infermon cannot serve exactly started"),
-        Err(log) => log,
-    }
-}
-
-fn rewrite(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{}: no {from:?}", path.display());
-    std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
 #[test]

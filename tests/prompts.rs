@@ -11,7 +11,9 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs};
+use support::{
+    TestServer, client, copy_dir, cosine, fixture, floats, max_abs, rewrite, start_fails,
+};
 
 const PROMPTS: &str = "tiny-st-prompts";
 
@@ -161,18 +163,6 @@ fn bad_prompt_requests_get_a_json_422_and_info_reports_the_text_options() {
     assert_eq!(m["prompt_in_pooling"], false, "{m}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A copy of `fixture` whose tokenizer.json is replaced by the `vocab.txt`
 /// transformers' BertTokenizer reads (one token per line, in id order).
 fn vocab_only_copy(name: &str, to: &Path) {
@@ -240,28 +230,6 @@ fn a_vocab_txt_folder_tokenizes_and_embeds_as_its_tokenizer_json() {
     for (a, b) in x.iter().zip(&y) {
         assert!(max_abs(a, b) <= 1e-6);
     }
-}
-
-/// Starts the binary on a copy of `name` changed by `edit`; returns its log.
-fn start_fails(name: &str, edit: impl Fn(&Path)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    copy_dir(&fixture(name), &model);
-    edit(&model);
-    let config = format!(
-        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
-        model.display()
-    );
-    match TestServer::try_start(&config) {
-        Ok(_) => panic!("a folder infermon cannot serve exactly started"),
-        Err(log) => log,
-    }
-}
-
-fn rewrite(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{}: no {from:?}", path.display());
-    std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
 #[test]

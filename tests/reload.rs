@@ -703,19 +703,6 @@ fn a_reload_changes_the_request_body_limit_at_once() {
     assert_ne!(query().status(), 413);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The normalized reference vector of "hello world" (the fixture's first
 /// text) as sentence-transformers computed it.
 fn reference_vector(fixture: &str) -> Vec<f32> {
@@ -738,7 +725,7 @@ fn a_model_folder_swapped_under_load_and_reloaded_fails_no_request() {
 
     let models = tempfile::tempdir().unwrap();
     let dir = models.path().join("m");
-    copy_dir(&support::fixture("tiny-st-max-dense"), &dir);
+    support::copy_dir(&support::fixture("tiny-st-max-dense"), &dir);
     let (old_ref, new_ref) = (
         reference_vector("tiny-st-max-dense"),
         reference_vector("tiny-st-weightedmean-dense"),
@@ -801,7 +788,7 @@ fn a_model_folder_swapped_under_load_and_reloaded_fails_no_request() {
     std::fs::write(&delay, "30").unwrap();
     // Replaced as a deploy does: written beside, then renamed into place.
     let fresh = models.path().join("m.new");
-    copy_dir(&support::fixture("tiny-st-weightedmean-dense"), &fresh);
+    support::copy_dir(&support::fixture("tiny-st-weightedmean-dense"), &fresh);
     std::fs::rename(&dir, models.path().join("m.old")).unwrap();
     std::fs::rename(&fresh, &dir).unwrap();
     sighup(&server);

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs};
+use support::{TestServer, client, cosine, fixture, floats, max_abs, rewrite, start_fails};
 
 const FIXTURES: [&str; 4] = [
     "tiny-st-max-dense",
@@ -75,48 +75,10 @@ fn pooling_modes_and_dense_layers_match_sentence_transformers() {
     }
 }
 
-/// Copies a fixture folder so a test can break one file of it.
-fn copy_fixture(name: &str, to: &Path) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&fixture(name), to);
-}
-
-/// Starts the binary on one broken copy of a fixture; returns its log.
-fn start_fails(edit: impl Fn(&Path)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    copy_fixture("tiny-st-max-dense", &model);
-    edit(&model);
-    let config = format!(
-        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
-        model.display()
-    );
-    match TestServer::try_start(&config) {
-        Ok(_) => panic!("a folder infermon cannot serve exactly started"),
-        Err(log) => log,
-    }
-}
-
-fn rewrite(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{}: no {from:?}", path.display());
-    std::fs::write(path, text.replace(from, to)).unwrap();
-}
-
 #[test]
 fn folders_that_cannot_be_served_exactly_refuse_to_load() {
     // A module type infermon does not implement.
-    let log = start_fails(|m| {
+    let log = start_fails("tiny-st-max-dense", |m| {
         rewrite(
             &m.join("modules.json"),
             "normalize.Normalize",
@@ -128,7 +90,7 @@ fn folders_that_cannot_be_served_exactly_refuse_to_load() {
         "{log}"
     );
     // Two pooling modes at once (a concatenation).
-    let log = start_fails(|m| {
+    let log = start_fails("tiny-st-max-dense", |m| {
         rewrite(
             &m.join("1_Pooling/config.json"),
             "\"pooling_mode\": \"max\"",
@@ -140,7 +102,7 @@ fn folders_that_cannot_be_served_exactly_refuse_to_load() {
         "{log}"
     );
     // A Dense activation infermon does not implement.
-    let log = start_fails(|m| {
+    let log = start_fails("tiny-st-max-dense", |m| {
         rewrite(
             &m.join("2_Dense/config.json"),
             "activation.Tanh",
@@ -152,7 +114,7 @@ fn folders_that_cannot_be_served_exactly_refuse_to_load() {
         "{log}"
     );
     // Relative position embeddings would run with the wrong positions.
-    let log = start_fails(|m| {
+    let log = start_fails("tiny-st-max-dense", |m| {
         rewrite(
             &m.join("config.json"),
             "\"pad_token_id\": 0,",

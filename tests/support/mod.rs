@@ -364,3 +364,40 @@ pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Copies a folder (a model fixture) recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Starts the binary on a copy of fixture `name` changed by `edit`, which
+/// must refuse to start; returns its log.
+pub fn start_fails(name: &str, edit: impl Fn(&Path)) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    copy_dir(&fixture(name), &model);
+    edit(&model);
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n  - name: broken\n    path: {}\n",
+        model.display()
+    );
+    match TestServer::try_start(&config) {
+        Ok(_) => panic!("{name}: a folder infermon cannot serve exactly started"),
+        Err(log) => log,
+    }
+}
+
+/// Replaces `from` by `to` in the file at `path`, which must contain it.
+pub fn rewrite(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{}: no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).expect("write");
+}

@@ -284,13 +284,7 @@ impl Encoder {
         let device = self.embeddings.word.device().clone();
         let dtype = self.embeddings.word.dtype();
         let b = batch.len();
-        let seq = batch
-            .iter()
-            .map(|e| e.len())
-            .max()
-            .unwrap_or(1)
-            .clamp(1, self.max_positions);
-        let id_rows: Vec<&[u32]> = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
+        let (seq, id_rows) = super::id_rows(batch, self.max_positions);
         let type_rows: Vec<&[u32]> = batch
             .iter()
             .map(|e| &e.type_ids[..e.type_ids.len().min(seq)])

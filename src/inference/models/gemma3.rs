@@ -286,13 +286,7 @@ impl Gemma3 {
         let device = self.embed.device().clone();
         let dtype = self.embed.dtype();
         let b = batch.len();
-        let seq = batch
-            .iter()
-            .map(|e| e.len())
-            .max()
-            .unwrap_or(1)
-            .clamp(1, self.max_positions);
-        let rows: Vec<&[u32]> = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
+        let (seq, rows) = super::id_rows(batch, self.max_positions);
         let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let ids = padded(&rows, seq, self.pad_id, &device)?;
         let mut x =

@@ -31,6 +31,19 @@ pub(crate) fn padded(
     Tensor::from_vec(flat, (rows.len(), longest), device)
 }
 
+/// The padded length of `batch` (its longest input, at most
+/// `max_positions`) and each input's token ids cut to it.
+pub(crate) fn id_rows<'a>(batch: &[&'a Encoded], max_positions: usize) -> (usize, Vec<&'a [u32]>) {
+    let seq = batch
+        .iter()
+        .map(|e| e.len())
+        .max()
+        .unwrap_or(1)
+        .clamp(1, max_positions);
+    let rows = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
+    (seq, rows)
+}
+
 /// Pools `[batch, seq, dim]` hidden states of `batch` on the host, leaving
 /// out each input's `pool_skip` prompt tokens.
 pub(crate) fn pool_hidden(

@@ -208,13 +208,7 @@ impl ModernBertEmbedder {
 
 impl Backend for ModernBertEmbedder {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let seq = batch
-            .iter()
-            .map(|e| e.len())
-            .max()
-            .unwrap_or(1)
-            .clamp(1, self.max_positions);
-        let rows: Vec<&[u32]> = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
+        let (seq, rows) = super::id_rows(batch, self.max_positions);
         let ids = padded(&rows, seq, self.pad_id, &self.device)?;
         let ones: Vec<Vec<u32>> = rows.iter().map(|r| vec![1; r.len()]).collect();
         let ones: Vec<&[u32]> = ones.iter().map(Vec::as_slice).collect();

@@ -164,13 +164,7 @@ impl MpNet {
         let (nh, hd) = (self.heads, self.head_dim);
         let h = nh * hd;
         let b = batch.len();
-        let seq = batch
-            .iter()
-            .map(|e| e.len())
-            .max()
-            .unwrap_or(1)
-            .clamp(1, self.max_positions);
-        let rows: Vec<&[u32]> = batch.iter().map(|e| &e.ids[..e.len().min(seq)]).collect();
+        let (seq, rows) = super::id_rows(batch, self.max_positions);
         let ids = padded(&rows, seq, PADDING_IDX, &device)?;
         let mut positions = Vec::with_capacity(b * seq);
         for row in &rows {
