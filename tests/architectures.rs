@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use support::{TestServer, client, cosine, fixture, floats, max_abs, rewrite, start_fails};
 

@@ -510,3 +510,48 @@ fn decoding_huge_label_sets_does_not_stall_other_requests() {
         started.elapsed()
     );
 }
+
+/// The threads named `prefix*` of process `pid`, with their nice values
+/// (field 19 of /proc/<pid>/task/<tid>/stat).
+#[cfg(target_os = "linux")]
+fn threads_named(pid: u32, prefix: &str) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim().to_string();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The fields after the parenthesised name, which may hold spaces.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let nice = rest
+            .split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        out.push((comm, nice));
+    }
+    out
+}
+
+/// remote_write is decoded and stored on the ingest pool's threads at the
+/// lowest priority, never on the model's level: a sender pushing as fast
+/// as it can must not take the CPU from inference.
+#[cfg(target_os = "linux")]
+#[test]
+fn remote_write_ingest_runs_below_the_models_priority() {
+    let server = receiver();
+    let (status, body, _) = push(
+        &server,
+        vec![series(vec![label("__name__", "pushed_now")], now_ms())],
+    );
+    assert!(status < 300, "{status} {body}");
+    assert_eq!(query(&server, "pushed_now").len(), 1);
+    let threads = threads_named(server.child.id(), "rw-ingest");
+    assert!(!threads.is_empty(), "no ingest thread stored the request");
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+}

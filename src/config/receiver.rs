@@ -30,8 +30,9 @@ pub struct ReceiverConfig {
     /// Longest label value in bytes (default 16384, VictoriaMetrics' `-maxLabelValueLen`).
     #[serde(default = "default_max_label_value_length")]
     pub max_label_value_length: usize,
-    /// Requests decoded and stored at once; more wait their turn (default
-    /// 2 × CPU cores, VictoriaMetrics' `-maxConcurrentInserts`).
+    /// Requests decoded and stored at once, on threads at the lowest
+    /// priority (nice 19); more wait their turn, up to 30 s, then get a 503
+    /// (default 2 × CPU cores, VictoriaMetrics' `-maxConcurrentInserts`).
     #[serde(default)]
     pub max_concurrent_requests: Option<usize>,
 }

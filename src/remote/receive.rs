@@ -24,6 +24,7 @@
 
 use std::sync::Arc;
 
+use crate::background::{PoolError, Priority, WorkerPool};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -33,7 +34,6 @@ use axum::routing::post;
 use futures::StreamExt;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use prost::Message;
-use tokio::sync::Semaphore;
 
 use super::proto::WriteRequest;
 use crate::config::ReceiverConfig;
@@ -142,6 +142,16 @@ pub struct Decoded {
     pub dropped: Vec<(LabelLimit, u64, String)>,
 }
 
+/// Ingest threads run at the lowest priority, as queries do: the model's
+/// threads get the CPU first whenever both want it.
+const INGEST_PRIORITY: Priority = Priority {
+    nice: 19,
+    batch: true,
+};
+
+/// How long a request waits for a free ingest thread before its 503.
+const INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the receiver writes to and how it counts.
 #[derive(Clone)]
 pub struct Receiver {
@@ -149,8 +159,9 @@ pub struct Receiver {
     backfill: Arc<dyn Backfill>,
     window_ms: i64,
     limits: ReceiveLimits,
-    /// Requests decoded and stored at once.
-    slots: Arc<Semaphore>,
+    /// Decodes and stores requests, `max_concurrent_requests` at once, below
+    /// the model's priority.
+    pool: WorkerPool,
     metrics: ReceiverMetrics,
 }
 
@@ -220,7 +231,7 @@ impl Receiver {
             backfill,
             window_ms,
             limits: ReceiveLimits::from_config(config),
-            slots: Arc::new(Semaphore::new(config.concurrency())),
+            pool: WorkerPool::new("rw-ingest", config.concurrency(), INGEST_PRIORITY),
             metrics: ReceiverMetrics::new(registry)?,
         })
     }
@@ -474,20 +485,19 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Res
                 .into_response();
         }
     };
-    // Decoding is CPU work sized by the sender: on a blocking thread, a
-    // bounded number at once.
-    let Ok(permit) = r.slots.clone().acquire_owned().await else {
-        answer(StatusCode::SERVICE_UNAVAILABLE, &r);
-        return ApiError::unavailable("the receiver is shutting down").into_response();
-    };
+    // Decoding and storing are CPU work sized by the sender: on the
+    // ingest pool's threads, which yield to the model's. A sender that finds
+    // them busy for INGEST_WAIT gets a 503 and retries (as Prometheus'
+    // remote_write does on 5xx); nothing is stored twice or lost.
     let worker = r.clone();
     let now = crate::util::now_ms();
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let decoded = decode(&body, &worker.limits)?;
-        Ok::<_, ReceiveError>((worker.store(decoded.series, now), decoded.dropped))
-    })
-    .await;
+    let result = r
+        .pool
+        .run(INGEST_WAIT, move |_| {
+            let decoded = decode(&body, &worker.limits)?;
+            Ok::<_, ReceiveError>((worker.store(decoded.series, now), decoded.dropped))
+        })
+        .await;
     let (stored, dropped) = match result {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
@@ -511,6 +521,13 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Res
                 },
                 e.to_string(),
             )
+            .into_response();
+        }
+        Err(e @ (PoolError::Busy { .. } | PoolError::Closed(_))) => {
+            answer(StatusCode::SERVICE_UNAVAILABLE, &r);
+            return ApiError::unavailable(format!(
+                "remote_write ingest is busy ({e}); retry later (remote_write_receiver.max_concurrent_requests)"
+            ))
             .into_response();
         }
         Err(e) => {
