@@ -23,7 +23,7 @@
 #             concurrency; close to the old spawn_blocking behaviour)
 #
 # Usage: bench/isolation/run.sh   (env: SECS=20 THREADS=2 CONFIGS="default nice10 nice0"
-#        INGEST=1 INGEST_SERIES=2000)
+#        INGEST=1 INGEST_SERIES=2000 INGEST_CLIENT_NICE=19)
 # Needs: wrk, curl, python3, models/all-MiniLM-L6-v2 (scripts/fetch-model.sh).
 # Output: JSON lines in bench/results/isolation-<time>.jsonl and a markdown table.
 set -euo pipefail
@@ -33,6 +33,9 @@ THREADS=${THREADS:-2}
 CONFIGS=${CONFIGS:-"default nice10 nice0"}
 INGEST=${INGEST:-1}
 INGEST_SERIES=${INGEST_SERIES:-2000}
+# The sender is another machine in real life; here it shares the 2 cores, so
+# its own CPU (protobuf + snappy) runs at nice 19 unless told otherwise.
+INGEST_CLIENT_NICE=${INGEST_CLIENT_NICE:-19}
 PROFILE=${PROFILE:-bench-storage}
 MODEL=${MODEL:-$PWD/models/all-MiniLM-L6-v2}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
@@ -81,7 +84,7 @@ dash() { # port query file
 ingest() { # port file
   local k=0
   while [ ! -e "$WORK/stop" ]; do
-    LOADGEN_JOB="ingest-$k" "$BIN/examples/storage_loadgen" remote-write \
+    LOADGEN_JOB="ingest-$k" nice -n "$INGEST_CLIENT_NICE" "$BIN/examples/storage_loadgen" remote-write \
       "http://127.0.0.1:$1/api/v1/write" "$INGEST_SERIES" 1 >>"$2" 2>>"$WORK/ingest.err" \
       || echo '{"failed":true}' >>"$2"
     k=$((k + 1))
