@@ -132,7 +132,9 @@ fn main() {
         start_time_ms: 0,
         storage_retention: "15d".into(),
         external_labels: Arc::new(Labels::default()),
-        reload_status: Arc::new(infermon::web::ReloadStatus::started(0)),
+        reload_status: Arc::new(
+            infermon::web::ReloadStatus::new(&prometheus::Registry::new()).expect("gauges"),
+        ),
     });
     rt.spawn(async move { axum::serve(listener, app).await });
     let mut peers = vec![Peer {

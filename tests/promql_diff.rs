@@ -489,7 +489,9 @@ fn serve_api_with(engine: Engine, external_labels: Labels) -> (String, tokio::ru
         start_time_ms: BASE_MS,
         storage_retention: "15d".into(),
         external_labels: Arc::new(external_labels),
-        reload_status: Arc::new(infermon::web::ReloadStatus::started(0)),
+        reload_status: Arc::new(
+            infermon::web::ReloadStatus::new(&prometheus::Registry::new()).expect("gauges"),
+        ),
     });
     rt.spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), rt)

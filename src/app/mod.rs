@@ -307,7 +307,8 @@ async fn start(
         crate::promql::EngineOptions::from_config(&config.query, &config.global),
     );
     let config_yaml = Arc::new(arc_swap::ArcSwap::from_pointee(config.redacted_yaml()));
-    let reload_status = Arc::new(web::ReloadStatus::started(crate::util::now_ms()));
+    let reload_status =
+        Arc::new(web::ReloadStatus::new(&telemetry.registry).map_err(TelemetryError::from)?);
     routes.push(web::api::routes(web::api::ApiState {
         engine: engine.clone(),
         config_yaml: config_yaml.clone(),
@@ -461,36 +462,31 @@ async fn start(
         status: crate::web::pages::StatusSources {
             registry: telemetry.registry.clone(),
             storage: Some(sqlite.clone()),
+            reload: Some(reload_status.clone()),
         },
     };
     let pages = Arc::new(pages);
     routes.push(crate::web::pages::routes(pages.clone()));
 
     // Reloads (SIGHUP, POST /-/reload) start from what is running now.
-    let reloader = Arc::new(
-        reload::Reloader::new(
-            reload::ReloadParts {
-                current: reload::ConfigSet {
-                    config: config.clone(),
-                    rule_files,
-                    dashboards: reload::dashboard_texts(config),
-                },
-                scrape: scrape_reloader,
-                rules: rule_manager.clone(),
-                alerting: alert_manager.clone(),
-                alerting_now: now,
-                remote: remote_reloader.expect("remote_write was set up above"),
-                auth: auth.clone(),
-                pages,
-                config_yaml,
-                body_limit: body_limit.clone(),
-                models: inference.clone(),
-                status: reload_status,
-            },
-            &telemetry.registry,
-        )
-        .map_err(TelemetryError::from)?,
-    );
+    let reloader = Arc::new(reload::Reloader::new(reload::ReloadParts {
+        current: reload::ConfigSet {
+            config: config.clone(),
+            rule_files,
+            dashboards: reload::dashboard_texts(config),
+        },
+        scrape: scrape_reloader,
+        rules: rule_manager.clone(),
+        alerting: alert_manager.clone(),
+        alerting_now: now,
+        remote: remote_reloader.expect("remote_write was set up above"),
+        auth: auth.clone(),
+        pages,
+        config_yaml,
+        body_limit: body_limit.clone(),
+        models: inference.clone(),
+        status: reload_status,
+    }));
     reload::on_sighup(reloader.clone(), life.signal(Stage::Scrape)).map_err(Error::Serve)?;
 
     let app = web::router(WebParts {

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use prometheus::{Gauge, IntGauge, Opts, Registry};
 
 use crate::alerting::{AlertManager, NowFn};
 use crate::config::diff::{self, Changes, ConfigDiff};
@@ -245,35 +244,6 @@ impl fmt::Display for ReloadDiff {
     }
 }
 
-/// `infermon_config_last_reload_*`, as Prometheus names its own.
-#[derive(Clone)]
-struct ReloadMetrics {
-    successful: IntGauge,
-    success_time: Gauge,
-}
-
-impl ReloadMetrics {
-    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let successful = IntGauge::with_opts(Opts::new(
-            "infermon_config_last_reload_successful",
-            "Whether the last configuration reload attempt was successful (1) or not (0).",
-        ))?;
-        let success_time = Gauge::with_opts(Opts::new(
-            "infermon_config_last_reload_success_timestamp_seconds",
-            "Timestamp of the last successful configuration load (start-up or reload).",
-        ))?;
-        registry.register(Box::new(successful.clone()))?;
-        registry.register(Box::new(success_time.clone()))?;
-        // The configuration infermon started with loaded successfully.
-        successful.set(1);
-        success_time.set(crate::util::now_ms() as f64 / 1000.0);
-        Ok(ReloadMetrics {
-            successful,
-            success_time,
-        })
-    }
-}
-
 /// The parts a reload changes, and the configuration now in effect.
 pub struct Reloader {
     path: Option<PathBuf>,
@@ -289,7 +259,6 @@ pub struct Reloader {
     body_limit: BodyLimit,
     models: crate::inference::Inference,
     status: Arc<crate::web::ReloadStatus>,
-    metrics: ReloadMetrics,
 }
 
 /// What the composition root hands the [`Reloader`].
@@ -322,8 +291,8 @@ pub struct ReloadParts {
 
 impl Reloader {
     /// A reloader of the config file the process started from.
-    pub fn new(parts: ReloadParts, registry: &Registry) -> Result<Self, prometheus::Error> {
-        Ok(Reloader {
+    pub fn new(parts: ReloadParts) -> Self {
+        Reloader {
             path: parts.current.config.source.path.clone(),
             current: tokio::sync::Mutex::new(parts.current),
             scrape: parts.scrape,
@@ -337,8 +306,7 @@ impl Reloader {
             body_limit: parts.body_limit,
             models: parts.models,
             status: parts.status,
-            metrics: ReloadMetrics::new(registry)?,
-        })
+        }
     }
 
     /// Runs one reload (reloads never overlap): reads and checks every
@@ -354,10 +322,6 @@ impl Reloader {
         match &result {
             Ok(report) => {
                 self.status.record(true, crate::util::now_ms());
-                self.metrics.successful.set(1);
-                self.metrics
-                    .success_time
-                    .set(crate::util::now_ms() as f64 / 1000.0);
                 let changes = if report.changes.is_empty() {
                     "nothing to apply".to_string()
                 } else {
@@ -373,7 +337,6 @@ impl Reloader {
             }
             Err(failure) => {
                 self.status.record(false, crate::util::now_ms());
-                self.metrics.successful.set(0);
                 tracing::error!(
                     "configuration not reloaded; the running one stays in effect:\n{}",
                     failure.message

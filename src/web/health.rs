@@ -67,39 +67,52 @@ pub async fn ready(State(readiness): State<Readiness>) -> Response {
 pub type ReloadFn =
     Arc<dyn Fn() -> BoxFuture<'static, Result<ReloadReport, ReloadFailure>> + Send + Sync>;
 
-/// The outcome of the last configuration load, as
-/// `/api/v1/status/runtimeinfo` reports it (`reloadConfigSuccess`,
-/// `lastConfigTime`): written by the reloader, read by the API.
-#[derive(Debug)]
+/// The outcome of the last configuration load, kept in the gauges
+/// Prometheus names its own (`infermon_config_last_reload_successful`,
+/// `infermon_config_last_reload_success_timestamp_seconds`): the reloader
+/// writes them, `/metrics`, `/api/v1/status/runtimeinfo`
+/// (`reloadConfigSuccess`, `lastConfigTime`) and the Status page read them.
+#[derive(Clone, Debug)]
 pub struct ReloadStatus {
-    successful: std::sync::atomic::AtomicBool,
-    last_success_ms: std::sync::atomic::AtomicI64,
+    successful: prometheus::IntGauge,
+    success_time: prometheus::Gauge,
 }
 
 impl ReloadStatus {
-    /// The configuration the process started with loaded at `now_ms`.
-    pub fn started(now_ms: i64) -> Self {
-        ReloadStatus {
-            successful: std::sync::atomic::AtomicBool::new(true),
-            last_success_ms: std::sync::atomic::AtomicI64::new(now_ms),
-        }
+    /// Registers the gauges in `registry`, recording that the configuration
+    /// the process started with loaded now.
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let successful = prometheus::IntGauge::with_opts(prometheus::Opts::new(
+            "infermon_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful (1) or not (0).",
+        ))?;
+        let success_time = prometheus::Gauge::with_opts(prometheus::Opts::new(
+            "infermon_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration load (start-up or reload).",
+        ))?;
+        registry.register(Box::new(successful.clone()))?;
+        registry.register(Box::new(success_time.clone()))?;
+        let status = ReloadStatus {
+            successful,
+            success_time,
+        };
+        status.record(true, crate::util::now_ms());
+        Ok(status)
     }
 
-    /// Records a reload attempt.
+    /// Records a reload attempt at `now_ms`.
     pub fn record(&self, successful: bool, now_ms: i64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.successful.store(successful, Relaxed);
+        self.successful.set(i64::from(successful));
         if successful {
-            self.last_success_ms.store(now_ms, Relaxed);
+            self.success_time.set(now_ms as f64 / 1000.0);
         }
     }
 
     /// Whether the last attempt succeeded, and when the last success was (ms).
     pub fn get(&self) -> (bool, i64) {
-        use std::sync::atomic::Ordering::Relaxed;
         (
-            self.successful.load(Relaxed),
-            self.last_success_ms.load(Relaxed),
+            self.successful.get() == 1,
+            (self.success_time.get() * 1000.0) as i64,
         )
     }
 }

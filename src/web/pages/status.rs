@@ -15,21 +15,19 @@ use super::ctx::{PageCtx, PageFrame};
 use super::i18n::Lang;
 use crate::storage::SqliteStorage;
 
-/// Gauges the Operations section reads from the registry: the config reload
-/// state as Prometheus names it, and the model load times.
-const RELOAD_SUCCESSFUL: &str = "infermon_config_last_reload_successful";
-const RELOAD_SUCCESS_TIME: &str = "infermon_config_last_reload_success_timestamp_seconds";
+/// The gauge the Operations section reads model load times from.
 const MODEL_LOAD_SECONDS: &str = "infermon_model_load_seconds";
 
 /// What the Status page's Operations section reads besides the config and
 /// the snapshot shelf; the composition root fills it.
 #[derive(Clone, Default)]
 pub struct StatusSources {
-    /// The process's metrics: model load times and, once the reload code
-    /// registers them, the `infermon_config_last_reload_*` gauges.
+    /// The process's metrics: model load times.
     pub registry: prometheus::Registry,
     /// The store: its size, oldest sample and remote_write followers.
     pub storage: Option<SqliteStorage>,
+    /// The last configuration load, when reloads are wired.
+    pub reload: Option<std::sync::Arc<crate::web::ReloadStatus>>,
 }
 
 #[derive(Template)]
@@ -100,11 +98,7 @@ fn operations(pages: &Pages, lang: Lang, now_ms: i64) -> Vec<OpsGroup> {
         rows,
     };
     vec![
-        group(
-            "ops-config",
-            "Config reload",
-            config_rows(pages, &families, lang),
-        ),
+        group("ops-config", "Config reload", config_rows(pages, lang)),
         group(
             "ops-models",
             "Model load times",
@@ -124,31 +118,22 @@ fn operations(pages: &Pages, lang: Lang, now_ms: i64) -> Vec<OpsGroup> {
     ]
 }
 
-/// The first sample's value of gauge `name` (no labels), if registered.
-fn gauge(families: &[MetricFamily], name: &str) -> Option<f64> {
-    families
-        .iter()
-        .find(|f| f.name() == name)
-        .and_then(|f| f.get_metric().first())
-        .map(|m| m.get_gauge().value())
-}
-
-fn config_rows(pages: &Pages, families: &[MetricFamily], lang: Lang) -> Vec<(String, String)> {
-    match gauge(families, RELOAD_SUCCESSFUL) {
-        Some(ok) => {
-            let last_ok = gauge(families, RELOAD_SUCCESS_TIME)
-                .map(|s| time_text((s * 1000.0) as i64))
-                .unwrap_or_else(|| "–".to_string());
+fn config_rows(pages: &Pages, lang: Lang) -> Vec<(String, String)> {
+    match &pages.status.reload {
+        Some(status) => {
+            let (ok, last_ok_ms) = status.get();
             vec![
                 (
                     lang.t("Last reload").to_string(),
-                    lang.t(if ok == 1.0 { "successful" } else { "failed" })
-                        .to_string(),
+                    lang.t(if ok { "successful" } else { "failed" }).to_string(),
                 ),
-                (lang.t("Last successful load").to_string(), last_ok),
+                (
+                    lang.t("Last successful load").to_string(),
+                    time_text(last_ok_ms),
+                ),
             ]
         }
-        // Before reloads exist, the config in use is the one read at start.
+        // Without a reloader, the config in use is the one read at start.
         None => vec![
             (
                 lang.t("Config loaded").to_string(),
