@@ -474,6 +474,7 @@ async fn start(
             config: config.clone(),
             rule_files,
             dashboards: reload::dashboard_texts(config),
+            boards: pages.dashboards.load_full(),
         },
         scrape: scrape_reloader,
         rules: rule_manager.clone(),

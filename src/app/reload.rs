@@ -31,7 +31,7 @@ use crate::diag::Diagnostic;
 use crate::remote::RemoteReloader;
 use crate::rules::{ManagerOptions, RuleFile, RuleManager, RulesError};
 use crate::scrape::ScrapeReloader;
-use crate::web::pages::Pages;
+use crate::web::pages::{Dashboard, Pages};
 use crate::web::{Authenticator, BodyLimit, ReloadFailure, ReloadReport};
 
 /// A config with everything it names, read and checked: what a reload
@@ -42,8 +42,11 @@ pub struct ConfigSet {
     pub config: Config,
     /// Its rule files (built-in ones included): (name, parsed file).
     pub rule_files: Vec<(String, RuleFile)>,
-    /// Its dashboard files: (path, text).
+    /// Its dashboard files: (path, text), what a reload compares.
     pub dashboards: Vec<(String, String)>,
+    /// The dashboards the pages serve (built-in ones first), parsed once
+    /// when the set is read.
+    pub boards: Arc<Vec<(String, Dashboard)>>,
 }
 
 impl ConfigSet {
@@ -76,7 +79,7 @@ impl ConfigSet {
             },
         })?;
         let paths = config.dashboard_files();
-        Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
+        let boards = Pages::load_dashboards(&paths).map_err(|e| ReloadFailure {
             message: e.to_string(),
             diagnostics: Vec::new(),
         })?;
@@ -92,6 +95,7 @@ impl ConfigSet {
             config,
             rule_files,
             dashboards,
+            boards: Arc::new(boards),
         })
     }
 }
@@ -372,14 +376,6 @@ impl Reloader {
             .remote
             .prepare(&new.config)
             .map_err(|e| apply_error(&e))?;
-        let dashboards = if diff.dashboards.is_empty() {
-            None
-        } else {
-            Some(
-                Pages::load_dashboards(&new.config.dashboard_files())
-                    .map_err(|e| apply_error(&e))?,
-            )
-        };
         let alerting = if diff.config.alerting_changed() {
             Some(
                 AlertManager::prepare(&new.config, self.alerting_now.clone())
@@ -427,8 +423,8 @@ impl Reloader {
                 )));
             }
         };
-        if let Some(d) = dashboards {
-            self.pages.dashboards.store(Arc::new(d));
+        if !diff.dashboards.is_empty() {
+            self.pages.dashboards.store(new.boards.clone());
         }
         self.body_limit.set(new.config.server.limits.max_body_bytes);
         self.pages.config.store(Arc::new(new.config.clone()));
