@@ -11,7 +11,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs, rewrite, start_fails};
+use support::{
+    TestServer, client, cosine, fixture, fixture_json, floats, max_abs, rewrite, start_fails,
+};
 
 const FIXTURES: [&str; 8] = [
     "tiny-arch-roberta",
@@ -51,8 +53,7 @@ fn every_architecture_matches_sentence_transformers() {
         "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
     ));
     for name in FIXTURES {
-        let path = fixture(name).join("reference.json");
-        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let refs = fixture_json(&format!("{name}/reference.json"));
         let texts: Vec<&str> = refs["texts"]
             .as_array()
             .unwrap()
@@ -249,8 +250,7 @@ fn half_precision_runs_every_candle_path() {
         "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
     ));
     for name in families {
-        let path = fixture(name).join("reference.json");
-        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let refs = fixture_json(&format!("{name}/reference.json"));
         let texts = &refs["texts"];
         let got = embed(
             &s,

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs, repo_root};
+use support::{TestServer, client, cosine, fixture_json, floats, max_abs, repo_root};
 
 /// MiniLM, the tiny cross-encoder and the tiny Qwen3 reranker, with a small
 /// client batch limit so the 422 is cheap to reach.
@@ -23,12 +23,6 @@ models:
   - name: qwen
     path: {repo}/tests/fixtures/tiny-qwen3-reranker
 "#;
-
-fn reference(name: &str) -> Value {
-    let path = fixture(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("reference json")
-}
 
 fn post(s: &TestServer, path: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
     let r = client()
@@ -53,7 +47,7 @@ fn ok(s: &TestServer, path: &str, body: &Value) -> Value {
 #[test]
 fn minilm_matches_sentence_transformers_batched_and_single() {
     let s = TestServer::start(THREE_MODELS);
-    let refs = reference("minilm-reference-embeddings.json");
+    let refs = fixture_json("minilm-reference-embeddings.json");
     let items = refs["items"].as_array().expect("items");
     let texts: Vec<&str> = items
         .iter()
@@ -267,9 +261,9 @@ fn rerankers_match_transformers_raw_and_sigmoid() {
     check_reranker(
         &s,
         "cross",
-        &reference("tiny-cross-encoder/reference-scores.json"),
+        &fixture_json("tiny-cross-encoder/reference-scores.json"),
     );
-    let qwen = reference("tiny-qwen3-reranker/reference-scores.json");
+    let qwen = fixture_json("tiny-qwen3-reranker/reference-scores.json");
     check_reranker(&s, "qwen", &qwen);
 
     // The prompt is built exactly as the reference: token counts agree.
@@ -747,7 +741,7 @@ print(json.dumps({"vectors": out, "model": resp.model, "tokens": resp.usage.prom
 "#;
     // The truncated reference text needs truncation, which OpenAI's API does not offer:
     // give the client only the texts that fit.
-    let refs = reference("minilm-reference-embeddings.json");
+    let refs = fixture_json("minilm-reference-embeddings.json");
     let fitting: Vec<Value> = refs["items"]
         .as_array()
         .unwrap()

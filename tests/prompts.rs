@@ -12,7 +12,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use support::{
-    TestServer, client, copy_dir, cosine, fixture, floats, max_abs, rewrite, start_fails,
+    TestServer, client, copy_dir, cosine, fixture, fixture_json, floats, max_abs, rewrite,
+    start_fails,
 };
 
 const PROMPTS: &str = "tiny-st-prompts";
@@ -27,11 +28,6 @@ fn embed(s: &TestServer, body: Value) -> Vec<Vec<f32>> {
     let (status, v) = post(s, "/embed", &body);
     assert_eq!(status, 200, "{body}: {v}");
     v.as_array().unwrap().iter().map(floats).collect()
-}
-
-fn reference() -> Value {
-    let path = fixture(PROMPTS).join("reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
@@ -54,7 +50,7 @@ fn prompts_server() -> TestServer {
 #[test]
 fn prompts_exclusion_from_pooling_and_lowercasing_match_sentence_transformers() {
     let s = prompts_server();
-    let refs = reference();
+    let refs = fixture_json(&format!("{PROMPTS}/reference.json"));
     let texts = &refs["texts"];
     // Each request shape with the reference sentence-transformers gave for it.
     let cases = [

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{TestServer, binary, client, cosine, fixture, floats};
+use support::{TestServer, binary, client, cosine, fixture, fixture_json, floats};
 
 const TOKEN: &str = "hf_test_token_123";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -426,10 +426,7 @@ fn hf_repo_is_downloaded_at_start_then_served() {
         &[("HF_ENDPOINT", endpoint_var.as_path())],
     );
     assert_same_files(&s.dir.path().join("models/tiny"), &hub, &NEEDED);
-    let refs: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("tiny-st-max-dense").join("reference.json")).unwrap(),
-    )
-    .unwrap();
+    let refs = fixture_json("tiny-st-max-dense/reference.json");
     let r = client()
         .post(s.url("/embed"))
         .json(&json!({"inputs": refs["texts"][0]}))

@@ -706,8 +706,7 @@ fn a_reload_changes_the_request_body_limit_at_once() {
 /// The normalized reference vector of "hello world" (the fixture's first
 /// text) as sentence-transformers computed it.
 fn reference_vector(fixture: &str) -> Vec<f32> {
-    let text = std::fs::read_to_string(support::fixture(fixture).join("reference.json")).unwrap();
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = support::fixture_json(&format!("{fixture}/reference.json"));
     assert_eq!(r["texts"][0], "hello world");
     support::floats(&r["normalized"][0])
 }

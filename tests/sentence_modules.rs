@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture, floats, max_abs, rewrite, start_fails};
+use support::{TestServer, client, cosine, fixture_json, floats, max_abs, rewrite, start_fails};
 
 const FIXTURES: [&str; 4] = [
     "tiny-st-max-dense",
@@ -35,8 +35,7 @@ fn pooling_modes_and_dense_layers_match_sentence_transformers() {
         "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
     ));
     for name in FIXTURES {
-        let path = fixture(name).join("reference.json");
-        let refs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let refs = fixture_json(&format!("{name}/reference.json"));
         let texts: Vec<&str> = refs["texts"]
             .as_array()
             .unwrap()

@@ -401,3 +401,10 @@ pub fn rewrite(path: &Path, from: &str, to: &str) {
     assert!(text.contains(from), "{}: no {from:?}", path.display());
     std::fs::write(path, text.replace(from, to)).expect("write");
 }
+
+/// A JSON file under `tests/fixtures` (`name/reference.json`, …).
+pub fn fixture_json(path: &str) -> serde_json::Value {
+    let path = fixture(path);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
