@@ -17,6 +17,10 @@ mod series;
 #[path = "browser/explore.rs"]
 mod explore;
 
+/// Grafana dashboards and the no-GPU Overview, likewise.
+#[path = "browser/dashboards.rs"]
+mod dashboards;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,124 +1,28 @@
-//! Grafana dashboards and the no-GPU Overview in a real headless Chromium
-//! (Debian's chromium and chromium-driver, over WebDriver): an API-wrapped
-//! dashboard listed under `dashboards:` draws every panel with its
-//! variables; on a box without a GPU the Overview says so in English and
-//! Chinese with the GPU row folded; with the test-only GPU-shaped source the
-//! GPU charts draw. Screenshots of each go to `target/screenshots/`.
+//! Grafana dashboards and the no-GPU Overview in a real browser: an
+//! API-wrapped dashboard listed under `dashboards:` draws every panel with
+//! its variables; on a box without a GPU the Overview says so in English
+//! and Chinese with the GPU row folded; with the test-only GPU-shaped source
+//! the GPU charts draw. Screenshots of each go to `target/screenshots/`.
 
-mod support;
-
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, free_port, wait_for, wait_http_ok};
 
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A WebDriver session on a fresh chromedriver.
-struct Browser {
-    base: String,
-    session: String,
-    _driver: Driver,
-}
+use super::Browser;
+use crate::support::{TestServer, client, wait_for};
 
 impl Browser {
-    fn start() -> Browser {
-        let port = free_port();
-        let driver = Driver(
-            Command::new("chromedriver")
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver (Debian package chromium-driver): run scripts/install-test-deps.sh"),
-        );
-        let base = format!("http://127.0.0.1:{port}");
-        assert!(
-            wait_http_ok(&format!("{base}/status"), Duration::from_secs(20)),
-            "chromedriver did not start"
-        );
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                         "--disable-sync", "--window-size=1400,2400"]
-            },
-            "goog:loggingPrefs": {"browser": "ALL"}
-        }}});
-        let r: Value = client()
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {r}"))
-            .to_string();
-        Browser {
-            base,
-            session,
-            _driver: driver,
-        }
-    }
-
-    fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{}", self.base, self.session, path);
-        let req = match method {
-            "GET" => client().get(url),
-            _ => client().post(url).json(&body),
-        };
-        let v: Value = req.send().unwrap().json().unwrap();
-        v["value"].clone()
-    }
-
-    fn js(&self, script: &str) -> Value {
+    /// A window tall enough that a screenshot holds the whole Overview.
+    fn tall(&self) {
         self.cmd(
             "POST",
-            "/execute/sync",
-            json!({"script": script, "args": []}),
-        )
+            "/window/rect",
+            json!({"width": 1400, "height": 2400}),
+        );
     }
 
-    /// Loads `url`, keeps a screenshot named `name`, and fails on console
-    /// errors (the favicon aside).
-    fn visit(&self, url: &str, name: &str) {
-        self.cmd("POST", "/url", json!({"url": url}));
-        let png = self.cmd("GET", "/screenshot", Value::Null);
-        if let Some(b64) = png.as_str() {
-            use base64::Engine;
-            let dir = support::repo_root().join("target/screenshots");
-            let _ = std::fs::create_dir_all(&dir);
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
-                let _ = std::fs::write(dir.join(format!("{name}.png")), bytes);
-            }
-        }
-        let logs = self.cmd("POST", "/se/log", json!({"type": "browser"}));
-        let errors: Vec<String> = logs
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|e| e["level"] == "SEVERE")
-                    .filter_map(|e| e["message"].as_str().map(str::to_string))
-                    .filter(|m| !m.contains("favicon.ico"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(errors.is_empty(), "{url}: console errors: {errors:?}");
-    }
-
-    fn text(&self) -> String {
+    /// The page's visible text.
+    fn body_text(&self) -> String {
         self.js("return document.body.innerText")
             .as_str()
             .unwrap_or("")
@@ -140,14 +44,6 @@ impl Browser {
                 )
             })
             .collect()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = client()
-            .delete(format!("{}/session/{}", self.base, self.session))
-            .send();
     }
 }
 
@@ -183,13 +79,14 @@ fn a_wrapped_dashboard_and_the_no_gpu_overview_in_a_real_browser() {
         "this test needs a box without an NVIDIA GPU"
     );
     let b = Browser::start();
+    b.tall();
 
     // The wrapped dashboard: every panel drawn, variables as selectors.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    b.visit(
+    b.visit_clean(
         &s.url(&format!(
             "/dashboards/wrapped-features?from={}&to={}",
             now - 60_000,
@@ -215,7 +112,7 @@ fn a_wrapped_dashboard_and_the_no_gpu_overview_in_a_real_browser() {
             .as_bool(),
         Some(true)
     );
-    let text = b.text();
+    let text = b.body_text();
     assert!(
         text.contains("Panel type 'piechart' is not supported by infermon"),
         "{text}"
@@ -229,8 +126,8 @@ fn a_wrapped_dashboard_and_the_no_gpu_overview_in_a_real_browser() {
         ("en", "No NVIDIA GPU detected on this host", "overview-cpu"),
         ("zh", "此主机未检测到 NVIDIA GPU", "overview-cpu-zh"),
     ] {
-        b.visit(&s.url(&format!("/?range=15m&lang={lang}")), shot);
-        let text = b.text();
+        b.visit_clean(&s.url(&format!("/?range=15m&lang={lang}")), shot);
+        let text = b.body_text();
         // The GPU memory stat and the folded row's note are visible.
         assert!(text.matches(message).count() >= 2, "{lang}: {text}");
         assert_eq!(
@@ -254,16 +151,17 @@ fn the_overview_with_a_gpu_shaped_source_in_a_real_browser() {
         1,
     );
     let b = Browser::start();
+    b.tall();
     // The last minute, so the few seconds of GPU data fill the charts.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    b.visit(
+    b.visit_clean(
         &s.url(&format!("/?from={}&to={}", now - 60_000, now + 1_000)),
         "overview-gpu",
     );
-    assert!(!b.text().contains("No NVIDIA GPU detected"));
+    assert!(!b.body_text().contains("No NVIDIA GPU detected"));
     assert_eq!(
         b.js("const d = document.querySelector('details.row-section'); return d.open && d.querySelectorAll('svg.chart path.series').length >= 4")
             .as_bool(),
