@@ -7,6 +7,9 @@ sentence-transformers from PyPI; the tests only read what it writes.
     python3 -m venv /tmp/fx && /tmp/fx/bin/pip install torch transformers sentence-transformers
     /tmp/fx/bin/python scripts/make-fixtures.py                  # every fixture
     /tmp/fx/bin/python scripts/make-fixtures.py tiny-arch-mpnet  # only the ones named
+    # with the hub's remote code (see REMOTE; needs `pip install einops`):
+    /tmp/fx/bin/python scripts/make-fixtures.py tiny-arch-nomic-bert tiny-arch-gte tiny-arch-gte-reranker \
+        --nomic-code ~/nomic-bert-2048 --gte-code ~/new-impl
 
 Each fixture is a BERT encoder with a small vocabulary (the first 3000
 WordPiece entries of tests/fixtures/tiny-cross-encoder's tokenizer; other
@@ -533,10 +536,309 @@ def prompts_fixture(name: str) -> None:
     print(f"{name}: prompts {prompts}, include_prompt false, do_lower_case")
 
 
+# Models whose modeling code lives on the hub (trust_remote_code) rather than
+# in transformers. Their code is not in this repository: pass the folder that
+# holds it, e.g. `--nomic-code DIR` with modeling_hf_nomic_bert.py and
+# configuration_hf_nomic_bert.py from nomic-ai/nomic-bert-2048 on the hub
+# (the same files are src/contrastors/models/huggingface/ in
+# github.com/nomic-ai/contrastors). The fixture is written with a local
+# auto_map, sentence-transformers loads it with trust_remote_code (the way
+# users run it), and then the code files are removed and auto_map is set to
+# the hub's form.
+REMOTE = {
+    "tiny-arch-nomic-bert": dict(
+        flag="--nomic-code",
+        files=["configuration_hf_nomic_bert.py", "modeling_hf_nomic_bert.py"],
+        auto_map={
+            "AutoConfig": "configuration_hf_nomic_bert.NomicBertConfig",
+            "AutoModel": "modeling_hf_nomic_bert.NomicBertModel",
+        },
+        hub_repo="nomic-ai/nomic-bert-2048",
+        architecture="NomicBertModel",
+        # nomic-embed-text-v1.5's config, scaled down; n_inner is not a
+        # multiple of 256, which the gated MLP rounds up to.
+        config=dict(
+            model_type="nomic_bert",
+            vocab_size=VOCAB,
+            n_embd=32,
+            n_head=4,
+            n_layer=2,
+            n_inner=96,
+            n_positions=8192,
+            max_trained_positions=2048,
+            type_vocab_size=2,
+            activation_function="swiglu",
+            layer_norm_epsilon=1e-12,
+            rotary_emb_fraction=1.0,
+            rotary_emb_base=1000,
+            rotary_emb_interleaved=False,
+            rotary_emb_scale_base=None,
+            rotary_scaling_factor=None,
+            qkv_proj_bias=False,
+            mlp_fc1_bias=False,
+            mlp_fc2_bias=False,
+            prenorm=False,
+            causal=False,
+            use_flash_attn=False,
+            fused_bias_fc=False,
+            fused_dropout_add_ln=False,
+            pad_vocab_size_multiple=1,
+            initializer_range=0.3,
+            pad_token_id=0,
+            bos_token_id=None,
+            eos_token_id=None,
+            embd_pdrop=0.0,
+            resid_pdrop=0.0,
+            attn_pdrop=0.0,
+            summary_first_dropout=0.0,
+            tie_word_embeddings=True,
+        ),
+        mode="mean",
+        max_seq=64,
+    ),
+    # Alibaba's GTE `NewModel` (gte-multilingual-base, gte-*-en-v1.5,
+    # snowflake-arctic-embed-m-v2.0): --gte-code DIR with modeling.py and
+    # configuration.py from Alibaba-NLP/new-impl on the hub. RoPE with fixed
+    # NTK scaling as gte-multilingual-base has it, packed q/k/v, gated GELU.
+    "tiny-arch-gte": dict(
+        flag="--gte-code",
+        files=["configuration.py", "modeling.py"],
+        auto_map={
+            "AutoConfig": "configuration.NewConfig",
+            "AutoModel": "modeling.NewModel",
+        },
+        hub_repo="Alibaba-NLP/new-impl",
+        architecture="NewModel",
+        config=dict(
+            model_type="new",
+            vocab_size=VOCAB,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=48,
+            hidden_act="gelu",
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            max_position_embeddings=8192,
+            type_vocab_size=1,
+            initializer_range=0.3,
+            layer_norm_type="layer_norm",
+            layer_norm_eps=1e-12,
+            pad_token_id=0,
+            position_embedding_type="rope",
+            rope_theta=20000,
+            rope_scaling={"type": "ntk", "factor": 8.0},
+            pack_qkv=True,
+            unpad_inputs=False,
+            use_memory_efficient_attention=False,
+            logn_attention_scale=False,
+            logn_attention_clip1=False,
+        ),
+        mode="cls",
+        max_seq=64,
+        # Rebuilds the RoPE module from the restored rope_scaling, with the
+        # authors' own code.
+        rebuild=lambda m: m.embeddings._init_rope(m.config),
+    ),
+}
+
+
+def legacy_extended_attention_mask(self, attention_mask, input_shape, *args):
+    """transformers 4's `ModuleUtilsMixin.get_extended_attention_mask` for an
+    encoder's `[batch, seq]` mask, which remote code written for it calls and
+    transformers 5 no longer has: 0 where attended, the dtype's minimum where
+    padded, shaped `[batch, 1, 1, seq]`."""
+    extended = attention_mask[:, None, None, :].to(dtype=self.dtype)
+    return (1.0 - extended) * torch.finfo(self.dtype).min
+
+
+def restore_dropped_keys(cfg, config: dict) -> bool:
+    """transformers 5 moves `rope_scaling` into `rope_parameters` before the
+    remote config class sees it, so NewConfig stores None and the model would
+    run unscaled RoPE; put back what config.json says. True if anything was."""
+    changed = False
+    for key in ("rope_scaling",):
+        if config.get(key) is not None and getattr(cfg, key, None) != config[key]:
+            # A copy: transformers edits RoPE dicts in place.
+            setattr(cfg, key, json.loads(json.dumps(config[key])))
+            changed = True
+    return changed
+
+
+def install_legacy_shims() -> None:
+    from transformers import PreTrainedModel
+
+    if not hasattr(PreTrainedModel, "get_extended_attention_mask"):
+        PreTrainedModel.get_extended_attention_mask = legacy_extended_attention_mask
+
+
+def make_remote(name: str, code_dir: pathlib.Path, spec: dict) -> None:
+    install_legacy_shims()
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    small_tokenizer(out)
+    for f in spec["files"]:
+        shutil.copy(code_dir / f, out / f)
+    config = dict(spec["config"], architectures=[spec["architecture"]], auto_map=spec["auto_map"])
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.from_pretrained(str(out), trust_remote_code=True)
+    restore_dropped_keys(cfg, config)
+    model = AutoModel.from_config(cfg, trust_remote_code=True).eval()
+    initial_buffers = {k: v.clone() for k, v in model.named_buffers()}
+    widen(model)
+    # The tensors the hub's checkpoints have: no buffers, and no pooler
+    # (NomicBertModel.from_pretrained builds none).
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("pooler.")}
+    from safetensors.torch import save_file
+
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+    max_seq = spec["max_seq"]
+    word = models.Transformer(
+        str(out),
+        max_seq_length=max_seq,
+        model_kwargs={"trust_remote_code": True},
+        config_kwargs={"trust_remote_code": True},
+    )
+    loaded = dict(word.auto_model.state_dict())
+    if restore_dropped_keys(word.auto_model.config, config) and "rebuild" in spec:
+        spec["rebuild"](word.auto_model)
+    # transformers 5 builds models on the meta device and leaves buffers the
+    # checkpoint does not hold (position ids, RoPE tables) uninitialised,
+    # where transformers 4, which this code was written for, kept what the
+    # constructor computed: put those values back.
+    built = {k: type(m).__name__ for k, m in model.named_modules()}
+    for k, m in word.auto_model.named_modules():
+        assert built.get(k, type(m).__name__) == type(m).__name__, f"{name}: {k} is built differently"
+    for k, v in dict(word.auto_model.named_buffers()).items():
+        if k in initial_buffers and not torch.equal(v.cpu(), initial_buffers[k]):
+            gap = (v.cpu().double() - initial_buffers[k].double()).abs().max()
+            print(f"{name}: restoring buffer {k} that loading left uninitialised (off by {gap})")
+            with torch.no_grad():
+                v.copy_(initial_buffers[k])
+    # The upstream loader is not strict: check every tensor arrived.
+    for k, v in weights.items():
+        assert torch.equal(loaded[k], v), f"{name}: {k} did not load back"
+    width = word.get_word_embedding_dimension()
+    stack = [word, models.Pooling(width, pooling_mode=spec["mode"]), models.Normalize()]
+    st = SentenceTransformer(modules=stack, device="cpu")
+    st.save(str(out))
+    (out / "README.md").unlink(missing_ok=True)
+    before_norm = SentenceTransformer(modules=stack[:-1], device="cpu")
+    batched = before_norm.encode(ARCH_TEXTS, convert_to_numpy=True, batch_size=len(ARCH_TEXTS))
+    for i, text in enumerate(ARCH_TEXTS):
+        single = before_norm.encode([text], convert_to_numpy=True)[0]
+        gap = float(abs(single - batched[i]).max())
+        assert gap < 1e-5, f"{name}: batched differs from single by {gap} for {text!r}"
+    lengths = [len(word.tokenizer(t, truncation=True, max_length=max_seq)["input_ids"]) for t in ARCH_TEXTS]
+    normalized = st.encode(ARCH_TEXTS, convert_to_numpy=True, batch_size=len(ARCH_TEXTS))
+    # The folder as the hub has it: code referenced, not copied.
+    for f in spec["files"]:
+        (out / f).unlink()
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)
+    # sentence-transformers saved the model again through transformers 5,
+    # which writes its own config form (rope_scaling becomes
+    # rope_parameters): put back the files as the hub has them.
+    hub_config = dict(config, auto_map={k: f"{spec['hub_repo']}--{v}" for k, v in spec["auto_map"].items()})
+    (out / "config.json").write_text(json.dumps(hub_config, indent=2))
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    reference = {
+        "texts": ARCH_TEXTS,
+        "architecture": spec["architecture"],
+        "pooling": spec["mode"],
+        "dimensions": width,
+        "max_seq_length": max_seq,
+        "token_counts": lengths,
+        "normalized": normalized.tolist(),
+        "unnormalized": batched.tolist(),
+    }
+    (out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: {spec['architecture']} (remote code from {code_dir}), {width} dims, tokens {lengths}")
+
+
+def make_remote_reranker(name: str, code_dir: pathlib.Path, base: dict, max_length: int) -> None:
+    """gte-multilingual-reranker-base's `NewForSequenceClassification`
+    (pooler over the first token, tanh, one-label classifier) with the
+    authors' scores for the same pairs as the other cross-encoders."""
+    install_legacy_shims()
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    roberta_pair_tokenizer(out)
+    for f in base["files"]:
+        shutil.copy(code_dir / f, out / f)
+    auto_map = dict(
+        base["auto_map"], AutoModelForSequenceClassification="modeling.NewForSequenceClassification"
+    )
+    config = dict(
+        base["config"],
+        architectures=["NewForSequenceClassification"],
+        auto_map=auto_map,
+        num_labels=1,
+        classifier_dropout=0.0,
+    )
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(str(out), trust_remote_code=True)
+    restore_dropped_keys(cfg, config)
+    model = AutoModelForSequenceClassification.from_config(cfg, trust_remote_code=True).eval()
+    widen(model)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert any(k.startswith("new.encoder.") for k in weights), sorted(weights)[:5]
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    # Scores come from this model (built by the authors' constructor, so its
+    # RoPE tables are real; see make_remote for what loading loses).
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    cases = []
+    for query, docs in RERANK_CASES:
+        results = []
+        for doc in docs:
+            enc = tok(query, doc, truncation="only_second", max_length=max_length, return_tensors="pt")
+            with torch.no_grad():
+                raw = float(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0, 0])
+            results.append(
+                {
+                    "text": doc,
+                    "raw_score": round(raw, 6),
+                    "score": round(1 / (1 + pow(2.718281828459045, -raw)), 6),
+                    "n_tokens": int(enc["input_ids"].shape[1]),
+                }
+            )
+        cases.append({"query": query, "results": results})
+    for f in base["files"]:
+        (out / f).unlink()
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)
+    saved = json.loads((out / "config.json").read_text())
+    saved["auto_map"] = {k: f"{base['hub_repo']}--{v}" for k, v in auto_map.items()}
+    (out / "config.json").write_text(json.dumps(saved, indent=2))
+    reference = {
+        "model": "tiny random NewForSequenceClassification (2 layers, hidden 32, NTK-scaled RoPE), one label",
+        "reference": f"Alibaba-NLP/new-impl modeling.py; pairs (query, document), truncation only_second, max_length {max_length}; score = sigmoid(raw_score)",
+        "max_length": max_length,
+        "cases": cases,
+    }
+    (out / "reference-scores.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: tokens {[r['n_tokens'] for c in cases for r in c['results']]}")
+
+
 if __name__ == "__main__":
     import sys
 
-    only = set(sys.argv[1:])
+    args = sys.argv[1:]
+    code_dirs = {}
+    for spec in REMOTE.values():
+        if spec["flag"] in args:
+            i = args.index(spec["flag"])
+            code_dirs[spec["flag"]] = pathlib.Path(args[i + 1])
+            del args[i : i + 2]
+    only = set(args)
     if not only:
         for name, (mode, dense) in FIXTURES_TO_MAKE.items():
             make(name, mode, dense)
@@ -549,3 +851,10 @@ if __name__ == "__main__":
     for name, args in reranker_configs().items():
         if not only or name in only:
             make_reranker(name, *args)
+    for name, spec in REMOTE.items():
+        if spec["flag"] in code_dirs and (not only or name in only):
+            make_remote(name, code_dirs[spec["flag"]], spec)
+        elif name in only or not only:
+            print(f"{name}: skipped (needs {spec['flag']} DIR with {', '.join(spec['files'])})")
+    if "--gte-code" in code_dirs and (not only or "tiny-arch-gte-reranker" in only):
+        make_remote_reranker("tiny-arch-gte-reranker", code_dirs["--gte-code"], REMOTE["tiny-arch-gte"], 48)

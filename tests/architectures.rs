@@ -15,7 +15,7 @@ use support::{
     TestServer, client, cosine, fixture, fixture_json, floats, max_abs, rewrite, start_fails,
 };
 
-const FIXTURES: [&str; 8] = [
+const FIXTURES: [&str; 10] = [
     "tiny-arch-roberta",
     "tiny-arch-camembert",
     "tiny-arch-distilbert",
@@ -24,6 +24,8 @@ const FIXTURES: [&str; 8] = [
     "tiny-arch-mistral",
     "tiny-arch-modernbert",
     "tiny-arch-gemma3",
+    "tiny-arch-nomic-bert",
+    "tiny-arch-gte",
 ];
 
 fn post(s: &TestServer, path: &str, body: &Value) -> Value {
@@ -112,11 +114,13 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
         rewrite(
             &m.join("config.json"),
             "\"MPNetModel\"",
-            "\"NomicBertModel\"",
+            "\"DebertaV2Model\"",
         )
     });
     for needle in [
+        "DebertaV2Model",
         "NomicBertModel",
+        "NewForSequenceClassification",
         "not supported",
         "MPNetModel",
         "DistilBertModel",
@@ -167,10 +171,13 @@ fn cross_encoder_scores_match_transformers() {
     // RoBERTa: bge-reranker-v2-m3's head (classifier.dense → tanh →
     // out_proj over the first token, RoBERTa position ids, one segment).
     // ModernBERT: gte-reranker-modernbert's (mean of the token states →
-    // head → classifier), with pairs past the local window.
+    // head → classifier), with pairs past the local window. GTE:
+    // gte-multilingual-reranker-base's (pooler over the first token → tanh
+    // → classifier, weights under `new.`), with NTK-scaled RoPE.
     let names = [
         "tiny-arch-roberta-reranker",
         "tiny-arch-modernbert-reranker",
+        "tiny-arch-gte-reranker",
     ];
     let refs: Vec<Value> = names
         .iter()
@@ -241,6 +248,8 @@ fn half_precision_runs_every_candle_path() {
         "tiny-arch-qwen2",
         "tiny-arch-mistral",
         "tiny-arch-gemma3",
+        "tiny-arch-nomic-bert",
+        "tiny-arch-gte",
     ];
     let models: String = families
         .iter()

@@ -10,8 +10,10 @@ use candle_nn::VarBuilder;
 use super::models::bert::{self, BertConfig};
 use super::models::distilbert;
 use super::models::gemma3::Gemma3;
+use super::models::gte::{self, Gte};
 use super::models::modernbert::ModernBertEmbedder;
 use super::models::mpnet::MpNet;
+use super::models::nomic_bert::NomicBert;
 use super::models::qwen2::{Decoder, Flavour};
 use super::models::qwen3::{self, Qwen3};
 use super::models::xlm_roberta;
@@ -181,10 +183,10 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
             p.as_str()
         ))),
     };
-    let hidden_key = if family == Family::DistilBert {
-        "dim"
-    } else {
-        "hidden_size"
+    let hidden_key = match family {
+        Family::DistilBert => "dim",
+        Family::NomicBert => "n_embd",
+        _ => "hidden_size",
     };
     let (backend, positions, format, pooling): (
         Box<dyn Backend>,
@@ -214,6 +216,29 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
         Family::ModernBert => {
             let pool = explicit_pooling()?;
             let m = ModernBertEmbedder::load(vb, &config_text, Some(pool)).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
+        Family::Gte => {
+            if architecture == "GteModel" && !gte::has_authors_layout(&vb) {
+                return Err(bad(
+                    "GteModel weights are not in Alibaba-NLP/new-impl's layout (encoder.layer.N.attention.qkv_proj); transformers' own GTE layout is not supported".to_string(),
+                ));
+            }
+            if task == Task::Rerank {
+                let m = Gte::load(vb, &config_text, None).map_err(bad)?;
+                let n = m.max_positions();
+                (Box::new(m), n, InputFormat::Pair, None)
+            } else {
+                let pool = explicit_pooling()?;
+                let m = Gte::load(vb, &config_text, Some(pool)).map_err(bad)?;
+                let n = m.max_positions();
+                (Box::new(m), n, InputFormat::Single, Some(pool))
+            }
+        }
+        Family::NomicBert => {
+            let pool = explicit_pooling()?;
+            let m = NomicBert::load(vb, &config_text, pool).map_err(bad)?;
             let n = m.max_positions();
             (Box::new(m), n, InputFormat::Single, Some(pool))
         }
@@ -341,6 +366,8 @@ enum Family {
     Mistral,
     ModernBert,
     Gemma3,
+    NomicBert,
+    Gte,
 }
 
 /// The `architectures` entries (and bare `model_type`s) infermon runs,
@@ -373,6 +400,14 @@ const ARCHITECTURES: &[(&str, Family)] = &[
     ("ModernBertForMaskedLM", Family::ModernBert),
     ("ModernBertForSequenceClassification", Family::ModernBert),
     ("modernbert", Family::ModernBert),
+    ("NomicBertModel", Family::NomicBert),
+    ("nomic_bert", Family::NomicBert),
+    // Alibaba's GTE from the hub's Alibaba-NLP/new-impl code.
+    ("NewModel", Family::Gte),
+    ("NewForTokenClassification", Family::Gte),
+    ("NewForSequenceClassification", Family::Gte),
+    ("GteModel", Family::Gte),
+    ("new", Family::Gte),
     ("Gemma3TextModel", Family::Gemma3),
     ("gemma3_text", Family::Gemma3),
     ("Qwen2Model", Family::Qwen2),

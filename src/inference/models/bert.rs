@@ -116,7 +116,7 @@ impl Dense {
         Dense::from_parts(weight, Some(bias))
     }
 
-    fn from_parts(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Dense> {
+    pub(crate) fn from_parts(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Dense> {
         Ok(Dense {
             weight_t: weight.t()?.contiguous()?,
             bias,
