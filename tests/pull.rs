@@ -62,6 +62,15 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The git blob id the hub lists as `blobId`: SHA-1 of `blob {len}\0` +
+/// content (for an LFS file, of its pointer file).
+fn blob_id(bytes: &[u8]) -> String {
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    hex::encode(h.finalize())
+}
+
 impl Hub {
     fn record(&self, path: &str, headers: &HeaderMap) {
         let h = |n: header::HeaderName| headers.get(n).map(|v| v.to_str().unwrap().to_string());
@@ -96,10 +105,15 @@ async fn listing(
             if hub.mode.no_blobs {
                 json!({"rfilename": f})
             } else if is_lfs(f) {
-                json!({"rfilename": f, "size": bytes.len(), "blobId": "x",
-                       "lfs": {"sha256": sha256(bytes), "size": bytes.len(), "pointerSize": 134}})
+                let pointer = format!(
+                    "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n",
+                    sha256(bytes),
+                    bytes.len()
+                );
+                json!({"rfilename": f, "size": bytes.len(), "blobId": blob_id(pointer.as_bytes()),
+                       "lfs": {"sha256": sha256(bytes), "size": bytes.len(), "pointerSize": pointer.len()}})
             } else {
-                json!({"rfilename": f, "size": bytes.len(), "blobId": "x"})
+                json!({"rfilename": f, "size": bytes.len(), "blobId": blob_id(bytes)})
             }
         })
         .collect();
@@ -407,6 +421,36 @@ fn a_file_whose_checksum_does_not_match_is_refused_and_deleted() {
         "{log}"
     );
     assert_nothing_kept(dir.path());
+}
+
+#[test]
+fn a_small_file_whose_git_blob_id_does_not_match_is_refused_and_deleted() {
+    // Non-LFS files (config, tokenizer, modules.json) have no sha256; the
+    // listing's blobId is their git SHA-1. One changed byte, same length.
+    let (_rt, endpoint, _hub) = start_hub(Mode {
+        tampered: vec!["modules.json".into()],
+        ..Mode::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&endpoint, "org/tiny", dir.path());
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("modules.json") && log.contains("git blob id"),
+        "{log}"
+    );
+    assert!(!dir.path().join("tiny").exists(), "no model folder");
+    let staged = dir.path().join("tiny.download");
+    assert!(!staged.join("modules.json").exists());
+    assert!(!staged.join("modules.json.part").exists());
+    // Untampered, the same files pass the check (LFS files keep their
+    // sha256: their blobId is the pointer's).
+    let (_rt, endpoint, hub) = start_hub(Mode::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&endpoint, "org/tiny", dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = std::fs::read(dir.path().join("tiny/modules.json")).unwrap();
+    assert_eq!(got, hub.files["modules.json"]);
 }
 
 /// Neither the model folder nor the refused file (final or .part) exists.

@@ -1,6 +1,7 @@
 //! One file of a pull: resumable (a `.part` file continued with a `Range`
 //! request) and checked (size, and sha256 against the LFS oid the hub lists
-//! or its `X-Linked-Etag` / `ETag`) before it takes its final name.
+//! or its `X-Linked-Etag` / `ETag`; a small file's git blob id, SHA-1,
+//! against the listing's `blobId`) before it takes its final name.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::Instant;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -30,6 +32,21 @@ fn part_path(target: &Path) -> PathBuf {
 fn sha256_etag(value: &str) -> Option<String> {
     let v = value.trim().trim_start_matches("W/").trim_matches('"');
     (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
+}
+
+/// A git blob id: 40 hex digits, lower-cased.
+fn git_blob_id(value: &str) -> Option<String> {
+    let v = value.trim();
+    (v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
+}
+
+/// What a downloaded file is checked against besides its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ContentHash {
+    /// sha256 of the content (LFS oid or a 64-hex ETag).
+    Sha256(String),
+    /// git blob id of a small file (SHA-1 of `blob {len}\0` + content).
+    GitBlob(String),
 }
 
 /// Downloads `file` from `url` to `target`, resuming `target.part`; returns
@@ -58,7 +75,17 @@ pub(super) async fn fetch(
     if size.is_some_and(|s| have > s) {
         have = 0;
     }
-    let mut sha = file.lfs.as_ref().map(|l| l.sha256.to_ascii_lowercase());
+    let mut sha = file
+        .lfs
+        .as_ref()
+        .map(|l| ContentHash::Sha256(l.sha256.to_ascii_lowercase()))
+        // An LFS file's blobId is its pointer's; only a small file's is its own.
+        .or_else(|| {
+            file.blob_id
+                .as_deref()
+                .and_then(git_blob_id)
+                .map(ContentHash::GitBlob)
+        });
     let started = Instant::now();
     let mut received = 0;
     if size.is_none_or(|s| have < s) || have == 0 {
@@ -94,7 +121,8 @@ pub(super) async fn fetch(
                 .get("x-linked-etag")
                 .or_else(|| headers.get(ETAG))
                 .and_then(|v| v.to_str().ok())
-                .and_then(sha256_etag);
+                .and_then(sha256_etag)
+                .map(ContentHash::Sha256);
         }
         if size.is_none() {
             let header = |name| {
@@ -160,13 +188,17 @@ pub(super) async fn fetch(
             result?;
         }
     }
-    check(&file.rfilename, &part, size, sha.as_deref()).await?;
+    check(&file.rfilename, &part, size, sha.as_ref()).await?;
     tokio::fs::rename(&part, target).await.map_err(io(target))?;
     tracing::info!(
         file = %file.rfilename,
         bytes = have + received,
         resumed_from = have,
-        checked = if sha.is_some() { "size, sha256" } else { "size" },
+        checked = match sha {
+            Some(ContentHash::Sha256(_)) => "size, sha256",
+            Some(ContentHash::GitBlob(_)) => "size, git blob id",
+            None => "size",
+        },
         seconds = started.elapsed().as_secs_f64(),
         "downloaded"
     );
@@ -179,7 +211,7 @@ async fn check(
     name: &str,
     part: &Path,
     size: Option<u64>,
-    sha256: Option<&str>,
+    digest: Option<&ContentHash>,
 ) -> Result<(), HubError> {
     let len = tokio::fs::metadata(part).await.map_err(io(part))?.len();
     let mismatch = if size.is_some_and(|s| s != len) {
@@ -187,16 +219,29 @@ async fn check(
             "{} bytes expected, {len} received",
             size.unwrap_or(0)
         ))
-    } else if let Some(want) = sha256 {
+    } else if let Some(want) = digest {
         let path = part.to_path_buf();
-        let got = tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| HubError::Io {
-                path: part.to_path_buf(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(io(part))?;
-        (got != want).then(|| format!("sha256 {want} expected, {got} received"))
+        let git = matches!(want, ContentHash::GitBlob(_));
+        let got = tokio::task::spawn_blocking(move || {
+            if git {
+                hash_git_blob(&path, len)
+            } else {
+                hash_file(&path)
+            }
+        })
+        .await
+        .map_err(|e| HubError::Io {
+            path: part.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(io(part))?;
+        match want {
+            ContentHash::Sha256(want) => {
+                (got != *want).then(|| format!("sha256 {want} expected, {got} received"))
+            }
+            ContentHash::GitBlob(want) => (got != *want)
+                .then(|| format!("git blob id (SHA-1) {want} expected, {got} received")),
+        }
     } else {
         None
     };
@@ -213,8 +258,18 @@ async fn check(
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
+    digest_file(Sha256::new(), path)
+}
+
+/// The git blob id of the `len`-byte file at `path`, as the hub's `blobId`.
+fn hash_git_blob(path: &Path, len: u64) -> std::io::Result<String> {
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    digest_file(hasher, path)
+}
+
+fn digest_file<D: Digest>(mut hasher: D, path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;
@@ -229,6 +284,28 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_blob_ids_are_what_git_hash_object_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // `printf 'hello\n' | git hash-object --stdin`; the empty blob.
+        std::fs::write(&path, b"hello\n").unwrap();
+        assert_eq!(
+            hash_git_blob(&path, 6).unwrap(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(
+            hash_git_blob(&path, 0).unwrap(),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+        assert_eq!(
+            git_blob_id(" CE013625030BA8DBA906F756967F9E9CA394464A"),
+            Some("ce013625030ba8dba906f756967f9e9ca394464a".into())
+        );
+        assert_eq!(git_blob_id("x"), None);
+    }
 
     #[test]
     fn only_64_hex_etags_are_sha256() {

@@ -3,7 +3,8 @@
 //!
 //! The hub's HTTP API, as huggingface_hub uses it: the file list of a
 //! revision from `GET {endpoint}/api/models/{repo}/revision/{rev}?blobs=true`
-//! (`siblings`, with sizes and the sha256 of LFS files), and each file from
+//! (`siblings`, with sizes, the sha256 of LFS files and the git blob id of
+//! the others), and each file from
 //! `{endpoint}/{repo}/resolve/{commit}/{file}`. Environment, as
 //! huggingface_hub reads it: `HF_ENDPOINT` (mirrors such as
 //! `https://hf-mirror.com`), `HF_TOKEN` (sent as `Authorization: Bearer`,
@@ -193,6 +194,10 @@ pub struct Sibling {
     /// Large-file storage details: the file's sha256.
     #[serde(default)]
     pub lfs: Option<Lfs>,
+    /// The git blob id (SHA-1 of `blob {len}\0` + content, with
+    /// `?blobs=true`); for an LFS file, that of its pointer, not its content.
+    #[serde(default, rename = "blobId")]
+    pub blob_id: Option<String>,
 }
 
 /// An LFS file's pointer.

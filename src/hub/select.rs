@@ -119,6 +119,7 @@ mod tests {
                 rfilename: f.to_string(),
                 size: None,
                 lfs: None,
+                blob_id: None,
             })
             .collect();
         needed_files(&siblings)
