@@ -106,7 +106,7 @@ impl Pooling {
     }
 
     /// Pools the `len` token vectors `token(0..len)`; `position(t)` is the
-    /// 1-based position of token `t` in its padded row (weighted mean).
+    /// 1-based position of token `t` in its sequence (weighted mean).
     fn reduce<'a>(
         self,
         len: usize,
@@ -194,7 +194,10 @@ pub fn pool(
                 let start = (row * seq_len + first + skip + t) * dim;
                 &hidden[start..start + dim]
             };
-            mode.reduce(len - skip, dim, token, |t| (first + skip + t + 1) as f32)
+            // Weighted mean weighs a token by its position in its own
+            // sequence: left padding must not shift it, or an input's vector
+            // would depend on what it was batched with.
+            mode.reduce(len - skip, dim, token, |t| (skip + t + 1) as f32)
         })
         .collect()
 }
@@ -313,6 +316,46 @@ mod tests {
             Pooling::LastToken,
         );
         assert_eq!(out[1], vec![99.0, 99.0]);
+    }
+
+    #[test]
+    fn left_padded_weighted_mean_equals_the_unpadded_sequence() {
+        // Row 1 left-padded: pad, then tokens (30,40), (99,99); alone, the
+        // same two tokens weigh 1 and 2 (sentence-transformers on one input).
+        let padded = pool(
+            &HIDDEN,
+            3,
+            2,
+            &[3, 2],
+            &[0, 0],
+            PaddingSide::Left,
+            Pooling::WeightedMean,
+        );
+        let alone = pool(
+            &[30.0, 40.0, 99.0, 99.0],
+            2,
+            2,
+            &[2],
+            &[0],
+            PaddingSide::Right,
+            Pooling::WeightedMean,
+        );
+        assert_eq!(padded[1], alone[0]);
+        assert_eq!(
+            alone[0],
+            vec![(30.0 + 2.0 * 99.0) / 3.0, (40.0 + 2.0 * 99.0) / 3.0]
+        );
+        // With a skipped prompt token, the kept one keeps its position 2.
+        let skipped = pool(
+            &HIDDEN,
+            3,
+            2,
+            &[3, 2],
+            &[0, 1],
+            PaddingSide::Left,
+            Pooling::WeightedMean,
+        );
+        assert_eq!(skipped[1], vec![99.0, 99.0]);
     }
 
     #[test]
