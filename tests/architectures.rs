@@ -164,6 +164,78 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
         )
     });
     assert!(log.contains("last_token"), "{log}");
+    // Authors' options the NomicBERT and GTE code does not implement.
+    let log = start_fails("tiny-arch-nomic-bert", |m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"prenorm\": false",
+            "\"prenorm\": true",
+        )
+    });
+    assert!(log.contains("prenorm"), "{log}");
+    let log = start_fails("tiny-arch-gte", |m| {
+        rewrite(
+            &m.join("config.json"),
+            "\"type\": \"ntk\"",
+            "\"type\": \"dynamic\"",
+        )
+    });
+    assert!(
+        log.contains("rope_scaling") && log.contains("dynamic"),
+        "{log}"
+    );
+}
+
+#[test]
+fn gte_rope_scaling_is_read_in_the_form_transformers_5_saves() {
+    // transformers 5, saving a NewModel again, moves `rope_scaling` into
+    // `rope_parameters`; both forms give the authors' vectors, and without
+    // the scaling they differ (the fixture exercises it).
+    let dir = tempfile::tempdir().unwrap();
+    let refs = fixture_json("tiny-arch-gte/reference.json");
+    let texts = refs["texts"].clone();
+    let mut models = String::new();
+    for variant in ["rope_parameters", "unscaled"] {
+        let model = dir.path().join(variant);
+        support::copy_dir(&fixture("tiny-arch-gte"), &model);
+        let path = model.join("config.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let scaling = config
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_scaling")
+            .unwrap();
+        if variant == "rope_parameters" {
+            config["rope_parameters"] = json!({
+                "rope_type": "ntk", "type": "ntk", "factor": scaling["factor"], "rope_theta": 20000,
+            });
+        }
+        std::fs::write(&path, config.to_string()).unwrap();
+        models.push_str(&format!(
+            "  - name: {variant}\n    path: {}\n",
+            model.display()
+        ));
+    }
+    let s = TestServer::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\nmodels:\n{models}"
+    ));
+    let worst = |name: &str| {
+        let got = embed(
+            &s,
+            json!({"model": name, "inputs": texts, "normalize": false, "truncate": true}),
+        );
+        got.iter()
+            .enumerate()
+            .map(|(i, g)| max_abs(g, &floats(&refs["unnormalized"][i])))
+            .fold(0f32, f32::max)
+    };
+    let (read, unscaled) = (worst("rope_parameters"), worst("unscaled"));
+    assert!(read <= 1e-4, "rope_parameters form: max abs {read}");
+    assert!(
+        unscaled > 1e-2,
+        "unscaled RoPE is indistinguishable: {unscaled}"
+    );
 }
 
 #[test]
