@@ -231,6 +231,24 @@ pub enum PrintfArg {
     Other(String),
 }
 
+/// Reads a width or precision as Go's `parsenum` does: `Some(None)` when
+/// there are no digits, `None` when the number grows past Go's limit (10^6
+/// before its last digit), where Go gives up on the rest of the format.
+/// Without the limit, `%99999999999d` asked for a string of that many spaces.
+fn parse_num(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Option<usize>> {
+    const TOO_LARGE: usize = 1_000_000;
+    let mut num: Option<usize> = None;
+    while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+        let n = num.unwrap_or(0);
+        if n > TOO_LARGE {
+            return None;
+        }
+        num = Some(n * 10 + d as usize);
+        chars.next();
+    }
+    Some(num)
+}
+
 /// Go's `fmt.Sprintf` for the verbs templates use: `%s %v %d %f %g %e %q %x %%`,
 /// with flags `-+ 0`, width and precision. Mismatches print as Go does
 /// (`%!d(string=x)`), never fail.
@@ -254,20 +272,18 @@ pub fn sprintf(format: &str, args: &[PrintfArg]) -> String {
             }
             chars.next();
         }
-        let mut width = String::new();
-        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            width.push(d);
-            chars.next();
-        }
+        let Some(width) = parse_num(&mut chars) else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
         let mut precision: Option<usize> = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let mut p = String::new();
-            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                p.push(d);
-                chars.next();
-            }
-            precision = Some(p.parse().unwrap_or(0));
+            let Some(p) = parse_num(&mut chars) else {
+                out.push_str("%!(NOVERB)");
+                break;
+            };
+            precision = Some(p.unwrap_or(0));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -312,7 +328,7 @@ pub fn sprintf(format: &str, args: &[PrintfArg]) -> String {
                 body.insert(0, ' ');
             }
         }
-        let width: usize = width.parse().unwrap_or(0);
+        let width = width.unwrap_or(0);
         let len = body.chars().count();
         if len < width {
             let pad = width - len;
@@ -346,6 +362,23 @@ pub fn sprintf(format: &str, args: &[PrintfArg]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_widths_and_precisions_stop_like_go_instead_of_allocating() {
+        // Found by the `template` fuzz target: the width became a
+        // `" ".repeat(n)` the allocator could not serve, aborting the process.
+        let n = [PrintfArg::Num(1.0)];
+        // The argument left over is reported as Go does.
+        let extra = "%!(NOVERB)%!(EXTRA float64=1)";
+        assert_eq!(sprintf("a%99999999999999dz", &n), format!("a{extra}"));
+        assert_eq!(sprintf("%.99999999999999f", &n), extra);
+        assert_eq!(sprintf("%18446744073709551617d", &n), extra);
+        // Go's limit: digits are read while the number is at most 10^6.
+        assert_eq!(sprintf("%3d|", &n), "  1|");
+        assert_eq!(sprintf("%.2f", &n), "1.00");
+        assert_eq!(sprintf("%1000001d", &n).len(), 1_000_001);
+        assert_eq!(sprintf("%10000010d", &n), extra);
+    }
 
     #[test]
     fn go_v_and_g() {
