@@ -173,7 +173,6 @@ fn kill_9_during_compaction_loses_no_acknowledged_sample() {
         for line in lines.map_while(Result::ok) {
             note(&line, &mut starts);
         }
-        drop(note);
         if killed_in == kill_at && starts == kill_at && !finished {
             killed_mid_compaction += 1;
         }

@@ -412,6 +412,10 @@ fn maintain(dir: &str) {
     );
 }
 
+/// Per kind: samples, bytes `pco_chunk::encode` wrote, and timestamp and
+/// value stream bytes per pco setting tried.
+type ProbeSums = (usize, usize, Vec<usize>, Vec<usize>);
+
 /// pco settings tried on the generated data of each kind, per 2 h block
 /// and per `hours` (a day when 24): bytes per sample of the timestamp and
 /// value streams, next to what `pco_chunk::encode` writes.
@@ -471,9 +475,7 @@ fn pco_probe(n: usize, hours: i64) {
         ),
     ];
     for block in [480usize, steps as usize] {
-        // kind -> (samples, encode bytes, ts bytes per config, value bytes per config)
-        let mut acc: std::collections::BTreeMap<&str, (usize, usize, Vec<usize>, Vec<usize>)> =
-            Default::default();
+        let mut acc: std::collections::BTreeMap<&str, ProbeSums> = Default::default();
         for (g, d) in gens.iter().zip(&data) {
             let name = &g.labels.iter().find(|l| l.0 == "__name__").expect("name").1;
             let e = acc
