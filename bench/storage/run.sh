@@ -20,7 +20,7 @@
 #        SHAPE=int (integer values at exact 15 s steps) or SHAPE=float
 #        (jittered timestamps, float gauges and _sum counters, like a Python
 #        model service); ONLY_SCRAPE=1 skips the ingest comparison)
-# Output: JSON lines in bench/results/storage-<time>.jsonl, a table on stdout.
+# Output: JSON lines in bench/results/storage-<shape>-<time>.jsonl, a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SERIES=${SERIES:-2000}
