@@ -8,17 +8,25 @@
 # All three receive the data over Prometheus remote_write 1.0 (one request per
 # 15s step, in time order) and are measured the same way: CPU seconds of the
 # server process during ingest, its peak RSS, and bytes on disk once settled.
-# infermon settles by stopping (SIGTERM) and compacting every day offline
-# (loadgen `compact`, what maintenance does to each day 2 h after it ends).
+# infermon settles by stopping (SIGTERM) and running one maintenance pass at
+# the real now (loadgen `maintain`: what the server does every minute —
+# blocks that ended 15 min ago compacted, days merged 2 h after they end);
+# `bytes` is the store then, `old_bytes_per_sample` the chunk bytes of data
+# older than 3 h (and `old_file_bytes_per_sample_est` with the file's page
+# and row overhead), `forced_bytes` the store with every day compacted
+# (loadgen `compact`).
 #
 # Usage: bench/storage/run.sh   (env: SERIES=2000 HOURS=24 SCRAPE_SECS=60;
-#        ONLY_SCRAPE=1 skips the ingest comparison)
-# Output: JSON lines in bench/results/storage-<time>.jsonl, a table on stdout.
+#        SHAPE=int (integer values at exact 15 s steps) or SHAPE=float
+#        (jittered timestamps, float gauges and _sum counters, like a Python
+#        model service); ONLY_SCRAPE=1 skips the ingest comparison)
+# Output: JSON lines in bench/results/storage-<shape>-<time>.jsonl, a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SERIES=${SERIES:-2000}
 HOURS=${HOURS:-24}
 SCRAPE_SECS=${SCRAPE_SECS:-60}
+export LOADGEN_SHAPE=${SHAPE:-int}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 for bin in prometheus victoria-metrics prometheus-node-exporter curl; do
   command -v "$bin" >/dev/null || { echo "missing $bin (apt-get install prometheus victoria-metrics prometheus-node-exporter curl)" >&2; exit 1; }
@@ -31,7 +39,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 mkdir -p bench/results
-OUT=bench/results/storage-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+OUT=bench/results/storage-$LOADGEN_SHAPE-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 TICK=$(getconf CLK_TCK)
 SAMPLES=$((SERIES * HOURS * 240))
 
@@ -53,8 +61,15 @@ ingest_peer() {
   $settle
   hwm=$(hwm_bytes "$pid")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  if [ -n "$bytes_fn" ]; then bytes=$($bytes_fn); else bytes=$(du_bytes "$dir"); fi
-  echo "{\"system\":\"$name\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$bytes}" | tee -a "$OUT" >&2
+  local extra=""
+  if [ -n "$bytes_fn" ]; then
+    $bytes_fn > "$WORK/bytes-$name.json"
+    bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes"])' "$WORK/bytes-$name.json")
+    extra=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("bytes"); print("," + json.dumps(d)[1:-1])' "$WORK/bytes-$name.json")
+  else
+    bytes=$(du_bytes "$dir")
+  fi
+  echo "{\"system\":\"$name\",\"shape\":\"$LOADGEN_SHAPE\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$bytes$extra}" | tee -a "$OUT" >&2
 }
 
 echo "== infermon: $SERIES series × ${HOURS}h = $SAMPLES samples" >&2
@@ -71,8 +86,12 @@ $INFERMON serve --config "$WORK/infermon-ingest.yml" >"$WORK/infermon-ingest.log
 INF0=$!; PIDS+=("$INF0")
 wait_http "http://127.0.0.1:$I0/ready"
 no_settle() { :; }
-# Bytes after every day is compacted (the stopped store, compacted offline).
-infermon_bytes() { $LOADGEN compact "$WORK/infermon" - - | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])'; }
+# Bytes as the server holds them (one maintenance pass at the real now on the
+# stopped store), then with every day compacted offline (forced_bytes).
+infermon_bytes() {
+  $LOADGEN maintain "$WORK/infermon" - - > "$WORK/maintain.json"
+  $LOADGEN compact "$WORK/infermon" - - | python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["forced_bytes"]=json.load(sys.stdin)["bytes"]; print(json.dumps(m))' "$WORK/maintain.json"
+}
 ingest_peer infermon "$INF0" "http://127.0.0.1:$I0/api/v1/write" no_settle "$WORK/infermon" infermon_bytes
 
 echo "== Prometheus" >&2

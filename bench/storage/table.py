@@ -24,6 +24,19 @@ for name in ["infermon", "prometheus", "victoria-metrics"]:
         f"| {r['peak_rss_bytes'] / 2**20:.0f} | {r['bytes'] / n:.3f} |"
     )
 inf = ingest.get("infermon")
+if inf and "old_bytes_per_sample" in inf:
+    print()
+    print(
+        f"infermon ({inf.get('shape', 'int')} shape), data older than 3 h after its own maintenance: "
+        f"{inf['old_bytes_per_sample']:.3f} bytes/sample in chunks, "
+        f"{inf['old_file_bytes_per_sample_est']:.3f} with the file's overhead; "
+        f"every day compacted: {inf['forced_bytes'] / inf['samples']:.3f} bytes/sample."
+    )
+    print()
+    print("| kind | older than 3 h, bytes/sample | newer, bytes/sample |")
+    print("|---|---|---|")
+    for kind, k in sorted(inf.get("kinds", {}).items()):
+        print(f"| {kind} | {k['old_bytes_per_sample']:.3f} | {k['new_bytes_per_sample']:.3f} |")
 if inf:
     print()
     print("| infermon ÷ peer | ingest rate | CPU/sample | peak RSS | bytes/sample |")

@@ -1,6 +1,11 @@
-//! Compaction: merges a series' closed Gorilla chunks of one UTC day into a
-//! single pco chunk once the day is over — the day's data is final then
-//! (older samples are refused), and whole days compress best.
+//! Compaction, in two tiers. A series' closed Gorilla chunks of one block
+//! (the chunk policy's window, 2 h by default) are merged into one pco chunk
+//! once the block has ended [`BLOCK_GRACE_MS`] ago, so only the newest hours
+//! stay in the appendable encoding; once a UTC day has ended 2 hours ago its
+//! blocks are merged into one day chunk, which compresses best. Blocks and
+//! days are final by then: appends refuse older samples, and what a backfill
+//! or an out-of-order write adds later is a new Gorilla chunk that the next
+//! pass merges in.
 
 use std::sync::atomic::Ordering;
 
@@ -15,38 +20,106 @@ use crate::model::Sample;
 /// The compaction window.
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// How long after a block ends its chunks are compacted: longer than
+/// `storage.out_of_order_time_window`'s default (10 minutes) and a scrape
+/// interval, so late samples rarely make a block be rewritten twice.
+pub const BLOCK_GRACE_MS: i64 = 15 * 60 * 1000;
+
+/// How long after a UTC day ends its blocks are merged into one chunk.
+pub const DAY_GRACE_MS: i64 = 2 * 3600 * 1000;
+
 /// The time range `[from, to)` of day number `day` (saturating at the ends
 /// of the `i64` range, where a whole day does not fit).
 pub fn day_range(day: i64) -> (i64, i64) {
+    group_range(day, DAY_MS)
+}
+
+/// The time range `[from, to)` of group number `n` of `size` milliseconds.
+fn group_range(n: i64, size: i64) -> (i64, i64) {
     (
-        day.saturating_mul(DAY_MS),
-        day.saturating_add(1).saturating_mul(DAY_MS),
+        n.saturating_mul(size),
+        n.saturating_add(1).saturating_mul(size),
     )
 }
 
-/// Days merged per transaction, so appends wait at most for one batch.
+/// Groups merged per transaction, so appends wait at most for one batch.
 const GROUPS_PER_BATCH: i64 = 200;
 
+/// Which chunks of a (series, group) a pass merges.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Groups holding a Gorilla chunk: closed head chunks, backfills.
+    Block,
+    /// Groups of more than one chunk, or a Gorilla chunk.
+    Day,
+}
+
+/// What one compaction call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Chunks read and replaced by block compaction.
+    pub block_chunks: usize,
+    /// Chunks read and replaced by the daily merge.
+    pub day_chunks: usize,
+}
+
 impl SqliteStorage {
-    /// Compacts every day that ended at least 2 hours before `now_ms` (with
-    /// `force`, every day including the current one). Returns the number of
-    /// chunks rewritten.
+    /// The block size: the chunk policy's window when whole windows tile a
+    /// day (the default 2 h does), else a day (then only days are merged).
+    pub fn block_ms(&self) -> i64 {
+        let w = self.inner.opts.chunk.window_ms;
+        if w > 0 && DAY_MS % w == 0 { w } else { DAY_MS }
+    }
+
+    /// Compacts every block that ended at least [`BLOCK_GRACE_MS`] before
+    /// `now_ms` and merges every day that ended at least [`DAY_GRACE_MS`]
+    /// before it (with `force`, every day including the current one, into
+    /// one chunk per series). Returns the number of chunks rewritten.
     pub fn compact(&self, now_ms: i64, force: bool) -> Result<usize, StorageError> {
-        let limit = if force {
-            i64::MAX
-        } else {
-            now_ms.saturating_sub(2 * 3600 * 1000)
-        };
+        let r = self.compact_tiers(now_ms, force)?;
+        Ok(r.block_chunks + r.day_chunks)
+    }
+
+    /// [`compact`](Self::compact), reporting each tier.
+    pub fn compact_tiers(
+        &self,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<CompactionReport, StorageError> {
+        let mut report = CompactionReport::default();
+        if force {
+            report.day_chunks = self.merge_groups(DAY_MS, i64::MAX, Tier::Day)?;
+            return Ok(report);
+        }
+        report.block_chunks = self.merge_groups(
+            self.block_ms(),
+            now_ms.saturating_sub(BLOCK_GRACE_MS),
+            Tier::Block,
+        )?;
+        report.day_chunks =
+            self.merge_groups(DAY_MS, now_ms.saturating_sub(DAY_GRACE_MS), Tier::Day)?;
+        Ok(report)
+    }
+
+    /// Rewrites, per series, the chunks whose `min_t` lies in one group of
+    /// `size` ms that ended by `limit` as one pco chunk, for the groups
+    /// `tier` selects. Each batch of groups is one transaction, so a crash
+    /// leaves every group either as it was or merged.
+    fn merge_groups(&self, size: i64, limit: i64, tier: Tier) -> Result<usize, StorageError> {
         let mut removed = 0usize;
-        // Groups are visited in (series, day) order after a cursor, so every
-        // batch moves past what it read: the pass ends even when a group
-        // cannot be rewritten (it is tried again next pass).
+        // Groups are visited in (series, group) order after a cursor, so
+        // every batch moves past what it read: the pass ends even when a
+        // group cannot be rewritten (it is tried again next pass).
         let mut after: (i64, i64) = (i64::MIN, i64::MIN);
+        let select = match tier {
+            Tier::Block => "SUM(encoding = 0) > 0",
+            Tier::Day => "(SUM(encoding = 0) > 0 OR COUNT(*) > 1)",
+        };
         let sql = format!(
-            "SELECT series_id, {} AS day FROM chunks GROUP BY series_id, day
-             HAVING SUM(encoding = 0) > 0 AND (COUNT(*) > 1 OR ?3) AND (day + 1) * ?1 <= ?2
-                AND (series_id, day) > (?5, ?6)
-             ORDER BY series_id, day LIMIT ?4",
+            "SELECT series_id, {} AS grp FROM chunks GROUP BY series_id, grp
+             HAVING {select} AND (grp + 1) * ?1 <= ?2
+                AND (series_id, grp) > (?4, ?5)
+             ORDER BY series_id, grp LIMIT ?3",
             sql_floor_div("min_t", "?1")
         );
         loop {
@@ -55,7 +128,7 @@ impl SqliteStorage {
                 let mut stmt = w.conn.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
                     .query_map(
-                        params![DAY_MS, limit, force, GROUPS_PER_BATCH, after.0, after.1],
+                        params![size, limit, GROUPS_PER_BATCH, after.0, after.1],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(backend)?;
@@ -69,7 +142,7 @@ impl SqliteStorage {
             {
                 let mut read = tx
                     .prepare_cached(
-                        "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
+                        "SELECT data, encoding, samples FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
                     )
                     .map_err(backend)?;
                 let mut delete = tx
@@ -82,10 +155,10 @@ impl SqliteStorage {
                         "INSERT INTO chunks (series_id, min_t, max_t, samples, data, encoding) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .map_err(backend)?;
-                for (series, day) in groups {
-                    let (from, to) = day_range(day);
+                for (series, group) in groups {
+                    let (from, to) = group_range(group, size);
                     let mut samples: Vec<Sample> = Vec::new();
-                    let mut count = 0usize;
+                    let (mut count, mut stored) = (0usize, 0u64);
                     let mut rows = read.query(params![series, from, to]).map_err(backend)?;
                     while let Some(row) = rows.next().map_err(backend)? {
                         let data: Vec<u8> = row.get(0).map_err(backend)?;
@@ -93,9 +166,12 @@ impl SqliteStorage {
                             Encoding::from_code(row.get(1).map_err(backend)?).map_err(backend)?;
                         pco_chunk::decode_any(enc, &data, i64::MIN, i64::MAX, &mut samples)
                             .map_err(backend)?;
+                        stored += row.get::<_, i64>(2).map_err(backend)?.max(0) as u64;
                         count += 1;
                     }
                     drop(rows);
+                    // Overlapping chunks (backfills) come back in time order,
+                    // a repeated timestamp once (the earlier chunk's sample).
                     super::sqlite::normalize(&mut samples);
                     let (Some(first), Some(last)) =
                         (samples.first().copied(), samples.last().copied())
@@ -115,10 +191,12 @@ impl SqliteStorage {
                         ])
                         .map_err(backend)?;
                     removed += count;
-                    self.inner
-                        .counters
-                        .chunks
-                        .fetch_sub(count as u64 - 1, Ordering::Relaxed);
+                    let c = &self.inner.counters;
+                    c.chunks.fetch_sub(count as u64 - 1, Ordering::Relaxed);
+                    c.chunk_samples.fetch_sub(
+                        stored.saturating_sub(samples.len() as u64),
+                        Ordering::Relaxed,
+                    );
                 }
             }
             tx.commit().map_err(backend)?;
@@ -132,6 +210,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::model::Sample;
     use crate::model::{Labels, MatchOp, Matcher};
     use crate::storage::chunk::ChunkEncoder;
     use crate::storage::head::ClosedChunk;
@@ -168,6 +247,10 @@ mod tests {
         };
         insert_chunks(&tx, &[chunk], false).unwrap();
         tx.commit().unwrap();
+        let c = &store.inner.counters;
+        c.chunks.fetch_add(1, Ordering::Relaxed);
+        c.chunk_samples
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
         crate::storage::sqlite::write(&store.inner.index).insert(id, labels.clone());
     }
 
@@ -180,6 +263,175 @@ mod tests {
         });
         rx.recv_timeout(Duration::from_secs(60))
             .expect("maintenance did not finish: a loop makes no progress")
+    }
+
+    /// Every row of `chunks`: (min_t, max_t, samples, encoding), by min_t.
+    fn rows(store: &SqliteStorage) -> Vec<(i64, i64, i64, i64)> {
+        let w = lock(&store.inner.writer);
+        let mut stmt = w
+            .conn
+            .prepare("SELECT min_t, max_t, samples, encoding FROM chunks ORDER BY min_t")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Every sample of the store, as (time, value bits).
+    fn all(store: &SqliteStorage) -> Vec<(i64, u64)> {
+        let got = store
+            .select(
+                &[Matcher::new("__name__", MatchOp::Equal, "m").unwrap()],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert!(got.len() <= 1);
+        got.iter()
+            .flat_map(|s| {
+                s.samples
+                    .iter()
+                    .map(|x| (x.timestamp_ms, x.value.to_bits()))
+            })
+            .collect()
+    }
+
+    /// The chunk counters agree with the table.
+    fn counters_match(store: &SqliteStorage) {
+        let (n, samples): (i64, i64) = lock(&store.inner.writer)
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(samples), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let stats = store.stats();
+        assert_eq!(stats.chunks, n as u64);
+        assert_eq!(stats.samples, samples as u64 + stats.head_samples);
+    }
+
+    fn append_every(store: &SqliteStorage, from: i64, to: i64, step: i64) {
+        let l = Labels::new([("__name__", "m")]);
+        let batch: Vec<AppendSample> = (from..to)
+            .step_by(step as usize)
+            .map(|t| AppendSample {
+                labels: l.clone(),
+                sample: Sample {
+                    timestamp_ms: t,
+                    value: (t as f64 / 7_000.0).sqrt(),
+                },
+            })
+            .collect();
+        for b in batch.chunks(500) {
+            store.append(b).unwrap();
+        }
+    }
+
+    #[test]
+    fn finished_blocks_become_pco_chunks_and_days_merge_them() {
+        use crate::storage::{Backfill, Series};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        let block = store.block_ms();
+        assert_eq!(block, 2 * 3600 * 1000);
+        let day0 = 20_000 * DAY_MS;
+        // 5 s steps: block 0 fills three Gorilla chunks of 480; block 1 one
+        // closed chunk and the rest in the head.
+        append_every(&store, day0, day0 + block + 50 * 60_000, 5_000);
+        let gorilla = rows(&store);
+        assert_eq!(gorilla.len(), 4, "{gorilla:?}");
+        assert!(gorilla.iter().all(|r| r.3 == 0));
+        let before = all(&store);
+        // Inside the grace: nothing moves.
+        let r = store
+            .compact_tiers(day0 + block + BLOCK_GRACE_MS - 1, false)
+            .unwrap();
+        assert_eq!(r, CompactionReport::default());
+        // Block 0 ended 15 minutes ago: its three chunks become one pco
+        // chunk; block 1 is still open and keeps its Gorilla chunk.
+        let r = store
+            .compact_tiers(day0 + block + BLOCK_GRACE_MS, false)
+            .unwrap();
+        assert_eq!((r.block_chunks, r.day_chunks), (3, 0));
+        let got = rows(&store);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0..=got[0].1, day0..=day0 + block - 5_000);
+        assert_eq!(got[0].2, 1440);
+        assert_ne!(got[0].3, 0, "block 0 is pco");
+        assert_eq!(got[1], gorilla[3], "the open block is untouched");
+        assert_eq!(all(&store), before, "samples identical after compaction");
+        counters_match(&store);
+        // A second pass has nothing to do.
+        assert_eq!(
+            store.compact(day0 + block + BLOCK_GRACE_MS, false).unwrap(),
+            0
+        );
+
+        // A backfill into the compacted block: 100 new samples between the
+        // existing ones and 10 the block already holds (skipped).
+        let l = Labels::new([("__name__", "m")]);
+        let samples: Vec<Sample> = (0..100)
+            .map(|k| Sample {
+                timestamp_ms: day0 + 2_500 + k * 5_000,
+                value: k as f64 + 0.25,
+            })
+            .chain((0..10).map(|k| Sample {
+                timestamp_ms: day0 + k * 5_000,
+                value: -1.0,
+            }))
+            .collect();
+        let report = store
+            .backfill(&[Series {
+                labels: l.clone(),
+                samples,
+            }])
+            .unwrap();
+        assert_eq!((report.samples_added, report.samples_existing), (100, 10));
+        // And a chunk overlapping the block's last sample, as a damaged or
+        // older store could hold: the block's own sample wins, as in reads.
+        store_raw_chunk(&store, &l, &[(day0 + block - 5_000, 999.0)]);
+        let with_backfill = all(&store);
+        assert_eq!(with_backfill.len(), before.len() + 100);
+        assert_eq!(rows(&store).len(), 4);
+        let r = store
+            .compact_tiers(day0 + block + BLOCK_GRACE_MS, false)
+            .unwrap();
+        assert_eq!(r.block_chunks, 3, "block chunk, backfill and overlap merge");
+        let got = rows(&store);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].2, 1540);
+        assert_eq!(all(&store), with_backfill);
+        counters_match(&store);
+
+        // The rest of the day at 60 s, and 10 minutes of the next: once the
+        // day has ended 2 h ago its blocks are merged into one chunk.
+        append_every(
+            &store,
+            day0 + 3 * block,
+            day0 + DAY_MS + 10 * 60_000,
+            60_000,
+        );
+        let before = all(&store);
+        let r = store
+            .compact_tiers(day0 + DAY_MS + DAY_GRACE_MS, false)
+            .unwrap();
+        // Block 1's two Gorilla chunks and one each in blocks 3 to 11 (block
+        // 2 has no data); then the day's 11 block chunks merge into one.
+        assert_eq!((r.block_chunks, r.day_chunks), (11, 11), "{r:?}");
+        let got = rows(&store);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let in_day0 = before.iter().filter(|s| s.0 < day0 + DAY_MS).count();
+        assert_eq!((got[0].0, got[0].2), (day0, in_day0 as i64));
+        assert_ne!(got[0].3, 0);
+        assert_eq!(all(&store), before);
+        counters_match(&store);
+        // Reopened (what a restart reads), the counters still agree.
+        drop(store);
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        assert_eq!(all(&store), before);
+        counters_match(&store);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod wal;
 
 pub use backfill::{Backfill, BackfillReport};
 pub use bounds::{DEFAULT_MAX_FUTURE_SKEW_MS, OUT_OF_BOUNDS, SampleBounds};
+pub use compaction::{BLOCK_GRACE_MS, CompactionReport, DAY_GRACE_MS};
 pub use follow::{FollowerLag, FollowerState, WalBacklog, WalRecord};
 pub use head::ChunkPolicy;
 pub use index::SeriesId;

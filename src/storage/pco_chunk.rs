@@ -105,14 +105,36 @@ fn get_uvarint(bytes: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
     }
 }
 
+/// Compresses one stream with pco's defaults (automatic mode detection).
+fn compress<T: pco::data_types::Number>(
+    nums: &[T],
+    cfg: &ChunkConfig,
+) -> Result<Vec<u8>, ChunkError> {
+    simple_compress(nums, cfg).map_err(|_| ChunkError("pco cannot encode the chunk"))
+}
+
+/// Compresses timestamps. At an exact step, pco's automatic mode detection
+/// pays for mode metadata that cannot help: classic mode halves such a
+/// stream in a 2 h block (55 → 36 bytes for 480 samples, 0.12 → 0.07
+/// bytes/sample). Jittered timestamps keep the automatic choice. Checking
+/// the steps costs far less than compressing twice and keeping the smaller.
+fn compress_timestamps(ts: &[i64]) -> Result<Vec<u8>, ChunkError> {
+    let regular = ts.windows(3).all(|w| w[2] - w[1] == w[1] - w[0]);
+    let cfg = if regular {
+        ChunkConfig::default().with_mode_spec(pco::ModeSpec::Classic)
+    } else {
+        ChunkConfig::default()
+    };
+    compress(ts, &cfg)
+}
+
 /// Encodes samples (timestamps increasing) in the smaller of the two pco
 /// encodings (both are tried when the values allow integers: compaction
 /// runs once a day, and a few values beat either rule of thumb); returns
 /// which one with the bytes.
 pub fn encode(samples: &[Sample]) -> Result<(Encoding, Vec<u8>), ChunkError> {
     let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
-    let cfg = ChunkConfig::default();
-    let ts = simple_compress(&ts, &cfg).map_err(|_| ChunkError("pco cannot encode timestamps"))?;
+    let ts = compress_timestamps(&ts)?;
     let mut out = Vec::with_capacity(ts.len() + samples.len() + 16);
     put_uvarint(&mut out, ts.len() as u64);
     out.extend_from_slice(&ts);
@@ -141,13 +163,12 @@ pub fn encode(samples: &[Sample]) -> Result<(Encoding, Vec<u8>), ChunkError> {
             out.extend_from_slice(&bits.to_le_bytes());
             prev = i;
         }
-        let vs =
-            simple_compress(&ints, &cfg).map_err(|_| ChunkError("pco cannot encode values"))?;
+        let vs = compress(&ints, &ChunkConfig::default())?;
         out.extend_from_slice(&vs);
         return Ok((Encoding::PcoInt, out));
     }
     let vs: Vec<f64> = samples.iter().map(|s| s.value).collect();
-    let vs = simple_compress(&vs, &cfg).map_err(|_| ChunkError("pco cannot encode values"))?;
+    let vs = compress(&vs, &ChunkConfig::default())?;
     out.extend_from_slice(&vs);
     Ok((Encoding::Pco, out))
 }
@@ -294,6 +315,38 @@ mod tests {
         for cut in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
             let _ = decode_into(enc, &bytes[..cut], i64::MIN, i64::MAX, &mut Vec::new());
         }
+    }
+
+    #[test]
+    fn exact_step_timestamps_use_classic_mode() {
+        // A 2 h block at 15 s: automatic mode detection wrote 55 bytes of
+        // timestamps, classic mode writes 36.
+        let samples: Vec<Sample> = (0..480)
+            .map(|i| Sample {
+                timestamp_ms: 1_790_000_000_123 + i * 15_000,
+                value: i as f64,
+            })
+            .collect();
+        let (enc, bytes) = encode(&samples).unwrap();
+        let mut pos = 0;
+        let ts_len = get_uvarint(&bytes, &mut pos).unwrap();
+        assert!(ts_len <= 40, "{ts_len} bytes of timestamps");
+        let mut got = Vec::new();
+        decode_any(enc, &bytes, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got, samples);
+        // Jittered timestamps still round-trip (automatic mode).
+        let jittered: Vec<Sample> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Sample {
+                timestamp_ms: s.timestamp_ms + (i as i64 * 7919) % 11 - 5,
+                value: s.value,
+            })
+            .collect();
+        let (enc, bytes) = encode(&jittered).unwrap();
+        let mut got = Vec::new();
+        decode_any(enc, &bytes, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got, jittered);
     }
 
     #[test]

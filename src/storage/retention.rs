@@ -28,7 +28,8 @@ pub struct MaintenanceReport {
     pub size_evicted_chunks: usize,
     /// Series forgotten because no sample of theirs is left.
     pub series_removed: usize,
-    /// Chunks rewritten by compaction of finished days.
+    /// Chunks rewritten by compaction: finished blocks into one pco chunk
+    /// each, finished days into one chunk per series.
     pub chunks_compacted: usize,
     /// Series-days summarised into 5-minute rollups.
     pub days_rolled_up: usize,
