@@ -928,18 +928,12 @@ impl SqliteStorage {
         let jobs = std::mem::take(&mut *lock(&self.inner.queue));
         let mut states: Vec<MutexGuard<'_, QueuedState>> =
             jobs.iter().map(|j| lock(&j.state)).collect();
-        let (own_batch, mut own_refs) = match own {
-            Some((b, r)) => (Some(b), Some(r)),
-            None => (None, None),
-        };
+        let own_at = own.as_ref().map(|_| 0);
         let mut batches: Vec<(&[AppendSample], &mut [Option<SeriesRef>])> = Vec::new();
-        if let (Some(b), Some(r)) = (own_batch, own_refs.as_deref_mut()) {
-            batches.push((b, r));
-        }
+        batches.extend(own);
         for (job, st) in jobs.iter().zip(states.iter_mut()) {
             batches.push((&job.batch, &mut st.refs));
         }
-        let own_at = own_batch.map(|_| 0);
         let results = self.commit_batches(w, &mut batches);
         let mut own_result = None;
         for (i, r) in results.into_iter().enumerate() {
