@@ -3,9 +3,7 @@
 //! the synthetic `up`/`scrape_*` series, and writes staleness markers for
 //! series that vanish or a target that goes down or away.
 
-use std::collections::{HashMap, HashSet};
-
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -91,9 +89,9 @@ pub struct ScrapeLoop {
     /// Series of the last scrape without an exposed timestamp (they get a
     /// staleness marker when they disappear).
     /// Keyed by [`series_key`], so a scrape's series are never cloned.
-    previous: HashMap<u64, Labels>,
+    previous: FxHashMap<u64, Labels>,
     /// Keys of every series seen in the last scrape (for `scrape_series_added`).
-    seen: HashSet<u64>,
+    seen: FxHashSet<u64>,
     /// What the last scrapes made of each series text (the scrape cache).
     cache: SeriesCache,
     /// The store's ref of each series stored by the last scrape, by key.
@@ -128,8 +126,8 @@ struct CacheEntry {
 /// still gets its staleness marker) and the health the targets page shows.
 #[derive(Debug)]
 pub struct LoopCarry {
-    previous: HashMap<u64, Labels>,
-    seen: HashSet<u64>,
+    previous: FxHashMap<u64, Labels>,
+    seen: FxHashSet<u64>,
     /// Health, last scrape, last error.
     pub state: Arc<RwLock<TargetHealth>>,
 }
@@ -150,8 +148,8 @@ struct Scraped {
     /// Key of each sample in `samples`.
     keys: Vec<u64>,
     /// Keys of the samples without an exposed timestamp.
-    current: HashSet<u64>,
-    seen: HashSet<u64>,
+    current: FxHashSet<u64>,
+    seen: FxHashSet<u64>,
     scraped: usize,
     /// Samples dropped for an exposed timestamp outside the store's window.
     out_of_bounds: usize,
@@ -176,8 +174,8 @@ impl ScrapeLoop {
             state,
             metrics,
             clock,
-            previous: HashMap::new(),
-            seen: HashSet::new(),
+            previous: FxHashMap::default(),
+            seen: FxHashSet::default(),
             cache: SeriesCache::default(),
             refs: FxHashMap::default(),
         }
@@ -404,8 +402,8 @@ impl ScrapeLoop {
         let mut out = Scraped {
             samples: Vec::new(),
             keys: Vec::new(),
-            current: HashSet::new(),
-            seen: HashSet::new(),
+            current: FxHashSet::default(),
+            seen: FxHashSet::default(),
             scraped: 0,
             out_of_bounds: 0,
         };
@@ -521,7 +519,7 @@ impl ScrapeLoop {
         labels
     }
 
-    fn stale_markers(&self, current: Option<&HashSet<u64>>, ts: i64) -> Vec<AppendSample> {
+    fn stale_markers(&self, current: Option<&FxHashSet<u64>>, ts: i64) -> Vec<AppendSample> {
         self.previous
             .iter()
             .filter(|(k, _)| current.is_none_or(|c| !c.contains(*k)))
