@@ -58,15 +58,36 @@ impl SeriesIndex {
     /// The hash a label set is found by: its non-empty pairs in the order
     /// given (a [`Labels`] gives them sorted by name).
     pub fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-        let mut h = xxhash_rust::xxh64::Xxh64::new(self.seed);
+        // Gathered on the stack and hashed in one go (XXH64 of the
+        // concatenation either way; streaming only sets longer than it).
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        let mut stream: Option<xxhash_rust::xxh64::Xxh64> = None;
         for (n, v) in pairs.filter(|(_, v)| !v.is_empty()) {
             // Lengths first, so ("ab","c") and ("a","bc") differ.
-            h.update(&(n.len() as u32).to_le_bytes());
-            h.update(n.as_bytes());
-            h.update(&(v.len() as u32).to_le_bytes());
-            h.update(v.as_bytes());
+            let (nl, vl) = (
+                (n.len() as u32).to_le_bytes(),
+                (v.len() as u32).to_le_bytes(),
+            );
+            for part in [&nl[..], n.as_bytes(), &vl[..], v.as_bytes()] {
+                if len + part.len() <= buf.len() {
+                    buf[len..len + part.len()].copy_from_slice(part);
+                    len += part.len();
+                } else {
+                    let h = stream.get_or_insert_with(|| xxhash_rust::xxh64::Xxh64::new(self.seed));
+                    h.update(&buf[..len]);
+                    h.update(part);
+                    len = 0;
+                }
+            }
         }
-        h.digest()
+        match stream {
+            None => xxhash_rust::xxh64::xxh64(&buf[..len], self.seed),
+            Some(mut h) => {
+                h.update(&buf[..len]);
+                h.digest()
+            }
+        }
     }
 
     /// The id of `labels`, if known.
@@ -308,6 +329,28 @@ mod tests {
             ix.get_pairs(&[("__name__", "up"), ("job", "ab")])
                 .map(|x| x.0),
             Some(2)
+        );
+    }
+
+    #[test]
+    fn long_label_sets_hash_as_their_concatenation() {
+        let ix = SeriesIndex::default();
+        let long = "v".repeat(700);
+        let pairs = [("__name__", "m"), ("a", long.as_str()), ("b", "x")];
+        let mut bytes = Vec::new();
+        for (n, v) in pairs {
+            bytes.extend((n.len() as u32).to_le_bytes());
+            bytes.extend(n.as_bytes());
+            bytes.extend((v.len() as u32).to_le_bytes());
+            bytes.extend(v.as_bytes());
+        }
+        assert_eq!(
+            ix.hash_pairs(pairs.into_iter()),
+            xxhash_rust::xxh64::xxh64(&bytes, ix.seed)
+        );
+        assert_eq!(
+            ix.hash_pairs(pairs[..1].iter().copied()),
+            xxhash_rust::xxh64::xxh64(&bytes[..4 + 8 + 4 + 1], ix.seed)
         );
     }
 
