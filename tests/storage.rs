@@ -381,6 +381,122 @@ fn kill_9_during_ingest_loses_no_acknowledged_batch() {
     assert!(next > 40, "the child made progress: {next}");
 }
 
+/// The child side of the group-commit crash test: four threads append their
+/// own series' batches at once (so commits carry several batches) and print
+/// each acknowledged one as `ack <thread> <batch>` until killed.
+#[test]
+#[ignore = "helper process of kill_9_during_group_commits_loses_no_acknowledged_batch"]
+fn group_crash_child() {
+    let Ok(dir) = std::env::var("INFERMON_CRASH_CHILD_DIR") else {
+        return;
+    };
+    let store = SqliteStorage::open(&dir, opts()).unwrap();
+    let starts: Vec<i64> = std::env::var("INFERMON_CRASH_START")
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = starts
+        .into_iter()
+        .enumerate()
+        .map(|(k, start)| {
+            let (store, out) = (store.clone(), out.clone());
+            std::thread::spawn(move || {
+                for b in start.. {
+                    let batch: Vec<AppendSample> = (0..50)
+                        .map(|i| {
+                            sample(
+                                &series(&format!("g{k}"), i),
+                                b * 1000,
+                                (b + i as i64) as f64,
+                            )
+                        })
+                        .collect();
+                    store.append(&batch).unwrap();
+                    let mut o = out.lock().unwrap();
+                    writeln!(o, "ack {k} {b}").unwrap();
+                    o.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_during_group_commits_loses_no_acknowledged_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut next = [1i64; 4];
+    for round in 0..8 {
+        let starts: Vec<String> = next.iter().map(|n| n.to_string()).collect();
+        let mut child = Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "group_crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("INFERMON_CRASH_CHILD_DIR", dir.path())
+            .env("INFERMON_CRASH_START", starts.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut acked = next.map(|n| n - 1);
+        let deadline = Instant::now() + Duration::from_millis(150 + (round * 53 % 200) as u64);
+        let mut lines = BufReader::new(stdout).lines();
+        while Instant::now() < deadline || acked.iter().zip(&next).any(|(a, n)| a < n) {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    let Some(ack) = line.strip_prefix("ack ") else {
+                        continue;
+                    };
+                    let mut f = ack.split(' ').map(|x| x.parse::<i64>().unwrap());
+                    if let (Some(k), Some(b)) = (f.next(), f.next()) {
+                        acked[k as usize] = acked[k as usize].max(b);
+                    }
+                }
+                _ => break,
+            }
+        }
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        let store = SqliteStorage::open(dir.path(), opts()).unwrap();
+        for (k, acked) in acked.iter().enumerate() {
+            let got = store
+                .select(&[m("job", MatchOp::Equal, &format!("g{k}"))], 0, i64::MAX)
+                .unwrap();
+            assert_eq!(got.len(), 50, "round {round}, thread {k}");
+            for s in &got {
+                let last = s.samples.last().unwrap().timestamp_ms / 1000;
+                assert!(
+                    last >= *acked,
+                    "round {round}: thread {k}'s batch {acked} lost"
+                );
+                // Every batch once, from the first on.
+                assert_eq!(
+                    s.samples.len() as i64,
+                    last,
+                    "round {round}: a batch missing or twice"
+                );
+            }
+            next[k] = got[0].samples.last().unwrap().timestamp_ms / 1000 + 1;
+        }
+    }
+    assert!(
+        next.iter().all(|n| *n > 8),
+        "every thread made progress: {next:?}"
+    );
+}
+
 #[test]
 fn compaction_merges_finished_days_and_keeps_every_sample() {
     let dir = tempfile::tempdir().unwrap();

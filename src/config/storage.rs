@@ -41,6 +41,14 @@ pub struct StorageConfig {
     /// `infermon_*_rejected_samples_total{reason="out_of_bounds"}`.
     #[serde(default = "default_max_future_skew")]
     pub max_future_skew: PromDuration,
+    /// Group commit window (default 1ms): a commit that finds other
+    /// batches already waiting for the writer waits this much longer for
+    /// more, so busy ingest shares one fsync'd transaction among more
+    /// batches. An append that finds the writer idle never waits. `0s`
+    /// turns the wait off (batches arriving during a commit still share the
+    /// next one).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: PromDuration,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,
@@ -69,6 +77,9 @@ fn default_out_of_order_time_window() -> PromDuration {
 }
 fn default_max_future_skew() -> PromDuration {
     PromDuration::from_secs(600)
+}
+fn default_commit_interval() -> PromDuration {
+    PromDuration::from_millis(1)
 }
 fn default_retention() -> PromDuration {
     PromDuration::from_secs(15 * 24 * 3600)

@@ -158,6 +158,55 @@ impl LineParser {
         Ok(Some(sample))
     }
 
+    /// The series part of sample line `raw` (its metric name and `{…}`,
+    /// as written), or `None` for other lines and lines that do not scan
+    /// (for those [`LineParser::line`] says what is wrong). Equal series
+    /// texts parse to equal label sets, so a scrape loop can remember what
+    /// it made of one and read the next scrape's line with
+    /// [`LineParser::value_line`].
+    pub fn series_text<'a>(&self, raw: &'a str) -> Option<&'a str> {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.starts_with('#') || line.trim().is_empty() {
+            return None;
+        }
+        series_end(line, self.format).map(|end| &line[..end])
+    }
+
+    /// Parses line `line_no`, whose series part is `series` (from
+    /// [`LineParser::series_text`]) and parsed without error before: only
+    /// the value, timestamp and exemplar are read, with the same checks and
+    /// errors as [`LineParser::line`]. `None` where `line` skips the sample.
+    pub fn value_line(
+        &mut self,
+        line_no: usize,
+        raw: &str,
+        series: &str,
+    ) -> Result<Option<(f64, Option<i64>)>, ParseError> {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let err = |reason: &str| ParseError {
+            line_no,
+            line: line.chars().take(200).collect(),
+            reason: reason.to_string(),
+        };
+        if self.saw_eof {
+            return Err(err("content after # EOF"));
+        }
+        if self.format == Format::OpenMetrics {
+            let name = series
+                .trim_start_matches([' ', '\t'])
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .next()
+                .unwrap_or_default();
+            if is_created_name(name, &self.types) {
+                return Ok(None);
+            }
+        }
+        let rest = line.get(series.len()..).unwrap_or_default();
+        parse_value_part(rest, self.format)
+            .map(Some)
+            .map_err(|r| err(&r))
+    }
+
     /// Checks the end of the body (OpenMetrics must end with `# EOF`);
     /// `lines` is the number of lines read.
     pub fn finish(&self, lines: usize) -> Result<(), ParseError> {
@@ -173,11 +222,14 @@ impl LineParser {
 }
 
 fn is_created_series(s: &ParsedSample, types: &HashMap<String, String>) -> bool {
-    let Some(family) = s
-        .labels
+    s.labels
         .metric_name()
-        .and_then(|n| n.strip_suffix("_created"))
-    else {
+        .is_some_and(|n| is_created_name(n, types))
+}
+
+/// Whether metric `name` is the `_created` series of a family that has one.
+fn is_created_name(name: &str, types: &HashMap<String, String>) -> bool {
+    let Some(family) = name.strip_suffix("_created") else {
         return false;
     };
     matches!(
@@ -247,16 +299,36 @@ fn parse_sample(line: &str, format: Format) -> Result<ParsedSample, String> {
         return Err("expected a metric name".into());
     }
     let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME.to_string(), name.to_string())];
-    let mut blanks = c.skip_blanks();
+    let before_blanks = c.pos;
+    let blanks = c.skip_blanks();
     if c.peek() == Some('{') {
         if blanks > 0 && format == Format::OpenMetrics {
             return Err("no space allowed between metric name and labels in OpenMetrics".into());
         }
         c.bump();
         parse_labels(&mut c, &mut pairs)?;
-        blanks = c.skip_blanks();
+    } else {
+        c.pos = before_blanks;
     }
-    if blanks == 0 {
+    let (value, timestamp_ms) = parse_value_part(c.rest(), format)?;
+    // Sorted, so a body's choice of label count costs n log n, not n².
+    let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("duplicate label name {:?}", w[0]));
+    }
+    Ok(ParsedSample {
+        labels: Labels::new(pairs),
+        value,
+        timestamp_ms,
+    })
+}
+
+/// What follows a sample line's series part: blanks, the value, an
+/// optional timestamp, and (OpenMetrics) an optional exemplar.
+fn parse_value_part(rest: &str, format: Format) -> Result<(f64, Option<i64>), String> {
+    let mut c = Cursor { s: rest, pos: 0 };
+    if c.skip_blanks() == 0 {
         return Err("expected a space before the value".into());
     }
     let value_text = c.take_while(|ch| ch != ' ' && ch != '\t');
@@ -290,17 +362,50 @@ fn parse_sample(line: &str, format: Format) -> Result<ParsedSample, String> {
             ));
         }
     }
-    // Sorted, so a body's choice of label count costs n log n, not n².
-    let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("duplicate label name {:?}", w[0]));
+    Ok((value, timestamp_ms))
+}
+
+/// Where the series part (metric name and `{…}`) of sample line `line`
+/// ends, scanning quoted values as [`parse_labels`] reads them; `None` when
+/// there is no metric name or the braces do not close.
+fn series_end(line: &str, format: Format) -> Option<usize> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    if format == Format::Text {
+        while matches!(b.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
     }
-    Ok(ParsedSample {
-        labels: Labels::new(pairs),
-        value,
-        timestamp_ms,
-    })
+    let name_start = i;
+    while b
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+    {
+        i += 1;
+    }
+    if i == name_start {
+        return None;
+    }
+    let name_end = i;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'{') {
+        return Some(name_end);
+    }
+    let mut quoted = false;
+    i += 1;
+    while let Some(&c) = b.get(i) {
+        match (quoted, c) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => quoted = false,
+            (false, b'"') => quoted = true,
+            (false, b'}') => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn parse_labels(c: &mut Cursor, pairs: &mut Vec<(String, String)>) -> Result<(), String> {

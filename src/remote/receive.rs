@@ -39,7 +39,9 @@ use super::proto::WriteRequest;
 use crate::config::ReceiverConfig;
 use crate::model::textparse::{is_label_name, is_metric_name};
 use crate::model::{Labels, METRIC_NAME, Sample};
-use crate::storage::{AppendSample, Appender, Backfill, OUT_OF_BOUNDS, Series, StorageError};
+use crate::storage::{
+    AppendSample, Appender, Backfill, OUT_OF_BOUNDS, Series, SeriesRef, StorageError,
+};
 use crate::web::ApiError;
 
 /// The receiver's limits (`remote_write_receiver:`).
@@ -138,6 +140,9 @@ impl LabelLimit {
 pub struct Decoded {
     /// Series within every limit.
     pub series: Vec<Series>,
+    /// The store's ref of each of `series`, where the store already had it
+    /// (then its label set is the store's, not built again).
+    pub refs: Vec<Option<SeriesRef>>,
     /// Series dropped: the limit, its samples, and a message for the sender.
     pub dropped: Vec<(LabelLimit, u64, String)>,
 }
@@ -238,7 +243,19 @@ impl Receiver {
 
     /// Stores one decoded request as of `now_ms`; samples outside the
     /// store's time window are left out and counted.
-    pub fn store(&self, mut series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
+    pub fn store(&self, series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
+        let refs = vec![None; series.len()];
+        self.store_with_refs(series, refs, now_ms)
+    }
+
+    /// [`Receiver::store`] with the store's ref of each series where known
+    /// ([`Decoded::refs`]), so the store skips looking them up.
+    pub fn store_with_refs(
+        &self,
+        mut series: Vec<Series>,
+        series_refs: Vec<Option<SeriesRef>>,
+        now_ms: i64,
+    ) -> Result<Outcome, StorageError> {
         let bounds = self.appender.sample_bounds();
         let mut out_of_bounds = 0u64;
         for s in &mut series {
@@ -247,10 +264,24 @@ impl Receiver {
                 .retain(|x| bounds.contains(x.timestamp_ms, now_ms));
             out_of_bounds += (before - s.samples.len()) as u64;
         }
-        series.retain(|s| !s.samples.is_empty());
-        let batch: Vec<AppendSample> = series.iter().flat_map(appends).collect();
+        let total: usize = series.iter().map(|s| s.samples.len()).sum();
+        let mut batch: Vec<AppendSample> = Vec::with_capacity(total);
+        let mut refs: Vec<Option<SeriesRef>> = Vec::with_capacity(total);
+        let mut kept = Vec::with_capacity(series.len());
+        for (s, r) in series
+            .into_iter()
+            .zip(series_refs.into_iter().chain(std::iter::repeat(None)))
+        {
+            if s.samples.is_empty() {
+                continue;
+            }
+            batch.extend(appends(&s));
+            refs.extend(std::iter::repeat_n(r, s.samples.len()));
+            kept.push(s);
+        }
+        let series = kept;
         let total = batch.len() as u64;
-        match self.appender.append(&batch) {
+        match self.appender.append_with_refs(&batch, &mut refs) {
             Ok(()) => {
                 return Ok(Outcome {
                     stored: total,
@@ -310,6 +341,24 @@ fn appends(s: &Series) -> impl Iterator<Item = AppendSample> + '_ {
 /// checked the way Prometheus checks them (a bad one refuses the request);
 /// a series over a label limit is dropped before its label set is built.
 pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<Decoded, ReceiveError> {
+    struct NoStore;
+    impl Appender for NoStore {
+        fn append(&self, _: &[AppendSample]) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+    decode_known(body, limits, &NoStore)
+}
+
+/// [`decode`], taking from `store` the label set (and ref) of every series
+/// it already has, found by the hash of the decoded pairs: such a series'
+/// labels were checked when it was created, and no label set is built for
+/// it. Only new series are checked and built.
+pub fn decode_known(
+    body: &[u8],
+    limits: &ReceiveLimits,
+    store: &dyn Appender,
+) -> Result<Decoded, ReceiveError> {
     if body.len() > limits.max_request_bytes {
         return Err(ReceiveError::BodyTooLarge {
             limit: limits.max_request_bytes,
@@ -335,52 +384,79 @@ pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<Decoded, ReceiveErr
     drop(raw);
     let mut out = Decoded {
         series: Vec::with_capacity(request.timeseries.len()),
+        refs: Vec::with_capacity(request.timeseries.len()),
         dropped: Vec::new(),
     };
-    for ts in request.timeseries {
+    for ts in &request.timeseries {
         if let Some((limit, why)) = over_label_limit(&ts.labels, limits) {
             out.dropped.push((limit, ts.samples.len() as u64, why));
             continue;
         }
-        let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ReceiveError::Malformed(format!(
-                "duplicate label name {:?} in one series",
-                w[0]
-            )));
+        let mut pairs: Vec<(&str, &str)> = ts
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        // Senders send names sorted; the store's sets are.
+        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
-        for l in &ts.labels {
-            let ok = if l.name == METRIC_NAME {
-                is_metric_name(&l.value)
-            } else {
-                is_label_name(&l.name)
-            };
-            if !ok {
-                return Err(ReceiveError::Malformed(format!(
-                    "invalid label {}={:?}",
-                    l.name, l.value
-                )));
-            }
-        }
-        let labels = Labels::new(ts.labels.into_iter().map(|l| (l.name, l.value)));
-        if labels.metric_name().is_none() {
-            return Err(ReceiveError::Malformed(format!(
-                "series {labels} has no metric name"
-            )));
-        }
+        // Only a set the store could hold as it is is looked up: names
+        // unique, no empty value (those are checked and dropped below).
+        let plain =
+            pairs.windows(2).all(|w| w[0].0 != w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
+        let (labels, r) = match plain.then(|| store.find_series(&pairs)).flatten() {
+            Some((r, labels)) => (labels, Some(r)),
+            None => (new_series_labels(&pairs)?, None),
+        };
         let mut samples: Vec<Sample> = ts
             .samples
-            .into_iter()
+            .iter()
             .map(|s| Sample {
                 timestamp_ms: s.timestamp,
                 value: s.value,
             })
             .collect();
-        samples.sort_by_key(|s| s.timestamp_ms);
+        if !samples
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+        {
+            samples.sort_by_key(|s| s.timestamp_ms);
+        }
         out.series.push(Series { labels, samples });
+        out.refs.push(r);
     }
     Ok(out)
+}
+
+/// Checks the name-sorted pairs of a series the store does not have yet and
+/// builds its label set.
+fn new_series_labels(pairs: &[(&str, &str)]) -> Result<Labels, ReceiveError> {
+    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(ReceiveError::Malformed(format!(
+            "duplicate label name {:?} in one series",
+            w[0].0
+        )));
+    }
+    for &(name, value) in pairs {
+        let ok = if name == METRIC_NAME {
+            is_metric_name(value)
+        } else {
+            is_label_name(name)
+        };
+        if !ok {
+            return Err(ReceiveError::Malformed(format!(
+                "invalid label {name}={value:?}"
+            )));
+        }
+    }
+    let labels = Labels::new(pairs.iter().copied());
+    if labels.metric_name().is_none() {
+        return Err(ReceiveError::Malformed(format!(
+            "series {labels} has no metric name"
+        )));
+    }
+    Ok(labels)
 }
 
 /// The first label limit a series breaks, with a message for the sender.
@@ -494,8 +570,11 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Res
     let result = r
         .pool
         .run(INGEST_WAIT, move |_| {
-            let decoded = decode(&body, &worker.limits)?;
-            Ok::<_, ReceiveError>((worker.store(decoded.series, now), decoded.dropped))
+            let decoded = decode_known(&body, &worker.limits, &*worker.appender)?;
+            Ok::<_, ReceiveError>((
+                worker.store_with_refs(decoded.series, decoded.refs, now),
+                decoded.dropped,
+            ))
         })
         .await;
     let (stored, dropped) = match result {
@@ -646,6 +725,55 @@ mod tests {
             ]
         );
         assert!(decoded.dropped[0].2.contains("max_labels_per_series"));
+    }
+
+    #[test]
+    fn known_series_take_the_stores_label_set_and_ref() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::SqliteStorage::open(
+            dir.path(),
+            crate::storage::StorageOptions::default(),
+        )
+        .unwrap();
+        let known = Labels::new([("__name__", "up"), ("job", "a")]);
+        let mut refs = vec![None];
+        store
+            .append_with_refs(
+                &[AppendSample {
+                    labels: known.clone(),
+                    sample: Sample {
+                        timestamp_ms: 1,
+                        value: 1.0,
+                    },
+                }],
+                &mut refs,
+            )
+            .unwrap();
+        let limits = ReceiveLimits::default();
+        // Unsorted names still find it; a new series is built; a duplicate
+        // name is refused even though the rest of it matches a known set.
+        let decoded = decode_known(
+            &body(vec![
+                ts(vec![("job", "a".into()), ("__name__", "up".into())]),
+                ts(vec![("__name__", "up".into()), ("job", "b".into())]),
+            ]),
+            &limits,
+            &store,
+        )
+        .unwrap();
+        assert_eq!(decoded.refs, vec![refs[0], None]);
+        assert_eq!(decoded.series[0].labels.ptr_id(), known.ptr_id());
+        assert_eq!(decoded.series[1].labels.get("job"), Some("b"));
+        let dup = decode_known(
+            &body(vec![ts(vec![
+                ("__name__", "up".into()),
+                ("job", "".into()),
+                ("job", "a".into()),
+            ])]),
+            &limits,
+            &store,
+        );
+        assert!(matches!(dup, Err(ReceiveError::Malformed(_))), "{dup:?}");
     }
 
     #[test]

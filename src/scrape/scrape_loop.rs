@@ -3,7 +3,7 @@
 //! the synthetic `up`/`scrape_*` series, and writes staleness markers for
 //! series that vanish or a target that goes down or away.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::model::relabel;
 use crate::model::textparse::{Format, LineParser};
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
 use crate::shutdown::Shutdown;
-use crate::storage::{AppendSample, Appender, OUT_OF_BOUNDS};
+use crate::storage::{AppendSample, Appender, OUT_OF_BOUNDS, SeriesRef};
 
 /// Health of a target, as the targets API spells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -89,9 +89,36 @@ pub struct ScrapeLoop {
     /// Series of the last scrape without an exposed timestamp (they get a
     /// staleness marker when they disappear).
     /// Keyed by [`series_key`], so a scrape's series are never cloned.
-    previous: HashMap<u64, Labels>,
+    previous: FxHashMap<u64, Labels>,
     /// Keys of every series seen in the last scrape (for `scrape_series_added`).
-    seen: HashSet<u64>,
+    seen: FxHashSet<u64>,
+    /// What the last scrapes made of each series text (the scrape cache).
+    cache: SeriesCache,
+    /// The store's ref of each series stored by the last scrape, by key.
+    refs: FxHashMap<u64, SeriesRef>,
+}
+
+/// The scrape cache, as Prometheus keeps one: a line's series text (metric
+/// name and `{…}`, as exposed) → what target labels, metric relabelling
+/// and the label checks made of it. A line whose text the last scrape saw
+/// skips label parsing, relabelling and building a label set, and appends
+/// the very same shared label set, which the store recognises at once. It
+/// belongs to one loop: a reload (new relabel rules, new target labels)
+/// starts a new loop with an empty cache.
+#[derive(Default)]
+struct SeriesCache {
+    entries: FxHashMap<Box<str>, CacheEntry>,
+    /// The scrape being processed; entries not seen in it are dropped.
+    scrape: u64,
+    /// Lines read through the cache since the loop started.
+    hits: u64,
+}
+
+struct CacheEntry {
+    /// The series to store, with its key; `None`: relabelling dropped it
+    /// (or left no metric name).
+    kept: Option<(Labels, u64)>,
+    seen_in: u64,
 }
 
 /// What a target's loop hands to its successor when its job is reloaded:
@@ -99,8 +126,8 @@ pub struct ScrapeLoop {
 /// still gets its staleness marker) and the health the targets page shows.
 #[derive(Debug)]
 pub struct LoopCarry {
-    previous: HashMap<u64, Labels>,
-    seen: HashSet<u64>,
+    previous: FxHashMap<u64, Labels>,
+    seen: FxHashSet<u64>,
     /// Health, last scrape, last error.
     pub state: Arc<RwLock<TargetHealth>>,
 }
@@ -121,8 +148,8 @@ struct Scraped {
     /// Key of each sample in `samples`.
     keys: Vec<u64>,
     /// Keys of the samples without an exposed timestamp.
-    current: HashSet<u64>,
-    seen: HashSet<u64>,
+    current: FxHashSet<u64>,
+    seen: FxHashSet<u64>,
     scraped: usize,
     /// Samples dropped for an exposed timestamp outside the store's window.
     out_of_bounds: usize,
@@ -147,8 +174,10 @@ impl ScrapeLoop {
             state,
             metrics,
             clock,
-            previous: HashMap::new(),
-            seen: HashSet::new(),
+            previous: FxHashMap::default(),
+            seen: FxHashSet::default(),
+            cache: SeriesCache::default(),
+            refs: FxHashMap::default(),
         }
     }
 
@@ -163,6 +192,18 @@ impl ScrapeLoop {
         self.seen = carry.seen;
         self.state = carry.state;
         self
+    }
+
+    /// Forgets the scrape cache, so the next scrape parses every line.
+    #[cfg(test)]
+    pub(super) fn clear_cache(&mut self) {
+        self.cache.entries.clear();
+    }
+
+    /// Lines read through the scrape cache so far.
+    #[cfg(test)]
+    pub(super) fn cache_hits(&self) -> u64 {
+        self.cache.hits
     }
 
     /// Delay before the first scrape: a stable per-target offset within the
@@ -260,7 +301,13 @@ impl ScrapeLoop {
         let mut up = if error.is_none() { 1.0 } else { 0.0 };
         batch.extend(self.report(ts, up, duration, scraped, post_relabel, added));
         let mut error = error;
-        let (stored, batch) = self.append_returning(batch).await;
+        let refs: Vec<Option<SeriesRef>> = keys
+            .iter()
+            .map(|k| self.refs.get(k).copied())
+            .chain(std::iter::repeat(None))
+            .take(batch.len())
+            .collect();
+        let (stored, batch, refs) = self.append_returning(batch, refs).await;
         if let Err(e) = stored {
             // Storage refused the scrape: record it as failed and keep the
             // synthetic series so the dashboard shows why.
@@ -273,6 +320,11 @@ impl ScrapeLoop {
         } else if let Some(current) = current {
             // The stored series become the next scrape's staleness
             // candidates, moved out of the batch rather than cloned.
+            self.refs = keys
+                .iter()
+                .zip(&refs)
+                .filter_map(|(k, r)| r.map(|r| (*k, r)))
+                .collect();
             self.previous = batch
                 .into_iter()
                 .take(post_relabel)
@@ -300,39 +352,62 @@ impl ScrapeLoop {
     }
 
     async fn append(&self, batch: Vec<AppendSample>) -> Result<(), String> {
-        self.append_returning(batch).await.0
+        let refs = vec![None; batch.len()];
+        self.append_returning(batch, refs).await.0
     }
 
-    /// Appends off the async threads and hands the batch back.
+    /// Appends off the async threads (with the series refs known, `refs[i]`
+    /// for `batch[i]`) and hands the batch and the refs back.
     async fn append_returning(
         &self,
         batch: Vec<AppendSample>,
-    ) -> (Result<(), String>, Vec<AppendSample>) {
+        mut refs: Vec<Option<SeriesRef>>,
+    ) -> (
+        Result<(), String>,
+        Vec<AppendSample>,
+        Vec<Option<SeriesRef>>,
+    ) {
         let appender = self.appender.clone();
         match tokio::task::spawn_blocking(move || {
-            (appender.append(&batch).map_err(|e| e.to_string()), batch)
+            let r = appender
+                .append_with_refs(&batch, &mut refs)
+                .map_err(|e| e.to_string());
+            (r, batch, refs)
         })
         .await
         {
             Ok(r) => r,
-            Err(e) => (Err(e.to_string()), Vec::new()),
+            Err(e) => (Err(e.to_string()), Vec::new(), Vec::new()),
         }
     }
 
     /// Parses the body line by line and applies target labels, metric
     /// relabelling, limits and de-duplication to each sample as it comes,
     /// so a limit stops the scrape before the rest of the body is parsed.
-    fn process(&self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
-        let s = &self.settings;
+    /// Lines whose series text the last scrape saw take its outcome from
+    /// the scrape cache and only have their value parsed.
+    fn process(&mut self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
+        self.cache.scrape += 1;
+        let scraped = self.process_lines(body, format, ts);
+        // Series texts gone from this scrape leave the cache (after a
+        // failed scrape too, so it never holds more than one body's lines).
+        let scrape = self.cache.scrape;
+        self.cache.entries.retain(|_, e| e.seen_in == scrape);
+        scraped
+    }
+
+    fn process_lines(&mut self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
+        let s = self.settings.clone();
         let bounds = self.appender.sample_bounds();
         let mut out = Scraped {
             samples: Vec::new(),
             keys: Vec::new(),
-            current: HashSet::new(),
-            seen: HashSet::new(),
+            current: FxHashSet::default(),
+            seen: FxHashSet::default(),
             scraped: 0,
             out_of_bounds: 0,
         };
+        let scrape = self.cache.scrape;
         let mut parser = LineParser::new(format);
         let pieces = body.split('\n').count();
         for (i, raw) in body.split('\n').enumerate() {
@@ -340,27 +415,58 @@ impl ScrapeLoop {
             if i + 1 == pieces && raw.is_empty() {
                 break;
             }
-            let parsed = parser
-                .line(i + 1, raw)
-                .map_err(|e| format!("parse error: {e}"))?;
-            let Some(p) = parsed else {
+            let series_text = parser.series_text(raw);
+            let cached = series_text.and_then(|t| self.cache.entries.get_mut(t));
+            let (kept, value, exposed_ts) = match cached {
+                Some(entry) => {
+                    entry.seen_in = scrape;
+                    self.cache.hits += 1;
+                    let parsed = parser
+                        .value_line(i + 1, raw, series_text.unwrap_or_default())
+                        .map_err(|e| format!("parse error: {e}"))?;
+                    let Some((value, t)) = parsed else {
+                        continue;
+                    };
+                    out.scraped += 1;
+                    (entry.kept.clone(), value, t)
+                }
+                None => {
+                    let parsed = parser
+                        .line(i + 1, raw)
+                        .map_err(|e| format!("parse error: {e}"))?;
+                    let Some(p) = parsed else {
+                        continue;
+                    };
+                    out.scraped += 1;
+                    let labels = self.with_target_labels(p.labels);
+                    let kept = match relabel::process(labels, &s.metric_relabel) {
+                        Some(l) if l.metric_name().is_some_and(|n| !n.is_empty()) => {
+                            check_label_limits(&l, &s)?;
+                            let key = series_key(&l);
+                            Some((l, key))
+                        }
+                        _ => None,
+                    };
+                    if let Some(text) = series_text {
+                        self.cache.entries.insert(
+                            text.into(),
+                            CacheEntry {
+                                kept: kept.clone(),
+                                seen_in: scrape,
+                            },
+                        );
+                    }
+                    (kept, p.value, p.timestamp_ms)
+                }
+            };
+            let Some((labels, key)) = kept else {
                 continue;
             };
-            out.scraped += 1;
-            let labels = self.with_target_labels(p.labels);
-            let Some(labels) = relabel::process(labels, &s.metric_relabel) else {
-                continue;
-            };
-            if labels.metric_name().is_none_or(str::is_empty) {
-                continue;
-            }
-            check_label_limits(&labels, s)?;
-            let key = series_key(&labels);
             if !out.seen.insert(key) {
                 // A repeated series in one body: Prometheus keeps the first.
                 continue;
             }
-            let timestamp_ms = match (s.honor_timestamps, p.timestamp_ms) {
+            let timestamp_ms = match (s.honor_timestamps, exposed_ts) {
                 (true, Some(t)) => t,
                 _ => {
                     out.current.insert(key);
@@ -377,7 +483,7 @@ impl ScrapeLoop {
                 labels,
                 sample: Sample {
                     timestamp_ms,
-                    value: p.value,
+                    value,
                 },
             });
             out.keys.push(key);
@@ -413,7 +519,7 @@ impl ScrapeLoop {
         labels
     }
 
-    fn stale_markers(&self, current: Option<&HashSet<u64>>, ts: i64) -> Vec<AppendSample> {
+    fn stale_markers(&self, current: Option<&FxHashSet<u64>>, ts: i64) -> Vec<AppendSample> {
         self.previous
             .iter()
             .filter(|(k, _)| current.is_none_or(|c| !c.contains(*k)))

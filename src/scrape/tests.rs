@@ -483,3 +483,105 @@ async fn a_changed_job_restarts_and_its_staying_targets_keep_their_state() {
         .expect("manager stops")
         .unwrap();
 }
+
+/// Every series of `store` as (labels, value bits in time order).
+fn everything(store: &MemoryStorage) -> Vec<(String, Vec<u64>)> {
+    let mut all: Vec<(String, Vec<u64>)> = store
+        .select(
+            &[Matcher::new("__name__", MatchOp::Regex, ".+").unwrap()],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.labels.metric_name() != Some("scrape_duration_seconds"))
+        .map(|s| {
+            let values = s.samples.iter().map(|x| x.value.to_bits()).collect();
+            (s.labels.to_string(), values)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Scrapes `bodies` in turn (with `content_type`) into a new store, with
+/// the scrape cache or with it cleared before every scrape.
+async fn scrape_all(bodies: &[&str], content_type: &str, cached: bool) -> (MemoryStorage, u64) {
+    let store = Arc::new(MemoryStorage::new());
+    let answers = bodies
+        .iter()
+        .map(|b| {
+            Ok(FetchResponse {
+                content_type: content_type.into(),
+                body: b.as_bytes().to_vec(),
+            })
+        })
+        .collect();
+    let fetcher = Arc::new(FakeFetcher {
+        answers: Mutex::new(answers),
+        calls: Mutex::new(Vec::new()),
+    });
+    let yaml = "job_name: node\nmetric_relabel_configs:\n\
+                - {source_labels: [__name__], regex: 'drop_.*', action: drop}\n\
+                - {source_labels: [__name__, l], regex: 'c;(.*)', target_label: copied, replacement: '$1'}";
+    let (mut sl, _) = new_loop(yaml, fetcher, store.clone());
+    for _ in bodies {
+        if !cached {
+            sl.clear_cache();
+        }
+        sl.scrape_once().await;
+        tokio::time::advance(Duration::from_secs(15)).await;
+    }
+    let hits = sl.cache_hits();
+    drop(sl);
+    (Arc::try_unwrap(store).ok().unwrap(), hits)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scrape_cache_stores_what_parsing_every_line_stores() {
+    // New, removed, repeated and relabelled series, quoted braces, a
+    // changed exposed timestamp, a parse error half-way, blanks.
+    let text = [
+        "# TYPE a counter\na_total{job=\"inner\",x=\"1\"} 1\nb 2\ndrop_me 5\nc{l=\"v\\\"}\"} 3\nt 1 1000\n",
+        "a_total{job=\"inner\",x=\"1\"} 2\nb 3 \nnew_one 7\nc{l=\"v\\\"}\"} 4\nt 2 2000\n",
+        "a_total{job=\"inner\",x=\"1\"} 3\nnew_one 8\nb 4\nb 5\nt 3 3000\n",
+        "a_total{job=\"inner\",x=\"1\"} 4\nb{ 5\n",
+        "a_total{job=\"inner\",x=\"1\"} 5\n  b 6\nb   7\nc{l=\"w\"} 1\n",
+        "a_total{job=\"inner\",x=\"1\"} 6\nb 7 x\n",
+        "a_total{job=\"inner\",x=\"1\"} 7\n",
+    ];
+    let (cached, hits) = scrape_all(&text, "text/plain; version=0.0.4", true).await;
+    let (parsed, _) = scrape_all(&text, "text/plain; version=0.0.4", false).await;
+    assert!(hits >= 10, "the cache was used: {hits} hits");
+    let got = everything(&cached);
+    assert_eq!(got, everything(&parsed));
+    // The relabelled series and a staleness marker are there.
+    assert!(
+        got.iter().any(|(l, _)| l.contains("copied=\"v\\\"}\"")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(l, v)| l.starts_with("new_one")
+                && is_stale_nan(f64::from_bits(*v.last().unwrap())))
+    );
+
+    // OpenMetrics: `_created` series skipped, content after # EOF refused.
+    let om = [
+        "# TYPE r counter\nr_total 1\nr_created 100\ng 1 # {id=\"x\"} 1\n# EOF\n",
+        "# TYPE r counter\nr_total 2\nr_created 100\ng 2 # {id=\"y\"} 1\n# EOF\n",
+        "# TYPE r counter\nr_total 3\n# EOF\nr_total 4\n",
+        "# TYPE r gauge\nr_total 5\nr_created 7\ng 3\n# EOF\n",
+        "# TYPE r counter\nr_total 6\nr_created 7\ng 4\n# EOF\n",
+    ];
+    let ct = "application/openmetrics-text; version=1.0.0";
+    let (cached, hits) = scrape_all(&om, ct, true).await;
+    let (parsed, _) = scrape_all(&om, ct, false).await;
+    assert!(hits >= 3, "the cache was used: {hits} hits");
+    let got = everything(&cached);
+    assert_eq!(got, everything(&parsed));
+    assert!(
+        got.iter().any(|(l, _)| l.starts_with("r_created")),
+        "a gauge's _created is a series"
+    );
+}

@@ -98,10 +98,44 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+/// A store's handle on one stored series, handed out by
+/// [`Appender::append_with_refs`] and [`Appender::find_series`]. Passing it
+/// back lets the store skip looking the label set up. Only meaningful to the
+/// store that handed it out; a stale one (the series was deleted) is
+/// ignored, never trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesRef(pub u64);
+
 /// Writes samples. A batch is atomic: all of it is stored, or none.
 pub trait Appender: Send + Sync {
     /// Stores a batch; returns once it is durable.
     fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError>;
+
+    /// [`Appender::append`] for callers that keep series refs between
+    /// batches (the scrape cache, the remote-write receiver): `refs[i]` is
+    /// the ref of `batch[i]`'s series when the caller has one, `None`
+    /// otherwise (`refs` is as long as `batch`). The labels still decide:
+    /// a ref whose series has other labels is ignored. On success every
+    /// entry holds its sample's ref. Stores without refs keep this default,
+    /// which appends and leaves `refs` as they are.
+    fn append_with_refs(
+        &self,
+        batch: &[AppendSample],
+        refs: &mut [Option<SeriesRef>],
+    ) -> Result<(), StorageError> {
+        let _ = refs;
+        self.append(batch)
+    }
+
+    /// The ref and label set of the stored series whose labels are exactly
+    /// `pairs` (sorted by name, each name once; pairs with an empty value
+    /// are skipped, as [`Labels::new`] drops them), found by hash without
+    /// building a label set. `None` when unknown; stores without an index
+    /// keep this default.
+    fn find_series(&self, pairs: &[(&str, &str)]) -> Option<(SeriesRef, Labels)> {
+        let _ = pairs;
+        None
+    }
 
     /// The sample times this store takes. Ingest paths drop (and count)
     /// samples outside it before appending, since one such sample fails a

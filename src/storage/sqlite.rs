@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
+use rustc_hash::FxHashMap;
 
 use super::chunk::{self, ChunkEncoder};
 use super::head::{Admission, ChunkPolicy, ClosedChunk, Head, HeadSeries};
 use super::index::{SeriesId, SeriesIndex};
 use super::pco_chunk::{self, Encoding};
-use super::{AppendSample, Appender, Querier, Series, StorageError, schema, wal};
+use super::{AppendSample, Appender, Querier, Series, SeriesRef, StorageError, schema, wal};
 use crate::config::StorageConfig;
 use crate::model::{Labels, Matcher, Sample};
 
@@ -50,6 +51,9 @@ pub struct StorageOptions {
     pub wal_hold_max_bytes: u64,
     /// Sample times taken (`storage.max_future_skew`).
     pub bounds: super::SampleBounds,
+    /// How long a group commit that finds batches already waiting waits
+    /// for more (`storage.commit_interval`).
+    pub commit_interval: Duration,
 }
 
 impl Default for StorageOptions {
@@ -65,6 +69,7 @@ impl Default for StorageOptions {
             checkpoint_interval: Duration::from_secs(300),
             wal_hold_max_bytes: 1 << 30,
             bounds: super::SampleBounds::default(),
+            commit_interval: Duration::from_millis(1),
         }
     }
 }
@@ -92,6 +97,7 @@ impl StorageOptions {
             bounds: super::SampleBounds {
                 max_future_ms: c.max_future_skew.as_millis(),
             },
+            commit_interval: c.commit_interval.as_duration(),
             ..StorageOptions::default()
         })
     }
@@ -127,6 +133,8 @@ pub(super) struct Inner {
     pub db_path: PathBuf,
     pub opts: StorageOptions,
     pub writer: Mutex<Writer>,
+    /// Batches waiting for the writer's next group commit.
+    queue: Mutex<Vec<Arc<QueuedBatch>>>,
     pub head: RwLock<Head>,
     pub index: RwLock<SeriesIndex>,
     readers: Mutex<Vec<Connection>>,
@@ -318,6 +326,7 @@ impl SqliteStorage {
                     last_checkpoint: Instant::now(),
                     closed: false,
                 }),
+                queue: Mutex::new(Vec::new()),
                 head: RwLock::new(head),
                 index: RwLock::new(index),
                 readers: Mutex::new(Vec::new()),
@@ -766,8 +775,24 @@ impl Appender for SqliteStorage {
     }
 
     fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError> {
+        let mut refs = vec![None; batch.len()];
+        self.append_with_refs(batch, &mut refs)
+    }
+
+    fn append_with_refs(
+        &self,
+        batch: &[AppendSample],
+        refs: &mut [Option<SeriesRef>],
+    ) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if refs.len() != batch.len() {
+            return Err(StorageError::Backend(format!(
+                "append_with_refs: {} refs for {} samples",
+                refs.len(),
+                batch.len()
+            )));
         }
         // The last guard: ingest paths drop such samples before appending.
         let (bounds, now) = (self.inner.opts.bounds, crate::util::now_ms());
@@ -792,144 +817,409 @@ impl Appender for SqliteStorage {
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             return Err(StorageError::Backend(reason));
         }
-        let mut w = lock(&self.inner.writer);
-        if w.closed {
-            return Err(StorageError::Backend("storage is closed".to_string()));
-        }
-        let policy = self.inner.opts.chunk;
-        let tx = w.conn.transaction().map_err(backend)?;
-
-        // Resolve series ids, creating new series inside the transaction so a
-        // refused batch leaves none behind.
-        let mut new_series: HashMap<&Labels, SeriesId> = HashMap::new();
-        let mut ids = Vec::with_capacity(batch.len());
-        {
-            let index = read(&self.inner.index);
-            let mut insert = tx
-                .prepare_cached("INSERT INTO series (labels) VALUES (?1)")
-                .map_err(backend)?;
-            for s in batch {
-                if s.labels.is_empty() {
-                    return Err(StorageError::Rejected("a sample has no labels".to_string()));
+        // Group commit: whoever holds the writer commits every batch queued
+        // meanwhile in its transaction. An idle writer is taken at once and
+        // the batch is used in place; a busy one means queueing a copy.
+        match self.inner.writer.try_lock() {
+            Ok(mut w) => self.commit_group(&mut w, Some((batch, refs))),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                self.commit_group(&mut p.into_inner(), Some((batch, refs)))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let job = Arc::new(QueuedBatch {
+                    batch: batch.to_vec(),
+                    state: Mutex::new(QueuedState {
+                        refs: refs.to_vec(),
+                        result: None,
+                    }),
+                });
+                lock(&self.inner.queue).push(job.clone());
+                let mut w = lock(&self.inner.writer);
+                // A leader that took the job finished it before letting go
+                // of the writer; otherwise it is still queued and this
+                // thread leads the next group.
+                if lock(&job.state).result.is_none() {
+                    // Its own result is in the job, like the others'.
+                    let _ = self.commit_group(&mut w, None);
                 }
-                let id = match index
-                    .get(&s.labels)
-                    .or_else(|| new_series.get(&s.labels).copied())
-                {
-                    Some(id) => id,
-                    None => {
-                        insert.execute([labels_json(&s.labels)]).map_err(backend)?;
-                        let id = tx.last_insert_rowid();
-                        new_series.insert(&s.labels, id);
-                        id
-                    }
-                };
-                ids.push(id);
+                drop(w);
+                let mut st = lock(&job.state);
+                refs.copy_from_slice(&st.refs);
+                st.result.take().unwrap_or_else(|| {
+                    Err(StorageError::Backend(
+                        "append was not committed (lost from the commit queue)".to_string(),
+                    ))
+                })
             }
         }
+    }
 
-        // Plan the batch against the head without changing it: a series seen
-        // once whose open chunk stays open is appended after the commit
-        // (that cannot fail); any other touched series is worked on as a
-        // copy that replaces the original after the commit.
-        let mut seen: HashMap<SeriesId, u32> = HashMap::with_capacity(batch.len());
-        for &id in &ids {
-            *seen.entry(id).or_default() += 1;
+    fn find_series(&self, pairs: &[(&str, &str)]) -> Option<(SeriesRef, Labels)> {
+        read(&self.inner.index)
+            .get_pairs(pairs)
+            .map(|(id, labels)| (SeriesRef(id as u64), labels.clone()))
+    }
+}
+
+/// A batch waiting for the writer (group commit).
+pub(super) struct QueuedBatch {
+    batch: Vec<AppendSample>,
+    state: Mutex<QueuedState>,
+}
+
+/// Refs in and out, and the result once a leader committed the group.
+struct QueuedState {
+    refs: Vec<Option<SeriesRef>>,
+    result: Option<Result<(), StorageError>>,
+}
+
+/// What the batches of one group did so far, applied to the head, index
+/// and counters only once the group's transaction committed.
+#[derive(Default)]
+struct Group {
+    /// Series touched in a way that needs a copy of their head state (seen
+    /// twice, or their open chunk closes): replaces the head's after commit.
+    scratch: FxHashMap<SeriesId, HeadSeries>,
+    /// Single appends that leave the open chunk open, applied in place after
+    /// commit; never holds a series that is also in `scratch`.
+    direct: FxHashMap<SeriesId, (i64, u64)>,
+    /// Series created by the group's batches.
+    created: HashMap<Labels, SeriesId>,
+    logged: Vec<wal::WalSample>,
+    closed: Vec<ClosedChunk>,
+}
+
+impl Group {
+    /// The head state of `id` as the group's accepted batches left it.
+    fn current(&self, head: &Head, id: SeriesId, policy: ChunkPolicy) -> Option<HeadSeries> {
+        if let Some(hs) = self.scratch.get(&id) {
+            return Some(hs.clone());
         }
-        let mut scratch: HashMap<SeriesId, HeadSeries> = HashMap::new();
-        let mut direct: Vec<(SeriesId, i64, u64)> = Vec::with_capacity(batch.len());
-        let mut logged = Vec::with_capacity(batch.len());
-        let mut closed = Vec::new();
-        {
-            let head = read(&self.inner.head);
-            for (s, &id) in batch.iter().zip(&ids) {
-                let (t, v) = (s.sample.timestamp_ms, s.sample.value.to_bits());
-                let current = head.series.get(&id);
-                let simple = seen.get(&id) == Some(&1)
-                    && current.is_none_or(|hs| !hs.closes_before(t, policy));
-                let admission = if simple {
-                    current.map_or(Admission::Append, |hs| hs.admit(t, v))
-                } else {
-                    scratch
-                        .entry(id)
-                        .or_insert_with(|| current.cloned().unwrap_or_default())
-                        .admit(t, v)
-                };
-                match admission {
-                    Admission::Append => {
-                        if simple {
-                            direct.push((id, t, v));
-                        } else if let Some(hs) = scratch.get_mut(&id) {
-                            hs.append(id, t, v, policy, &mut closed);
-                        }
-                        logged.push(wal::WalSample { series: id, t, v });
-                    }
-                    Admission::Duplicate => {}
-                    Admission::OutOfOrder { newest } => {
-                        self.inner
-                            .counters
-                            .samples_rejected
-                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        return Err(StorageError::Rejected(format!(
-                            "out-of-order sample for {}: timestamp {t} is not after the newest stored sample at {newest}",
-                            s.labels
-                        )));
-                    }
-                }
-            }
-        }
-        let record = wal::encode(&logged);
-        let mut seq = None;
-        if !logged.is_empty() {
-            tx.execute(
-                "INSERT INTO wal (samples, appended_ms, data) VALUES (?1, ?2, ?3)",
-                params![logged.len() as i64, crate::util::now_ms(), &record],
-            )
-            .map_err(backend)?;
-            seq = Some(tx.last_insert_rowid());
-        }
-        insert_chunks(&tx, &closed, false)?;
-        {
-            let mut head = write(&self.inner.head);
-            tx.commit().map_err(backend)?;
-            head.series.extend(scratch);
+        let mut hs = head.series.get(&id).cloned();
+        if let Some(&(t, v)) = self.direct.get(&id) {
+            // Cannot close a chunk: it was planned as a direct append.
             let mut none_closed = Vec::new();
-            for (id, t, v) in direct {
-                head.series
-                    .entry(id)
-                    .or_default()
-                    .append(id, t, v, policy, &mut none_closed);
-            }
+            hs.get_or_insert_default()
+                .append(id, t, v, policy, &mut none_closed);
             debug_assert!(none_closed.is_empty());
         }
-        if !new_series.is_empty() {
-            let mut index = write(&self.inner.index);
-            for (labels, id) in new_series {
-                index.insert(id, labels.clone());
+        hs
+    }
+}
+
+impl SqliteStorage {
+    /// Leads one group commit: takes every queued batch (and `own`, the
+    /// leader's batch used in place), plans each against the head as the
+    /// batches before it left it, and commits them in one transaction. A
+    /// batch refused (out of order, no labels) fails alone: the series it
+    /// created are rolled back to its savepoint and its samples are not
+    /// logged. Returns `own`'s result; queued batches get theirs in their
+    /// [`QueuedBatch`] before the writer is let go.
+    fn commit_group(
+        &self,
+        w: &mut Writer,
+        own: Option<(&[AppendSample], &mut [Option<SeriesRef>])>,
+    ) -> Result<(), StorageError> {
+        let wait = self.inner.opts.commit_interval;
+        if !wait.is_zero() && !lock(&self.inner.queue).is_empty() {
+            // Others are already waiting: give more a moment to join.
+            std::thread::sleep(wait);
+        }
+        let jobs = std::mem::take(&mut *lock(&self.inner.queue));
+        let mut states: Vec<MutexGuard<'_, QueuedState>> =
+            jobs.iter().map(|j| lock(&j.state)).collect();
+        let own_at = own.as_ref().map(|_| 0);
+        let mut batches: Vec<(&[AppendSample], &mut [Option<SeriesRef>])> = Vec::new();
+        batches.extend(own);
+        for (job, st) in jobs.iter().zip(states.iter_mut()) {
+            batches.push((&job.batch, &mut st.refs));
+        }
+        let results = self.commit_batches(w, &mut batches);
+        let mut own_result = None;
+        for (i, r) in results.into_iter().enumerate() {
+            if Some(i) == own_at {
+                own_result = Some(r);
+            } else {
+                let k = i - usize::from(own_at.is_some());
+                states[k].result = Some(r);
             }
         }
-        // After the index knows the batch's series: a follower woken now
+        drop(states);
+        own_result.unwrap_or(Ok(()))
+    }
+
+    /// Plans and commits `batches` in one transaction; one result per batch.
+    fn commit_batches(
+        &self,
+        w: &mut Writer,
+        batches: &mut [(&[AppendSample], &mut [Option<SeriesRef>])],
+    ) -> Vec<Result<(), StorageError>> {
+        let failed = |n: usize, msg: &str| {
+            (0..n)
+                .map(|_| Err(StorageError::Backend(msg.to_string())))
+                .collect::<Vec<_>>()
+        };
+        if w.closed {
+            return failed(batches.len(), "storage is closed");
+        }
+        let mut tx = match w.conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => return failed(batches.len(), &e.to_string()),
+        };
+        let mut group = Group::default();
+        let mut results: Vec<Result<Vec<SeriesId>, StorageError>> =
+            Vec::with_capacity(batches.len());
+        {
+            let head = read(&self.inner.head);
+            let index = read(&self.inner.index);
+            for (batch, refs) in batches.iter() {
+                let r = self.plan_batch(&mut tx, &head, &index, &mut group, batch, refs);
+                if r.is_err() {
+                    self.inner
+                        .counters
+                        .samples_rejected
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                results.push(r);
+            }
+        }
+        let policy = self.inner.opts.chunk;
+        let record = wal::encode(&group.logged);
+        let written = (|| -> Result<Option<i64>, StorageError> {
+            let mut seq = None;
+            if !group.logged.is_empty() {
+                tx.execute(
+                    "INSERT INTO wal (samples, appended_ms, data) VALUES (?1, ?2, ?3)",
+                    params![group.logged.len() as i64, crate::util::now_ms(), &record],
+                )
+                .map_err(backend)?;
+                seq = Some(tx.last_insert_rowid());
+            }
+            insert_chunks(&tx, &group.closed, false)?;
+            Ok(seq)
+        })();
+        let seq = match written {
+            Ok(seq) => {
+                let mut head = write(&self.inner.head);
+                match tx.commit() {
+                    Ok(()) => {
+                        head.series.extend(group.scratch);
+                        let mut none_closed = Vec::new();
+                        for (id, (t, v)) in group.direct {
+                            head.series.entry(id).or_default().append(
+                                id,
+                                t,
+                                v,
+                                policy,
+                                &mut none_closed,
+                            );
+                        }
+                        debug_assert!(none_closed.is_empty());
+                        seq
+                    }
+                    Err(e) => return self.group_failed(results, &backend(e)),
+                }
+            }
+            Err(e) => {
+                drop(tx);
+                return self.group_failed(results, &e);
+            }
+        };
+        if !group.created.is_empty() {
+            let mut index = write(&self.inner.index);
+            for (labels, id) in group.created {
+                index.insert(id, labels);
+            }
+        }
+        // After the index knows the group's series: a follower woken now
         // finds every series it reads.
         if let Some(seq) = seq {
             self.inner.wal_seq.send_replace(seq);
         }
-        let refs: Vec<&ClosedChunk> = closed.iter().collect();
+        let refs: Vec<&ClosedChunk> = group.closed.iter().collect();
         self.count_chunks_added(&refs);
         let c = &self.inner.counters;
         c.samples_appended
-            .fetch_add(logged.len() as u64, Ordering::Relaxed);
-        if !logged.is_empty() {
+            .fetch_add(group.logged.len() as u64, Ordering::Relaxed);
+        if !group.logged.is_empty() {
             w.wal_bytes += record.len() as u64;
             c.wal_bytes.store(w.wal_bytes, Ordering::Relaxed);
         }
         let due = w.wal_bytes >= self.inner.opts.checkpoint_wal_bytes
             || w.last_checkpoint.elapsed() >= self.inner.opts.checkpoint_interval;
-        if due && let Err(e) = self.checkpoint_locked(&mut w) {
-            // The batch is durable in the WAL; a failed checkpoint only delays
-            // the WAL's truncation, so it is logged, not returned.
+        if due && let Err(e) = self.checkpoint_locked(w) {
+            // The batches are durable in the WAL; a failed checkpoint only
+            // delays the WAL's truncation, so it is logged, not returned.
             tracing::warn!(error = %e, "storage checkpoint failed");
         }
-        Ok(())
+        batches
+            .iter_mut()
+            .zip(results)
+            .map(|((_, refs), r)| {
+                r.map(|ids| {
+                    for (slot, id) in refs.iter_mut().zip(ids) {
+                        *slot = Some(SeriesRef(id as u64));
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Every batch of a group whose transaction failed fails with it (the
+    /// ones refused on their own keep their own error).
+    fn group_failed(
+        &self,
+        results: Vec<Result<Vec<SeriesId>, StorageError>>,
+        e: &StorageError,
+    ) -> Vec<Result<(), StorageError>> {
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(ids) => {
+                    self.inner
+                        .counters
+                        .samples_rejected
+                        .fetch_add(ids.len() as u64, Ordering::Relaxed);
+                    Err(StorageError::Backend(e.to_string()))
+                }
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Plans one batch of a group: resolves (and creates) its series and
+    /// admits its samples against the head as the group left it. Accepted,
+    /// it joins `group` and gives each sample's series id; refused, it
+    /// leaves `group` and the database as they were.
+    fn plan_batch(
+        &self,
+        tx: &mut rusqlite::Transaction<'_>,
+        head: &Head,
+        index: &SeriesIndex,
+        group: &mut Group,
+        batch: &[AppendSample],
+        refs: &[Option<SeriesRef>],
+    ) -> Result<Vec<SeriesId>, StorageError> {
+        let mut savepoint = false;
+        let planned = self.plan_batch_in(tx, head, index, group, batch, refs, &mut savepoint);
+        if savepoint {
+            let sql = if planned.is_ok() {
+                "RELEASE batch"
+            } else {
+                "ROLLBACK TO batch; RELEASE batch"
+            };
+            tx.execute_batch(sql).map_err(backend)?;
+        }
+        planned
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_batch_in(
+        &self,
+        tx: &mut rusqlite::Transaction<'_>,
+        head: &Head,
+        index: &SeriesIndex,
+        group: &mut Group,
+        batch: &[AppendSample],
+        refs: &[Option<SeriesRef>],
+        savepoint: &mut bool,
+    ) -> Result<Vec<SeriesId>, StorageError> {
+        let policy = self.inner.opts.chunk;
+        // Resolve series ids, creating new series inside the batch's
+        // savepoint so a refused batch leaves none behind.
+        let mut created: HashMap<&Labels, SeriesId> = HashMap::new();
+        let mut ids = Vec::with_capacity(batch.len());
+        for (s, r) in batch.iter().zip(refs) {
+            if s.labels.is_empty() {
+                return Err(StorageError::Rejected("a sample has no labels".to_string()));
+            }
+            // A ref is a hint: its series must have these very labels (the
+            // same shared set, usually, so the check is a pointer compare).
+            let by_ref = r
+                .map(|r| r.0 as SeriesId)
+                .filter(|id| index.labels(*id) == Some(&s.labels));
+            let id = match by_ref
+                .or_else(|| index.get(&s.labels))
+                .or_else(|| group.created.get(&s.labels).copied())
+                .or_else(|| created.get(&s.labels).copied())
+            {
+                Some(id) => id,
+                None => {
+                    if !*savepoint {
+                        tx.execute_batch("SAVEPOINT batch").map_err(backend)?;
+                        *savepoint = true;
+                    }
+                    tx.prepare_cached("INSERT INTO series (labels) VALUES (?1)")
+                        .and_then(|mut insert| insert.execute([labels_json(&s.labels)]))
+                        .map_err(backend)?;
+                    let id = tx.last_insert_rowid();
+                    created.insert(&s.labels, id);
+                    id
+                }
+            };
+            ids.push(id);
+        }
+
+        // Plan the batch without changing the head: a series seen once
+        // whose open chunk stays open is appended after the commit (that
+        // cannot fail); any other touched series is worked on as a copy that
+        // replaces the original after the commit.
+        let mut seen: FxHashMap<SeriesId, u32> = FxHashMap::default();
+        seen.reserve(batch.len());
+        for &id in &ids {
+            *seen.entry(id).or_default() += 1;
+        }
+        let mut scratch: FxHashMap<SeriesId, HeadSeries> = FxHashMap::default();
+        let mut direct: Vec<(SeriesId, i64, u64)> = Vec::with_capacity(batch.len());
+        let mut logged = Vec::with_capacity(batch.len());
+        let mut closed = Vec::new();
+        for (s, &id) in batch.iter().zip(&ids) {
+            let (t, v) = (s.sample.timestamp_ms, s.sample.value.to_bits());
+            let in_group = group.scratch.contains_key(&id) || group.direct.contains_key(&id);
+            let current = head.series.get(&id);
+            let simple = !in_group
+                && seen.get(&id) == Some(&1)
+                && current.is_none_or(|hs| !hs.closes_before(t, policy));
+            let admission = if simple {
+                current.map_or(Admission::Append, |hs| hs.admit(t, v))
+            } else {
+                scratch
+                    .entry(id)
+                    .or_insert_with(|| group.current(head, id, policy).unwrap_or_default())
+                    .admit(t, v)
+            };
+            match admission {
+                Admission::Append => {
+                    if simple {
+                        direct.push((id, t, v));
+                    } else if let Some(hs) = scratch.get_mut(&id) {
+                        hs.append(id, t, v, policy, &mut closed);
+                    }
+                    logged.push(wal::WalSample { series: id, t, v });
+                }
+                Admission::Duplicate => {}
+                Admission::OutOfOrder { newest } => {
+                    return Err(StorageError::Rejected(format!(
+                        "out-of-order sample for {}: timestamp {t} is not after the newest stored sample at {newest}",
+                        s.labels
+                    )));
+                }
+            }
+        }
+        // Accepted: it joins the group.
+        for id in scratch.keys() {
+            group.direct.remove(id);
+        }
+        group.scratch.extend(scratch);
+        group
+            .direct
+            .extend(direct.into_iter().map(|(id, t, v)| (id, (t, v))));
+        group
+            .created
+            .extend(created.into_iter().map(|(l, id)| (l.clone(), id)));
+        group.logged.extend(logged);
+        group.closed.extend(closed);
+        Ok(ids)
     }
 }
 
@@ -1081,5 +1371,173 @@ impl Drop for Inner {
         if let Err(e) = result {
             tracing::warn!(error = %e, "storage checkpoint at drop failed; the WAL will be replayed at next open");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(labels: &Labels, t: i64, v: f64) -> AppendSample {
+        AppendSample {
+            labels: labels.clone(),
+            sample: Sample {
+                timestamp_ms: t,
+                value: v,
+            },
+        }
+    }
+
+    fn count(store: &SqliteStorage, sql: &str) -> i64 {
+        lock(&store.inner.writer)
+            .conn
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Batches queued while the writer is busy are committed together, in
+    /// one transaction and one WAL row; the refused one fails alone and
+    /// leaves neither samples nor the series it would have created.
+    #[test]
+    fn queued_batches_share_one_commit_and_a_refused_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(
+            dir.path(),
+            StorageOptions {
+                min_free_disk: 0,
+                commit_interval: Duration::ZERO,
+                ..StorageOptions::default()
+            },
+        )
+        .unwrap();
+        let old = Labels::new([("__name__", "old")]);
+        store.append(&[sample(&old, 5_000, 1.0)]).unwrap();
+        let rows_before = count(&store, "SELECT seq FROM sqlite_sequence WHERE name = 'wal'");
+
+        // Hold the writer so that every batch below queues.
+        let busy = lock(&store.inner.writer);
+        let mut threads = Vec::new();
+        for i in 0..6 {
+            let store = store.clone();
+            let old = old.clone();
+            threads.push(std::thread::spawn(move || {
+                let mine = Labels::new([("__name__", "m"), ("i", &i.to_string())]);
+                let batch = if i == 3 {
+                    // A new series, then a sample older than `old`'s newest.
+                    vec![
+                        sample(&Labels::new([("__name__", "refused_new")]), 1_000, 1.0),
+                        sample(&old, 1_000, 2.0),
+                    ]
+                } else {
+                    // The same series twice, and the same new sample of
+                    // `old` from each: the first batch in the group appends
+                    // it, the later ones see it as a duplicate.
+                    vec![
+                        sample(&mine, 10_000, 1.0),
+                        sample(&mine, 11_000, 2.0),
+                        sample(&old, 6_000, 3.0),
+                    ]
+                };
+                let mut refs = vec![None; batch.len()];
+                let r = store.append_with_refs(&batch, &mut refs);
+                (i, r, refs)
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&store.inner.queue).len() < 6 {
+            assert!(Instant::now() < deadline, "appenders did not queue");
+            std::thread::yield_now();
+        }
+        drop(busy);
+        let mut oks = 0;
+        for t in threads {
+            let (i, r, refs) = t.join().unwrap();
+            if i == 3 {
+                assert!(matches!(r, Err(StorageError::Rejected(_))), "{r:?}");
+                assert!(refs.iter().all(Option::is_none));
+            } else {
+                r.unwrap();
+                assert!(refs.iter().all(Option::is_some));
+                assert_eq!(refs[0], refs[1]);
+                oks += 1;
+            }
+        }
+        assert_eq!(oks, 5);
+        let rows_after = count(&store, "SELECT seq FROM sqlite_sequence WHERE name = 'wal'");
+        assert!(
+            rows_after - rows_before <= 2,
+            "5 batches took {} commits",
+            rows_after - rows_before
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM series WHERE labels LIKE '%refused_new%'"
+            ),
+            0
+        );
+        drop(store);
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        let all = store
+            .select(
+                &[
+                    crate::model::Matcher::new("__name__", crate::model::MatchOp::Regex, ".+")
+                        .unwrap(),
+                ],
+                0,
+                i64::MAX,
+            )
+            .unwrap();
+        let old_samples = &all.iter().find(|s| s.labels == old).unwrap().samples;
+        // 5_000 and 6_000, each once.
+        let times: Vec<i64> = old_samples.iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(times, vec![5_000, 6_000]);
+        assert_eq!(
+            all.len(),
+            6,
+            "old + 5 accepted series, no refused_new: {all:?}"
+        );
+        assert!(
+            all.iter()
+                .filter(|s| s.labels.metric_name() == Some("m"))
+                .all(|s| s.samples.len() == 2)
+        );
+    }
+
+    /// A ref is a hint: one naming another series is ignored.
+    #[test]
+    fn a_wrong_ref_does_not_redirect_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        let a = Labels::new([("__name__", "a")]);
+        let b = Labels::new([("__name__", "b")]);
+        let mut refs = vec![None, None];
+        store
+            .append_with_refs(&[sample(&a, 1_000, 1.0), sample(&b, 1_000, 2.0)], &mut refs)
+            .unwrap();
+        let (ra, rb) = (refs[0].unwrap(), refs[1].unwrap());
+        assert_ne!(ra, rb);
+        assert_eq!(
+            store.find_series(&[("__name__", "b")]).map(|x| x.0),
+            Some(rb)
+        );
+        // b's sample with a's ref, and a ref nobody has.
+        let mut refs = vec![Some(ra), Some(SeriesRef(999_999))];
+        store
+            .append_with_refs(&[sample(&b, 2_000, 3.0), sample(&a, 2_000, 4.0)], &mut refs)
+            .unwrap();
+        assert_eq!(refs, vec![Some(rb), Some(ra)]);
+        let got = store
+            .select(
+                &[
+                    crate::model::Matcher::new("__name__", crate::model::MatchOp::Equal, "b")
+                        .unwrap(),
+                ],
+                0,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(got[0].samples.len(), 2);
+        assert_eq!(got[0].samples[1].value, 3.0);
     }
 }
