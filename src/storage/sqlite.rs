@@ -37,7 +37,7 @@ pub struct StorageOptions {
     pub min_free_disk: u64,
     /// When open chunks are closed.
     pub chunk: ChunkPolicy,
-    /// Raw samples older than this are summarised into 5-minute rollups.
+    /// A UTC day is summarised into 5-minute rollups once it ended this long ago.
     pub rollup_after_ms: i64,
     /// Rollup points whose bucket is older than this are deleted.
     pub rollup_retention_ms: i64,
@@ -57,7 +57,7 @@ impl Default for StorageOptions {
         StorageOptions {
             retention_ms: 15 * 24 * 3600 * 1000,
             retention_size: None,
-            rollup_after_ms: 7 * 24 * 3600 * 1000,
+            rollup_after_ms: 3600 * 1000,
             rollup_retention_ms: 400 * 24 * 3600 * 1000,
             min_free_disk: 256 << 20,
             chunk: ChunkPolicy::default(),
@@ -933,6 +933,87 @@ impl Appender for SqliteStorage {
     }
 }
 
+/// Fails with `ReadStopped` once `limit` refuses more.
+fn taken(limit: &dyn super::ReadLimit, series: usize, samples: usize) -> Result<(), StorageError> {
+    if limit.take(series, samples) {
+        Ok(())
+    } else {
+        Err(StorageError::ReadStopped)
+    }
+}
+
+/// One series' raw samples in `[mint, maxt]` (chunks, then the open head
+/// chunk), time-ordered, appended to `out`; the limit sees every chunk.
+#[allow(clippy::too_many_arguments)]
+fn read_raw(
+    conn: &Connection,
+    id: SeriesId,
+    labels: &Labels,
+    head: Option<&Vec<u8>>,
+    mint: i64,
+    maxt: i64,
+    limit: &dyn super::ReadLimit,
+    out: &mut Vec<Sample>,
+) -> Result<(), StorageError> {
+    let mut decoded = Vec::new();
+    if let Some(bytes) = head {
+        chunk::decode_into(bytes, i64::MIN, i64::MAX, &mut decoded)
+            .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+    }
+    let head = (!decoded.is_empty()).then_some(decoded);
+    read_decoded(conn, id, labels, head, mint, maxt, limit, out)
+}
+
+/// [`read_raw`] with the head chunk already decoded.
+#[allow(clippy::too_many_arguments)]
+fn read_decoded(
+    conn: &Connection,
+    id: SeriesId,
+    labels: &Labels,
+    head: Option<Vec<Sample>>,
+    mint: i64,
+    maxt: i64,
+    limit: &dyn super::ReadLimit,
+    out: &mut Vec<Sample>,
+) -> Result<(), StorageError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+        )
+        .map_err(backend)?;
+    taken(limit, 0, 0)?;
+    let start = out.len();
+    let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let data = row
+            .get_ref(0)
+            .map_err(backend)?
+            .as_blob()
+            .map_err(backend)?;
+        let before = out.len();
+        Encoding::from_code(row.get(1).map_err(backend)?)
+            .and_then(|enc| pco_chunk::decode_any(enc, data, mint, maxt, out))
+            .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+        taken(limit, 0, out.len() - before)?;
+    }
+    if let Some(head) = head {
+        let before = out.len();
+        let lo = head.partition_point(|s| s.timestamp_ms < mint);
+        let hi = head.partition_point(|s| s.timestamp_ms <= maxt);
+        out.extend_from_slice(&head[lo.min(hi)..hi]);
+        taken(limit, 0, out.len() - before)?;
+    }
+    if !out[start..]
+        .windows(2)
+        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+    {
+        let mut tail = out.split_off(start);
+        normalize(&mut tail);
+        out.append(&mut tail);
+    }
+    Ok(())
+}
+
 impl Querier for SqliteStorage {
     fn select(
         &self,
@@ -959,45 +1040,76 @@ impl Querier for SqliteStorage {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         self.with_snapshot(&ids, |conn, heads| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
-                )
-                .map_err(backend)?;
             let mut out = Vec::new();
-            // The limit sees every decoded chunk, so it stops a read while it loads.
-            let take = |series, samples| {
-                if limit.take(series, samples) {
-                    Ok(())
-                } else {
-                    Err(StorageError::ReadStopped)
-                }
-            };
             for (id, labels) in matched {
-                take(0, 0)?;
-                let mut samples: Vec<Sample> = Vec::new();
-                let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
-                while let Some(row) = rows.next().map_err(backend)? {
-                    let data: Vec<u8> = row.get(0).map_err(backend)?;
-                    let before = samples.len();
-                    Encoding::from_code(row.get(1).map_err(backend)?)
-                        .and_then(|enc| pco_chunk::decode_any(enc, &data, mint, maxt, &mut samples))
-                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                    take(0, samples.len() - before)?;
-                }
-                if let Some(bytes) = heads.get(&id) {
-                    let before = samples.len();
-                    chunk::decode_into(bytes, mint, maxt, &mut samples)
-                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                    take(0, samples.len() - before)?;
-                }
-                normalize(&mut samples);
+                let mut samples = Vec::new();
+                read_raw(
+                    conn,
+                    id,
+                    &labels,
+                    heads.get(&id),
+                    mint,
+                    maxt,
+                    limit,
+                    &mut samples,
+                )?;
                 if !samples.is_empty() {
-                    take(1, 0)?;
+                    taken(limit, 1, 0)?;
                     out.push(Series { labels, samples });
                 }
             }
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(out)
+        })
+    }
+
+    fn select_summarized(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: &dyn super::ReadLimit,
+    ) -> Result<Vec<(Series, Vec<super::RollupPoint>)>, StorageError> {
+        if mint > self.inner.counters.rollup_max_t.load(Ordering::Relaxed) {
+            let raw = self.select_bounded(matchers, mint, maxt, limit)?;
+            return Ok(raw.into_iter().map(|s| (s, Vec::new())).collect());
+        }
+        let matched = self.matching(matchers);
+        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
+        self.with_snapshot(&ids, |conn, heads| {
+            let mut out = Vec::new();
+            for (id, labels) in matched {
+                taken(limit, 0, 0)?;
+                // The open head chunk's samples are in no rollup yet.
+                let mut head = Vec::new();
+                if let Some(bytes) = heads.get(&id) {
+                    chunk::decode_into(bytes, i64::MIN, i64::MAX, &mut head)
+                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                }
+                let head_from = head.first().map_or(i64::MAX, |s| s.timestamp_ms);
+                let (points, cut) = SqliteStorage::leading_rollups(conn, id, mint, maxt, head_from)
+                    .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
+                taken(limit, 0, points.len())?;
+                let mut samples: Vec<Sample> = points
+                    .iter()
+                    .map(|p| Sample {
+                        timestamp_ms: p.t,
+                        value: p.last,
+                    })
+                    .collect();
+                if cut <= maxt {
+                    let from = cut.max(mint);
+                    let mut raw = Vec::new();
+                    let head = (!head.is_empty()).then_some(head);
+                    read_decoded(conn, id, &labels, head, from, maxt, limit, &mut raw)?;
+                    samples.append(&mut raw);
+                }
+                if !samples.is_empty() {
+                    taken(limit, 1, 0)?;
+                    out.push((Series { labels, samples }, points));
+                }
+            }
+            out.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
             Ok(out)
         })
     }
