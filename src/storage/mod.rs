@@ -15,6 +15,7 @@ mod head;
 mod index;
 mod memory;
 pub mod pco_chunk;
+mod read;
 mod restore;
 mod retention;
 mod rollup;

@@ -472,8 +472,8 @@ impl SqliteStorage {
         Ok(())
     }
 
-    /// The rollup points in `[mint, maxt]` of the complete rollup days that
-    /// lead one series' data in the range, and where they end (`i64::MIN`
+    /// The rollup rows (still encoded) of the complete rollup days that lead
+    /// one series' data in `[mint, maxt]`, and where they end (`i64::MIN`
     /// when none do): raw samples from there on are read from chunks.
     ///
     /// A day counts while its row summarises every raw sample the day still
@@ -487,7 +487,7 @@ impl SqliteStorage {
         mint: i64,
         maxt: i64,
         head_from: i64,
-    ) -> Result<(Vec<RollupPoint>, i64), StorageError> {
+    ) -> Result<(Vec<Vec<u8>>, i64), StorageError> {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT r.min_t, r.data,
@@ -503,7 +503,7 @@ impl SqliteStorage {
         let mut rows = stmt
             .query(params![series, mint, maxt, DAY_MS])
             .map_err(backend)?;
-        let mut points = Vec::new();
+        let mut rollups = Vec::new();
         let mut end = i64::MIN;
         while let Some(row) = rows.next().map_err(backend)? {
             let from: i64 = row.get(0).map_err(backend)?;
@@ -525,15 +525,10 @@ impl SqliteStorage {
             if !complete || !follows || to > head_from {
                 break;
             }
-            let data = row
-                .get_ref(1)
-                .map_err(backend)?
-                .as_blob()
-                .map_err(backend)?;
-            decode_into(data, mint, maxt, &mut points)?;
+            rollups.push(row.get(1).map_err(backend)?);
             end = to;
         }
-        Ok((points, end))
+        Ok((rollups, end))
     }
 
     /// Rollup points of the given series in `[mint, maxt]`, read in `conn`'s snapshot.

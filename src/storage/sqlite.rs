@@ -933,87 +933,6 @@ impl Appender for SqliteStorage {
     }
 }
 
-/// Fails with `ReadStopped` once `limit` refuses more.
-fn taken(limit: &dyn super::ReadLimit, series: usize, samples: usize) -> Result<(), StorageError> {
-    if limit.take(series, samples) {
-        Ok(())
-    } else {
-        Err(StorageError::ReadStopped)
-    }
-}
-
-/// One series' raw samples in `[mint, maxt]` (chunks, then the open head
-/// chunk), time-ordered, appended to `out`; the limit sees every chunk.
-#[allow(clippy::too_many_arguments)]
-fn read_raw(
-    conn: &Connection,
-    id: SeriesId,
-    labels: &Labels,
-    head: Option<&Vec<u8>>,
-    mint: i64,
-    maxt: i64,
-    limit: &dyn super::ReadLimit,
-    out: &mut Vec<Sample>,
-) -> Result<(), StorageError> {
-    let mut decoded = Vec::new();
-    if let Some(bytes) = head {
-        chunk::decode_into(bytes, i64::MIN, i64::MAX, &mut decoded)
-            .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-    }
-    let head = (!decoded.is_empty()).then_some(decoded);
-    read_decoded(conn, id, labels, head, mint, maxt, limit, out)
-}
-
-/// [`read_raw`] with the head chunk already decoded.
-#[allow(clippy::too_many_arguments)]
-fn read_decoded(
-    conn: &Connection,
-    id: SeriesId,
-    labels: &Labels,
-    head: Option<Vec<Sample>>,
-    mint: i64,
-    maxt: i64,
-    limit: &dyn super::ReadLimit,
-    out: &mut Vec<Sample>,
-) -> Result<(), StorageError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
-        )
-        .map_err(backend)?;
-    taken(limit, 0, 0)?;
-    let start = out.len();
-    let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
-    while let Some(row) = rows.next().map_err(backend)? {
-        let data = row
-            .get_ref(0)
-            .map_err(backend)?
-            .as_blob()
-            .map_err(backend)?;
-        let before = out.len();
-        Encoding::from_code(row.get(1).map_err(backend)?)
-            .and_then(|enc| pco_chunk::decode_any(enc, data, mint, maxt, out))
-            .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-        taken(limit, 0, out.len() - before)?;
-    }
-    if let Some(head) = head {
-        let before = out.len();
-        let lo = head.partition_point(|s| s.timestamp_ms < mint);
-        let hi = head.partition_point(|s| s.timestamp_ms <= maxt);
-        out.extend_from_slice(&head[lo.min(hi)..hi]);
-        taken(limit, 0, out.len() - before)?;
-    }
-    if !out[start..]
-        .windows(2)
-        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
-    {
-        let mut tail = out.split_off(start);
-        normalize(&mut tail);
-        out.append(&mut tail);
-    }
-    Ok(())
-}
-
 impl Querier for SqliteStorage {
     fn select(
         &self,
@@ -1039,28 +958,10 @@ impl Querier for SqliteStorage {
     ) -> Result<Vec<Series>, StorageError> {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
-        self.with_snapshot(&ids, |conn, heads| {
-            let mut out = Vec::new();
-            for (id, labels) in matched {
-                let mut samples = Vec::new();
-                read_raw(
-                    conn,
-                    id,
-                    &labels,
-                    heads.get(&id),
-                    mint,
-                    maxt,
-                    limit,
-                    &mut samples,
-                )?;
-                if !samples.is_empty() {
-                    taken(limit, 1, 0)?;
-                    out.push(Series { labels, samples });
-                }
-            }
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            Ok(out)
-        })
+        let read = self.with_snapshot(&ids, |conn, heads| {
+            super::read::select(conn, &heads, matched, (mint, maxt), limit, false)
+        })?;
+        Ok(read.into_iter().map(|(s, _)| s).collect())
     }
 
     fn select_summarized(
@@ -1070,47 +971,12 @@ impl Querier for SqliteStorage {
         maxt: i64,
         limit: &dyn super::ReadLimit,
     ) -> Result<Vec<(Series, Vec<super::RollupPoint>)>, StorageError> {
-        if mint > self.inner.counters.rollup_max_t.load(Ordering::Relaxed) {
-            let raw = self.select_bounded(matchers, mint, maxt, limit)?;
-            return Ok(raw.into_iter().map(|s| (s, Vec::new())).collect());
-        }
+        // No rollup reaches the range: nothing to look up per series.
+        let summarize = mint <= self.inner.counters.rollup_max_t.load(Ordering::Relaxed);
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         self.with_snapshot(&ids, |conn, heads| {
-            let mut out = Vec::new();
-            for (id, labels) in matched {
-                taken(limit, 0, 0)?;
-                // The open head chunk's samples are in no rollup yet.
-                let mut head = Vec::new();
-                if let Some(bytes) = heads.get(&id) {
-                    chunk::decode_into(bytes, i64::MIN, i64::MAX, &mut head)
-                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                }
-                let head_from = head.first().map_or(i64::MAX, |s| s.timestamp_ms);
-                let (points, cut) = SqliteStorage::leading_rollups(conn, id, mint, maxt, head_from)
-                    .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                taken(limit, 0, points.len())?;
-                let mut samples: Vec<Sample> = points
-                    .iter()
-                    .map(|p| Sample {
-                        timestamp_ms: p.t,
-                        value: p.last,
-                    })
-                    .collect();
-                if cut <= maxt {
-                    let from = cut.max(mint);
-                    let mut raw = Vec::new();
-                    let head = (!head.is_empty()).then_some(head);
-                    read_decoded(conn, id, &labels, head, from, maxt, limit, &mut raw)?;
-                    samples.append(&mut raw);
-                }
-                if !samples.is_empty() {
-                    taken(limit, 1, 0)?;
-                    out.push((Series { labels, samples }, points));
-                }
-            }
-            out.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
-            Ok(out)
+            super::read::select(conn, &heads, matched, (mint, maxt), limit, summarize)
         })
     }
 
