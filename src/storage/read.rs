@@ -31,6 +31,9 @@ const PARALLEL_MIN_BYTES: usize = 128 << 10;
 /// samples before the next batch is decoded.
 const BATCH_BYTES: usize = 1 << 20;
 
+/// One series decoded: its samples and the rollup points that lead them.
+type Decoded = Result<(Series, Vec<RollupPoint>), StorageError>;
+
 /// One series' compressed data in the asked range.
 struct Job {
     labels: Labels,
@@ -52,7 +55,7 @@ impl Job {
 
     /// The series' rollup points and samples (the points' `last` values
     /// leading the raw samples).
-    fn decode(&self, mint: i64, maxt: i64) -> Result<(Series, Vec<RollupPoint>), StorageError> {
+    fn decode(&self, mint: i64, maxt: i64) -> Decoded {
         let labels = &self.labels;
         let fail =
             |e: &dyn std::fmt::Display| StorageError::Backend(format!("series {labels}: {e}"));
@@ -91,11 +94,7 @@ impl Job {
 
 /// Decodes every job, on up to [`DECODE_THREADS`] threads when they hold
 /// enough bytes; results in job order.
-fn decode_all(
-    jobs: &[Job],
-    (mint, maxt): (i64, i64),
-    min_bytes: usize,
-) -> Vec<Result<(Series, Vec<RollupPoint>), StorageError>> {
+fn decode_all(jobs: &[Job], (mint, maxt): (i64, i64), min_bytes: usize) -> Vec<Decoded> {
     let bytes: usize = jobs.iter().map(Job::bytes).sum();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -115,8 +114,7 @@ fn decode_all(
             done.push((i, job.decode(mint, maxt)));
         }
     };
-    let mut out: Vec<Option<Result<(Series, Vec<RollupPoint>), StorageError>>> =
-        (0..jobs.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Decoded>> = (0..jobs.len()).map(|_| None).collect();
     std::thread::scope(|s| {
         // A thread that cannot start leaves its share to the others.
         let helpers: Vec<_> = (1..threads)
