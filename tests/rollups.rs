@@ -373,6 +373,15 @@ fn coarse_range_queries_read_ended_days_from_rollups() {
             .iter()
             .all(|s| s.timestamp_ms >= D0 + 9 * DAY)
     );
+    // Where raw samples cover the range, reads that keep raw samples (steps
+    // below 5 minutes) get no rollup rows to decode and throw away.
+    assert!(store.select_rollups(&c, D0, now).unwrap().is_empty());
+    assert!(
+        store
+            .select_rollups(&c, D0 + 3 * DAY, now)
+            .unwrap()
+            .is_empty()
+    );
 
     let raw = Engine::new(
         Arc::new(store.clone()),

@@ -540,7 +540,14 @@ impl SqliteStorage {
     ) -> Result<Vec<RollupSeries>, StorageError> {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT data FROM rollups WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+                // A day is skipped when a raw chunk in range starts at or
+                // before it (or the range): the series' raw samples then
+                // begin no later than the day's points, and the engine uses
+                // no rollup point after the first raw sample.
+                "SELECT data FROM rollups r WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2
+                   AND NOT EXISTS (SELECT 1 FROM chunks c
+                                    WHERE c.series_id = ?1 AND c.min_t <= MAX(?2, r.min_t) AND c.max_t >= ?2)
+                 ORDER BY min_t",
             )
             .map_err(backend)?;
         let mut out = Vec::new();
