@@ -20,8 +20,8 @@ fn fill(store: &dyn Appender) {
     support::append_by_rounds(store, &support::generate(START_MS, 7 * DAY_MS));
 }
 
-fn bench_store(c: &mut Criterion, group: &str, store: Arc<dyn Querier>) {
-    let engine = Engine::new(store, EngineOptions::default());
+fn bench_store(c: &mut Criterion, group: &str, store: Arc<dyn Querier>, opts: EngineOptions) {
+    let engine = Engine::new(store, opts);
     let end = START_MS + 7 * DAY_MS;
     let mut group = c.benchmark_group(group);
     group.sample_size(10);
@@ -44,14 +44,13 @@ fn bench_store(c: &mut Criterion, group: &str, store: Arc<dyn Querier>) {
 fn bench(c: &mut Criterion) {
     let memory = Arc::new(MemoryStorage::new());
     fill(memory.as_ref());
-    bench_store(c, "range_query", memory);
+    bench_store(c, "range_query", memory, EngineOptions::default());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = SqliteStorage::open(
         dir.path(),
         StorageOptions {
             min_free_disk: 0,
-            rollup_after_ms: 8 * DAY_MS,
             ..StorageOptions::default()
         },
     )
@@ -61,7 +60,25 @@ fn bench(c: &mut Criterion) {
         .maintain(START_MS + 7 * DAY_MS + 60_000)
         .expect("maintain");
     sqlite.checkpoint().expect("checkpoint");
-    bench_store(c, "range_query_sqlite", Arc::new(sqlite));
+    // Ended days are rolled up (the default `storage.rollup_after`): steps
+    // of 5 minutes or more read them from the rollups...
+    let sqlite: Arc<dyn Querier> = Arc::new(sqlite);
+    bench_store(
+        c,
+        "range_query_sqlite",
+        sqlite.clone(),
+        EngineOptions::default(),
+    );
+    // ...and with `query.rollup_min_step: 0s`, from the raw chunks.
+    bench_store(
+        c,
+        "range_query_sqlite_raw",
+        sqlite,
+        EngineOptions {
+            rollup_min_step: std::time::Duration::ZERO,
+            ..EngineOptions::default()
+        },
+    );
 }
 
 criterion_group!(benches, bench);

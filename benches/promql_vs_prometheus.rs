@@ -99,14 +99,15 @@ fn main() {
 
     // infermon: its real API handlers over its SQLite store, appended one
     // scrape round at a time (all series at one timestamp), then maintained
-    // once as the running server does (chunks compacted). Raw samples are
-    // kept for the whole week (rollups start after 8 days), as in Prometheus.
+    // once as the running server does (chunks compacted, ended days rolled
+    // up). Raw samples are kept for the whole week, as in Prometheus; steps
+    // of 5 minutes or more (the 24h and 7d ranges) read ended days from the
+    // 5-minute rollups (`query.rollup_min_step`).
     let t0 = Instant::now();
     let store = SqliteStorage::open(
         dir.path().join("infermon"),
         StorageOptions {
             min_free_disk: 0,
-            rollup_after_ms: 8 * DAY_MS,
             ..StorageOptions::default()
         },
     )

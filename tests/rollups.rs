@@ -329,3 +329,133 @@ fn a_day_expiring_chunk_by_chunk_is_summarised_whole() {
         .sum();
     assert_eq!(increase, ((n - 1) * 3 - (points[0].last as i64)) as f64);
 }
+
+/// Range queries with a step of 5 minutes or more read ended days from
+/// their rollups (the default `query.rollup_min_step`) and stay close to
+/// the same queries over raw samples; a day whose raw samples changed after
+/// it was summarised (backfill) is read raw until it is summarised again.
+#[test]
+fn coarse_range_queries_read_ended_days_from_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    // Raw samples kept throughout; ended days rolled up after 1h (default).
+    let store = SqliteStorage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_disk: 0,
+            retention_ms: 1000 * DAY,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    for batch in generate() {
+        store.append(&batch).unwrap();
+    }
+    let now = D0 + DAYS * DAY;
+    let report = store.maintain(now).unwrap();
+    // Day 9 ended just now: raw only.
+    assert_eq!(report.days_rolled_up, 2 * 9, "{report:?}");
+
+    // The store hands out days 0-8 as rollup points, day 9 raw.
+    let c = [Matcher::new("__name__", MatchOp::Equal, "requests_total").unwrap()];
+    struct Unlimited;
+    impl infermon::storage::ReadLimit for Unlimited {
+        fn take(&self, _: usize, _: usize) -> bool {
+            true
+        }
+    }
+    let got = store.select_summarized(&c, D0, now, &Unlimited).unwrap();
+    assert_eq!(got.len(), 1);
+    let (series, points) = &got[0];
+    assert_eq!(points.len(), 9 * 288);
+    assert_eq!(series.samples.len(), 9 * 288 + (DAY / STEP) as usize);
+    assert!(
+        series.samples[9 * 288..]
+            .iter()
+            .all(|s| s.timestamp_ms >= D0 + 9 * DAY)
+    );
+    // Where raw samples cover the range, reads that keep raw samples (steps
+    // below 5 minutes) get no rollup rows to decode and throw away.
+    assert!(store.select_rollups(&c, D0, now).unwrap().is_empty());
+    assert!(
+        store
+            .select_rollups(&c, D0 + 3 * DAY, now)
+            .unwrap()
+            .is_empty()
+    );
+
+    let raw = Engine::new(
+        Arc::new(store.clone()),
+        EngineOptions {
+            rollup_min_step: std::time::Duration::ZERO,
+            ..EngineOptions::default()
+        },
+    );
+    let coarse = Engine::new(Arc::new(store.clone()), EngineOptions::default());
+    // A week at ~250 points (step 2419s, as a dashboard panel asks) and
+    // 30-minute steps off the 5-minute grid; bounds in FORMAT.md.
+    for (start, step) in [
+        (now - 7 * DAY, 2_419_000),
+        (D0 + 3_600_000 + 137_000, 1_800_000),
+    ] {
+        for (q, bound) in [
+            ("rate(requests_total[5m])", 0.05),
+            ("rate(requests_total[10m])", 0.05),
+            ("rate(requests_total[1h])", 0.02),
+            ("increase(requests_total[1h])", 0.02),
+            ("avg_over_time(queue_depth[5m])", 0.05),
+            ("avg_over_time(queue_depth[30m])", 0.05),
+            ("min_over_time(queue_depth[30m])", 0.05),
+            ("max_over_time(queue_depth[30m])", 0.05),
+            ("sum_over_time(queue_depth[30m])", 1.0 / 6.0),
+            ("count_over_time(queue_depth[30m])", 1.0 / 6.0),
+            ("queue_depth", 0.05),
+        ] {
+            let a = matrix(&raw, q, start, now, step);
+            let b = matrix(&coarse, q, start, now, step);
+            let worst = max_rel_diff(q, &a, &b);
+            println!(
+                "{q} step {step}: max relative difference {:.4}%",
+                worst * 100.0
+            );
+            assert!(worst <= bound, "{q} step {step}: {:.3}%", worst * 100.0);
+        }
+    }
+    // Below 5 minutes of step, results are the raw samples' exactly.
+    let q = "rate(requests_total[5m])";
+    let fine = (now - 6 * 3_600_000, 60_000);
+    assert_eq!(
+        matrix(&raw, q, fine.0, now, fine.1),
+        matrix(&coarse, q, fine.0, now, fine.1)
+    );
+
+    // A backfilled sample in day 2 makes the day's rollup stale: the day
+    // and the ones after it are read raw, so the sample shows at once.
+    let spike = D0 + 2 * DAY + 12 * 3_600_000 + 7_500;
+    let backfilled = infermon::storage::Series {
+        labels: gauge(),
+        samples: vec![Sample {
+            timestamp_ms: spike,
+            value: 1e6,
+        }],
+    };
+    let r = infermon::storage::Backfill::backfill(&store, &[backfilled]).unwrap();
+    assert_eq!(r.samples_added, 1, "{r:?}");
+    let q = "max_over_time(queue_depth[30m])";
+    let peak = |e: &Engine| {
+        matrix(e, q, D0 + DAY, now, 1_800_000)[0]
+            .1
+            .iter()
+            .map(|p| p.1)
+            .fold(0.0, f64::max)
+    };
+    assert_eq!(peak(&raw), 1e6);
+    assert_eq!(peak(&coarse), 1e6, "a stale rollup day was used");
+    let g = [Matcher::new("__name__", MatchOp::Equal, "queue_depth").unwrap()];
+    let before = store.select_summarized(&g, D0, now, &Unlimited).unwrap();
+    assert_eq!(before[0].1.len(), 2 * 288, "days 0-1 only");
+    // The next pass summarises day 2 again, and the rollups take over.
+    store.maintain(now + 60_000).unwrap();
+    let after = store.select_summarized(&g, D0, now, &Unlimited).unwrap();
+    assert_eq!(after[0].1.len(), 9 * 288);
+    assert_eq!(peak(&coarse), 1e6);
+}

@@ -441,7 +441,7 @@ async fn start(
             let (sqlite, models) = (sqlite.clone(), adapters::model_facts(&inference));
             let st = &config.storage;
             let retention = format!(
-                "raw {}; 5-minute rollups of data older than {} kept {}",
+                "raw {}; 5-minute rollups of days ended {} ago kept {}",
                 st.retention, st.rollup_after, st.rollup_retention
             );
             Arc::new(move || {

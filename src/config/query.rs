@@ -45,6 +45,13 @@ pub struct QueryConfig {
     /// model when both want it (default 19: queries only use CPU the model leaves).
     #[serde(default = "default_nice")]
     pub nice: i32,
+    /// Range queries with at least this step read ended UTC days from their
+    /// 5-minute rollups instead of raw samples (`rate`, `increase`,
+    /// `*_over_time` windows of 5m or more, instant selectors; windows snap
+    /// to 5-minute buckets), which makes week-long panels cheap (default
+    /// 5m; `0s` reads raw samples wherever they exist).
+    #[serde(default = "default_rollup_min_step")]
+    pub rollup_min_step: PromDuration,
 }
 
 impl Default for QueryConfig {
@@ -79,4 +86,7 @@ fn default_max_queue_wait() -> PromDuration {
 }
 fn default_nice() -> i32 {
     19
+}
+fn default_rollup_min_step() -> PromDuration {
+    PromDuration::from_secs(300)
 }

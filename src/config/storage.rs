@@ -15,9 +15,12 @@ pub struct StorageConfig {
     /// 5-minute rollups until `rollup_retention`.
     #[serde(default = "default_retention")]
     pub retention: PromDuration,
-    /// Raw samples older than this are also summarised into 5-minute rollup
-    /// points (default 7d); data about to reach `retention` is summarised
-    /// first even when younger.
+    /// A UTC day's raw samples are also summarised into 5-minute rollup
+    /// points once the day ended this long ago (default 1h: late and
+    /// out-of-order samples are in by then; a day that still changes is
+    /// summarised again). Range queries with a step of
+    /// `query.rollup_min_step` or more read those days from the rollups;
+    /// data about to reach `retention` is summarised first even when younger.
     #[serde(default = "default_rollup_after")]
     pub rollup_after: PromDuration,
     /// How long the 5-minute rollups are kept (default 400d); `0s` turns
@@ -67,7 +70,7 @@ fn default_path() -> String {
     "data/".to_string()
 }
 fn default_rollup_after() -> PromDuration {
-    PromDuration::from_secs(7 * 24 * 3600)
+    PromDuration::from_secs(3600)
 }
 fn default_rollup_retention() -> PromDuration {
     PromDuration::from_secs(400 * 24 * 3600)

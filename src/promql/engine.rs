@@ -44,6 +44,11 @@ pub struct EngineOptions {
     pub max_queue_wait: Duration,
     /// OS scheduling priority of the query threads (see [`crate::background`]).
     pub priority: crate::background::Priority,
+    /// Range queries with at least this step read whole UTC days from their
+    /// 5-minute rollups where complete ones exist (`rate`, `increase`, the
+    /// `count`/`sum`/`avg`/`min`/`max_over_time` windows of 5 minutes or
+    /// more and instant selectors); zero reads raw samples wherever they exist.
+    pub rollup_min_step: Duration,
 }
 
 impl Default for EngineOptions {
@@ -76,6 +81,7 @@ impl EngineOptions {
                 nice: query.nice,
                 batch: true,
             },
+            rollup_min_step: query.rollup_min_step.as_duration(),
         }
     }
 
@@ -241,7 +247,9 @@ impl Engine {
             .saturating_add(1);
         let budget = Budget::new(self.opts.limits(), cancel);
         budget.fits(0, steps.saturating_mul(SAMPLE_BYTES))?;
-        let mut ev = Evaluator::prepare_with(self, expr, invalid_utf8, start, end, budget)?;
+        let min_step = self.opts.rollup_min_step.as_millis() as i64;
+        let coarse = min_step > 0 && step >= min_step;
+        let mut ev = Evaluator::prepare_with(self, expr, invalid_utf8, start, end, budget, coarse)?;
         ev.steps = Some((start, end, step));
         // Result series by the id of their interned label set (equal sets
         // are one shared set, see `memo`), sorted by labels at the end.
@@ -581,6 +589,45 @@ pub(crate) fn node_id<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
+/// A selector, its node id, the span `[mint, maxt]` it reads and whether
+/// rollups may stand for its raw samples.
+type Span<'e> = (&'e VectorSelector, usize, i64, i64, bool);
+
+/// Functions whose window results stay close to raw data when computed from
+/// 5-minute rollups (`FORMAT.md`): the counter increase and the
+/// `count`/`sum`/`min`/`max` of the buckets are exact, only the window edges
+/// snap to buckets.
+const ROLLUP_FUNCTIONS: [&str; 7] = [
+    "rate",
+    "increase",
+    "avg_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "min_over_time",
+    "max_over_time",
+];
+
+/// Where a selector is evaluated, for [`Evaluator::collect_spans`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// At the query's steps.
+    Step,
+    /// At the query's steps, as the range argument of a [`ROLLUP_FUNCTIONS`] call.
+    RollupCall,
+    /// Inside a subquery, at its own (finer) steps: raw samples only.
+    Subquery,
+}
+
+impl Reach {
+    /// The reach of an operand one level down (not a call's argument).
+    fn inner(self) -> Reach {
+        match self {
+            Reach::RollupCall => Reach::Step,
+            other => other,
+        }
+    }
+}
+
 /// The state of one query: fetched samples, query bounds, deadline.
 pub(crate) struct Evaluator {
     pub(super) lookback: i64,
@@ -620,10 +667,12 @@ impl Evaluator {
         cancel: Option<Arc<AtomicBool>>,
     ) -> Result<Self, PromqlError> {
         let budget = Budget::new(engine.opts.limits(), cancel);
-        Self::prepare_with(engine, expr, invalid_utf8, start, end, budget)
+        Self::prepare_with(engine, expr, invalid_utf8, start, end, budget, false)
     }
 
-    /// [`Evaluator::prepare`] under a budget already started.
+    /// [`Evaluator::prepare`] under a budget already started; `coarse`: a
+    /// range query whose step lets selectors read rollups (see
+    /// [`EngineOptions::rollup_min_step`]).
     fn prepare_with(
         engine: &Engine,
         expr: &Expr,
@@ -631,6 +680,7 @@ impl Evaluator {
         start: i64,
         end: i64,
         budget: Budget,
+        coarse: bool,
     ) -> Result<Self, PromqlError> {
         let opts = &engine.opts;
         let mut ev = Evaluator {
@@ -649,11 +699,16 @@ impl Evaluator {
             windows: FxHashMap::default(),
             selectors: FxHashMap::default(),
         };
-        let mut spans: Vec<(&VectorSelector, usize, i64, i64)> = Vec::new();
-        ev.collect_spans(expr, start, end, &mut spans);
-        for (vs, id, mint, maxt) in spans {
+        let mut spans: Vec<Span<'_>> = Vec::new();
+        ev.collect_spans(expr, start, end, Reach::Step, &mut spans);
+        for (vs, id, mint, maxt, rollable) in spans {
             ev.check_deadline()?;
-            let (series, rolled) = select(engine.storage.as_ref(), vs, mint, maxt, &ev.budget)?;
+            let q = engine.storage.as_ref();
+            let (series, rolled) = if coarse && rollable {
+                select_summarized(q, vs, mint, maxt, &ev.budget)?
+            } else {
+                select(q, vs, mint, maxt, &ev.budget)?
+            };
             ev.data.insert(id, series);
             if let Some(rolled) = rolled {
                 ev.rolled.insert(id, rolled);
@@ -670,47 +725,57 @@ impl Evaluator {
         })
     }
 
-    /// Records, per selector, the sample span evaluation between `lo` and `hi` can touch.
+    /// Records, per selector, the sample span evaluation between `lo` and
+    /// `hi` can touch, and whether rollups may stand for its raw samples
+    /// (`reach`: where the selector is evaluated).
     fn collect_spans<'e>(
         &self,
         expr: &'e Expr,
         lo: i64,
         hi: i64,
-        out: &mut Vec<(&'e VectorSelector, usize, i64, i64)>,
+        reach: Reach,
+        out: &mut Vec<Span<'e>>,
     ) {
+        let bucket = crate::storage::BUCKET_MS;
         match expr {
             Expr::VectorSelector(vs) => {
                 let (lo, hi) = self.shift(&vs.at, &vs.offset, lo, hi);
-                out.push((vs, node_id(vs), lo - self.lookback + 1, hi));
+                let rollable = reach != Reach::Subquery && self.lookback >= bucket;
+                out.push((vs, node_id(vs), lo - self.lookback + 1, hi, rollable));
             }
             Expr::MatrixSelector(ms) => {
                 let (lo, hi) = self.shift(&ms.vs.at, &ms.vs.offset, lo, hi);
-                out.push((
-                    &ms.vs,
-                    node_id(&ms.vs),
-                    lo - ms.range.as_millis() as i64 + 1,
-                    hi,
-                ));
+                let range = ms.range.as_millis() as i64;
+                let rollable = reach == Reach::RollupCall && range >= bucket;
+                out.push((&ms.vs, node_id(&ms.vs), lo - range + 1, hi, rollable));
             }
             Expr::Subquery(sq) => {
                 let (lo, hi) = self.shift(&sq.at, &sq.offset, lo, hi);
-                self.collect_spans(&sq.expr, lo - sq.range.as_millis() as i64, hi, out);
+                let lo = lo - sq.range.as_millis() as i64;
+                self.collect_spans(&sq.expr, lo, hi, Reach::Subquery, out);
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.collect_spans(p, lo, hi, out);
+                    self.collect_spans(p, lo, hi, reach.inner(), out);
                 }
-                self.collect_spans(&a.expr, lo, hi, out);
+                self.collect_spans(&a.expr, lo, hi, reach.inner(), out);
             }
-            Expr::Unary(u) => self.collect_spans(&u.expr, lo, hi, out),
+            Expr::Unary(u) => self.collect_spans(&u.expr, lo, hi, reach.inner(), out),
             Expr::Binary(b) => {
-                self.collect_spans(&b.lhs, lo, hi, out);
-                self.collect_spans(&b.rhs, lo, hi, out);
+                self.collect_spans(&b.lhs, lo, hi, reach.inner(), out);
+                self.collect_spans(&b.rhs, lo, hi, reach.inner(), out);
             }
-            Expr::Paren(p) => self.collect_spans(&p.expr, lo, hi, out),
+            Expr::Paren(p) => self.collect_spans(&p.expr, lo, hi, reach.inner(), out),
             Expr::Call(c) => {
+                let inner = if reach == Reach::Subquery {
+                    Reach::Subquery
+                } else if ROLLUP_FUNCTIONS.contains(&c.func.name) {
+                    Reach::RollupCall
+                } else {
+                    Reach::Step
+                };
                 for a in &c.args.args {
-                    self.collect_spans(a, lo, hi, out);
+                    self.collect_spans(a, lo, hi, inner, out);
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
@@ -1042,6 +1107,35 @@ fn select(
         rolled.push(points);
     }
     Ok((series, Some(rolled)))
+}
+
+/// [`select`] for a range query whose step is coarse enough for rollups:
+/// complete rollup days lead each series (see
+/// [`Querier::select_summarized`]).
+#[allow(clippy::type_complexity)]
+fn select_summarized(
+    q: &dyn Querier,
+    vs: &VectorSelector,
+    mint: i64,
+    maxt: i64,
+    budget: &Budget,
+) -> Result<(Vec<Series>, Option<Vec<Vec<RollupPoint>>>), PromqlError> {
+    let stopped = |e: StorageError| match e {
+        StorageError::ReadStopped => budget.stop_reason(),
+        other => other.into(),
+    };
+    let mut all: BTreeMap<Labels, (Series, Vec<RollupPoint>)> = BTreeMap::new();
+    for m in &to_matchers(vs)? {
+        for (s, points) in q
+            .select_summarized(m, mint, maxt, budget)
+            .map_err(stopped)?
+        {
+            all.entry(s.labels.clone()).or_insert((s, points));
+        }
+    }
+    let any_rolled = all.values().any(|(_, p)| !p.is_empty());
+    let (series, rolled): (Vec<Series>, Vec<Vec<RollupPoint>>) = all.into_values().unzip();
+    Ok((series, any_rolled.then_some(rolled)))
 }
 
 #[cfg(test)]

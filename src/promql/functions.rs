@@ -885,9 +885,14 @@ impl Span {
 /// bucket, resets included — exactly what the raw samples give. When the
 /// window holds the first bucket whole, it starts at its first sample, so a
 /// window of `n` buckets measures `n` buckets of increase, as raw data does.
+///
+/// A window holding a single bucket (a 5-minute window) takes that bucket
+/// whole even where its first sample lies before the window: its increase
+/// over its own span, which extrapolation scales to the window, is the
+/// bucket's average rate — with only its last sample there would be none.
 fn rolled_increase(r: &[RollupPoint], range_start: i64) -> Span {
     let head = r[0];
-    let (first, mut samples, mut result) = if head.first_t >= range_start {
+    let (first, mut samples, mut result) = if head.first_t >= range_start || r.len() == 1 {
         let p = Point {
             t: head.first_t,
             f: head.first,

@@ -62,12 +62,31 @@ impl<'a> BitReader<'a> {
         Ok(bit)
     }
 
+    /// Reads `n` (at most 64) bits at once from a 128-bit big-endian window:
+    /// bit by bit, decoding spent most of its time here.
     fn read_bits(&mut self, n: u8) -> Result<u64, ChunkError> {
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.read_bit()?);
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return Ok(0);
         }
-        Ok(v)
+        let end = self.pos + usize::from(n);
+        if end > self.bytes.len() * 8 {
+            return Err(ChunkError("truncated bit stream"));
+        }
+        let byte = self.pos / 8;
+        let window = match self.bytes.get(byte..byte + 16) {
+            Some(w) => u128::from_be_bytes(w.try_into().unwrap_or([0; 16])),
+            None => {
+                let mut buf = [0u8; 16];
+                let tail = &self.bytes[byte..];
+                buf[..tail.len()].copy_from_slice(tail);
+                u128::from_be_bytes(buf)
+            }
+        };
+        // At most 7 + 64 bits of the 128 are used, so neither shift overflows.
+        let v = (window << (self.pos % 8)) >> (128 - u32::from(n));
+        self.pos = end;
+        Ok(v as u64)
     }
 
     fn read_uvarint(&mut self) -> Result<u64, ChunkError> {

@@ -15,6 +15,7 @@ mod head;
 mod index;
 mod memory;
 pub mod pco_chunk;
+mod read;
 mod restore;
 mod retention;
 mod rollup;
@@ -194,6 +195,31 @@ pub trait Querier: Send + Sync {
         _maxt: i64,
     ) -> Result<Vec<RollupSeries>, StorageError> {
         Ok(Vec::new())
+    }
+
+    /// [`Querier::select_bounded`] for range queries with a step of 5
+    /// minutes or more: where whole UTC days at the start of the range are
+    /// summarised in 5-minute rollups that are complete (no raw sample of the
+    /// day newer or more than they summarise), those days come as rollup
+    /// points instead of raw samples, which is what makes long ranges cheap.
+    /// Each series comes with the rollup points its first samples stand for
+    /// (their `last` values lead `samples`, as [`merge_rollups`] builds them),
+    /// raw samples after them. Sorted by labels. Stores without rollups keep
+    /// this default: raw samples, and rollups only where raw samples are gone.
+    fn select_summarized(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: &dyn ReadLimit,
+    ) -> Result<Vec<(Series, Vec<RollupPoint>)>, StorageError> {
+        let raw = self.select_bounded(matchers, mint, maxt, limit)?;
+        let rollups = self.select_rollups(matchers, mint, maxt)?;
+        let points = rollups.iter().map(|r| r.points.len()).sum();
+        if !limit.take(0, points) {
+            return Err(StorageError::ReadStopped);
+        }
+        Ok(rollup::merge_all(raw, rollups))
     }
 
     /// Label names of the series matching `matchers` (all series when empty)

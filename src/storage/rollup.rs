@@ -1,5 +1,5 @@
-//! Rollups: once raw samples are older than `storage.rollup_after`, each
-//! series' UTC day is reduced to one point per 5-minute bucket that keeps
+//! Rollups: once a UTC day ended `storage.rollup_after` ago, each series'
+//! day is reduced to one point per 5-minute bucket that keeps
 //! what `rate`, `increase` and the `*_over_time` functions need over windows
 //! of 10 minutes or more (last sample and its time, first, min, max, sum,
 //! count, reset-adjusted increase). The points live in the `rollups` table
@@ -261,6 +261,33 @@ pub fn merge(mut raw: Series, rollups: &[RollupPoint]) -> (Series, usize) {
     (raw, used)
 }
 
+/// [`merge`] for every series of a selection: raw series and rollup series
+/// (each sorted by labels) joined by labels, sorted by labels.
+pub fn merge_all(raw: Vec<Series>, rollups: Vec<RollupSeries>) -> Vec<(Series, Vec<RollupPoint>)> {
+    let mut by_labels: std::collections::BTreeMap<Labels, (Series, Vec<RollupPoint>)> = raw
+        .into_iter()
+        .map(|s| (s.labels.clone(), (s, Vec::new())))
+        .collect();
+    for r in rollups {
+        let entry = by_labels.entry(r.labels.clone()).or_insert_with(|| {
+            let empty = Series {
+                labels: r.labels,
+                samples: Vec::new(),
+            };
+            (empty, Vec::new())
+        });
+        entry.1 = r.points;
+    }
+    by_labels
+        .into_values()
+        .map(|(raw, mut points)| {
+            let (merged, used) = merge(raw, &points);
+            points.truncate(used);
+            (merged, points)
+        })
+        .collect()
+}
+
 /// What one rollup pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RollupReport {
@@ -271,7 +298,7 @@ pub struct RollupReport {
 }
 
 impl SqliteStorage {
-    /// Rolls up every series-day older than `rollup_after` (or about to
+    /// Rolls up every series-day that ended `rollup_after` ago (or about to
     /// reach raw retention, whichever comes first) that has raw samples not
     /// yet summarised, then deletes rollup rows older than `rollup_retention`.
     /// Runs in maintenance before raw retention, so raw samples are always
@@ -445,6 +472,65 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// The rollup rows (still encoded) of the complete rollup days that lead
+    /// one series' data in `[mint, maxt]`, and where they end (`i64::MIN`
+    /// when none do): raw samples from there on are read from chunks.
+    ///
+    /// A day counts while its row summarises every raw sample the day still
+    /// has (no more and no newer ones than when it was written: backfill and
+    /// late samples make it wait for the next rollup pass) and the open head
+    /// chunk (first sample `head_from`) starts after it; the days must follow
+    /// one another, and no raw sample in the range may come before them.
+    pub(super) fn leading_rollups(
+        conn: &Connection,
+        series: SeriesId,
+        mint: i64,
+        maxt: i64,
+        head_from: i64,
+    ) -> Result<(Vec<Vec<u8>>, i64), StorageError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT r.min_t, r.data,
+                   (SELECT COALESCE(SUM(c.samples), 0) <= r.raw_samples
+                           AND COALESCE(MAX(c.max_t), r.max_t) <= r.max_t
+                      FROM chunks c
+                     WHERE c.series_id = r.series_id AND c.min_t >= r.min_t AND c.min_t < r.min_t + ?4)
+                 FROM rollups r
+                WHERE r.series_id = ?1 AND r.min_t <= ?3 AND r.max_t >= ?2
+                ORDER BY r.min_t",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(params![series, mint, maxt, DAY_MS])
+            .map_err(backend)?;
+        let mut rollups = Vec::new();
+        let mut end = i64::MIN;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let from: i64 = row.get(0).map_err(backend)?;
+            let complete: bool = row.get(2).map_err(backend)?;
+            let to = from.saturating_add(DAY_MS);
+            let follows = if end == i64::MIN {
+                // Nothing raw in the range before the first day.
+                let mut before = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM chunks WHERE series_id = ?1 AND min_t < ?2 AND max_t >= ?3 LIMIT 1",
+                    )
+                    .map_err(backend)?;
+                !before
+                    .exists(params![series, from, mint])
+                    .map_err(backend)?
+            } else {
+                from == end
+            };
+            if !complete || !follows || to > head_from {
+                break;
+            }
+            rollups.push(row.get(1).map_err(backend)?);
+            end = to;
+        }
+        Ok((rollups, end))
+    }
+
     /// Rollup points of the given series in `[mint, maxt]`, read in `conn`'s snapshot.
     pub(super) fn read_rollups(
         conn: &Connection,
@@ -454,7 +540,14 @@ impl SqliteStorage {
     ) -> Result<Vec<RollupSeries>, StorageError> {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT data FROM rollups WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
+                // A day is skipped when a raw chunk in range starts at or
+                // before it (or the range): the series' raw samples then
+                // begin no later than the day's points, and the engine uses
+                // no rollup point after the first raw sample.
+                "SELECT data FROM rollups r WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2
+                   AND NOT EXISTS (SELECT 1 FROM chunks c
+                                    WHERE c.series_id = ?1 AND c.min_t <= MAX(?2, r.min_t) AND c.max_t >= ?2)
+                 ORDER BY min_t",
             )
             .map_err(backend)?;
         let mut out = Vec::new();

@@ -38,7 +38,7 @@ pub struct StorageOptions {
     pub min_free_disk: u64,
     /// When open chunks are closed.
     pub chunk: ChunkPolicy,
-    /// Raw samples older than this are summarised into 5-minute rollups.
+    /// A UTC day is summarised into 5-minute rollups once it ended this long ago.
     pub rollup_after_ms: i64,
     /// Rollup points whose bucket is older than this are deleted.
     pub rollup_retention_ms: i64,
@@ -61,7 +61,7 @@ impl Default for StorageOptions {
         StorageOptions {
             retention_ms: 15 * 24 * 3600 * 1000,
             retention_size: None,
-            rollup_after_ms: 7 * 24 * 3600 * 1000,
+            rollup_after_ms: 3600 * 1000,
             rollup_retention_ms: 400 * 24 * 3600 * 1000,
             min_free_disk: 256 << 20,
             chunk: ChunkPolicy::default(),
@@ -1248,47 +1248,25 @@ impl Querier for SqliteStorage {
     ) -> Result<Vec<Series>, StorageError> {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
+        let read = self.with_snapshot(&ids, |conn, heads| {
+            super::read::select(conn, &heads, matched, (mint, maxt), limit, false)
+        })?;
+        Ok(read.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn select_summarized(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: &dyn super::ReadLimit,
+    ) -> Result<Vec<(Series, Vec<super::RollupPoint>)>, StorageError> {
+        // No rollup reaches the range: nothing to look up per series.
+        let summarize = mint <= self.inner.counters.rollup_max_t.load(Ordering::Relaxed);
+        let matched = self.matching(matchers);
+        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         self.with_snapshot(&ids, |conn, heads| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT data, encoding FROM chunks WHERE series_id = ?1 AND min_t <= ?3 AND max_t >= ?2 ORDER BY min_t",
-                )
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            // The limit sees every decoded chunk, so it stops a read while it loads.
-            let take = |series, samples| {
-                if limit.take(series, samples) {
-                    Ok(())
-                } else {
-                    Err(StorageError::ReadStopped)
-                }
-            };
-            for (id, labels) in matched {
-                take(0, 0)?;
-                let mut samples: Vec<Sample> = Vec::new();
-                let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
-                while let Some(row) = rows.next().map_err(backend)? {
-                    let data: Vec<u8> = row.get(0).map_err(backend)?;
-                    let before = samples.len();
-                    Encoding::from_code(row.get(1).map_err(backend)?)
-                        .and_then(|enc| pco_chunk::decode_any(enc, &data, mint, maxt, &mut samples))
-                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                    take(0, samples.len() - before)?;
-                }
-                if let Some(bytes) = heads.get(&id) {
-                    let before = samples.len();
-                    chunk::decode_into(bytes, mint, maxt, &mut samples)
-                        .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
-                    take(0, samples.len() - before)?;
-                }
-                normalize(&mut samples);
-                if !samples.is_empty() {
-                    take(1, 0)?;
-                    out.push(Series { labels, samples });
-                }
-            }
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            Ok(out)
+            super::read::select(conn, &heads, matched, (mint, maxt), limit, summarize)
         })
     }
 
