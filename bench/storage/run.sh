@@ -50,6 +50,18 @@ hwm_bytes() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$1/status"; }
 du_bytes() { du -sb "$1" | cut -f1; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
+# query_ms BASE_URL QUERY: median wall ms of 5 query_range calls over the last
+# HOURS at step 345 s (0 when the system answers with an error).
+query_ms() {
+  local end start
+  end=$(date +%s); start=$((end - HOURS * 3600))
+  for _ in 1 2 3 4 5; do
+    curl -fs -o /dev/null -w '%{time_total}\n' --get --data-urlencode "query=$2" \
+      --data-urlencode "start=$start" --data-urlencode "end=$end" --data-urlencode "step=345" \
+      "$1/api/v1/query_range" || echo 0
+  done | sort -n | sed -n 3p | awk '{ printf "%.1f", $1 * 1000 }'
+}
+
 if [ -z "${ONLY_SCRAPE:-}" ]; then
 # ingest_peer NAME PID WRITE_URL SETTLE_FN DATA_DIR [BYTES_FN]
 ingest_peer() {
@@ -60,6 +72,11 @@ ingest_peer() {
   wall=$(calc "$(date +%s.%N) - $start"); cpu=$(calc "$(cpu_s "$pid") - $c0")
   $settle
   hwm=$(hwm_bytes "$pid")
+  # Query latency once settled (after the RSS reading): medians of 5 runs of
+  # two range queries over the whole ingested span, step 345 s.
+  local base=${url%/api/v1/write} q1 q2
+  q1=$(query_ms "$base" 'sum(rate(bench_requests_0_total[5m]))')
+  q2=$(query_ms "$base" 'sum by (instance) ({__name__=~"bench_requests_.*_total"})')
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   local extra=""
   if [ -n "$bytes_fn" ]; then
@@ -69,7 +86,7 @@ ingest_peer() {
   else
     bytes=$(du_bytes "$dir")
   fi
-  echo "{\"system\":\"$name\",\"shape\":\"$LOADGEN_SHAPE\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$bytes$extra}" | tee -a "$OUT" >&2
+  echo "{\"system\":\"$name\",\"shape\":\"$LOADGEN_SHAPE\",\"samples\":$SAMPLES,\"wall_s\":$wall,\"cpu_s\":$cpu,\"peak_rss_bytes\":$hwm,\"bytes\":$bytes,\"query_one_family_ms\":$q1,\"query_all_counters_ms\":$q2$extra}" | tee -a "$OUT" >&2
 }
 
 echo "== infermon: $SERIES series × ${HOURS}h = $SAMPLES samples" >&2
@@ -107,7 +124,7 @@ ingest_peer prometheus "$PROM" "http://127.0.0.1:$P/api/v1/write" prom_settle "$
 
 echo "== VictoriaMetrics" >&2
 V=$(free_port)
-victoria-metrics -storageDataPath="$WORK/vm" -httpListenAddr="127.0.0.1:$V" -retentionPeriod=1y >"$WORK/vm.log" 2>&1 &
+victoria-metrics -storageDataPath="$WORK/vm" -httpListenAddr="127.0.0.1:$V" -retentionPeriod=1y -search.disableCache >"$WORK/vm.log" 2>&1 &
 VM=$!; PIDS+=("$VM")
 wait_http "http://127.0.0.1:$V/health"
 vm_settle() {

@@ -23,6 +23,16 @@ for name in ["infermon", "prometheus", "victoria-metrics"]:
         f"| {name} | {n} | {n / r['wall_s']:.0f} | {r['cpu_s']:.1f} | {r['cpu_s'] / n * 1e6:.2f} "
         f"| {r['peak_rss_bytes'] / 2**20:.0f} | {r['bytes'] / n:.3f} |"
     )
+if any("query_one_family_ms" in r for r in ingest.values()):
+    print()
+    print("| query_range over the whole span, step 345 s (median of 5) | " + " | ".join(
+        f"{n} ms" for n in ingest) + " |")
+    print("|---|" + "---|" * len(ingest))
+    for key, label in [
+        ("query_one_family_ms", "`sum(rate(bench_requests_0_total[5m]))`"),
+        ("query_all_counters_ms", '`sum by (instance) ({__name__=~"bench_requests_.*_total"})`'),
+    ]:
+        print(f"| {label} | " + " | ".join(f"{r.get(key, 0):.1f}" for r in ingest.values()) + " |")
 inf = ingest.get("infermon")
 if inf and "old_bytes_per_sample" in inf:
     print()
