@@ -555,3 +555,25 @@ fn remote_write_ingest_runs_below_the_models_priority() {
     assert!(!threads.is_empty(), "no ingest thread stored the request");
     assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
 }
+
+/// Scraped bodies are parsed and stored on the scrape threads at the lowest
+/// priority, like remote_write and queries.
+#[cfg(target_os = "linux")]
+#[test]
+fn scraped_bodies_are_parsed_and_stored_below_the_models_priority() {
+    let port = serve_exposition("scraped_here 1\n".to_string());
+    let server = TestServer::start(&format!(
+        "global:\n  scrape_interval: 1s\nserver:\n  listen: 127.0.0.1:0\nstorage:\n  path: {{dir}}/data\nmodels: []\nscrape_configs:\n  - job_name: edge\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    ));
+    assert!(
+        eventually(Duration::from_secs(30), || !query(&server, "scraped_here")
+            .is_empty()),
+        "nothing scraped:\n{}",
+        server.log()
+    );
+    // Parsing and storing ran on the scrape threads (they start with the
+    // first scrape), all at nice 19, not on the async runtime's threads.
+    let threads = threads_named(server.child.id(), "scrape-work");
+    assert!(!threads.is_empty(), "no scrape thread parsed the body");
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+}

@@ -5,7 +5,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use super::fetch::{FetchRequest, Fetcher};
 use super::metrics::ScrapeMetrics;
 use super::target::{JobSettings, Target};
+use crate::background::{Priority, WorkerPool};
 use crate::model::relabel;
 use crate::model::textparse::{Format, LineParser};
 use crate::model::{Labels, METRIC_NAME, Sample, stale_nan};
 use crate::shutdown::Shutdown;
-use crate::storage::{AppendSample, Appender, OUT_OF_BOUNDS, SeriesRef};
+use crate::storage::{AppendSample, Appender, OUT_OF_BOUNDS, SampleBounds, SeriesRef};
 
 /// Health of a target, as the targets API spells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -92,8 +93,9 @@ pub struct ScrapeLoop {
     previous: FxHashMap<u64, Labels>,
     /// Keys of every series seen in the last scrape (for `scrape_series_added`).
     seen: FxHashSet<u64>,
-    /// What the last scrapes made of each series text (the scrape cache).
-    cache: SeriesCache,
+    /// Turns bodies into samples, on a scrape thread; `None` only while a
+    /// scrape has it there.
+    processor: Option<Box<BodyProcessor>>,
     /// The store's ref of each series stored by the last scrape, by key.
     refs: FxHashMap<u64, SeriesRef>,
 }
@@ -155,232 +157,42 @@ struct Scraped {
     out_of_bounds: usize,
 }
 
-impl ScrapeLoop {
-    /// A loop for `target`; `state` is what the targets page reads.
-    pub fn new(
-        target: Target,
-        settings: Arc<JobSettings>,
-        fetcher: Arc<dyn Fetcher>,
-        appender: Arc<dyn Appender>,
-        state: Arc<RwLock<TargetHealth>>,
-        metrics: ScrapeMetrics,
-        clock: ScrapeClock,
-    ) -> Self {
-        ScrapeLoop {
-            target,
-            settings,
-            fetcher,
-            appender,
-            state,
-            metrics,
-            clock,
-            previous: FxHashMap::default(),
-            seen: FxHashSet::default(),
-            cache: SeriesCache::default(),
-            refs: FxHashMap::default(),
-        }
-    }
+/// Threads that parse scraped bodies and store their samples, shared by
+/// every scrape loop: below the model's priority like all monitoring work
+/// (`background`), never on the async runtime's threads.
+fn scrape_pool() -> &'static WorkerPool {
+    static POOL: OnceLock<WorkerPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        WorkerPool::new("scrape-work", threads, SCRAPE_PRIORITY)
+    })
+}
 
-    /// The health the targets page reads.
-    pub fn state(&self) -> Arc<RwLock<TargetHealth>> {
-        self.state.clone()
-    }
+/// nice 19 and `SCHED_BATCH`, as remote_write ingest and queries.
+const SCRAPE_PRIORITY: Priority = Priority {
+    nice: 19,
+    batch: true,
+};
 
-    /// Continues from a predecessor's state (a reloaded job's target).
-    pub fn with_carry(mut self, carry: LoopCarry) -> Self {
-        self.previous = carry.previous;
-        self.seen = carry.seen;
-        self.state = carry.state;
-        self
-    }
+/// How long a scrape waits for a free scrape thread before it fails with
+/// that reason (the threads only stay busy that long while the model keeps
+/// every core).
+const SCRAPE_WORK_WAIT: Duration = Duration::from_secs(60);
 
-    /// Forgets the scrape cache, so the next scrape parses every line.
-    #[cfg(test)]
-    pub(super) fn clear_cache(&mut self) {
-        self.cache.entries.clear();
-    }
+/// What turns a scraped body into samples: target labels, metric
+/// relabelling, limits and the scrape cache. Moved onto a scrape thread for
+/// each scrape and back.
+struct BodyProcessor {
+    target: Target,
+    settings: Arc<JobSettings>,
+    bounds: SampleBounds,
+    /// What the last scrapes made of each series text (the scrape cache).
+    cache: SeriesCache,
+}
 
-    /// Lines read through the scrape cache so far.
-    #[cfg(test)]
-    pub(super) fn cache_hits(&self) -> u64 {
-        self.cache.hits
-    }
-
-    /// Delay before the first scrape: a stable per-target offset within the
-    /// interval, so targets of one job do not all fire at once.
-    pub fn offset(&self) -> Duration {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.target.url.hash(&mut h);
-        self.target.labels.hash(&mut h);
-        let interval = self.settings.interval.as_millis().max(1) as u64;
-        let now = self.clock.now_ms().max(0) as u64;
-        let slot = h.finish() % interval;
-        Duration::from_millis((slot + interval - now % interval) % interval)
-    }
-
-    /// Scrapes every interval until `shutdown` or `stop`. When removed
-    /// (the target left discovery), every series it wrote gets a staleness
-    /// marker; at shutdown they are left as they are, as Prometheus does.
-    /// When replaced (its job was reloaded), it returns its state for the
-    /// successor; a scrape in progress finishes first.
-    pub async fn run(mut self, stop: LoopStop, shutdown: Shutdown) -> Option<LoopCarry> {
-        let start = Instant::now() + self.offset();
-        let mut ticker = tokio::time::interval_at(start, self.settings.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return None,
-                _ = stop.removed.cancelled() => break,
-                _ = stop.replaced.cancelled() => {
-                    return Some(LoopCarry {
-                        previous: self.previous,
-                        seen: self.seen,
-                        state: self.state,
-                    });
-                }
-                _ = ticker.tick() => {}
-            }
-            tokio::select! {
-                _ = shutdown.wait() => return None,
-                _ = self.scrape_once() => {}
-            }
-        }
-        self.end_of_run_staleness().await;
-        None
-    }
-
-    /// One scrape: fetch, parse, relabel, append, update the target state.
-    pub async fn scrape_once(&mut self) {
-        let ts = self.clock.now_ms();
-        let started = Instant::now();
-        let req = FetchRequest {
-            url: self.target.url.clone(),
-            timeout: self.settings.timeout,
-            body_limit: self.settings.limits.body_size_limit,
-        };
-        let fetched =
-            match tokio::time::timeout(self.settings.timeout, self.fetcher.fetch(req)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "scrape timed out after {:?}",
-                    self.settings.timeout
-                )),
-            };
-        let result = fetched.and_then(|resp| {
-            let body = String::from_utf8_lossy(&resp.body);
-            let format = Format::from_content_type(&resp.content_type);
-            self.process(&body, format, ts)
-        });
-        let duration = started.elapsed();
-        let mut current = None;
-        let mut keys = Vec::new();
-        let (mut batch, error, scraped, post_relabel, added) = match result {
-            Ok(s) => {
-                self.metrics.rejected(
-                    &self.settings.job_name,
-                    OUT_OF_BOUNDS,
-                    s.out_of_bounds as u64,
-                );
-                let added = s.seen.difference(&self.seen).count();
-                let post = s.samples.len();
-                let mut batch = s.samples;
-                batch.extend(self.stale_markers(Some(&s.current), ts));
-                current = Some(s.current);
-                keys = s.keys;
-                self.seen = s.seen;
-                (batch, None, s.scraped, post, added)
-            }
-            Err(e) => {
-                let batch = self.stale_markers(None, ts);
-                self.seen.clear();
-                (batch, Some(e), 0, 0, 0)
-            }
-        };
-        self.previous.clear();
-        let scraped_series = batch.len();
-        let mut up = if error.is_none() { 1.0 } else { 0.0 };
-        batch.extend(self.report(ts, up, duration, scraped, post_relabel, added));
-        let mut error = error;
-        let refs: Vec<Option<SeriesRef>> = keys
-            .iter()
-            .map(|k| self.refs.get(k).copied())
-            .chain(std::iter::repeat(None))
-            .take(batch.len())
-            .collect();
-        let (stored, batch, refs) = self.append_returning(batch, refs).await;
-        if let Err(e) = stored {
-            // Storage refused the scrape: record it as failed and keep the
-            // synthetic series so the dashboard shows why.
-            error = Some(format!("storing samples failed: {e}"));
-            up = 0.0;
-            let report = self.report(ts, up, duration, scraped, post_relabel, added);
-            if let Err(e) = self.append(report).await {
-                tracing::warn!(target = %self.target.url, error = %e, "cannot store scrape report");
-            }
-        } else if let Some(current) = current {
-            // The stored series become the next scrape's staleness
-            // candidates, moved out of the batch rather than cloned.
-            self.refs = keys
-                .iter()
-                .zip(&refs)
-                .filter_map(|(k, r)| r.map(|r| (*k, r)))
-                .collect();
-            self.previous = batch
-                .into_iter()
-                .take(post_relabel)
-                .zip(keys)
-                .filter(|(_, k)| current.contains(k))
-                .map(|(s, k)| (k, s.labels))
-                .collect();
-        }
-        let job = &self.settings.job_name;
-        self.metrics.observe(
-            job,
-            duration,
-            error.is_some(),
-            if up == 1.0 { scraped_series as u64 } else { 0 },
-        );
-        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-        st.health = if up == 1.0 { Health::Up } else { Health::Down };
-        st.last_scrape_ms = Some(ts);
-        st.last_duration = duration;
-        st.last_samples = if up == 1.0 { post_relabel as u64 } else { 0 };
-        st.last_error = error.clone().unwrap_or_default();
-        if let Some(e) = error {
-            tracing::debug!(target = %self.target.url, error = %e, "scrape failed");
-        }
-    }
-
-    async fn append(&self, batch: Vec<AppendSample>) -> Result<(), String> {
-        let refs = vec![None; batch.len()];
-        self.append_returning(batch, refs).await.0
-    }
-
-    /// Appends off the async threads (with the series refs known, `refs[i]`
-    /// for `batch[i]`) and hands the batch and the refs back.
-    async fn append_returning(
-        &self,
-        batch: Vec<AppendSample>,
-        mut refs: Vec<Option<SeriesRef>>,
-    ) -> (
-        Result<(), String>,
-        Vec<AppendSample>,
-        Vec<Option<SeriesRef>>,
-    ) {
-        let appender = self.appender.clone();
-        match tokio::task::spawn_blocking(move || {
-            let r = appender
-                .append_with_refs(&batch, &mut refs)
-                .map_err(|e| e.to_string());
-            (r, batch, refs)
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => (Err(e.to_string()), Vec::new(), Vec::new()),
-        }
-    }
-
+impl BodyProcessor {
     /// Parses the body line by line and applies target labels, metric
     /// relabelling, limits and de-duplication to each sample as it comes,
     /// so a limit stops the scrape before the rest of the body is parsed.
@@ -398,7 +210,7 @@ impl ScrapeLoop {
 
     fn process_lines(&mut self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
         let s = self.settings.clone();
-        let bounds = self.appender.sample_bounds();
+        let bounds = self.bounds;
         let mut out = Scraped {
             samples: Vec::new(),
             keys: Vec::new(),
@@ -517,6 +329,265 @@ impl ScrapeLoop {
             }
         }
         labels
+    }
+}
+
+impl ScrapeLoop {
+    /// A loop for `target`; `state` is what the targets page reads.
+    pub fn new(
+        target: Target,
+        settings: Arc<JobSettings>,
+        fetcher: Arc<dyn Fetcher>,
+        appender: Arc<dyn Appender>,
+        state: Arc<RwLock<TargetHealth>>,
+        metrics: ScrapeMetrics,
+        clock: ScrapeClock,
+    ) -> Self {
+        ScrapeLoop {
+            target,
+            settings,
+            fetcher,
+            appender,
+            state,
+            metrics,
+            clock,
+            previous: FxHashMap::default(),
+            seen: FxHashSet::default(),
+            processor: None,
+            refs: FxHashMap::default(),
+        }
+    }
+
+    /// The loop's body processor, made anew (with an empty scrape cache)
+    /// when a scrape could not bring it back.
+    fn take_processor(&mut self) -> Box<BodyProcessor> {
+        self.processor.take().unwrap_or_else(|| {
+            Box::new(BodyProcessor {
+                target: self.target.clone(),
+                settings: self.settings.clone(),
+                bounds: self.appender.sample_bounds(),
+                cache: SeriesCache::default(),
+            })
+        })
+    }
+
+    /// The health the targets page reads.
+    pub fn state(&self) -> Arc<RwLock<TargetHealth>> {
+        self.state.clone()
+    }
+
+    /// Continues from a predecessor's state (a reloaded job's target).
+    pub fn with_carry(mut self, carry: LoopCarry) -> Self {
+        self.previous = carry.previous;
+        self.seen = carry.seen;
+        self.state = carry.state;
+        self
+    }
+
+    /// Forgets the scrape cache, so the next scrape parses every line.
+    #[cfg(test)]
+    pub(super) fn clear_cache(&mut self) {
+        if let Some(p) = &mut self.processor {
+            p.cache.entries.clear();
+        }
+    }
+
+    /// Lines read through the scrape cache so far.
+    #[cfg(test)]
+    pub(super) fn cache_hits(&self) -> u64 {
+        self.processor.as_ref().map_or(0, |p| p.cache.hits)
+    }
+
+    /// Delay before the first scrape: a stable per-target offset within the
+    /// interval, so targets of one job do not all fire at once.
+    pub fn offset(&self) -> Duration {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.target.url.hash(&mut h);
+        self.target.labels.hash(&mut h);
+        let interval = self.settings.interval.as_millis().max(1) as u64;
+        let now = self.clock.now_ms().max(0) as u64;
+        let slot = h.finish() % interval;
+        Duration::from_millis((slot + interval - now % interval) % interval)
+    }
+
+    /// Scrapes every interval until `shutdown` or `stop`. When removed
+    /// (the target left discovery), every series it wrote gets a staleness
+    /// marker; at shutdown they are left as they are, as Prometheus does.
+    /// When replaced (its job was reloaded), it returns its state for the
+    /// successor; a scrape in progress finishes first.
+    pub async fn run(mut self, stop: LoopStop, shutdown: Shutdown) -> Option<LoopCarry> {
+        let start = Instant::now() + self.offset();
+        let mut ticker = tokio::time::interval_at(start, self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return None,
+                _ = stop.removed.cancelled() => break,
+                _ = stop.replaced.cancelled() => {
+                    return Some(LoopCarry {
+                        previous: self.previous,
+                        seen: self.seen,
+                        state: self.state,
+                    });
+                }
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return None,
+                _ = self.scrape_once() => {}
+            }
+        }
+        self.end_of_run_staleness().await;
+        None
+    }
+
+    /// One scrape: fetch, parse, relabel, append, update the target state.
+    pub async fn scrape_once(&mut self) {
+        let ts = self.clock.now_ms();
+        let started = Instant::now();
+        let req = FetchRequest {
+            url: self.target.url.clone(),
+            timeout: self.settings.timeout,
+            body_limit: self.settings.limits.body_size_limit,
+        };
+        let fetched =
+            match tokio::time::timeout(self.settings.timeout, self.fetcher.fetch(req)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "scrape timed out after {:?}",
+                    self.settings.timeout
+                )),
+            };
+        let result = match fetched {
+            Ok(resp) => {
+                let mut processor = self.take_processor();
+                let parsed = scrape_pool()
+                    .run(SCRAPE_WORK_WAIT, move |_| {
+                        let body = String::from_utf8_lossy(&resp.body);
+                        let format = Format::from_content_type(&resp.content_type);
+                        let r = processor.process(&body, format, ts);
+                        (processor, r)
+                    })
+                    .await;
+                match parsed {
+                    Ok((processor, r)) => {
+                        self.processor = Some(processor);
+                        r
+                    }
+                    Err(e) => Err(format!("parsing the scrape: {e}")),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let duration = started.elapsed();
+        let mut current = None;
+        let mut keys = Vec::new();
+        let (mut batch, error, scraped, post_relabel, added) = match result {
+            Ok(s) => {
+                self.metrics.rejected(
+                    &self.settings.job_name,
+                    OUT_OF_BOUNDS,
+                    s.out_of_bounds as u64,
+                );
+                let added = s.seen.difference(&self.seen).count();
+                let post = s.samples.len();
+                let mut batch = s.samples;
+                batch.extend(self.stale_markers(Some(&s.current), ts));
+                current = Some(s.current);
+                keys = s.keys;
+                self.seen = s.seen;
+                (batch, None, s.scraped, post, added)
+            }
+            Err(e) => {
+                let batch = self.stale_markers(None, ts);
+                self.seen.clear();
+                (batch, Some(e), 0, 0, 0)
+            }
+        };
+        self.previous.clear();
+        let scraped_series = batch.len();
+        let mut up = if error.is_none() { 1.0 } else { 0.0 };
+        batch.extend(self.report(ts, up, duration, scraped, post_relabel, added));
+        let mut error = error;
+        let refs: Vec<Option<SeriesRef>> = keys
+            .iter()
+            .map(|k| self.refs.get(k).copied())
+            .chain(std::iter::repeat(None))
+            .take(batch.len())
+            .collect();
+        let (stored, batch, refs) = self.append_returning(batch, refs).await;
+        if let Err(e) = stored {
+            // Storage refused the scrape: record it as failed and keep the
+            // synthetic series so the dashboard shows why.
+            error = Some(format!("storing samples failed: {e}"));
+            up = 0.0;
+            let report = self.report(ts, up, duration, scraped, post_relabel, added);
+            if let Err(e) = self.append(report).await {
+                tracing::warn!(target = %self.target.url, error = %e, "cannot store scrape report");
+            }
+        } else if let Some(current) = current {
+            // The stored series become the next scrape's staleness
+            // candidates, moved out of the batch rather than cloned.
+            self.refs = keys
+                .iter()
+                .zip(&refs)
+                .filter_map(|(k, r)| r.map(|r| (*k, r)))
+                .collect();
+            self.previous = batch
+                .into_iter()
+                .take(post_relabel)
+                .zip(keys)
+                .filter(|(_, k)| current.contains(k))
+                .map(|(s, k)| (k, s.labels))
+                .collect();
+        }
+        let job = &self.settings.job_name;
+        self.metrics.observe(
+            job,
+            duration,
+            error.is_some(),
+            if up == 1.0 { scraped_series as u64 } else { 0 },
+        );
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        st.health = if up == 1.0 { Health::Up } else { Health::Down };
+        st.last_scrape_ms = Some(ts);
+        st.last_duration = duration;
+        st.last_samples = if up == 1.0 { post_relabel as u64 } else { 0 };
+        st.last_error = error.clone().unwrap_or_default();
+        if let Some(e) = error {
+            tracing::debug!(target = %self.target.url, error = %e, "scrape failed");
+        }
+    }
+
+    async fn append(&self, batch: Vec<AppendSample>) -> Result<(), String> {
+        let refs = vec![None; batch.len()];
+        self.append_returning(batch, refs).await.0
+    }
+
+    /// Appends off the async threads (with the series refs known, `refs[i]`
+    /// for `batch[i]`) and hands the batch and the refs back.
+    async fn append_returning(
+        &self,
+        batch: Vec<AppendSample>,
+        mut refs: Vec<Option<SeriesRef>>,
+    ) -> (
+        Result<(), String>,
+        Vec<AppendSample>,
+        Vec<Option<SeriesRef>>,
+    ) {
+        let appender = self.appender.clone();
+        match scrape_pool()
+            .run(SCRAPE_WORK_WAIT, move |_| {
+                let r = appender
+                    .append_with_refs(&batch, &mut refs)
+                    .map_err(|e| e.to_string());
+                (r, batch, refs)
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => (Err(e.to_string()), Vec::new(), Vec::new()),
+        }
     }
 
     fn stale_markers(&self, current: Option<&FxHashSet<u64>>, ts: i64) -> Vec<AppendSample> {

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use rusqlite::params;
 
 use super::StorageError;
-use super::bounds::sql_floor_div;
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock};
 use crate::model::Sample;
@@ -107,37 +106,18 @@ impl SqliteStorage {
     /// leaves every group either as it was or merged.
     fn merge_groups(&self, size: i64, limit: i64, tier: Tier) -> Result<usize, StorageError> {
         let mut removed = 0usize;
-        // Groups are visited in (series, group) order after a cursor, so
-        // every batch moves past what it read: the pass ends even when a
-        // group cannot be rewritten (it is tried again next pass).
-        let mut after: (i64, i64) = (i64::MIN, i64::MIN);
-        let select = match tier {
-            Tier::Block => "SUM(encoding = 0) > 0",
-            Tier::Day => "(SUM(encoding = 0) > 0 OR COUNT(*) > 1)",
-        };
-        let sql = format!(
-            "SELECT series_id, {} AS grp FROM chunks GROUP BY series_id, grp
-             HAVING {select} AND (grp + 1) * ?1 <= ?2
-                AND (series_id, grp) > (?4, ?5)
-             ORDER BY series_id, grp LIMIT ?3",
-            sql_floor_div("min_t", "?1")
-        );
+        // Groups are found by walking the (series_id, min_t) index from a
+        // cursor, so each batch reads only the rows after the previous one
+        // (a GROUP BY over the whole table per batch made a pass quadratic
+        // in the number of chunks), and the pass ends even when a group
+        // cannot be rewritten (it is tried again next pass).
+        let mut scan: (i64, i64) = (i64::MIN, i64::MIN);
         loop {
             let w = lock(&self.inner.writer);
-            let groups: Vec<(i64, i64)> = {
-                let mut stmt = w.conn.prepare_cached(&sql).map_err(backend)?;
-                let rows = stmt
-                    .query_map(
-                        params![size, limit, GROUPS_PER_BATCH, after.0, after.1],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
-            };
-            let Some(&last) = groups.last() else {
+            let groups = next_groups(&w.conn, size, limit, tier, &mut scan, SCAN_ROWS)?;
+            if groups.is_empty() {
                 return Ok(removed);
-            };
-            after = last;
+            }
             let tx = w.conn.unchecked_transaction().map_err(backend)?;
             {
                 let mut read = tx
@@ -204,6 +184,76 @@ impl SqliteStorage {
     }
 }
 
+/// Chunk rows read per index step while looking for groups to merge.
+const SCAN_ROWS: i64 = 8192;
+
+/// The next groups (series, group number) to merge, at most
+/// [`GROUPS_PER_BATCH`], read from the chunks' `(series_id, min_t)` index in
+/// order from `scan`, which moves past every group looked at. A group is
+/// merged when it ended by `limit` and, per `tier`, holds a Gorilla chunk
+/// (or, for days, more than one chunk).
+fn next_groups(
+    conn: &rusqlite::Connection,
+    size: i64,
+    limit: i64,
+    tier: Tier,
+    scan: &mut (i64, i64),
+    scan_rows: i64,
+) -> Result<Vec<(i64, i64)>, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT series_id, min_t, encoding = 0 FROM chunks
+             WHERE (series_id, min_t) >= (?1, ?2) ORDER BY series_id, min_t LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let mut groups = Vec::new();
+    while (groups.len() as i64) < GROUPS_PER_BATCH {
+        let rows: Vec<(i64, i64, bool)> = stmt
+            .query_map(params![scan.0, scan.1, scan_rows], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let full = rows.len() as i64 == scan_rows;
+        let mut i = 0;
+        while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
+            let (series, t, _) = rows[i];
+            let group = t.div_euclid(size);
+            let mut j = i;
+            let mut gorilla = false;
+            while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(size) == group {
+                gorilla |= rows[j].2;
+                j += 1;
+            }
+            // A group cut off by the row limit is read again from its start,
+            // unless it alone fills the whole read (then it counts as is).
+            if j == rows.len() && full && i > 0 {
+                break;
+            }
+            let ended = group.saturating_add(1).saturating_mul(size) <= limit;
+            let wanted = match tier {
+                Tier::Block => gorilla,
+                Tier::Day => gorilla || j - i > 1,
+            };
+            if ended && wanted {
+                groups.push((series, group));
+            }
+            let (_, to) = group_range(group, size);
+            *scan = if to == i64::MAX {
+                (series.saturating_add(1), i64::MIN)
+            } else {
+                (series, to)
+            };
+            i = j;
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
@@ -252,6 +302,66 @@ mod tests {
         c.chunk_samples
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         crate::storage::sqlite::write(&store.inner.index).insert(id, labels.clone());
+    }
+
+    #[test]
+    fn groups_are_found_by_walking_the_index_across_read_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        // Series a: block 0 with three Gorilla chunks, block 1 with one;
+        // series b: block 0 with one chunk, block 5 with two.
+        let a = Labels::new([("__name__", "a")]);
+        let b = Labels::new([("__name__", "b")]);
+        for t in [0, 10, 20, 100] {
+            store_raw_chunk(&store, &a, &[(t, 1.0), (t + 5, 2.0)]);
+        }
+        for t in [0, 500, 510] {
+            store_raw_chunk(&store, &b, &[(t, 1.0), (t + 5, 2.0)]);
+        }
+        let w = lock(&store.inner.writer);
+        let ids: Vec<i64> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                w.conn
+                    .query_row(
+                        "SELECT id FROM series WHERE labels = ?1",
+                        [format!("{{\"__name__\":\"{n}\"}}")],
+                        |r| r.get(0),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let (ia, ib) = (ids[0], ids[1]);
+        // Every read limit, down to one row (a group cut by the limit is
+        // read again; a group filling a whole read counts as it is),
+        // finds the same groups in (series, group) order.
+        for rows in [1, 2, 3, 4, 100] {
+            for (tier, limit, want) in [
+                (
+                    Tier::Block,
+                    i64::MAX,
+                    vec![(ia, 0), (ia, 1), (ib, 0), (ib, 5)],
+                ),
+                (Tier::Block, 200, vec![(ia, 0), (ia, 1), (ib, 0)]),
+                (
+                    Tier::Day,
+                    i64::MAX,
+                    vec![(ia, 0), (ia, 1), (ib, 0), (ib, 5)],
+                ),
+            ] {
+                let mut scan = (i64::MIN, i64::MIN);
+                let mut found = Vec::new();
+                loop {
+                    let batch = next_groups(&w.conn, 100, limit, tier, &mut scan, rows).unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    found.extend(batch);
+                    assert!(found.len() < 100, "the scan does not move on");
+                }
+                assert_eq!(found, want, "rows {rows}, limit {limit}");
+            }
+        }
     }
 
     /// Runs `f` on a thread and fails the test if it has not finished in 60 s
