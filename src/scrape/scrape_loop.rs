@@ -160,6 +160,7 @@ struct Scraped {
 /// Threads that parse scraped bodies and store their samples, shared by
 /// every scrape loop: below the model's priority like all monitoring work
 /// (`background`), never on the async runtime's threads.
+#[cfg_attr(test, allow(dead_code))]
 fn scrape_pool() -> &'static WorkerPool {
     static POOL: OnceLock<WorkerPool> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -168,6 +169,27 @@ fn scrape_pool() -> &'static WorkerPool {
             .clamp(2, 8);
         WorkerPool::new("scrape-work", threads, SCRAPE_PRIORITY)
     })
+}
+
+/// Runs `job` on a scrape thread.
+#[cfg(not(test))]
+async fn on_scrape_thread<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::background::PoolError> {
+    scrape_pool().run(SCRAPE_WORK_WAIT, move |_| job()).await
+}
+
+/// Unit tests run scrape loops on tokio's paused clock, which only holds
+/// still for threads tokio knows of: there the job runs on its blocking
+/// pool. The binary's tests check the scrape threads
+/// (`tests/ingest_limits.rs`).
+#[cfg(test)]
+async fn on_scrape_thread<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::background::PoolError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| crate::background::PoolError::Panicked(e.to_string()))
 }
 
 /// nice 19 and `SCHED_BATCH`, as remote_write ingest and queries.
@@ -179,6 +201,7 @@ const SCRAPE_PRIORITY: Priority = Priority {
 /// How long a scrape waits for a free scrape thread before it fails with
 /// that reason (the threads only stay busy that long while the model keeps
 /// every core).
+#[cfg_attr(test, allow(dead_code))]
 const SCRAPE_WORK_WAIT: Duration = Duration::from_secs(60);
 
 /// What turns a scraped body into samples: target labels, metric
@@ -461,14 +484,13 @@ impl ScrapeLoop {
         let result = match fetched {
             Ok(resp) => {
                 let mut processor = self.take_processor();
-                let parsed = scrape_pool()
-                    .run(SCRAPE_WORK_WAIT, move |_| {
-                        let body = String::from_utf8_lossy(&resp.body);
-                        let format = Format::from_content_type(&resp.content_type);
-                        let r = processor.process(&body, format, ts);
-                        (processor, r)
-                    })
-                    .await;
+                let parsed = on_scrape_thread(move || {
+                    let body = String::from_utf8_lossy(&resp.body);
+                    let format = Format::from_content_type(&resp.content_type);
+                    let r = processor.process(&body, format, ts);
+                    (processor, r)
+                })
+                .await;
                 match parsed {
                     Ok((processor, r)) => {
                         self.processor = Some(processor);
@@ -576,14 +598,13 @@ impl ScrapeLoop {
         Vec<Option<SeriesRef>>,
     ) {
         let appender = self.appender.clone();
-        match scrape_pool()
-            .run(SCRAPE_WORK_WAIT, move |_| {
-                let r = appender
-                    .append_with_refs(&batch, &mut refs)
-                    .map_err(|e| e.to_string());
-                (r, batch, refs)
-            })
-            .await
+        match on_scrape_thread(move || {
+            let r = appender
+                .append_with_refs(&batch, &mut refs)
+                .map_err(|e| e.to_string());
+            (r, batch, refs)
+        })
+        .await
         {
             Ok(r) => r,
             Err(e) => (Err(e.to_string()), Vec::new(), Vec::new()),
