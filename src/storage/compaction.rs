@@ -114,9 +114,13 @@ impl SqliteStorage {
         let mut scan: (i64, i64) = (i64::MIN, i64::MIN);
         loop {
             let w = lock(&self.inner.writer);
-            let groups = next_groups(&w.conn, size, limit, tier, &mut scan, SCAN_ROWS)?;
+            let (groups, done) = next_groups(&w.conn, size, limit, tier, &mut scan, SCAN_ROWS)?;
             if groups.is_empty() {
-                return Ok(removed);
+                if done {
+                    return Ok(removed);
+                }
+                // Nothing to merge in this read: let appends in before the next.
+                continue;
             }
             let tx = w.conn.unchecked_transaction().map_err(backend)?;
             {
@@ -188,10 +192,12 @@ impl SqliteStorage {
 const SCAN_ROWS: i64 = 8192;
 
 /// The next groups (series, group number) to merge, at most
-/// [`GROUPS_PER_BATCH`], read from the chunks' `(series_id, min_t)` index in
-/// order from `scan`, which moves past every group looked at. A group is
-/// merged when it ended by `limit` and, per `tier`, holds a Gorilla chunk
-/// (or, for days, more than one chunk).
+/// [`GROUPS_PER_BATCH`], from one read of at most `scan_rows` rows of the
+/// chunks' `(series_id, min_t)` index from `scan`, which moves past every
+/// group looked at; `true` once the read reached the end of the table. One
+/// read per call, so the caller holds the writer for one read at a time. A
+/// group is merged when it ended by `limit` and, per `tier`, holds a Gorilla
+/// chunk (or, for days, more than one chunk).
 fn next_groups(
     conn: &rusqlite::Connection,
     size: i64,
@@ -199,59 +205,54 @@ fn next_groups(
     tier: Tier,
     scan: &mut (i64, i64),
     scan_rows: i64,
-) -> Result<Vec<(i64, i64)>, StorageError> {
+) -> Result<(Vec<(i64, i64)>, bool), StorageError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT series_id, min_t, encoding = 0 FROM chunks
              WHERE (series_id, min_t) >= (?1, ?2) ORDER BY series_id, min_t LIMIT ?3",
         )
         .map_err(backend)?;
+    let rows: Vec<(i64, i64, bool)> = stmt
+        .query_map(params![scan.0, scan.1, scan_rows], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let full = rows.len() as i64 == scan_rows;
     let mut groups = Vec::new();
-    while (groups.len() as i64) < GROUPS_PER_BATCH {
-        let rows: Vec<(i64, i64, bool)> = stmt
-            .query_map(params![scan.0, scan.1, scan_rows], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
-        let full = rows.len() as i64 == scan_rows;
-        let mut i = 0;
-        while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
-            let (series, t, _) = rows[i];
-            let group = t.div_euclid(size);
-            let mut j = i;
-            let mut gorilla = false;
-            while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(size) == group {
-                gorilla |= rows[j].2;
-                j += 1;
-            }
-            // A group cut off by the row limit is read again from its start,
-            // unless it alone fills the whole read (then it counts as is).
-            if j == rows.len() && full && i > 0 {
-                break;
-            }
-            let ended = group.saturating_add(1).saturating_mul(size) <= limit;
-            let wanted = match tier {
-                Tier::Block => gorilla,
-                Tier::Day => gorilla || j - i > 1,
-            };
-            if ended && wanted {
-                groups.push((series, group));
-            }
-            let (_, to) = group_range(group, size);
-            *scan = if to == i64::MAX {
-                (series.saturating_add(1), i64::MIN)
-            } else {
-                (series, to)
-            };
-            i = j;
+    let mut i = 0;
+    while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
+        let (series, t, _) = rows[i];
+        let group = t.div_euclid(size);
+        let mut j = i;
+        let mut gorilla = false;
+        while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(size) == group {
+            gorilla |= rows[j].2;
+            j += 1;
         }
-        if !full {
+        // A group cut off by the row limit is read again from its start,
+        // unless it alone fills the whole read (then it counts as is).
+        if j == rows.len() && full && i > 0 {
             break;
         }
+        let ended = group.saturating_add(1).saturating_mul(size) <= limit;
+        let wanted = match tier {
+            Tier::Block => gorilla,
+            Tier::Day => gorilla || j - i > 1,
+        };
+        if ended && wanted {
+            groups.push((series, group));
+        }
+        let (_, to) = group_range(group, size);
+        *scan = if to == i64::MAX {
+            (series.saturating_add(1), i64::MIN)
+        } else {
+            (series, to)
+        };
+        i = j;
     }
-    Ok(groups)
+    Ok((groups, !full && i == rows.len()))
 }
 
 #[cfg(test)]
@@ -351,13 +352,14 @@ mod tests {
             ] {
                 let mut scan = (i64::MIN, i64::MIN);
                 let mut found = Vec::new();
-                loop {
-                    let batch = next_groups(&w.conn, 100, limit, tier, &mut scan, rows).unwrap();
-                    if batch.is_empty() {
+                for reads in 0.. {
+                    assert!(reads < 100, "the scan does not move on");
+                    let (batch, done) =
+                        next_groups(&w.conn, 100, limit, tier, &mut scan, rows).unwrap();
+                    found.extend(batch);
+                    if done {
                         break;
                     }
-                    found.extend(batch);
-                    assert!(found.len() < 100, "the scan does not move on");
                 }
                 assert_eq!(found, want, "rows {rows}, limit {limit}");
             }
