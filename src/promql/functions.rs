@@ -76,7 +76,7 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
         over_time_rolled(
             a,
             |p| super::aggregate::avg(p.iter().map(|x| x.f)),
-            |r| rolled_sum(r) / rolled_count(r),
+            rolled_avg,
         )
     }),
     ("ceil", |a| math(a, f64::ceil)),
@@ -116,18 +116,10 @@ pub(crate) static FUNCTIONS: &[(&str, FuncImpl)] = &[
     ("log2", |a| math(a, f64::log2)),
     ("mad_over_time", |a| over_time(a, mad)),
     ("max_over_time", |a| {
-        over_time_rolled(
-            a,
-            |p| fold_nan_aware(p, |m, f| f > m),
-            |r| fold_rolled(r, |p| p.max, |m, f| f > m),
-        )
+        over_time_rolled(a, |p| fold_nan_aware(p, |m, f| f > m), rolled_max)
     }),
     ("min_over_time", |a| {
-        over_time_rolled(
-            a,
-            |p| fold_nan_aware(p, |m, f| f < m),
-            |r| fold_rolled(r, |p| p.min, |m, f| f < m),
-        )
+        over_time_rolled(a, |p| fold_nan_aware(p, |m, f| f < m), rolled_min)
     }),
     ("minute", |a| date(a, |d| d.minute() as f64)),
     ("month", |a| date(a, |d| d.month() as f64)),
@@ -221,6 +213,28 @@ pub(crate) static WINDOW_FUNCTIONS: &[(&str, WindowKernel, bool)] = &[
     ("stddev_over_time", |p, _, _| Some(stdvar(p).sqrt()), true),
     ("stdvar_over_time", |p, _, _| Some(stdvar(p)), true),
     ("sum_over_time", |p, _, _| Some(sum(p)), true),
+];
+
+/// A window function over a window that reaches into rolled-up history:
+/// its 5-minute summaries (raw samples as one-sample summaries, never
+/// empty), its points and its edges.
+pub(crate) type RolledKernel = fn(&[RollupPoint], &[Point], i64, i64) -> Option<f64>;
+
+/// The [`WINDOW_FUNCTIONS`] that read rolled-up history (the
+/// `ROLLUP_FUNCTIONS` of the engine), for the one-pass walk; the
+/// step-by-step functions of the same name use the same cores.
+pub(crate) static ROLLED_KERNELS: &[(&str, RolledKernel)] = &[
+    ("avg_over_time", |r, _, _, _| Some(rolled_avg(r))),
+    ("count_over_time", |r, _, _, _| Some(rolled_count(r))),
+    ("increase", |r, p, s, e| {
+        extrapolated_rolled(Some(r), p, s, e, true, false)
+    }),
+    ("max_over_time", |r, _, _, _| Some(rolled_max(r))),
+    ("min_over_time", |r, _, _, _| Some(rolled_min(r))),
+    ("rate", |r, p, s, e| {
+        extrapolated_rolled(Some(r), p, s, e, true, true)
+    }),
+    ("sum_over_time", |r, _, _, _| Some(rolled_sum(r))),
 ];
 
 /// Evaluates a function call at `t`.
@@ -588,6 +602,18 @@ fn over_time_rolled(
     ))
 }
 
+fn rolled_avg(r: &[RollupPoint]) -> f64 {
+    rolled_sum(r) / rolled_count(r)
+}
+
+fn rolled_max(r: &[RollupPoint]) -> f64 {
+    fold_rolled(r, |p| p.max, |m, f| f > m)
+}
+
+fn rolled_min(r: &[RollupPoint]) -> f64 {
+    fold_rolled(r, |p| p.min, |m, f| f < m)
+}
+
 fn rolled_count(r: &[RollupPoint]) -> f64 {
     r.iter().map(|p| p.count as f64).sum()
 }
@@ -757,21 +783,8 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
     let m = a.matrix(0)?;
     let mut out = Vec::new();
     for (i, s) in m.series.iter().enumerate() {
-        let p = &s.points;
-        let rolled = m
-            .aggs_of(i)
-            .filter(|r| counter && !r.is_empty() && r.len() == p.len());
-        let f = match rolled {
-            Some(r) => rolled_increase(r, m.range_start).extrapolate(
-                m.range_start,
-                m.range_end,
-                counter,
-                rate,
-                true,
-            ),
-            None => extrapolated_window(p, m.range_start, m.range_end, counter, rate),
-        };
-        if let Some(f) = f {
+        let (start, end) = (m.range_start, m.range_end);
+        if let Some(f) = extrapolated_rolled(m.aggs_of(i), &s.points, start, end, counter, rate) {
             out.push(Sample {
                 metric: s.metric.clone(),
                 t,
@@ -781,6 +794,25 @@ fn extrapolated(a: &mut Args, counter: bool, rate: bool) -> Result<Val, PromqlEr
         }
     }
     Ok(Val::Vector(out))
+}
+
+/// [`extrapolated`] for one series' window: from its rolled-up summaries
+/// `r` where it has some (a counter whose every point has one), else from
+/// its raw points.
+fn extrapolated_rolled(
+    r: Option<&[RollupPoint]>,
+    p: &[Point],
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    match r.filter(|r| counter && !r.is_empty() && r.len() == p.len()) {
+        Some(r) => {
+            rolled_increase(r, range_start).extrapolate(range_start, range_end, counter, rate, true)
+        }
+        None => extrapolated_window(p, range_start, range_end, counter, rate),
+    }
 }
 
 /// [`extrapolated`] for one series' raw points in `(range_start, range_end]`.

@@ -10,19 +10,21 @@
 //! Instant selectors get the same treatment: one forward walk per series
 //! finds the sample each step sees.
 //!
-//! Only a call whose range argument is a plain matrix selector over raw
-//! samples takes this path, and only at the query's own steps: subqueries
-//! (other timestamps), instant queries and windows that reach into rolled-up
-//! history use the step-by-step functions, which these kernels share.
+//! Only a call whose range argument is a plain matrix selector takes this
+//! path, and only at the query's own steps: subqueries (other timestamps)
+//! and instant queries use the step-by-step functions, which these kernels
+//! share. A window that reaches into rolled-up history is computed from its
+//! 5-minute summaries, as the step-by-step functions do.
 
 use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use super::PromqlError;
 use super::budget::{SAMPLE_BYTES, SERIES_BYTES};
 use super::engine::{Evaluator, Val, node_id, offset_ms};
-use super::functions::{WINDOW_FUNCTIONS, WindowKernel};
+use super::functions::{ROLLED_KERNELS, RolledKernel, WINDOW_FUNCTIONS, WindowKernel};
 use super::value::{Point, Sample};
 use crate::model::{Labels, Sample as StoredSample, is_stale_nan};
+use crate::storage::RollupPoint;
 
 /// A call's values at every step of the range query.
 pub(crate) struct StepValues {
@@ -127,6 +129,10 @@ impl Evaluator {
         let Some((start, end, step)) = self.steps else {
             return Ok(None);
         };
+        #[cfg(test)]
+        if tests::STEP_BY_STEP.get() {
+            return Ok(None);
+        }
         if t < start || t > end || (t - start) % step != 0 {
             return Ok(None);
         }
@@ -160,7 +166,12 @@ impl Evaluator {
             return Ok(None);
         };
         let sel = node_id(&ms.vs);
-        if self.rolled.contains_key(&sel) {
+        let rolled = self.rolled.get(&sel);
+        let rolled_kernel = ROLLED_KERNELS
+            .iter()
+            .find(|(n, _)| *n == c.func.name)
+            .map(|&(_, k)| k);
+        if rolled.is_some() && rolled_kernel.is_none() {
             return Ok(None);
         }
         let range = ms.range.as_millis() as i64;
@@ -174,15 +185,26 @@ impl Evaluator {
         let mut per_step = vec![0usize; steps];
         let mut series = Vec::new();
         let mut buf: Vec<Point> = Vec::new();
-        for s in self.data.get(&sel).map_or(&[][..], Vec::as_slice) {
+        let mut aggs: Vec<RollupPoint> = Vec::new();
+        for (i, s) in self
+            .data
+            .get(&sel)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .enumerate()
+        {
             self.check_deadline()?;
+            let prefix = rolled.and_then(|r| r.get(i)).map_or(&[][..], Vec::as_slice);
             let values = walk(
-                &s.samples,
-                kernel,
+                Rolled {
+                    samples: &s.samples,
+                    prefix,
+                },
+                (kernel, rolled_kernel),
                 range,
                 window_end,
                 &mut per_step,
-                &mut buf,
+                (&mut buf, &mut aggs),
             );
             let n = values.iter().filter(|v| v.is_some()).count();
             if n > 0 {
@@ -200,19 +222,30 @@ impl Evaluator {
     }
 }
 
+/// One series' samples, the first `prefix.len()` of which stand for the
+/// 5-minute rollup summaries in `prefix`.
+#[derive(Clone, Copy)]
+struct Rolled<'a> {
+    samples: &'a [StoredSample],
+    prefix: &'a [RollupPoint],
+}
+
 /// The kernel's value over `(e - range, e]` for `e = window_end(i)` at each
 /// step `i` (as many as `per_step` has), stale markers left out; counts the
-/// points each step's window holds into `per_step`. Both edges move forward
+/// points each step's window holds into `per_step`. A window that holds
+/// rolled-up points is computed by the rolled kernel from their summaries
+/// (and one-sample summaries of its raw samples). Both edges move forward
 /// by galloping search from where they were, so a step only costs its
 /// window and the cache lines between it and the last one.
 fn walk(
-    samples: &[StoredSample],
-    kernel: WindowKernel,
+    series: Rolled,
+    (kernel, rolled): (WindowKernel, Option<RolledKernel>),
     range: i64,
     window_end: impl Fn(usize) -> i64,
     per_step: &mut [usize],
-    buf: &mut Vec<Point>,
+    (buf, aggs): (&mut Vec<Point>, &mut Vec<RollupPoint>),
 ) -> Vec<Option<f64>> {
+    let Rolled { samples, prefix } = series;
     let (mut lo, mut hi) = (0, 0);
     let mut out = Vec::with_capacity(per_step.len());
     for (i, count) in per_step.iter_mut().enumerate() {
@@ -239,10 +272,21 @@ fn walk(
                 }),
         );
         *count += buf.len();
-        out.push(if buf.is_empty() {
-            None
-        } else {
-            kernel(buf, s, e)
+        out.push(match rolled {
+            _ if buf.is_empty() => None,
+            Some(rolled) if lo < prefix.len() => {
+                aggs.clear();
+                aggs.extend((lo..hi).filter_map(|j| match prefix.get(j) {
+                    Some(p) => Some(*p),
+                    None => {
+                        let x = samples[j];
+                        (!is_stale_nan(x.value))
+                            .then(|| RollupPoint::from_sample(x.timestamp_ms, x.value))
+                    }
+                }));
+                rolled(aggs, buf, s, e)
+            }
+            _ => kernel(buf, s, e),
         });
     }
     out
@@ -262,7 +306,39 @@ fn gallop(samples: &[StoredSample], t: i64) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::promql::{Engine, EngineOptions, Value};
+    use crate::storage::{AppendSample, Appender, SqliteStorage, StorageOptions};
+
+    thread_local! {
+        /// Sends every call of this thread's queries down the step-by-step path.
+        pub(super) static STEP_BY_STEP: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn walk_raw(
+        samples: &[StoredSample],
+        kernel: WindowKernel,
+        range: i64,
+        window_end: impl Fn(usize) -> i64,
+        per_step: &mut [usize],
+        buf: &mut Vec<Point>,
+    ) -> Vec<Option<f64>> {
+        let series = Rolled {
+            samples,
+            prefix: &[],
+        };
+        walk(
+            series,
+            (kernel, None),
+            range,
+            window_end,
+            per_step,
+            (buf, &mut Vec::new()),
+        )
+    }
 
     #[test]
     fn gallop_finds_the_partition_point() {
@@ -294,7 +370,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut per_step = vec![0; 5];
         // Windows (e-30, e] for e = 0, 25, 50, 75, 100; 60 is stale.
-        let got = walk(
+        let got = walk_raw(
             &samples,
             count,
             30,
@@ -307,7 +383,7 @@ mod tests {
             vec![Some(1.0), Some(3.0), Some(3.0), Some(2.0), Some(2.0)]
         );
         assert_eq!(per_step, vec![1, 3, 3, 2, 2]);
-        let got = walk(
+        let got = walk_raw(
             &samples,
             first,
             30,
@@ -321,9 +397,9 @@ mod tests {
         );
         // A fixed window (`@`) at every step; past the data, no value.
         let mut per_step = vec![0; 3];
-        let got = walk(&samples, count, 30, |_| 40, &mut per_step, &mut buf);
+        let got = walk_raw(&samples, count, 30, |_| 40, &mut per_step, &mut buf);
         assert_eq!(got, vec![Some(3.0); 3]);
-        let got = walk(
+        let got = walk_raw(
             &samples,
             count,
             5,
@@ -332,5 +408,103 @@ mod tests {
             &mut buf,
         );
         assert_eq!(got, vec![None; 3]);
+    }
+
+    #[test]
+    fn one_pass_over_rolled_up_history_equals_step_by_step() {
+        const DAY: i64 = 86_400_000;
+        let d0 = 19_675 * DAY;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(
+            dir.path(),
+            StorageOptions {
+                min_free_disk: 0,
+                retention_ms: 30 * DAY,
+                rollup_after_ms: 0,
+                rollup_retention_ms: 30 * DAY,
+                ..StorageOptions::default()
+            },
+        )
+        .unwrap();
+        // Three days at 15 s (jittered): a counter with a reset mid-bucket
+        // and a gap, and a gauge with a stale marker.
+        let labels = |name: &str| crate::model::Labels::new([("__name__", name), ("job", "a")]);
+        let mut c = 0.0;
+        let mut batch = Vec::new();
+        for i in 0..(3 * DAY / 15_000) {
+            if (9_000..9_100).contains(&i) {
+                continue;
+            }
+            let t = d0 + i * 15_000 + (i * 7919 % 4_000);
+            c = if i == 7_013 { 2.0 } else { c + (i % 11) as f64 };
+            let g = if i == 12_345 {
+                crate::model::stale_nan()
+            } else {
+                ((i * 31) % 97) as f64 / 7.0
+            };
+            for (name, v) in [("x_total", c), ("g", g)] {
+                batch.push(AppendSample {
+                    labels: labels(name),
+                    sample: StoredSample {
+                        timestamp_ms: t,
+                        value: v,
+                    },
+                });
+            }
+        }
+        for b in batch.chunks(2_000) {
+            store.append(b).unwrap();
+        }
+        store.compact(d0 + 3 * DAY, true).unwrap();
+        store.rollup(d0 + 3 * DAY).unwrap();
+        let store = Arc::new(store);
+        let e = Engine::new(store.clone(), EngineOptions::default());
+        let raw = Engine::new(
+            store,
+            EngineOptions {
+                rollup_min_step: std::time::Duration::ZERO,
+                ..EngineOptions::default()
+            },
+        );
+        let mut differs_from_raw = 0;
+        // Steps of 20 and 7 minutes (at least rollup_min_step), from the
+        // first day (rolled up) into the last one (read raw).
+        for (step, q) in [
+            (1_200_000, "rate(x_total[10m])"),
+            (420_000, "increase(x_total[1h] offset 3m)"),
+            (1_200_000, "sum(rate(x_total[30m]))"),
+            (420_000, "avg_over_time(g[30m])"),
+            (1_200_000, "min_over_time(g[15m])"),
+            (1_200_000, "max_over_time(g[1h])"),
+            (420_000, "sum_over_time(g[20m])"),
+            (1_200_000, "count_over_time(g[10m])"),
+            (1_200_000, "changes(g[1h])"),
+        ] {
+            let run = |step_by_step: bool, e: &Engine| {
+                STEP_BY_STEP.set(step_by_step);
+                let v = e.range(q, d0 + 3_600_000, d0 + 3 * DAY, step).unwrap();
+                STEP_BY_STEP.set(false);
+                let Value::Matrix(m) = v else {
+                    panic!("{q}: not a matrix");
+                };
+                m.iter()
+                    .flat_map(|s| s.points.iter().map(|p| (p.t, p.f)))
+                    .collect::<Vec<_>>()
+            };
+            let (got, want) = (run(false, &e), run(true, &e));
+            differs_from_raw += usize::from(run(false, &raw) != got);
+            assert!(want.len() > 100, "{q}: only {} points", want.len());
+            assert_eq!(got.len(), want.len(), "{q}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.0 == w.0 && (g.1 == w.1 || g.1.is_nan() && w.1.is_nan()),
+                    "{q}: {g:?} != {w:?}"
+                );
+            }
+        }
+        assert!(
+            differs_from_raw >= 3,
+            "rollups were not read: {differs_from_raw}"
+        );
     }
 }

@@ -58,20 +58,12 @@ impl SampleBounds {
     }
 }
 
-/// SQL for the day of the column `col` given the day width as parameter
-/// `param`: floor division (as `i64::div_euclid` for a positive width),
-/// since SQLite's integer `/` rounds toward zero and would put -1 ms in
-/// day 0, whose range does not contain it.
-pub fn sql_floor_div(col: &str, param: &str) -> String {
-    format!("({col} / {param} - ({col} % {param} < 0))")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn window_and_floor_division() {
+    fn window() {
         let b = SampleBounds::default();
         let now = 1_800_000_000_000;
         assert!(b.contains(0, now));
@@ -80,23 +72,5 @@ mod tests {
         assert!(!b.contains(now + DEFAULT_MAX_FUTURE_SKEW_MS + 1, now));
         assert!(!b.contains(i64::MAX, now));
         assert!(b.describe(-1, now).contains("1970"));
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        for t in [
-            -86_400_001i64,
-            -86_400_000,
-            -1,
-            0,
-            1,
-            86_399_999,
-            86_400_000,
-            i64::MIN,
-            i64::MAX,
-        ] {
-            let sql = format!("SELECT {}", sql_floor_div("?1", "?2"));
-            let got: i64 = conn
-                .query_row(&sql, rusqlite::params![t, 86_400_000i64], |r| r.get(0))
-                .unwrap();
-            assert_eq!(got, t.div_euclid(86_400_000), "t = {t}");
-        }
     }
 }

@@ -86,8 +86,22 @@ impl SqliteStorage {
         let cutoff = now_ms.saturating_sub(opts.retention_ms);
         let mut w = lock(&self.inner.writer);
 
-        // Quiet series: close their open chunk so the head only holds live data.
-        let idle_before = now_ms.saturating_sub(opts.chunk.window_ms);
+        // Quiet series: close their open chunk so the head only holds live
+        // data. While samples keep arriving (some since the last pass),
+        // quiet is measured against the newest sample appended, not the
+        // clock: a sender catching up on hours of old data would otherwise
+        // have every chunk it is filling closed by each pass (and merged
+        // back by compaction, at a cost).
+        let c = &self.inner.counters;
+        let window = opts.chunk.window_ms;
+        let appended = c.samples_appended.load(Ordering::Relaxed);
+        let appending = c.appended_at_last_pass.swap(appended, Ordering::Relaxed) != appended;
+        let reference = if appending {
+            now_ms.min(c.newest_appended_t.load(Ordering::Relaxed))
+        } else {
+            now_ms
+        };
+        let idle_before = reference.saturating_sub(window);
         let closed: Vec<ClosedChunk> = {
             let head = super::sqlite::read(&self.inner.head);
             head.series
@@ -354,4 +368,51 @@ fn delete_chunks(
     let mut stmt = conn.prepare(sql).map_err(backend)?;
     let rows = stmt.query_map(p, |r| r.get::<_, i64>(0)).map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Sample};
+    use crate::storage::{AppendSample, Appender, StorageOptions};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn at(name: &str, t: i64) -> AppendSample {
+        AppendSample {
+            labels: Labels::new([("__name__", name)]),
+            sample: Sample {
+                timestamp_ms: t,
+                value: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_sender_catching_up_keeps_its_chunks_open_until_it_moves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(
+            dir.path(),
+            StorageOptions {
+                min_free_disk: 0,
+                ..StorageOptions::default()
+            },
+        )
+        .unwrap();
+        let now = crate::util::now_ms();
+        // A 2 h window boundary 20 h ago, so the samples below stay in one
+        // window until the last one.
+        let t0 = (now - 20 * HOUR).div_euclid(2 * HOUR) * 2 * HOUR;
+        store.append(&[at("a", t0), at("b", t0)]).unwrap();
+        store.append(&[at("a", t0 + HOUR)]).unwrap();
+        // Both are hours behind the clock, but a is still being sent and b
+        // is not quiet next to it: nothing is idle.
+        assert_eq!(store.maintain(now).unwrap().idle_chunks_closed, 0);
+        // a moves 3 h on: b has been quiet for longer than a window.
+        store.append(&[at("a", t0 + 3 * HOUR + 60_000)]).unwrap();
+        assert_eq!(store.maintain(now).unwrap().idle_chunks_closed, 1);
+        // Nothing arrived since the last pass: the clock decides, a is idle too.
+        assert_eq!(store.maintain(now).unwrap().idle_chunks_closed, 1);
+        assert_eq!(store.maintain(now).unwrap().idle_chunks_closed, 0);
+    }
 }

@@ -10,9 +10,8 @@ use std::sync::atomic::Ordering;
 
 use pco::ChunkConfig;
 use pco::standalone::simple_compress;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::bounds::sql_floor_div;
 use super::compaction::{DAY_MS, day_range};
 use super::index::SeriesId;
 use super::pco_chunk::{self, Encoding};
@@ -311,56 +310,31 @@ impl SqliteStorage {
         // A day some of whose chunks raw retention deletes in this pass is
         // summarised first, even if it is younger than rollup_after.
         let expiring_before = now_ms.saturating_sub(opts.retention_ms);
-        // Groups are visited in (series, day) order after a cursor, so every
-        // batch moves past what it read and the pass ends even when a day
-        // yields no point (it is looked at again next pass).
-        let mut after: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
-        let sql = format!(
-            "SELECT g.series_id, g.day FROM
-               (SELECT series_id, {} AS day, SUM(samples) AS n,
-                       MIN(max_t) AS oldest, MAX(max_t) AS newest
-                  FROM chunks GROUP BY series_id, day) g
-             LEFT JOIN rollups r ON r.series_id = g.series_id AND r.min_t = g.day * ?1
-             WHERE ((g.day + 1) * ?1 <= ?2 OR g.oldest < ?3)
-               AND (r.id IS NULL OR r.raw_samples < g.n OR r.max_t < g.newest)
-               AND (g.series_id, g.day) > (?5, ?6)
-             ORDER BY g.series_id, g.day
-             LIMIT ?4",
-            sql_floor_div("min_t", "?1")
-        );
-        loop {
-            // A rollup retention of zero turns rollups off.
-            if opts.rollup_retention_ms <= 0 {
-                break;
-            }
+        // Series-days are found by walking the chunks' (series_id, min_t)
+        // index from a cursor, one read per writer lock, so a pass reads
+        // each chunk row once (a GROUP BY over the whole table per batch
+        // made it quadratic in the number of chunks) and ends even when a
+        // day yields no point (it is looked at again next pass).
+        let mut scan: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
+        // A rollup retention of zero turns rollups off.
+        while opts.rollup_retention_ms > 0 {
             let w = lock(&self.inner.writer);
-            let groups: Vec<(SeriesId, i64)> = {
-                let mut stmt = w.conn.prepare_cached(&sql).map_err(backend)?;
-                let rows = stmt
-                    .query_map(
-                        params![
-                            DAY_MS,
-                            done_before,
-                            expiring_before,
-                            GROUPS_PER_BATCH,
-                            after.0,
-                            after.1
-                        ],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
+            let due = Due {
+                ended_by: done_before,
+                expiring_before,
             };
-            let Some(&last) = groups.last() else {
-                break;
-            };
-            after = last;
-            let tx = w.conn.unchecked_transaction().map_err(backend)?;
-            for &(series, day) in &groups {
-                self.rollup_day(&tx, series, day)?;
+            let (groups, done) = rollup_candidates(&w.conn, &mut scan, SCAN_ROWS, due)?;
+            if !groups.is_empty() {
+                let tx = w.conn.unchecked_transaction().map_err(backend)?;
+                for &(series, day) in &groups {
+                    self.rollup_day(&tx, series, day)?;
+                }
+                tx.commit().map_err(backend)?;
+                report.days_rolled_up += groups.len();
             }
-            tx.commit().map_err(backend)?;
-            report.days_rolled_up += groups.len();
+            if done {
+                break;
+            }
         }
         let w = lock(&self.inner.writer);
         let cutoff = now_ms.saturating_sub(opts.rollup_retention_ms);
@@ -568,6 +542,95 @@ impl SqliteStorage {
     }
 }
 
+/// Chunk rows read per index step while looking for days to roll up.
+const SCAN_ROWS: i64 = 8192;
+
+/// Which series-days a rollup pass summarises: those that ended by
+/// `ended_by`, and those with a chunk that raw retention is about to delete.
+#[derive(Clone, Copy)]
+struct Due {
+    ended_by: i64,
+    expiring_before: i64,
+}
+
+/// The next series-days (series, day number) to roll up, at most
+/// [`GROUPS_PER_BATCH`], from one read of at most `scan_rows` rows of the
+/// chunks' `(series_id, min_t)` index from `scan`, which moves past every
+/// day looked at; `true` once the read reached the end of the table. A day
+/// is due per `due` and taken when it has no rollup row yet, or its row
+/// summarises fewer raw samples than the chunks hold, or older ones.
+fn rollup_candidates(
+    conn: &Connection,
+    scan: &mut (SeriesId, i64),
+    scan_rows: i64,
+    due: Due,
+) -> Result<(Vec<(SeriesId, i64)>, bool), StorageError> {
+    let rows: Vec<(SeriesId, i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT series_id, min_t, max_t, samples FROM chunks
+             WHERE (series_id, min_t) >= (?1, ?2) ORDER BY series_id, min_t LIMIT ?3",
+        )
+        .map_err(backend)?
+        .query_map(params![scan.0, scan.1, scan_rows], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let full = rows.len() as i64 == scan_rows;
+    let mut rolled = conn
+        .prepare_cached(
+            "SELECT raw_samples, max_t FROM rollups WHERE series_id = ?1 AND min_t = ?2",
+        )
+        .map_err(backend)?;
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
+        let (series, t, _, _) = rows[i];
+        let day = t.div_euclid(DAY_MS);
+        let (from, to) = day_range(day);
+        let mut j = i;
+        let (mut n, mut oldest, mut newest) = (0i64, i64::MAX, i64::MIN);
+        while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(DAY_MS) == day {
+            n += rows[j].3;
+            oldest = oldest.min(rows[j].2);
+            newest = newest.max(rows[j].2);
+            j += 1;
+        }
+        if j == rows.len() && full {
+            if i > 0 {
+                // Cut off by the row limit: read again from its start.
+                break;
+            }
+            // One day fills the whole read: count it in SQL.
+            (n, oldest, newest) = conn
+                .query_row(
+                    "SELECT SUM(samples), MIN(max_t), MAX(max_t) FROM chunks
+                     WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
+                    params![series, from, to],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .map_err(backend)?;
+        }
+        if to <= due.ended_by || oldest < due.expiring_before {
+            let row: Option<(i64, i64)> = rolled
+                .query_row(params![series, from], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(backend)?;
+            if row.is_none_or(|(raw, max_t)| raw < n || max_t < newest) {
+                groups.push((series, day));
+            }
+        }
+        *scan = if to == i64::MAX {
+            (series.saturating_add(1), i64::MIN)
+        } else {
+            (series, to)
+        };
+        i = j;
+    }
+    Ok((groups, !full && i == rows.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,5 +697,78 @@ mod tests {
         assert_eq!(used, 2);
         let ts: Vec<i64> = merged.samples.iter().map(|x| x.timestamp_ms).collect();
         assert_eq!(ts, [1, BUCKET_MS + 1, 2 * BUCKET_MS + 1, 3 * BUCKET_MS]);
+    }
+
+    #[test]
+    fn due_days_are_found_by_walking_the_index_across_read_limits() {
+        use crate::storage::StorageOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        let w = lock(&store.inner.writer);
+        let d = DAY_MS;
+        // Series 1: day 0 in three chunks (no rollup), day 1 in one chunk
+        // (rolled up, complete), day 2 in two chunks (rolled up before its
+        // second chunk arrived). Series 2: day 0 (rollup holds fewer
+        // samples), day 5 (not ended). Series 3: day 1 with one chunk
+        // whose max_t is newer than its rollup row's.
+        let chunks = [
+            (1, 0, 10, 5),
+            (1, 100, 200, 5),
+            (1, 300, 400, 5),
+            (1, d, d + 10, 7),
+            (1, 2 * d, 2 * d + 10, 3),
+            (1, 2 * d + 50, 2 * d + 60, 3),
+            (2, 0, 10, 9),
+            (2, 5 * d, 5 * d + 10, 1),
+            (3, d, d + 500, 4),
+        ];
+        for (series, min_t, max_t, n) in chunks {
+            w.conn
+                .execute(
+                    "INSERT INTO chunks (series_id, min_t, max_t, samples, data) VALUES (?1, ?2, ?3, ?4, x'00')",
+                    params![series, min_t, max_t, n],
+                )
+                .unwrap();
+        }
+        for (series, day, max_t, raw) in [
+            (1, 1, d + 10, 7),
+            (1, 2, 2 * d + 10, 3),
+            (2, 0, 10, 8),
+            (3, 1, d + 400, 4),
+        ] {
+            w.conn
+                .execute(
+                    "INSERT INTO rollups (series_id, min_t, max_t, points, raw_samples, data) VALUES (?1, ?2, ?3, 1, ?4, x'00')",
+                    params![series, day * d, max_t, raw],
+                )
+                .unwrap();
+        }
+        let ended = Due {
+            ended_by: 5 * d,
+            expiring_before: i64::MIN,
+        };
+        // Day 5 of series 2 is due only once its chunk is about to expire.
+        let expiring = Due {
+            ended_by: 5 * d,
+            expiring_before: 5 * d + 11,
+        };
+        let want = vec![(1, 0), (1, 2), (2, 0), (3, 1)];
+        let mut want_expiring = want.clone();
+        want_expiring.insert(3, (2, 5));
+        for rows in [1, 2, 3, 4, 100] {
+            for (due, want) in [(ended, &want), (expiring, &want_expiring)] {
+                let mut scan = (SeriesId::MIN, i64::MIN);
+                let mut found = Vec::new();
+                for reads in 0.. {
+                    assert!(reads < 100, "the scan does not move on");
+                    let (batch, done) = rollup_candidates(&w.conn, &mut scan, rows, due).unwrap();
+                    found.extend(batch);
+                    if done {
+                        break;
+                    }
+                }
+                assert_eq!(&found, want, "rows {rows}");
+            }
+        }
     }
 }

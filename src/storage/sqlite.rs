@@ -119,6 +119,10 @@ pub(super) struct Counters {
     /// Newest point time of any rollup row (never lowered): queries over
     /// newer ranges skip the rollup lookup.
     pub rollup_max_t: AtomicI64,
+    /// Newest sample time appended since the store opened (0: none).
+    pub newest_appended_t: AtomicI64,
+    /// `samples_appended` as the last maintenance pass saw it.
+    pub appended_at_last_pass: AtomicU64,
 }
 
 pub(super) struct Writer {
@@ -1041,6 +1045,9 @@ impl SqliteStorage {
         let c = &self.inner.counters;
         c.samples_appended
             .fetch_add(group.logged.len() as u64, Ordering::Relaxed);
+        if let Some(newest) = group.logged.iter().map(|s| s.t).max() {
+            c.newest_appended_t.fetch_max(newest, Ordering::Relaxed);
+        }
         if !group.logged.is_empty() {
             w.wal_bytes += record.len() as u64;
             c.wal_bytes.store(w.wal_bytes, Ordering::Relaxed);
