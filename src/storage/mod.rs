@@ -9,6 +9,7 @@
 mod backfill;
 mod bounds;
 pub mod chunk;
+mod chunk_ids;
 mod compaction;
 mod follow;
 mod head;

@@ -317,13 +317,15 @@ impl SqliteStorage {
         // day yields no point (it is looked at again next pass).
         let mut scan: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
         // A rollup retention of zero turns rollups off.
-        while opts.rollup_retention_ms > 0 {
+        let mut done = opts.rollup_retention_ms <= 0;
+        while !done {
             let w = lock(&self.inner.writer);
             let due = Due {
                 ended_by: done_before,
                 expiring_before,
             };
-            let (groups, done) = rollup_candidates(&w.conn, &mut scan, SCAN_ROWS, due)?;
+            let groups;
+            (groups, done) = rollup_candidates(&w.conn, &mut scan, SCAN_ROWS, due)?;
             if !groups.is_empty() {
                 let tx = w.conn.unchecked_transaction().map_err(backend)?;
                 for &(series, day) in &groups {
@@ -331,9 +333,6 @@ impl SqliteStorage {
                 }
                 tx.commit().map_err(backend)?;
                 report.days_rolled_up += groups.len();
-            }
-            if done {
-                break;
             }
         }
         let w = lock(&self.inner.writer);

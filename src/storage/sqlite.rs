@@ -748,12 +748,14 @@ pub(super) fn insert_chunks<'c>(
     chunks: &'c [ClosedChunk],
     ignore_existing: bool,
 ) -> Result<Vec<&'c ClosedChunk>, StorageError> {
-    let sql = if ignore_existing {
-        "INSERT OR IGNORE INTO chunks (series_id, min_t, max_t, samples, data) VALUES (?1, ?2, ?3, ?4, ?5)"
-    } else {
-        "INSERT INTO chunks (series_id, min_t, max_t, samples, data) VALUES (?1, ?2, ?3, ?4, ?5)"
-    };
-    let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+    let or_ignore = if ignore_existing { "OR IGNORE " } else { "" };
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "INSERT {or_ignore}INTO chunks (id, series_id, min_t, max_t, samples, data) VALUES ({}, ?1, ?2, ?3, ?4, ?5)",
+            super::chunk_ids::next_id_sql(6, 7)
+        ))
+        .map_err(backend)?;
+    let (ids_from, ids_to) = super::chunk_ids::Lifetime::Head.ids();
     let mut added = Vec::new();
     for c in chunks {
         if stmt
@@ -762,7 +764,9 @@ pub(super) fn insert_chunks<'c>(
                 c.min_t,
                 c.max_t,
                 c.samples as i64,
-                c.data
+                c.data,
+                ids_from,
+                ids_to
             ])
             .map_err(backend)?
             > 0
