@@ -221,9 +221,15 @@ impl JinaBert {
         self.max_positions
     }
 
-    /// `[1, heads, seq, seq]` ALiBi biases plus, per input, 0 on its tokens
-    /// and -inf on padding: `[batch, heads, seq, seq]` added to the scores.
-    fn bias(&self, rows: &[&[u32]], seq: usize, device: &Device) -> candle_core::Result<Tensor> {
+    /// The `[1, heads, seq, seq]` ALiBi biases and the `[batch, 1, 1, seq]`
+    /// padding mask (0 on an input's tokens, -inf after them), kept apart
+    /// so that no `[batch, heads, seq, seq]` bias is held beside the scores.
+    fn biases(
+        &self,
+        rows: &[&[u32]],
+        seq: usize,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let heads = self.slopes.len();
         let mut alibi = Vec::with_capacity(heads * seq * seq);
         for slope in &self.slopes {
@@ -238,7 +244,7 @@ impl JinaBert {
             mask.extend(std::iter::repeat_n(f32::NEG_INFINITY, seq - row.len()));
         }
         let mask = Tensor::from_vec(mask, (rows.len(), 1, 1, seq), device)?;
-        alibi.broadcast_add(&mask)
+        Ok((alibi, mask))
     }
 
     fn hidden(&self, batch: &[&Encoded]) -> candle_core::Result<Tensor> {
@@ -254,7 +260,8 @@ impl JinaBert {
             .embedding(&ids.flatten_all()?)?
             .broadcast_add(&self.segment)?;
         let mut x = self.emb_norm.forward(&x)?;
-        let bias = self.bias(&rows, seq, &device)?.to_dtype(dtype)?;
+        let (alibi, mask) = self.biases(&rows, seq, &device)?;
+        let (alibi, mask) = (alibi.to_dtype(dtype)?, mask.to_dtype(dtype)?);
         let scale = 1.0 / (hd as f64).sqrt();
         for l in &self.layers {
             let heads = |t: Tensor| -> candle_core::Result<Tensor> {
@@ -263,7 +270,10 @@ impl JinaBert {
             let q = heads(l.query.forward(&x)?)?;
             let k = heads(l.key.forward(&x)?)?;
             let v = heads(l.value.forward(&x)?)?;
-            let scores = ((q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias))?;
+            // The authors' order: scaled scores, plus the mask, plus ALiBi.
+            let scores = (q.matmul(&k.t()?)? * scale)?
+                .broadcast_add(&mask)?
+                .broadcast_add(&alibi)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * seq, h))?;
             let attn = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
@@ -376,6 +386,55 @@ mod tests {
             worst = worst.max(gap);
         }
         assert!(worst <= 1e-4, "max abs diff of token states {worst}");
+    }
+
+    #[test]
+    fn weights_under_bert_load_and_qk_post_norm_weights_are_refused() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-arch-jina-bert");
+        let config_text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let tensors =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let load = |t: std::collections::HashMap<String, Tensor>| {
+            JinaBert::load(
+                VarBuilder::from_tensors(t, DType::F32, &Device::Cpu),
+                &config_text,
+                Pooling::Mean,
+            )
+        };
+        let enc = Encoded {
+            ids: vec![2, 100, 200, 3],
+            type_ids: vec![0; 4],
+            pool_skip: 0,
+        };
+        let root = load(tensors.clone()).unwrap().hidden(&[&enc]).unwrap();
+        // JinaBertForMaskedLM's own layout keeps the encoder under `bert.`.
+        let prefixed = tensors
+            .iter()
+            .map(|(k, v)| (format!("bert.{k}"), v.clone()))
+            .collect();
+        let under_bert = load(prefixed).unwrap().hidden(&[&enc]).unwrap();
+        let gap = (root - under_bert)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(gap, 0.0);
+        // jina-bert-v2-qk-post-norm's q/k LayerNorms: another model.
+        let mut qk = tensors.clone();
+        qk.insert(
+            "encoder.layer.0.attention.self.layer_norm_q.weight".to_string(),
+            Tensor::ones(48, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let err = load(qk).err().unwrap();
+        assert!(
+            err.contains("layer_norm_q") && err.contains("not supported"),
+            "{err}"
+        );
     }
 
     #[test]
