@@ -26,6 +26,7 @@ that include Chinese, a single character and inputs cut at max_seq_length
 """
 
 import json
+import math
 import pathlib
 import shutil
 
@@ -828,6 +829,202 @@ def make_remote_reranker(name: str, code_dir: pathlib.Path, base: dict, max_leng
     print(f"{name}: tokens {[r['n_tokens'] for c in cases for r in c['results']]}")
 
 
+# JinaBERT (`JinaBertModel`, jina-embeddings-v2-small/base-en/zh/de/es).
+# Its authors' code (jinaai/jina-bert-implementation on the hub) has no copy
+# that could be found, so the reference is this module, written from the
+# published description (Günther et al. 2023, "Jina Embeddings 2") and the
+# model cards' layout, with the ALiBi slopes as in ofirpress/attention_with_
+# linear_biases (the same function the derived ports carry). infermon is
+# also checked against candle-transformers' own JinaBERT (a third, independent
+# implementation) in src/inference/models/jina_bert.rs.
+class JinaBertReference(torch.nn.Module):
+    """A post-norm BERT without position embeddings: symmetric ALiBi
+    (-slope_h · |i - j| added to the attention scores) and a gated MLP
+    `wo(act(first half) · second half)` of `gated_layers` (no bias),
+    followed by `layernorm(out + residual)`. Module names are the hub
+    checkpoints' tensor names."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        nn = torch.nn
+        h, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+        self.cfg = cfg
+        self.embeddings = nn.Module()
+        self.embeddings.word_embeddings = nn.Embedding(cfg["vocab_size"], h)
+        self.embeddings.token_type_embeddings = nn.Embedding(cfg["type_vocab_size"], h)
+        self.embeddings.LayerNorm = nn.LayerNorm(h, eps=eps)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList()
+        for _ in range(cfg["num_hidden_layers"]):
+            layer = nn.Module()
+            layer.attention = nn.Module()
+            layer.attention.self = nn.Module()
+            for n in ("query", "key", "value"):
+                setattr(layer.attention.self, n, nn.Linear(h, h))
+            layer.attention.output = nn.Module()
+            layer.attention.output.dense = nn.Linear(h, h)
+            layer.attention.output.LayerNorm = nn.LayerNorm(h, eps=eps)
+            layer.mlp = nn.Module()
+            layer.mlp.gated_layers = nn.Linear(h, 2 * cfg["intermediate_size"], bias=False)
+            layer.mlp.wo = nn.Linear(cfg["intermediate_size"], h)
+            layer.mlp.layernorm = nn.LayerNorm(h, eps=eps)
+            self.encoder.layer.append(layer)
+        act = cfg["feed_forward_type"]
+        self.act = {"geglu": nn.GELU(), "reglu": nn.ReLU()}[act]
+
+    @staticmethod
+    def slopes(n: int) -> list:
+        def power_of_2(n):
+            start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+            return [start * start**i for i in range(n)]
+
+        if math.log2(n).is_integer():
+            return power_of_2(n)
+        closest = 2 ** math.floor(math.log2(n))
+        return power_of_2(closest) + JinaBertReference.slopes(2 * closest)[0::2][: n - closest]
+
+    def alibi(self, size: int) -> torch.Tensor:
+        n = self.cfg["num_attention_heads"]
+        pos = torch.arange(size)
+        distance = (pos[None, :] - pos[:, None]).abs()
+        slopes = torch.Tensor(self.slopes(n)) * -1
+        return (slopes[:, None, None] * distance[None]).unsqueeze(0)  # [1, heads, seq, seq]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        b, seq = input_ids.shape
+        heads = cfg["num_attention_heads"]
+        d = cfg["hidden_size"] // heads
+        e = self.embeddings
+        x = e.word_embeddings(input_ids) + e.token_type_embeddings(torch.zeros_like(input_ids))
+        x = e.LayerNorm(x)
+        # transformers 4's extended mask: 0 where attended, the dtype's minimum where padded.
+        mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        bias = self.alibi(seq)
+        split = lambda t: t.view(b, seq, heads, d).permute(0, 2, 1, 3)
+        for layer in self.encoder.layer:
+            a = layer.attention.self
+            q, k, v = split(a.query(x)), split(a.key(x)), split(a.value(x))
+            scores = q @ k.transpose(-1, -2) / math.sqrt(d) + mask
+            probs = torch.softmax(scores + bias, dim=-1)
+            ctx = (probs @ v).permute(0, 2, 1, 3).reshape(b, seq, heads * d)
+            o = layer.attention.output
+            x = o.LayerNorm(o.dense(ctx) + x)
+            m = layer.mlp
+            gated = m.gated_layers(x)
+            inter = cfg["intermediate_size"]
+            y = self.act(gated[..., :inter]) * gated[..., inter:]
+            x = m.layernorm(m.wo(y) + x)
+        return x
+
+
+# jina-embeddings-v2-base-en's config.json, scaled down: 12 heads (as the
+# base models; not a power of two, so the slopes' second series is used).
+JINA_CONFIG = dict(
+    _name_or_path="jinaai/jina-bert-implementation",
+    architectures=["JinaBertForMaskedLM"],
+    attention_probs_dropout_prob=0.0,
+    attn_implementation="torch",
+    auto_map={
+        "AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+        "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+        "AutoModelForMaskedLM": "jinaai/jina-bert-implementation--modeling_bert.JinaBertForMaskedLM",
+        "AutoModelForSequenceClassification": "jinaai/jina-bert-implementation--modeling_bert.JinaBertForSequenceClassification",
+    },
+    classifier_dropout=None,
+    emb_pooler="mean",
+    feed_forward_type="geglu",
+    gradient_checkpointing=False,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    hidden_size=48,
+    initializer_range=0.3,
+    intermediate_size=64,
+    layer_norm_eps=1e-12,
+    max_position_embeddings=8192,
+    model_max_length=8192,
+    model_type="bert",
+    num_attention_heads=12,
+    num_hidden_layers=2,
+    pad_token_id=0,
+    position_embedding_type="alibi",
+    torch_dtype="float32",
+    type_vocab_size=2,
+    use_cache=True,
+    vocab_size=VOCAB,
+)
+
+
+def make_jina(name: str, max_seq: int = 64) -> None:
+    """A JinaBERT folder as the hub has it (config.json naming the authors'
+    code, weights at the root, mean Pooling, Normalize) with the reference
+    module's outputs, pooled by sentence-transformers' Pooling module."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(sum(map(ord, name)))
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    small_tokenizer(out)
+    cfg = dict(JINA_CONFIG)
+    model = JinaBertReference(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, cfg["initializer_range"])
+    widen(model)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    width = cfg["hidden_size"]
+    (out / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ],
+            indent=2,
+        )
+    )
+    pooling = models.Pooling(width, pooling_mode="mean")
+    for sub, module in (("1_Pooling", pooling), ("2_Normalize", models.Normalize())):
+        (out / sub).mkdir()
+        module.save(str(out / sub))
+    (out / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq, "do_lower_case": False}, indent=2)
+    )
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+
+    def encode(texts):
+        enc = tok(texts, padding=True, truncation=True, max_length=max_seq, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(enc["input_ids"], enc["attention_mask"])
+            pooled = pooling({"token_embeddings": hidden, "attention_mask": enc["attention_mask"]})
+        return pooled["sentence_embedding"]
+
+    batched = encode(ARCH_TEXTS)
+    for i, text in enumerate(ARCH_TEXTS):
+        gap = float((encode([text])[0] - batched[i]).abs().max())
+        assert gap < 1e-5, f"{name}: batched differs from single by {gap} for {text!r}"
+    normalized = torch.nn.functional.normalize(batched, p=2, dim=1)
+    lengths = [len(tok(t, truncation=True, max_length=max_seq)["input_ids"]) for t in ARCH_TEXTS]
+    reference = {
+        "texts": ARCH_TEXTS,
+        "architecture": cfg["architectures"][0],
+        "reference": "JinaBertReference in scripts/make-fixtures.py (written from the published description; "
+        "the authors' hub code could not be found), mean pooling by sentence-transformers' Pooling",
+        "pooling": "mean",
+        "dimensions": width,
+        "max_seq_length": max_seq,
+        "token_counts": lengths,
+        "normalized": normalized.tolist(),
+        "unnormalized": batched.tolist(),
+    }
+    (out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False, indent=1))
+    print(f"{name}: JinaBERT (reference module), {width} dims, tokens {lengths}")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -856,5 +1053,7 @@ if __name__ == "__main__":
             make_remote(name, code_dirs[spec["flag"]], spec)
         elif name in only or not only:
             print(f"{name}: skipped (needs {spec['flag']} DIR with {', '.join(spec['files'])})")
+    if not only or "tiny-arch-jina-bert" in only:
+        make_jina("tiny-arch-jina-bert")
     if "--gte-code" in code_dirs and (not only or "tiny-arch-gte-reranker" in only):
         make_remote_reranker("tiny-arch-gte-reranker", code_dirs["--gte-code"], REMOTE["tiny-arch-gte"], 48)

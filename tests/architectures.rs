@@ -15,7 +15,7 @@ use support::{
     TestServer, client, cosine, fixture, fixture_json, floats, max_abs, rewrite, start_fails,
 };
 
-const FIXTURES: [&str; 10] = [
+const FIXTURES: [&str; 11] = [
     "tiny-arch-roberta",
     "tiny-arch-camembert",
     "tiny-arch-distilbert",
@@ -26,6 +26,7 @@ const FIXTURES: [&str; 10] = [
     "tiny-arch-gemma3",
     "tiny-arch-nomic-bert",
     "tiny-arch-gte",
+    "tiny-arch-jina-bert",
 ];
 
 fn post(s: &TestServer, path: &str, body: &Value) -> Value {
@@ -128,6 +129,7 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
         "Gemma3TextModel",
         "MistralModel",
         "CamembertModel",
+        "JinaBertModel",
     ] {
         assert!(log.contains(needle), "{needle}: {log}");
     }
@@ -184,6 +186,28 @@ fn models_infermon_cannot_run_exactly_refuse_to_start() {
         log.contains("rope_scaling") && log.contains("dynamic"),
         "{log}"
     );
+    // JinaBERT: only the authors' v2 code (ALiBi, GLU MLP, no qk-norm).
+    for (from, to, needle) in [
+        (
+            "\"alibi\"",
+            "\"absolute\"",
+            "position_embedding_type \"absolute\"",
+        ),
+        ("\"geglu\"", "\"swiglu\"", "feed_forward_type \"swiglu\""),
+        (
+            "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+            "jinaai/jina-bert-v2-qk-post-norm--modeling_bert.JinaBertModel",
+            "auto_map",
+        ),
+    ] {
+        let log = start_fails("tiny-arch-jina-bert", |m| {
+            rewrite(&m.join("config.json"), from, to)
+        });
+        assert!(
+            log.contains(needle) && log.contains("config.json") && log.contains("not supported"),
+            "{needle}: {log}"
+        );
+    }
 }
 
 #[test]
@@ -322,6 +346,7 @@ fn half_precision_runs_every_candle_path() {
         "tiny-arch-gemma3",
         "tiny-arch-nomic-bert",
         "tiny-arch-gte",
+        "tiny-arch-jina-bert",
     ];
     let models: String = families
         .iter()

@@ -11,6 +11,7 @@ use super::models::bert::{self, BertConfig};
 use super::models::distilbert;
 use super::models::gemma3::Gemma3;
 use super::models::gte::{self, Gte};
+use super::models::jina_bert::JinaBert;
 use super::models::modernbert::ModernBertEmbedder;
 use super::models::mpnet::MpNet;
 use super::models::nomic_bert::NomicBert;
@@ -242,6 +243,12 @@ pub fn load(cfg: &ModelConfig, base_dir: &Path) -> Result<LoadedParts, Inference
             let n = m.max_positions();
             (Box::new(m), n, InputFormat::Single, Some(pool))
         }
+        Family::JinaBert => {
+            let pool = explicit_pooling()?;
+            let m = JinaBert::load(vb, &config_text, pool).map_err(bad)?;
+            let n = m.max_positions();
+            (Box::new(m), n, InputFormat::Single, Some(pool))
+        }
         Family::Gemma3 => {
             let pool = explicit_pooling()?;
             let m = Gemma3::load(vb, &config_text, pool).map_err(bad)?;
@@ -368,6 +375,7 @@ enum Family {
     Gemma3,
     NomicBert,
     Gte,
+    JinaBert,
 }
 
 /// The `architectures` entries (and bare `model_type`s) infermon runs,
@@ -408,6 +416,10 @@ const ARCHITECTURES: &[(&str, Family)] = &[
     ("NewForSequenceClassification", Family::Gte),
     ("GteModel", Family::Gte),
     ("new", Family::Gte),
+    // jina-embeddings-v2 from the hub's jinaai/jina-bert-implementation code
+    // (model_type "bert": only the class name tells it apart).
+    ("JinaBertModel", Family::JinaBert),
+    ("JinaBertForMaskedLM", Family::JinaBert),
     ("Gemma3TextModel", Family::Gemma3),
     ("gemma3_text", Family::Gemma3),
     ("Qwen2Model", Family::Qwen2),
@@ -604,6 +616,9 @@ mod tests {
             assert!(family_of(name).is_some(), "{name}");
             assert!(listed.contains(&name), "{name}");
         }
-        assert_eq!(family_of("JinaBertModel"), None);
+        for name in ["JinaBertModel", "JinaBertForMaskedLM"] {
+            assert_eq!(family_of(name), Some(Family::JinaBert), "{name}");
+            assert!(listed.contains(&name), "{name}");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod bert_cpu;
 pub mod distilbert;
 pub mod gemma3;
 pub mod gte;
+pub mod jina_bert;
 pub mod modernbert;
 pub mod mpnet;
 pub mod nomic_bert;
