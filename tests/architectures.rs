@@ -98,9 +98,14 @@ fn every_architecture_matches_sentence_transformers() {
                 &s,
                 json!({"model": name, "inputs": text, "normalize": false, "truncate": true}),
             );
+            // Batches pad and block the matrix products differently, so
+            // sums are taken in another order: equal to float rounding,
+            // relative to the vector's largest component (a wrong mask or
+            // position is off by tenths; 1.07e-5 seen on one CPU).
+            let scale = raw[i].iter().fold(1.0f32, |m, x| m.max(x.abs()));
             assert!(
-                max_abs(&single[0], &raw[i]) <= 1e-5,
-                "{name}: batched vs single for {text:?}: {}",
+                max_abs(&single[0], &raw[i]) <= 5e-5 * scale,
+                "{name}: batched vs single for {text:?}: {} (largest component {scale})",
                 max_abs(&single[0], &raw[i])
             );
         }
@@ -317,12 +322,14 @@ fn cross_encoder_scores_match_transformers() {
                         "{name} {key} of {:?}: {got} vs {want}",
                         texts[i]
                     );
-                    // Scored alone, each document gets its batched score.
+                    // Scored alone, each document gets its batched score,
+                    // to float rounding (sums in another order; how far
+                    // depends on the CPU's matrix kernels: 1.4e-5 seen).
                     let alone = post(&s, "/rerank", &body(&[texts[i]]))[0]["score"]
                         .as_f64()
                         .unwrap();
                     assert!(
-                        (alone - got).abs() <= 1e-5,
+                        (alone - got).abs() <= 5e-5,
                         "{name} {:?}: {alone} vs {got}",
                         texts[i]
                     );
