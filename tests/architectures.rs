@@ -86,28 +86,13 @@ fn every_architecture_matches_sentence_transformers() {
         for (i, text) in texts.iter().enumerate() {
             for (got, key) in [(&raw[i], "unnormalized"), (&normed[i], "normalized")] {
                 let want = floats(&refs[key][i]);
-                assert_eq!(got.len(), want.len(), "{name} {key} {text:?}: width");
-                assert!(
-                    cosine(got, &want) >= 0.9999 && max_abs(got, &want) <= 1e-4,
-                    "{name} {key} {text:?}: cosine {}, max abs {}",
-                    cosine(got, &want),
-                    max_abs(got, &want)
-                );
+                support::assert_matches_reference(&format!("{name} {key} {text:?}"), got, &want);
             }
             let single = embed(
                 &s,
                 json!({"model": name, "inputs": text, "normalize": false, "truncate": true}),
             );
-            // Batches pad and block the matrix products differently, so
-            // sums are taken in another order: equal to float rounding,
-            // relative to the vector's largest component (a wrong mask or
-            // position is off by tenths; 1.07e-5 seen on one CPU).
-            let scale = raw[i].iter().fold(1.0f32, |m, x| m.max(x.abs()));
-            assert!(
-                max_abs(&single[0], &raw[i]) <= 5e-5 * scale,
-                "{name}: batched vs single for {text:?}: {} (largest component {scale})",
-                max_abs(&single[0], &raw[i])
-            );
+            support::assert_batched_equals_single(&format!("{name} {text:?}"), &single[0], &raw[i]);
         }
     }
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestServer, client, cosine, fixture_json, floats, max_abs, rewrite, start_fails};
+use support::{TestServer, client, fixture_json, floats, rewrite, start_fails};
 
 const FIXTURES: [&str; 4] = [
     "tiny-st-max-dense",
@@ -53,21 +53,13 @@ fn pooling_modes_and_dense_layers_match_sentence_transformers() {
         for (i, text) in texts.iter().enumerate() {
             for (got, key) in [(&raw[i], "unnormalized"), (&normed[i], "normalized")] {
                 let want = floats(&refs[key][i]);
-                assert!(
-                    cosine(got, &want) >= 0.9999 && max_abs(got, &want) <= 1e-4,
-                    "{name} {key} {text:?}: cosine {}, max abs {}",
-                    cosine(got, &want),
-                    max_abs(got, &want)
-                );
+                support::assert_matches_reference(&format!("{name} {key} {text:?}"), got, &want);
             }
             let single = embed(
                 &s,
                 json!({"model": name, "inputs": text, "normalize": false, "truncate": true}),
             );
-            assert!(
-                max_abs(&single[0], &raw[i]) <= 1e-5,
-                "{name}: batched vs single for {text:?}"
-            );
+            support::assert_batched_equals_single(&format!("{name} {text:?}"), &single[0], &raw[i]);
         }
     }
 }

@@ -365,6 +365,35 @@ pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Asserts that an output matches its sentence-transformers reference:
+/// cosine ≥ 0.9999 and max abs diff ≤ 1e-4, or ≤ 2e-5 of the largest
+/// component for vectors above 5 (Dense layers scale them up; the AMX
+/// bf16x3 kernels agree with f32 to ~1e-5 relative: 1.26e-4 seen on
+/// components of 15).
+pub fn assert_matches_reference(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: width");
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let (cos, diff) = (cosine(got, want), max_abs(got, want));
+    assert!(
+        cos >= 0.9999 && diff <= 1e-4f32.max(2e-5 * scale),
+        "{what}: cosine {cos}, max abs {diff} (largest component {scale})"
+    );
+}
+
+/// Asserts that a text embedded alone equals its row of a batch to float
+/// rounding. Batches pad and block the matrix products differently, so
+/// sums are taken in another order; how far that moves a component depends
+/// on the CPU's kernels (1.07e-5 seen), so the bound is relative to the
+/// vector's largest component. A wrong mask or position is off by tenths.
+pub fn assert_batched_equals_single(what: &str, single: &[f32], batched: &[f32]) {
+    let scale = batched.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let diff = max_abs(single, batched);
+    assert!(
+        diff <= 5e-5 * scale,
+        "{what}: batched vs single differ by {diff} (largest component {scale})"
+    );
+}
+
 /// Copies a folder (a model fixture) recursively.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
