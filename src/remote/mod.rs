@@ -36,6 +36,7 @@
 //! value wins), then `write_relabel_configs`, sorted by name; stale markers
 //! are sent as the exact NaN bit pattern they are stored as.
 
+mod borrowed;
 mod client;
 mod error;
 mod metrics;

@@ -33,9 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
-use prost::Message;
 
-use super::proto::WriteRequest;
 use crate::config::ReceiverConfig;
 use crate::model::textparse::{is_label_name, is_metric_name};
 use crate::model::{Labels, METRIC_NAME, Sample};
@@ -379,24 +377,19 @@ pub fn decode_known(
                 "snappy: {e} (remote_write bodies use the snappy block format)"
             ))
         })?;
-    let request = WriteRequest::decode(raw.as_slice())
+    let request = super::borrowed::decode_write_request(&raw)
         .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
-    drop(raw);
     let mut out = Decoded {
-        series: Vec::with_capacity(request.timeseries.len()),
-        refs: Vec::with_capacity(request.timeseries.len()),
+        series: Vec::with_capacity(request.len()),
+        refs: Vec::with_capacity(request.len()),
         dropped: Vec::new(),
     };
-    for ts in &request.timeseries {
+    for ts in request {
         if let Some((limit, why)) = over_label_limit(&ts.labels, limits) {
             out.dropped.push((limit, ts.samples.len() as u64, why));
             continue;
         }
-        let mut pairs: Vec<(&str, &str)> = ts
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
+        let mut pairs = ts.labels;
         // Senders send names sorted; the store's sets are.
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
             pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -412,9 +405,9 @@ pub fn decode_known(
         let mut samples: Vec<Sample> = ts
             .samples
             .iter()
-            .map(|s| Sample {
-                timestamp_ms: s.timestamp,
-                value: s.value,
+            .map(|&(timestamp_ms, value)| Sample {
+                timestamp_ms,
+                value,
             })
             .collect();
         if !samples
@@ -461,14 +454,14 @@ fn new_series_labels(pairs: &[(&str, &str)]) -> Result<Labels, ReceiveError> {
 
 /// The first label limit a series breaks, with a message for the sender.
 fn over_label_limit(
-    labels: &[super::proto::Label],
+    labels: &[(&str, &str)],
     limits: &ReceiveLimits,
 ) -> Option<(LabelLimit, String)> {
     let name = || {
         labels
             .iter()
-            .find(|l| l.name == METRIC_NAME)
-            .map_or("(no name)", |l| l.value.as_str())
+            .find(|l| l.0 == METRIC_NAME)
+            .map_or("(no name)", |l| l.1)
             .chars()
             .take(200)
             .collect::<String>()
@@ -488,29 +481,29 @@ fn over_label_limit(
             ),
         ));
     }
-    for l in labels {
-        if over(l.name.len(), limits.max_label_name_length) {
+    for &(label_name, value) in labels {
+        if over(label_name.len(), limits.max_label_name_length) {
             let limit = LabelLimit::NameTooLong;
             return Some((
                 limit,
                 format!(
                     "series {} has a label name of {} bytes, more than {} ({})",
                     name(),
-                    l.name.len(),
+                    label_name.len(),
                     limits.max_label_name_length,
                     limit.key()
                 ),
             ));
         }
-        if over(l.value.len(), limits.max_label_value_length) {
+        if over(value.len(), limits.max_label_value_length) {
             let limit = LabelLimit::ValueTooLong;
             return Some((
                 limit,
                 format!(
                     "series {} has a value of {} bytes for label {:?}, more than {} ({})",
                     name(),
-                    l.value.len(),
-                    l.name.chars().take(200).collect::<String>(),
+                    value.len(),
+                    label_name.chars().take(200).collect::<String>(),
                     limits.max_label_value_length,
                     limit.key()
                 ),
@@ -672,7 +665,8 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::proto::{Label, Sample as WireSample, TimeSeries};
+    use crate::remote::proto::{Label, Sample as WireSample, TimeSeries, WriteRequest};
+    use prost::Message;
 
     fn body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
         super::super::proto::compress(&WriteRequest { timeseries }.encode_to_vec()).unwrap()

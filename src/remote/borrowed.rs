@@ -1,0 +1,352 @@
+//! Decoding a remote_write `WriteRequest` without copying its strings:
+//! label names and values are borrowed from the decompressed body.
+//!
+//! prost's derived decoder allocates a `String` per label of every series of
+//! every request, and the receiver then mostly hashes the pairs to find a
+//! series the store already has. prost cannot decode into borrowed strings,
+//! and the three messages take a page, so this is written here; a unit
+//! test holds it to prost's results (and errors) on valid, cut and damaged
+//! bodies.
+
+use thiserror::Error;
+
+/// Why a body is not a `WriteRequest`.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The body ends inside a field.
+    #[error("the body ends inside a field")]
+    Truncated,
+    /// A varint longer than 64 bits.
+    #[error("a varint is longer than 64 bits")]
+    VarintOverflow,
+    /// Field number 0, or a wire type protobuf does not have.
+    #[error("invalid field key {0}")]
+    InvalidKey(u64),
+    /// A known field sent with another wire type.
+    #[error("field {field} has wire type {wire}, expected {expected}")]
+    WireType {
+        /// The field number.
+        field: u32,
+        /// The wire type sent.
+        wire: u8,
+        /// The wire type of the field.
+        expected: u8,
+    },
+    /// A label name or value that is not UTF-8.
+    #[error("a label is not valid UTF-8")]
+    Utf8,
+    /// An end-group tag without its start, or groups nested too deep.
+    #[error("unbalanced or too deeply nested groups")]
+    Groups,
+}
+
+/// One series of a request: its label pairs as sent, and its samples as
+/// `(timestamp ms, value)`.
+#[derive(Debug, Default, PartialEq)]
+pub struct SeriesRef<'a> {
+    /// Label pairs in the order they were sent.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// Samples in the order they were sent.
+    pub samples: Vec<(i64, f64)>,
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
+const FIXED32: u8 = 5;
+/// Nesting of groups skipped, as prost's recursion limit.
+const MAX_DEPTH: u32 = 100;
+
+/// Decodes `prompb.WriteRequest`; fields other than the series, their
+/// labels and samples (metadata, exemplars, histograms) are skipped.
+pub fn decode_write_request(buf: &[u8]) -> Result<Vec<SeriesRef<'_>>, WireError> {
+    let mut r = Reader { buf };
+    let mut series = Vec::new();
+    while let Some((field, wire)) = r.key()? {
+        match field {
+            1 => series.push(time_series(r.message(field, wire)?)?),
+            _ => r.skip(field, wire, 0)?,
+        }
+    }
+    Ok(series)
+}
+
+fn time_series(buf: &[u8]) -> Result<SeriesRef<'_>, WireError> {
+    let mut r = Reader { buf };
+    let mut out = SeriesRef::default();
+    while let Some((field, wire)) = r.key()? {
+        match field {
+            1 => out.labels.push(label(r.message(field, wire)?)?),
+            2 => out.samples.push(sample(r.message(field, wire)?)?),
+            _ => r.skip(field, wire, 0)?,
+        }
+    }
+    Ok(out)
+}
+
+fn label(buf: &[u8]) -> Result<(&str, &str), WireError> {
+    let mut r = Reader { buf };
+    let (mut name, mut value) = ("", "");
+    while let Some((field, wire)) = r.key()? {
+        match field {
+            1 => name = r.string(field, wire)?,
+            2 => value = r.string(field, wire)?,
+            _ => r.skip(field, wire, 0)?,
+        }
+    }
+    Ok((name, value))
+}
+
+fn sample(buf: &[u8]) -> Result<(i64, f64), WireError> {
+    let mut r = Reader { buf };
+    let (mut t, mut v) = (0i64, 0.0f64);
+    while let Some((field, wire)) = r.key()? {
+        match field {
+            1 => {
+                expect(field, wire, FIXED64)?;
+                v = f64::from_bits(r.fixed64()?);
+            }
+            2 => {
+                expect(field, wire, VARINT)?;
+                // int64: two's complement in ten bytes.
+                t = r.varint()? as i64;
+            }
+            _ => r.skip(field, wire, 0)?,
+        }
+    }
+    Ok((t, v))
+}
+
+fn expect(field: u32, wire: u8, expected: u8) -> Result<(), WireError> {
+    if wire == expected {
+        Ok(())
+    } else {
+        Err(WireError::WireType {
+            field,
+            wire,
+            expected,
+        })
+    }
+}
+
+/// The unread rest of a message.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if n > self.buf.len() {
+            return Err(WireError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let &b = self.buf.get(i).ok_or(WireError::Truncated)?;
+            // The tenth byte holds the 64th bit only.
+            if i == 9 && b > 1 {
+                return Err(WireError::VarintOverflow);
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(WireError::VarintOverflow)
+    }
+
+    fn fixed64(&mut self) -> Result<u64, WireError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("eight bytes")))
+    }
+
+    /// The next field's number and wire type; `None` at the end.
+    fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let wire = (key & 7) as u8;
+        let field = (key >> 3) as u32;
+        if key > u64::from(u32::MAX) || field == 0 || wire > FIXED32 {
+            return Err(WireError::InvalidKey(key));
+        }
+        Ok(Some((field, wire)))
+    }
+
+    fn len_delimited(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| WireError::Truncated)?)
+    }
+
+    /// An embedded message field's bytes.
+    fn message(&mut self, field: u32, wire: u8) -> Result<&'a [u8], WireError> {
+        expect(field, wire, LEN)?;
+        self.len_delimited()
+    }
+
+    fn string(&mut self, field: u32, wire: u8) -> Result<&'a str, WireError> {
+        expect(field, wire, LEN)?;
+        std::str::from_utf8(self.len_delimited()?).map_err(|_| WireError::Utf8)
+    }
+
+    /// Skips an unknown field (a group with everything in it).
+    fn skip(&mut self, field: u32, wire: u8, depth: u32) -> Result<(), WireError> {
+        match wire {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            LEN => self.len_delimited().map(drop),
+            FIXED32 => self.take(4).map(drop),
+            START_GROUP => {
+                if depth >= MAX_DEPTH {
+                    return Err(WireError::Groups);
+                }
+                loop {
+                    let (f, w) = self.key()?.ok_or(WireError::Truncated)?;
+                    if w == END_GROUP {
+                        return if f == field {
+                            Ok(())
+                        } else {
+                            Err(WireError::Groups)
+                        };
+                    }
+                    self.skip(f, w, depth + 1)?;
+                }
+            }
+            _ => Err(WireError::Groups),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::remote::proto::{Label, Sample, TimeSeries, WriteRequest};
+
+    /// A decoded body: per series, its label pairs and (timestamp, value bits).
+    type Plain = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+
+    /// prost's view of a body, in this decoder's terms.
+    fn with_prost(buf: &[u8]) -> Option<Plain> {
+        let req = WriteRequest::decode(buf).ok()?;
+        Some(
+            req.timeseries
+                .into_iter()
+                .map(|ts| {
+                    (
+                        ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                        ts.samples
+                            .iter()
+                            .map(|s| (s.timestamp, s.value.to_bits()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn with_borrowed(buf: &[u8]) -> Option<Plain> {
+        let series = decode_write_request(buf).ok()?;
+        Some(
+            series
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.labels
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_string()))
+                            .collect(),
+                        s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn request(seed: u64) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let timeseries = (0..rng.usize(0..6))
+            .map(|i| TimeSeries {
+                labels: (0..rng.usize(0..5))
+                    .map(|j| Label {
+                        name: format!("l{j}"),
+                        value: ["", "x", "数据", "a\"b"][rng.usize(0..4)].repeat(rng.usize(0..40)),
+                    })
+                    .collect(),
+                samples: (0..rng.usize(0..4))
+                    .map(|k| Sample {
+                        value: [f64::NAN, -0.0, 1.5, f64::from_bits(0x7ff0000000000002)]
+                            [rng.usize(0..4)],
+                        timestamp: [-1, 0, i64::MAX, i64::MIN, 1_700_000_000_000 + k as i64]
+                            [(i + k) % 5],
+                    })
+                    .collect(),
+            })
+            .collect();
+        WriteRequest { timeseries }.encode_to_vec()
+    }
+
+    #[test]
+    fn agrees_with_prost_on_valid_cut_and_damaged_bodies() {
+        for seed in 0..300 {
+            let body = request(seed);
+            assert!(with_borrowed(&body).is_some(), "seed {seed}");
+            assert_eq!(with_borrowed(&body), with_prost(&body), "seed {seed}");
+            // Every prefix: both decode it the same way or both refuse it.
+            for cut in 0..body.len() {
+                assert_eq!(
+                    with_borrowed(&body[..cut]),
+                    with_prost(&body[..cut]),
+                    "seed {seed}, cut at {cut}"
+                );
+            }
+            // Single damaged bytes, unknown fields and groups among them.
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for _ in 0..50 {
+                let mut damaged = body.clone();
+                if damaged.is_empty() {
+                    break;
+                }
+                let at = rng.usize(0..damaged.len());
+                damaged[at] = rng.u8(..);
+                assert_eq!(
+                    with_borrowed(&damaged),
+                    with_prost(&damaged),
+                    "seed {seed}, byte {at} = {}",
+                    damaged[at]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_groups_are_skipped() {
+        let mut body = request(7);
+        // Field 3 (metadata) as a message, field 9 as a group holding a
+        // varint, then field 5 as fixed32.
+        body.extend([0x1a, 0x02, 0x08, 0x01]);
+        body.extend([0x4b, 0x08, 0x96, 0x01, 0x4c]);
+        body.extend([0x2d, 1, 2, 3, 4]);
+        assert_eq!(with_borrowed(&body), with_prost(&body));
+        assert!(with_borrowed(&body).is_some());
+        // An end-group tag without its start.
+        assert_eq!(
+            decode_write_request(&[0x4c]).unwrap_err(),
+            WireError::Groups
+        );
+        assert_eq!(
+            decode_write_request(&[0xff; 11]).unwrap_err(),
+            WireError::VarintOverflow
+        );
+    }
+}
