@@ -55,8 +55,8 @@ def main() -> None:
         mean = theirs.mean(axis=0)
         cosine, centred = cos(ours, theirs[0]), cos(ours - mean, theirs[0] - mean)
         out.update(
-            cosine=round(cosine, 6),
-            centred_cosine=round(centred, 6),
+            cosine=round(cosine, 9),
+            centred_cosine=round(centred, 9),
             # How alike the model's vectors of different texts are: the
             # closer to 1, the less the plain cosine can tell.
             nearest_other_text_cosine=round(max(cos(theirs[0], v) for v in theirs[1:]), 6),

@@ -33,7 +33,7 @@ def main() -> None:
         check = row.get("check", {})
         params = f"{check['params'] / 1e6:.1f} M" if "params" in check else "?"
         if "cosine" in check:
-            agreement = f"{check['cosine']:.6f} / {check['centred_cosine']:.6f}"
+            agreement = f"{check['cosine']:.7f} / {check['centred_cosine']:.7f}"
         else:
             agreement = f"widths {check.get('infermon_dimensions')} vs {check.get('dimensions')}"
         if not check.get("ok"):
