@@ -4,6 +4,9 @@
 //!
 //! Usage: `cargo run --release --example embed_offline -- MODEL_DIR TEXTS_FILE SECONDS_PER_BATCH_SIZE`
 //! Prints one JSON line per batch size: texts/s and per-batch p50/p99 in ms.
+//! With `VECTOR_OUT=FILE`, first writes the normalized vector of the first
+//! text, embedded alone, to FILE as a JSON list (bench/families/run.sh
+//! compares it with sentence-transformers before timing a model).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,6 +38,17 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 8, 32]);
+    if let Ok(path) = std::env::var("VECTOR_OUT") {
+        let first = texts.first().map(String::as_str).unwrap_or_default();
+        let encoded = parts
+            .tokenizer
+            .single("bench", 0, first, None, None)?
+            .encoded;
+        let mut vectors = parts.backend.forward(&[&encoded])?;
+        let mut vector = vectors.pop().unwrap_or_default();
+        normalize(&mut vector);
+        std::fs::write(&path, serde_json::to_string(&vector)?)?;
+    }
     for batch_size in sizes {
         let mut latencies = Vec::new();
         let mut done = 0usize;
