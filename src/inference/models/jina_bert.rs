@@ -12,13 +12,13 @@
 //! The qk-post-norm variant (jinaai/jina-bert-v2-qk-post-norm,
 //! jina-embeddings-v2-base-code) has another layer layout and is refused.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::bert::{Dense, Norm};
-use super::{padded, pool_hidden};
-use crate::inference::pooling::{PaddingSide, Pooling};
+use super::{padded, pool_right};
+use crate::inference::pooling::Pooling;
 use crate::inference::{Backend, Encoded, InferenceError};
 
 #[derive(Deserialize)]
@@ -292,13 +292,8 @@ impl JinaBert {
 
 impl Backend for JinaBert {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let hidden = self.hidden(batch)?;
-        Ok(pool_hidden(
-            &hidden.to_dtype(DType::F32)?,
-            batch,
-            PaddingSide::Right,
-            self.pooling,
-        )?)
+        // pool_right reads any dtype as f32.
+        Ok(pool_right(&self.hidden(batch)?, batch, self.pooling)?)
     }
 }
 
@@ -313,6 +308,12 @@ mod tests {
     use super::{JinaBert, alibi_slopes};
     use crate::inference::Encoded;
     use crate::inference::pooling::Pooling;
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .unwrap()
+    }
 
     #[test]
     fn agrees_with_candle_transformers_jina_bert() {
@@ -373,16 +374,7 @@ mod tests {
                 pool_skip: 0,
             };
             let got = ours.hidden(&[&enc]).unwrap();
-            let gap = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let gap = max_abs_diff(&got, &want);
             worst = worst.max(gap);
         }
         assert!(worst <= 1e-4, "max abs diff of token states {worst}");
@@ -413,16 +405,7 @@ mod tests {
             .map(|(k, v)| (format!("bert.{k}"), v.clone()))
             .collect();
         let under_bert = load(prefixed).unwrap().hidden(&[&enc]).unwrap();
-        let gap = (root - under_bert)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let gap = max_abs_diff(&root, &under_bert);
         assert_eq!(gap, 0.0);
         // jina-bert-v2-qk-post-norm's q/k LayerNorms: another model.
         let mut qk = tensors.clone();

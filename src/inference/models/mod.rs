@@ -65,6 +65,15 @@ pub(crate) fn pool_hidden(
     Ok(pool(&flat, seq, dim, &lens, &skips, side, mode))
 }
 
+/// [`pool_hidden`] for encoders that pad on the right.
+pub(crate) fn pool_right(
+    hidden: &Tensor,
+    batch: &[&Encoded],
+    mode: Pooling,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    pool_hidden(hidden, batch, PaddingSide::Right, mode)
+}
+
 /// Where a tensor that a shared implementation asks for comes from in a
 /// checkpoint laid out differently.
 pub(crate) enum Source {

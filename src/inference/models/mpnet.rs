@@ -4,14 +4,14 @@
 //! log-spaced up to 128), with RoBERTa-style position ids. candle-transformers
 //! has no MPNet, so this is written on candle ops (any device and dtype).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::bert::{BertConfig, Dense, Norm};
-use super::{padded, pool_hidden};
+use super::{padded, pool_right};
 use crate::inference::kernels::Activation;
-use crate::inference::pooling::{PaddingSide, Pooling};
+use crate::inference::pooling::Pooling;
 use crate::inference::{Backend, Encoded, InferenceError};
 
 /// transformers' MPNet fixes the padding index at 1 whatever config.json
@@ -220,13 +220,8 @@ impl MpNet {
 
 impl Backend for MpNet {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let hidden = self.hidden(batch)?;
-        Ok(pool_hidden(
-            &hidden.to_dtype(DType::F32)?,
-            batch,
-            PaddingSide::Right,
-            self.pooling,
-        )?)
+        // pool_right reads any dtype as f32.
+        Ok(pool_right(&self.hidden(batch)?, batch, self.pooling)?)
     }
 }
 

@@ -5,13 +5,13 @@
 //! authors' modeling code (nomic-ai/nomic-bert-2048) for the configurations
 //! checked here; the others are refused at load.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::nomic_bert::{Config, NomicBertModel};
 use serde::Deserialize;
 
-use super::{padded, pool_hidden};
-use crate::inference::pooling::{PaddingSide, Pooling};
+use super::{padded, pool_right};
+use crate::inference::pooling::Pooling;
 use crate::inference::{Backend, Encoded, InferenceError};
 
 /// The keys of config.json that change the computation beyond what
@@ -152,13 +152,8 @@ impl NomicBert {
 
 impl Backend for NomicBert {
     fn forward(&mut self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let hidden = self.hidden(batch)?;
-        Ok(pool_hidden(
-            &hidden.to_dtype(DType::F32)?,
-            batch,
-            PaddingSide::Right,
-            self.pooling,
-        )?)
+        // pool_right reads any dtype as f32.
+        Ok(pool_right(&self.hidden(batch)?, batch, self.pooling)?)
     }
 }
 
