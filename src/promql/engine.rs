@@ -628,6 +628,24 @@ impl Reach {
     }
 }
 
+/// The 5-minute summaries of the window `samples[window]` of a series whose
+/// first `prefix.len()` samples stand for the rollup points in `prefix`:
+/// those points, then one-sample summaries of the raw samples after them
+/// (stale markers left out).
+pub(crate) fn window_summaries<'a>(
+    samples: &'a [crate::model::Sample],
+    prefix: &'a [RollupPoint],
+    window: std::ops::Range<usize>,
+) -> impl Iterator<Item = RollupPoint> + 'a {
+    window.filter_map(move |j| match prefix.get(j) {
+        Some(p) => Some(*p),
+        None => {
+            let x = samples[j];
+            (!is_stale_nan(x.value)).then(|| RollupPoint::from_sample(x.timestamp_ms, x.value))
+        }
+    })
+}
+
 /// The state of one query: fetched samples, query bounds, deadline.
 pub(crate) struct Evaluator {
     pub(super) lookback: i64,
@@ -982,18 +1000,8 @@ impl Evaluator {
                 if points.is_empty() {
                     continue;
                 }
-                let agg = (lo < prefix.len()).then(|| {
-                    (lo..hi)
-                        .filter_map(|j| match prefix.get(j) {
-                            Some(p) => Some(*p),
-                            None => {
-                                let x = s.samples[j];
-                                (!is_stale_nan(x.value))
-                                    .then(|| RollupPoint::from_sample(x.timestamp_ms, x.value))
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                });
+                let agg = (lo < prefix.len())
+                    .then(|| window_summaries(&s.samples, prefix, lo..hi).collect::<Vec<_>>());
                 aggs.push(agg);
                 out.push(RangeSeries {
                     metric: s.labels.clone(),

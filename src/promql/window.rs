@@ -20,7 +20,7 @@ use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use super::PromqlError;
 use super::budget::{SAMPLE_BYTES, SERIES_BYTES};
-use super::engine::{Evaluator, Val, node_id, offset_ms};
+use super::engine::{Evaluator, Val, node_id, offset_ms, window_summaries};
 use super::functions::{ROLLED_KERNELS, RolledKernel, WINDOW_FUNCTIONS, WindowKernel};
 use super::value::{Point, Sample};
 use crate::model::{Labels, Sample as StoredSample, is_stale_nan};
@@ -276,14 +276,7 @@ fn walk(
             _ if buf.is_empty() => None,
             Some(rolled) if lo < prefix.len() => {
                 aggs.clear();
-                aggs.extend((lo..hi).filter_map(|j| match prefix.get(j) {
-                    Some(p) => Some(*p),
-                    None => {
-                        let x = samples[j];
-                        (!is_stale_nan(x.value))
-                            .then(|| RollupPoint::from_sample(x.timestamp_ms, x.value))
-                    }
-                }));
+                aggs.extend(window_summaries(samples, prefix, lo..hi));
                 rolled(aggs, buf, s, e)
             }
             _ => kernel(buf, s, e),

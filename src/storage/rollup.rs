@@ -317,13 +317,13 @@ impl SqliteStorage {
         // day yields no point (it is looked at again next pass).
         let mut scan: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
         // A rollup retention of zero turns rollups off.
+        let due = Due {
+            ended_by: done_before,
+            expiring_before,
+        };
         let mut done = opts.rollup_retention_ms <= 0;
         while !done {
             let w = lock(&self.inner.writer);
-            let due = Due {
-                ended_by: done_before,
-                expiring_before,
-            };
             let groups;
             (groups, done) = rollup_candidates(&w.conn, &mut scan, SCAN_ROWS, due)?;
             if !groups.is_empty() {
