@@ -13,6 +13,7 @@ use rusqlite::params;
 
 use super::StorageError;
 use super::chunk_ids::{self, Lifetime};
+use super::index::SeriesId;
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock};
 use crate::model::Sample;
@@ -196,68 +197,72 @@ impl SqliteStorage {
     }
 }
 
-/// Chunk rows read per index step while looking for groups to merge.
-const SCAN_ROWS: i64 = 8192;
+/// Chunk rows read per index step while looking for groups (here and in
+/// the rollup pass).
+pub(super) const SCAN_ROWS: i64 = 8192;
 
-/// The next groups (series, group number) to merge, at most
-/// [`GROUPS_PER_BATCH`], from one read of at most `scan_rows` rows of the
-/// chunks' `(series_id, min_t)` index from `scan`, which moves past every
-/// group looked at; `true` once the read reached the end of the table. One
-/// read per call, so the caller holds the writer for one read at a time. A
-/// group is merged when it ended by `limit` and, per `tier`, holds a Gorilla
-/// chunk (or, for days, more than one chunk).
-fn next_groups(
+/// One chunk row as [`walk_index`] reads it.
+#[derive(Clone, Copy)]
+pub(super) struct IndexRow {
+    series: SeriesId,
+    min_t: i64,
+    /// Newest sample time.
+    pub max_t: i64,
+    /// Sample count.
+    pub samples: i64,
+    /// Still a Gorilla chunk (not compacted).
+    pub gorilla: bool,
+}
+
+/// Walks the chunks' `(series_id, min_t)` index from `scan` in one read of
+/// at most `scan_rows` rows, and offers `pick` each (series, group of
+/// `size` ms) with its rows, until `max` groups were picked; `scan` moves
+/// past every group offered. A group cut off by the row limit is read again
+/// from its start next call, unless it alone fills the read: then it is
+/// offered with `whole_read` set (its rows may be incomplete). Returns the
+/// picked values, and `true` once the read reached the end of the table.
+/// One read per call, so a caller holds the writer for one read at a time.
+pub(super) fn walk_index<T>(
     conn: &rusqlite::Connection,
-    size: i64,
-    limit: i64,
-    tier: Tier,
-    scan: &mut (i64, i64),
+    scan: &mut (SeriesId, i64),
     scan_rows: i64,
-) -> Result<(Vec<(i64, i64)>, bool), StorageError> {
-    let mut stmt = conn
+    size: i64,
+    max: i64,
+    mut pick: impl FnMut(SeriesId, i64, &[IndexRow], bool) -> Result<Option<T>, StorageError>,
+) -> Result<(Vec<T>, bool), StorageError> {
+    let rows: Vec<IndexRow> = conn
         .prepare_cached(
-            "SELECT series_id, min_t, encoding = 0 FROM chunks
+            "SELECT series_id, min_t, max_t, samples, encoding = 0 FROM chunks
              WHERE (series_id, min_t) >= (?1, ?2) ORDER BY series_id, min_t LIMIT ?3",
         )
-        .map_err(backend)?;
-    let rows: Vec<(i64, i64, bool)> = stmt
+        .map_err(backend)?
         .query_map(params![scan.0, scan.1, scan_rows], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok(IndexRow {
+                series: r.get(0)?,
+                min_t: r.get(1)?,
+                max_t: r.get(2)?,
+                samples: r.get(3)?,
+                gorilla: r.get(4)?,
+            })
         })
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
     let full = rows.len() as i64 == scan_rows;
-    let mut groups = Vec::new();
+    let mut picked = Vec::new();
     let mut i = 0;
-    while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
-        let (series, t, _) = rows[i];
-        let group = t.div_euclid(size);
-        let mut j = i;
-        let mut gorilla = false;
-        while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(size) == group {
-            gorilla |= rows[j].2;
-            j += 1;
-        }
-        // A group cut off by the row limit is read again from its start,
-        // unless it alone fills the whole read (then it counts as is).
-        if j == rows.len() && full && i > 0 {
+    while i < rows.len() && (picked.len() as i64) < max {
+        let series = rows[i].series;
+        let group = rows[i].min_t.div_euclid(size);
+        let j = i + rows[i..]
+            .iter()
+            .take_while(|r| r.series == series && r.min_t.div_euclid(size) == group)
+            .count();
+        let cut = j == rows.len() && full;
+        if cut && i > 0 {
             break;
         }
-        let ended = group.saturating_add(1).saturating_mul(size) <= limit;
-        let wanted = match tier {
-            Tier::Block { days_merged_by } => {
-                let day_end = group_range(group, size)
-                    .0
-                    .div_euclid(DAY_MS)
-                    .saturating_add(1);
-                gorilla && day_end.saturating_mul(DAY_MS) > days_merged_by
-            }
-            Tier::Day => gorilla || j - i > 1,
-        };
-        if ended && wanted {
-            groups.push((series, group));
-        }
+        picked.extend(pick(series, group, &rows[i..j], cut)?);
         let (_, to) = group_range(group, size);
         *scan = if to == i64::MAX {
             (series.saturating_add(1), i64::MIN)
@@ -266,7 +271,43 @@ fn next_groups(
         };
         i = j;
     }
-    Ok((groups, !full && i == rows.len()))
+    Ok((picked, !full && i == rows.len()))
+}
+
+/// The next groups (series, group number) to merge, at most
+/// [`GROUPS_PER_BATCH`], from one [`walk_index`] read. A group is merged
+/// when it ended by `limit` and, per `tier`, holds a Gorilla chunk (or, for
+/// days, more than one chunk); a group filling a whole read counts as read.
+fn next_groups(
+    conn: &rusqlite::Connection,
+    size: i64,
+    limit: i64,
+    tier: Tier,
+    scan: &mut (i64, i64),
+    scan_rows: i64,
+) -> Result<(Vec<(i64, i64)>, bool), StorageError> {
+    walk_index(
+        conn,
+        scan,
+        scan_rows,
+        size,
+        GROUPS_PER_BATCH,
+        |series, group, rows, _| {
+            let gorilla = rows.iter().any(|r| r.gorilla);
+            let ended = group.saturating_add(1).saturating_mul(size) <= limit;
+            let wanted = match tier {
+                Tier::Block { days_merged_by } => {
+                    let day_end = group_range(group, size)
+                        .0
+                        .div_euclid(DAY_MS)
+                        .saturating_add(1);
+                    gorilla && day_end.saturating_mul(DAY_MS) > days_merged_by
+                }
+                Tier::Day => gorilla || rows.len() > 1,
+            };
+            Ok((ended && wanted).then_some((series, group)))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use pco::ChunkConfig;
 use pco::standalone::simple_compress;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::compaction::{DAY_MS, day_range};
+use super::compaction::{DAY_MS, SCAN_ROWS, day_range, walk_index};
 use super::index::SeriesId;
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock, normalize};
@@ -541,9 +541,6 @@ impl SqliteStorage {
     }
 }
 
-/// Chunk rows read per index step while looking for days to roll up.
-const SCAN_ROWS: i64 = 8192;
-
 /// Which series-days a rollup pass summarises: those that ended by
 /// `ended_by`, and those with a chunk that raw retention is about to delete.
 #[derive(Clone, Copy)]
@@ -564,70 +561,45 @@ fn rollup_candidates(
     scan_rows: i64,
     due: Due,
 ) -> Result<(Vec<(SeriesId, i64)>, bool), StorageError> {
-    let rows: Vec<(SeriesId, i64, i64, i64)> = conn
-        .prepare_cached(
-            "SELECT series_id, min_t, max_t, samples FROM chunks
-             WHERE (series_id, min_t) >= (?1, ?2) ORDER BY series_id, min_t LIMIT ?3",
-        )
-        .map_err(backend)?
-        .query_map(params![scan.0, scan.1, scan_rows], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
-    let full = rows.len() as i64 == scan_rows;
-    let mut rolled = conn
-        .prepare_cached(
-            "SELECT raw_samples, max_t FROM rollups WHERE series_id = ?1 AND min_t = ?2",
-        )
-        .map_err(backend)?;
-    let mut groups = Vec::new();
-    let mut i = 0;
-    while i < rows.len() && (groups.len() as i64) < GROUPS_PER_BATCH {
-        let (series, t, _, _) = rows[i];
-        let day = t.div_euclid(DAY_MS);
-        let (from, to) = day_range(day);
-        let mut j = i;
-        let (mut n, mut oldest, mut newest) = (0i64, i64::MAX, i64::MIN);
-        while j < rows.len() && rows[j].0 == series && rows[j].1.div_euclid(DAY_MS) == day {
-            n += rows[j].3;
-            oldest = oldest.min(rows[j].2);
-            newest = newest.max(rows[j].2);
-            j += 1;
-        }
-        if j == rows.len() && full {
-            if i > 0 {
-                // Cut off by the row limit: read again from its start.
-                break;
-            }
-            // One day fills the whole read: count it in SQL.
-            (n, oldest, newest) = conn
-                .query_row(
+    walk_index(
+        conn,
+        scan,
+        scan_rows,
+        DAY_MS,
+        GROUPS_PER_BATCH,
+        |series, day, rows, whole_read| {
+            let (from, to) = day_range(day);
+            let (n, oldest, newest) = if whole_read {
+                // The day fills the whole read: count it in SQL.
+                conn.query_row(
                     "SELECT SUM(samples), MIN(max_t), MAX(max_t) FROM chunks
-                     WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
+                 WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
                     params![series, from, to],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
-                .map_err(backend)?;
-        }
-        if to <= due.ended_by || oldest < due.expiring_before {
-            let row: Option<(i64, i64)> = rolled
+                .map_err(backend)?
+            } else {
+                rows.iter()
+                    .fold((0i64, i64::MAX, i64::MIN), |(n, lo, hi), r| {
+                        (n + r.samples, lo.min(r.max_t), hi.max(r.max_t))
+                    })
+            };
+            if to > due.ended_by && oldest >= due.expiring_before {
+                return Ok(None);
+            }
+            let row: Option<(i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT raw_samples, max_t FROM rollups WHERE series_id = ?1 AND min_t = ?2",
+                )
+                .map_err(backend)?
                 .query_row(params![series, from], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(backend)?;
-            if row.is_none_or(|(raw, max_t)| raw < n || max_t < newest) {
-                groups.push((series, day));
-            }
-        }
-        *scan = if to == i64::MAX {
-            (series.saturating_add(1), i64::MIN)
-        } else {
-            (series, to)
-        };
-        i = j;
-    }
-    Ok((groups, !full && i == rows.len()))
+            Ok(row
+                .is_none_or(|(raw, max_t)| raw < n || max_t < newest)
+                .then_some((series, day)))
+        },
+    )
 }
 
 #[cfg(test)]
