@@ -244,10 +244,14 @@ impl BodyProcessor {
         };
         let scrape = self.cache.scrape;
         let mut parser = LineParser::new(format);
-        let pieces = body.split('\n').count();
+        // Counted as the lines go by rather than by a first pass over the body.
+        let mut pieces = 0;
+        let end = body.len();
         for (i, raw) in body.split('\n').enumerate() {
-            // The newline that ends the last line leaves an empty piece behind.
-            if i + 1 == pieces && raw.is_empty() {
+            pieces = i + 1;
+            // The newline that ends the last line leaves an empty piece
+            // behind (the only piece that starts at the body's end).
+            if raw.is_empty() && raw.as_ptr() as usize == body.as_ptr() as usize + end {
                 break;
             }
             let series_text = parser.series_text(raw);
@@ -485,7 +489,13 @@ impl ScrapeLoop {
             Ok(resp) => {
                 let mut processor = self.take_processor();
                 let parsed = on_scrape_thread(move || {
-                    let body = String::from_utf8_lossy(&resp.body);
+                    // Validating first takes std's word-at-a-time ASCII path;
+                    // the lossy conversion walks byte by byte even when the
+                    // body is valid, as it nearly always is.
+                    let body = match std::str::from_utf8(&resp.body) {
+                        Ok(s) => std::borrow::Cow::Borrowed(s),
+                        Err(_) => String::from_utf8_lossy(&resp.body),
+                    };
                     let format = Format::from_content_type(&resp.content_type);
                     let r = processor.process(&body, format, ts);
                     (processor, r)
