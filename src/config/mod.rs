@@ -43,7 +43,7 @@ pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use scrape::{FileSdConfig, ScrapeConfig, StaticConfig};
 pub use server::{AuthConfig, LimitsConfig, Role, ServerConfig, UserConfig, UserWithRole};
 pub use snapshots::SnapshotsConfig;
-pub use storage::StorageConfig;
+pub use storage::{Fsync, StorageConfig};
 
 /// The embedded default configuration, used when `--config` is absent.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/infermon.yml");

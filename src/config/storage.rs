@@ -52,12 +52,38 @@ pub struct StorageConfig {
     /// next one).
     #[serde(default = "default_commit_interval")]
     pub commit_interval: PromDuration,
+    /// When a commit is forced to the disk (default `checkpoint`).
+    #[serde(default)]
+    pub fsync: Fsync,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,
     /// Prometheus' exemplar storage: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub exemplars: Option<serde_yaml_ng::Value>,
+}
+
+/// When the store's commits are forced to the disk (`storage.fsync`).
+///
+/// Either way every commit is in the operating system's hands before the
+/// writer acknowledges it, so a killed or crashed infermon (kill -9, OOM,
+/// panic) loses nothing it acknowledged, and the file is never left
+/// corrupt. The choice is what an operating-system crash or power cut may
+/// take back.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Fsync {
+    /// fsync when the write-ahead log is checkpointed into the database
+    /// (every 4 MiB of log, or sooner): a power cut may lose the commits
+    /// since the last checkpoint. Prometheus' WAL works the same way
+    /// (fsync when a segment is cut), and VictoriaMetrics buffers up to
+    /// a second in memory.
+    #[default]
+    Checkpoint,
+    /// fsync every commit before acknowledging it (SQLite's
+    /// `synchronous = FULL`): nothing acknowledged is lost even to a power
+    /// cut, at the price of one fsync per group commit.
+    Commit,
 }
 
 impl Default for StorageConfig {

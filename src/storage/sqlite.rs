@@ -54,6 +54,8 @@ pub struct StorageOptions {
     /// How long a group commit that finds batches already waiting waits
     /// for more (`storage.commit_interval`).
     pub commit_interval: Duration,
+    /// When commits are forced to the disk (`storage.fsync`).
+    pub fsync: crate::config::Fsync,
 }
 
 impl Default for StorageOptions {
@@ -70,6 +72,7 @@ impl Default for StorageOptions {
             wal_hold_max_bytes: 1 << 30,
             bounds: super::SampleBounds::default(),
             commit_interval: Duration::from_millis(1),
+            fsync: crate::config::Fsync::default(),
         }
     }
 }
@@ -98,6 +101,7 @@ impl StorageOptions {
                 max_future_ms: c.max_future_skew.as_millis(),
             },
             commit_interval: c.commit_interval.as_duration(),
+            fsync: c.fsync,
             ..StorageOptions::default()
         })
     }
@@ -274,7 +278,7 @@ impl SqliteStorage {
             });
         }
         let db_path = dir.join(DB_FILE);
-        let conn = schema::open_writer(&db_path)?;
+        let conn = schema::open_writer(&db_path, opts.fsync)?;
         let mut index = SeriesIndex::default();
         {
             let mut stmt = conn
