@@ -234,11 +234,14 @@ impl BodyProcessor {
     fn process_lines(&mut self, body: &str, format: Format, ts: i64) -> Result<Scraped, String> {
         let s = self.settings.clone();
         let bounds = self.bounds;
+        // Sized for the last body's series (the cache holds one entry per
+        // line it had), so a steady target never regrows them.
+        let hint = self.cache.entries.len();
         let mut out = Scraped {
-            samples: Vec::new(),
-            keys: Vec::new(),
-            current: FxHashSet::default(),
-            seen: FxHashSet::default(),
+            samples: Vec::with_capacity(hint),
+            keys: Vec::with_capacity(hint),
+            current: FxHashSet::with_capacity_and_hasher(hint, Default::default()),
+            seen: FxHashSet::with_capacity_and_hasher(hint, Default::default()),
             scraped: 0,
             out_of_bounds: 0,
         };
@@ -560,18 +563,21 @@ impl ScrapeLoop {
         } else if let Some(current) = current {
             // The stored series become the next scrape's staleness
             // candidates, moved out of the batch rather than cloned.
-            self.refs = keys
-                .iter()
-                .zip(&refs)
-                .filter_map(|(k, r)| r.map(|r| (*k, r)))
-                .collect();
-            self.previous = batch
-                .into_iter()
-                .take(post_relabel)
-                .zip(keys)
-                .filter(|(_, k)| current.contains(k))
-                .map(|(s, k)| (k, s.labels))
-                .collect();
+            // Refilled in place: their tables keep last scrape's size.
+            self.refs.clear();
+            self.refs.extend(
+                keys.iter()
+                    .zip(&refs)
+                    .filter_map(|(k, r)| r.map(|r| (*k, r))),
+            );
+            self.previous.extend(
+                batch
+                    .into_iter()
+                    .take(post_relabel)
+                    .zip(keys)
+                    .filter(|(_, k)| current.contains(k))
+                    .map(|(s, k)| (k, s.labels)),
+            );
         }
         let job = &self.settings.job_name;
         self.metrics.observe(
