@@ -7,6 +7,13 @@
 //! and the three messages take a page, so this is written here; a unit
 //! test holds it to prost's results (and errors) on valid, cut and damaged
 //! bodies.
+//!
+//! Labels stay bytes, and every series' pairs and samples go into one
+//! vector each: the receiver checks UTF-8 only for series the store does
+//! not have yet (a set equal to a stored one is valid by that fact), and
+//! decoding allocates per request, not per series.
+
+use std::ops::Range;
 
 use thiserror::Error;
 
@@ -32,7 +39,8 @@ pub enum WireError {
         /// The wire type of the field.
         expected: u8,
     },
-    /// A label name or value that is not UTF-8.
+    /// A label name or value that is not UTF-8 (found by the receiver,
+    /// which checks the labels of series new to the store).
     #[error("a label is not valid UTF-8")]
     Utf8,
     /// An end-group tag without its start, or groups nested too deep.
@@ -40,14 +48,34 @@ pub enum WireError {
     Groups,
 }
 
-/// One series of a request: its label pairs as sent, and its samples as
-/// `(timestamp ms, value)`.
+/// A decoded request: every series' label pairs and samples, one series
+/// after another.
 #[derive(Debug, Default, PartialEq)]
-pub struct SeriesRef<'a> {
-    /// Label pairs in the order they were sent.
-    pub labels: Vec<(&'a str, &'a str)>,
-    /// Samples in the order they were sent.
+pub struct WriteRequestRef<'a> {
+    /// Label pairs (name, value) as sent, not checked for UTF-8.
+    pub labels: Vec<(&'a [u8], &'a [u8])>,
+    /// Samples as `(timestamp ms, value)`, in the order sent.
     pub samples: Vec<(i64, f64)>,
+    /// Per series, where its labels and its samples end in `labels` and
+    /// `samples` (each starts where the previous series' end).
+    pub ends: Vec<(usize, usize)>,
+}
+
+impl WriteRequestRef<'_> {
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Per series, the ranges of its labels and samples.
+    pub fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&end| {
+            let span = (start.0..end.0, start.1..end.1);
+            start = end;
+            span
+        })
+    }
 }
 
 const VARINT: u8 = 0;
@@ -61,21 +89,23 @@ const MAX_DEPTH: u32 = 100;
 
 /// Decodes `prompb.WriteRequest`; fields other than the series, their
 /// labels and samples (metadata, exemplars, histograms) are skipped.
-pub fn decode_write_request(buf: &[u8]) -> Result<Vec<SeriesRef<'_>>, WireError> {
+pub fn decode_write_request(buf: &[u8]) -> Result<WriteRequestRef<'_>, WireError> {
     let mut r = Reader { buf };
-    let mut series = Vec::new();
+    let mut out = WriteRequestRef::default();
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => series.push(time_series(r.message(field, wire)?)?),
+            1 => {
+                time_series(r.message(field, wire)?, &mut out)?;
+                out.ends.push((out.labels.len(), out.samples.len()));
+            }
             _ => r.skip(field, wire, 0)?,
         }
     }
-    Ok(series)
+    Ok(out)
 }
 
-fn time_series(buf: &[u8]) -> Result<SeriesRef<'_>, WireError> {
+fn time_series<'a>(buf: &'a [u8], out: &mut WriteRequestRef<'a>) -> Result<(), WireError> {
     let mut r = Reader { buf };
-    let mut out = SeriesRef::default();
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => out.labels.push(label(r.message(field, wire)?)?),
@@ -83,16 +113,16 @@ fn time_series(buf: &[u8]) -> Result<SeriesRef<'_>, WireError> {
             _ => r.skip(field, wire, 0)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn label(buf: &[u8]) -> Result<(&str, &str), WireError> {
+fn label(buf: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     let mut r = Reader { buf };
-    let (mut name, mut value) = ("", "");
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => name = r.string(field, wire)?,
-            2 => value = r.string(field, wire)?,
+            1 => name = r.bytes(field, wire)?,
+            2 => value = r.bytes(field, wire)?,
             _ => r.skip(field, wire, 0)?,
         }
     }
@@ -193,9 +223,10 @@ impl<'a> Reader<'a> {
         self.len_delimited()
     }
 
-    fn string(&mut self, field: u32, wire: u8) -> Result<&'a str, WireError> {
+    /// A `string` field's bytes (checked for UTF-8 by the caller).
+    fn bytes(&mut self, field: u32, wire: u8) -> Result<&'a [u8], WireError> {
         expect(field, wire, LEN)?;
-        std::str::from_utf8(self.len_delimited()?).map_err(|_| WireError::Utf8)
+        self.len_delimited()
     }
 
     /// Skips an unknown field (a group with everything in it).
@@ -255,22 +286,24 @@ mod tests {
         )
     }
 
+    /// This decoder's view, labels checked for UTF-8 as the receiver does.
     fn with_borrowed(buf: &[u8]) -> Option<Plain> {
-        let series = decode_write_request(buf).ok()?;
-        Some(
-            series
-                .into_iter()
-                .map(|s| {
-                    (
-                        s.labels
-                            .iter()
-                            .map(|(n, v)| (n.to_string(), v.to_string()))
-                            .collect(),
-                        s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
-                    )
-                })
-                .collect(),
-        )
+        let req = decode_write_request(buf).ok()?;
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+        req.spans()
+            .map(|(labels, samples)| {
+                Some((
+                    req.labels[labels]
+                        .iter()
+                        .map(|(n, v)| Some((text(n)?, text(v)?)))
+                        .collect::<Option<Vec<_>>>()?,
+                    req.samples[samples]
+                        .iter()
+                        .map(|&(t, v)| (t, v.to_bits()))
+                        .collect(),
+                ))
+            })
+            .collect()
     }
 
     fn request(seed: u64) -> Vec<u8> {

@@ -22,6 +22,7 @@
 //! samples are within `storage.out_of_order_time_window` of now; older ones
 //! are counted and refused.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::background::{PoolError, Priority, WorkerPool};
@@ -377,33 +378,70 @@ pub fn decode_known(
                 "snappy: {e} (remote_write bodies use the snappy block format)"
             ))
         })?;
-    let request = super::borrowed::decode_write_request(&raw)
+    let mut request = super::borrowed::decode_write_request(&raw)
         .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
-    let mut out = Decoded {
-        series: Vec::with_capacity(request.len()),
-        refs: Vec::with_capacity(request.len()),
-        dropped: Vec::new(),
-    };
-    for ts in request {
-        if let Some((limit, why)) = over_label_limit(&ts.labels, limits) {
-            out.dropped.push((limit, ts.samples.len() as u64, why));
+    let mut dropped = Vec::new();
+    // The series within every limit: their spans in `request`, and whether
+    // their set is one the store could hold as it is (names unique, no
+    // empty value), so worth looking up; the others are checked and
+    // refused below.
+    let mut kept: Vec<(Range<usize>, Range<usize>, bool)> = Vec::with_capacity(request.len());
+    let spans: Vec<_> = request.spans().collect();
+    for (label_span, sample_span) in spans {
+        let pairs = &mut request.labels[label_span.clone()];
+        if let Some((limit, why)) = over_label_limit(pairs, limits) {
+            // A label that is not UTF-8 refuses the request, as it did
+            // when every label was checked while decoding.
+            if pairs
+                .iter()
+                .any(|(n, v)| std::str::from_utf8(n).is_err() || std::str::from_utf8(v).is_err())
+            {
+                return Err(not_utf8());
+            }
+            dropped.push((limit, sample_span.len() as u64, why));
             continue;
         }
-        let mut pairs = ts.labels;
         // Senders send names sorted; the store's sets are.
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
             pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
-        // Only a set the store could hold as it is is looked up: names
-        // unique, no empty value (those are checked and dropped below).
         let plain =
             pairs.windows(2).all(|w| w[0].0 != w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
-        let (labels, r) = match plain.then(|| store.find_series(&pairs)).flatten() {
+        kept.push((label_span, sample_span, plain));
+    }
+    let request = request;
+    let sets: Vec<&[(&[u8], &[u8])]> = kept
+        .iter()
+        .filter(|k| k.2)
+        .map(|k| &request.labels[k.0.clone()])
+        .collect();
+    let mut found = store.find_series(&sets).into_iter();
+    let known: Vec<Option<(SeriesRef, Labels)>> = kept
+        .iter()
+        .map(|k| if k.2 { found.next().flatten() } else { None })
+        .collect();
+    // The sets the store does not have, as text (empty for known ones):
+    // every one is checked for UTF-8 before any is built, so that error
+    // comes first, as it did from the decoder.
+    let texts = kept
+        .iter()
+        .zip(&known)
+        .map(|(k, found)| match found {
+            Some(_) => Ok(Vec::new()),
+            None => utf8_pairs(&request.labels[k.0.clone()]),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Decoded {
+        series: Vec::with_capacity(kept.len()),
+        refs: Vec::with_capacity(kept.len()),
+        dropped,
+    };
+    for ((_, sample_span, _), (found, text)) in kept.into_iter().zip(known.into_iter().zip(texts)) {
+        let (labels, r) = match found {
             Some((r, labels)) => (labels, Some(r)),
-            None => (new_series_labels(&pairs)?, None),
+            None => (new_series_labels(&text)?, None),
         };
-        let mut samples: Vec<Sample> = ts
-            .samples
+        let mut samples: Vec<Sample> = request.samples[sample_span]
             .iter()
             .map(|&(timestamp_ms, value)| Sample {
                 timestamp_ms,
@@ -420,6 +458,20 @@ pub fn decode_known(
         out.refs.push(r);
     }
     Ok(out)
+}
+
+/// A request with a label that is not UTF-8.
+fn not_utf8() -> ReceiveError {
+    ReceiveError::Malformed(format!("protobuf: {}", super::borrowed::WireError::Utf8))
+}
+
+/// The pairs as text; a label that is not UTF-8 refuses the request.
+fn utf8_pairs<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Vec<(&'a str, &'a str)>, ReceiveError> {
+    let text = |b: &'a [u8]| std::str::from_utf8(b).map_err(|_| not_utf8());
+    pairs
+        .iter()
+        .map(|&(n, v)| Ok((text(n)?, text(v)?)))
+        .collect()
 }
 
 /// Checks the name-sorted pairs of a series the store does not have yet and
@@ -454,14 +506,14 @@ fn new_series_labels(pairs: &[(&str, &str)]) -> Result<Labels, ReceiveError> {
 
 /// The first label limit a series breaks, with a message for the sender.
 fn over_label_limit(
-    labels: &[(&str, &str)],
+    labels: &[(&[u8], &[u8])],
     limits: &ReceiveLimits,
 ) -> Option<(LabelLimit, String)> {
     let name = || {
         labels
             .iter()
-            .find(|l| l.0 == METRIC_NAME)
-            .map_or("(no name)", |l| l.1)
+            .find(|l| l.0 == METRIC_NAME.as_bytes())
+            .map_or("(no name)".into(), |l| String::from_utf8_lossy(l.1))
             .chars()
             .take(200)
             .collect::<String>()
@@ -503,7 +555,10 @@ fn over_label_limit(
                     "series {} has a value of {} bytes for label {:?}, more than {} ({})",
                     name(),
                     value.len(),
-                    label_name.chars().take(200).collect::<String>(),
+                    String::from_utf8_lossy(label_name)
+                        .chars()
+                        .take(200)
+                        .collect::<String>(),
                     limits.max_label_value_length,
                     limit.key()
                 ),

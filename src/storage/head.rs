@@ -2,7 +2,7 @@
 //! in the WAL); a chunk is closed and written to the `chunks` table when it is
 //! full or its time window ends.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::chunk::ChunkEncoder;
 use super::index::SeriesId;
@@ -123,8 +123,9 @@ impl HeadSeries {
 /// Every series' head state.
 #[derive(Default)]
 pub struct Head {
-    /// By series id.
-    pub series: HashMap<SeriesId, HeadSeries>,
+    /// By series id (ids are SQLite row ids, not chosen by senders: a fast
+    /// hash is safe, and each appended sample looks its series up twice).
+    pub series: FxHashMap<SeriesId, HeadSeries>,
 }
 
 impl Head {

@@ -57,19 +57,26 @@ impl Default for SeriesIndex {
 impl SeriesIndex {
     /// The hash a label set is found by: its non-empty pairs in the order
     /// given (a [`Labels`] gives them sorted by name).
-    pub fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    pub fn hash_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        pairs: impl Iterator<Item = (N, V)>,
+    ) -> u64 {
         // Gathered on the stack and hashed in one go (XXH64 of the
         // concatenation either way; streaming only sets longer than it).
         let mut buf = [0u8; 512];
         let mut len = 0;
         let mut stream: Option<xxhash_rust::xxh64::Xxh64> = None;
-        for (n, v) in pairs.filter(|(_, v)| !v.is_empty()) {
+        for (n, v) in pairs {
+            let (n, v) = (n.as_ref(), v.as_ref());
+            if v.is_empty() {
+                continue;
+            }
             // Lengths first, so ("ab","c") and ("a","bc") differ.
             let (nl, vl) = (
                 (n.len() as u32).to_le_bytes(),
                 (v.len() as u32).to_le_bytes(),
             );
-            for part in [&nl[..], n.as_bytes(), &vl[..], v.as_bytes()] {
+            for part in [&nl[..], n, &vl[..], v] {
                 if len + part.len() <= buf.len() {
                     buf[len..len + part.len()].copy_from_slice(part);
                     len += part.len();
@@ -99,13 +106,19 @@ impl SeriesIndex {
     /// The id and labels of the series whose labels are exactly `pairs`
     /// (sorted by name, each name once; empty values are skipped as
     /// [`Labels::new`] skips them), found without building a label set.
-    pub fn get_pairs(&self, pairs: &[(&str, &str)]) -> Option<(SeriesId, &Labels)> {
-        let hash = self.hash_pairs(pairs.iter().copied());
+    /// Pairs may be unchecked bytes: a match is equal to a stored set.
+    pub fn get_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        pairs: &[(N, V)],
+    ) -> Option<(SeriesId, &Labels)> {
+        let hash = self.hash_pairs(pairs.iter().map(|(n, v)| (n, v)));
         let id = self.find(hash, |l| {
-            let mut given = pairs.iter().filter(|(_, v)| !v.is_empty());
-            l.iter()
-                .all(|l| given.next() == Some(&(l.name.as_str(), l.value.as_str())))
-                && given.next().is_none()
+            let mut given = pairs.iter().filter(|(_, v)| !v.as_ref().is_empty());
+            l.iter().all(|l| {
+                given.next().is_some_and(|(n, v)| {
+                    n.as_ref() == l.name.as_bytes() && v.as_ref() == l.value.as_bytes()
+                })
+            }) && given.next().is_none()
         })?;
         Some((id, self.by_id.get(&id)?))
     }

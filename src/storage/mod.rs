@@ -129,14 +129,16 @@ pub trait Appender: Send + Sync {
         self.append(batch)
     }
 
-    /// The ref and label set of the stored series whose labels are exactly
-    /// `pairs` (sorted by name, each name once; pairs with an empty value
-    /// are skipped, as [`Labels::new`] drops them), found by hash without
-    /// building a label set. `None` when unknown; stores without an index
-    /// keep this default.
-    fn find_series(&self, pairs: &[(&str, &str)]) -> Option<(SeriesRef, Labels)> {
-        let _ = pairs;
-        None
+    /// For each of `sets`, the ref and label set of the stored series whose
+    /// labels are exactly its pairs (sorted by name, each name once; pairs
+    /// with an empty value are skipped, as [`Labels::new`] drops them),
+    /// found by hash without building a label set; `None` when unknown.
+    /// The pairs are bytes as received: one equal to a stored set is valid
+    /// UTF-8 by that fact, so callers check only the sets not found. A whole
+    /// request's sets at once, so the index is locked once. Stores without
+    /// an index keep this default.
+    fn find_series(&self, sets: &[&[(&[u8], &[u8])]]) -> Vec<Option<(SeriesRef, Labels)>> {
+        vec![None; sets.len()]
     }
 
     /// The sample times this store takes. Ingest paths drop (and count)

@@ -866,10 +866,15 @@ impl Appender for SqliteStorage {
         }
     }
 
-    fn find_series(&self, pairs: &[(&str, &str)]) -> Option<(SeriesRef, Labels)> {
-        read(&self.inner.index)
-            .get_pairs(pairs)
-            .map(|(id, labels)| (SeriesRef(id as u64), labels.clone()))
+    fn find_series(&self, sets: &[&[(&[u8], &[u8])]]) -> Vec<Option<(SeriesRef, Labels)>> {
+        let index = read(&self.inner.index);
+        sets.iter()
+            .map(|pairs| {
+                index
+                    .get_pairs(pairs)
+                    .map(|(id, labels)| (SeriesRef(id as u64), labels.clone()))
+            })
+            .collect()
     }
 }
 
@@ -1511,7 +1516,9 @@ mod tests {
         let (ra, rb) = (refs[0].unwrap(), refs[1].unwrap());
         assert_ne!(ra, rb);
         assert_eq!(
-            store.find_series(&[("__name__", "b")]).map(|x| x.0),
+            store.find_series(&[&[(&b"__name__"[..], &b"b"[..])]])[0]
+                .as_ref()
+                .map(|x| x.0),
             Some(rb)
         );
         // b's sample with a's ref, and a ref nobody has.
