@@ -14,6 +14,9 @@ use crate::model::{Labels, METRIC_NAME};
 
 /// Evaluates an aggregation at `t`.
 pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val, PromqlError> {
+    if let Some(v) = ev.aggregate_column(a, t)? {
+        return Ok(v);
+    }
     let op = a.op.id();
     let param = match &a.param {
         Some(p) => Some(ev.eval(p, t)?),

@@ -248,6 +248,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlEr
     if let Some(v) = ev.window_call(c, t)? {
         return Ok(v);
     }
+    if let Some(v) = ev.call_column(c, t)? {
+        return Ok(v);
+    }
     let mut vals = Vec::with_capacity(c.args.args.len());
     for a in &c.args.args {
         vals.push(Some(ev.eval(a, t)?));
