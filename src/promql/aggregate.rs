@@ -14,6 +14,9 @@ use crate::model::{Labels, METRIC_NAME};
 
 /// Evaluates an aggregation at `t`.
 pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val, PromqlError> {
+    if let Some(v) = ev.aggregate_column(a, t)? {
+        return Ok(v);
+    }
     let op = a.op.id();
     let param = match &a.param {
         Some(p) => Some(ev.eval(p, t)?),
@@ -149,7 +152,8 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     for (key, members) in groups {
         let drop_name =
             key.get(METRIC_NAME).is_some() && members.first().is_some_and(|s| s.drop_name);
-        let f = aggregate_floats(op, &members, q)?;
+        let mut values: Vec<f64> = members.iter().map(|s| s.f).collect();
+        let f = aggregate_floats(op, &mut values, q)?;
         out.push(Sample {
             metric: key,
             t,
@@ -181,7 +185,8 @@ fn label_hash(l: &Labels) -> u64 {
     xxhash_rust::xxh64::xxh64(&buf, 0)
 }
 
-fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {
+/// The grouping key of `metric` (without `by` or `without`: the empty set).
+pub(crate) fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {
     let mut out = metric.clone();
     match grouping {
         Some(LabelModifier::Include(names)) => {
@@ -195,44 +200,50 @@ fn group_labels(metric: &Labels, grouping: &Option<LabelModifier>) -> Labels {
     out
 }
 
-fn aggregate_floats(op: TokenId, members: &[Sample], q: f64) -> Result<f64, PromqlError> {
-    let n = members.len() as f64;
+/// The aggregation `op` of one group's values, in member order (`quantile`
+/// sorts them in place); `q` is `quantile`'s parameter.
+pub(crate) fn aggregate_floats(
+    op: TokenId,
+    values: &mut [f64],
+    q: f64,
+) -> Result<f64, PromqlError> {
+    let n = values.len() as f64;
     Ok(match op {
         token::T_SUM => {
             let (mut sum, mut c) = (0.0, 0.0);
-            for s in members {
-                (sum, c) = kahan_inc(s.f, sum, c);
+            for &f in values.iter() {
+                (sum, c) = kahan_inc(f, sum, c);
             }
             sum + c
         }
-        token::T_AVG => avg(members.iter().map(|s| s.f)),
+        token::T_AVG => avg(values.iter().copied()),
         token::T_COUNT => n,
         token::T_GROUP => 1.0,
         token::T_MAX => {
-            let mut m = members[0].f;
-            for s in &members[1..] {
-                if s.f > m || m.is_nan() {
-                    m = s.f;
+            let mut m = values[0];
+            for &f in &values[1..] {
+                if f > m || m.is_nan() {
+                    m = f;
                 }
             }
             m
         }
         token::T_MIN => {
-            let mut m = members[0].f;
-            for s in &members[1..] {
-                if s.f < m || m.is_nan() {
-                    m = s.f;
+            let mut m = values[0];
+            for &f in &values[1..] {
+                if f < m || m.is_nan() {
+                    m = f;
                 }
             }
             m
         }
         token::T_STDDEV | token::T_STDVAR => {
             let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for s in members {
+            for &f in values.iter() {
                 count += 1.0;
-                let delta = s.f - (mean + c_mean);
+                let delta = f - (mean + c_mean);
                 (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-                (aux, c_aux) = kahan_inc(delta * (s.f - (mean + c_mean)), aux, c_aux);
+                (aux, c_aux) = kahan_inc(delta * (f - (mean + c_mean)), aux, c_aux);
             }
             let var = (aux + c_aux) / count;
             if op == token::T_STDDEV {
@@ -241,10 +252,7 @@ fn aggregate_floats(op: TokenId, members: &[Sample], q: f64) -> Result<f64, Prom
                 var
             }
         }
-        token::T_QUANTILE => {
-            let mut values: Vec<f64> = members.iter().map(|s| s.f).collect();
-            quantile(q, &mut values)
-        }
+        token::T_QUANTILE => quantile(q, values),
         other => {
             return Err(PromqlError::Execution(format!(
                 "aggregation operator {other} is not supported"

@@ -13,6 +13,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::budget::{Budget, Limits, SAMPLE_BYTES, SERIES_BYTES, STEP_BYTES};
+use super::columns::Cols;
 use super::literal::GoString;
 use super::memo::{LabelMemo, MemoKind, Memos};
 use super::value::{Point, RangeSeries, Sample, Value};
@@ -667,6 +668,10 @@ pub(crate) struct Evaluator {
     pub(super) windows: FxHashMap<usize, Option<StepValues>>,
     /// Per instant selector node of a range query: its samples at every step.
     pub(super) selectors: FxHashMap<usize, StepSamples>,
+    /// Per aggregation or classic-histogram call node of a range query
+    /// evaluated over all steps at once (see `columns`): its values, or
+    /// `None` when it does not qualify.
+    pub(super) columns: FxHashMap<usize, Option<Arc<Cols>>>,
     subqueries: HashMap<(usize, i64), Val>,
     /// String literals that are not valid UTF-8 in Go (see `literal`).
     invalid_utf8: HashSet<String>,
@@ -716,6 +721,7 @@ impl Evaluator {
             steps: None,
             windows: FxHashMap::default(),
             selectors: FxHashMap::default(),
+            columns: FxHashMap::default(),
         };
         let mut spans: Vec<Span<'_>> = Vec::new();
         ev.collect_spans(expr, start, end, Reach::Step, &mut spans);

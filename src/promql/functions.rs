@@ -248,6 +248,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Val, PromqlEr
     if let Some(v) = ev.window_call(c, t)? {
         return Ok(v);
     }
+    if let Some(v) = ev.call_column(c, t)? {
+        return Ok(v);
+    }
     let mut vals = Vec::with_capacity(c.args.args.len());
     for a in &c.args.args {
         vals.push(Some(ev.eval(a, t)?));
@@ -1268,7 +1271,8 @@ fn bucket_groups(v: Vec<Sample>, memo: &mut LabelMemo) -> Result<BucketGroups, P
     Ok(groups)
 }
 
-fn parse_le(s: &str) -> Option<f64> {
+/// A bucket's upper bound from its `le` label.
+pub(crate) fn parse_le(s: &str) -> Option<f64> {
     match s.trim() {
         "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
@@ -1282,14 +1286,18 @@ fn prepare_buckets(b: &mut Vec<(f64, f64)>) -> bool {
     if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
         return false;
     }
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
-    for &(le, c) in b.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == le => last.1 += c,
-            _ => merged.push((le, c)),
+    // Merged in place (the range path reuses `b` at every step).
+    let mut kept = 0;
+    for r in 0..b.len() {
+        let (le, c) = b[r];
+        if kept > 0 && b[kept - 1].0 == le {
+            b[kept - 1].1 += c;
+        } else {
+            b[kept] = (le, c);
+            kept += 1;
         }
     }
-    *b = merged;
+    b.truncate(kept);
     let mut prev = b[0].1;
     for x in b.iter_mut().skip(1) {
         let cur = x.1;
@@ -1317,7 +1325,9 @@ fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < eps
 }
 
-fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+/// The φ-quantile of classic buckets (upper bound, cumulative count), in
+/// any order; `b` is left sorted and merged.
+pub(crate) fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -1327,7 +1337,7 @@ fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    if !prepare_buckets(&mut b) || b.len() < 2 {
+    if !prepare_buckets(b) || b.len() < 2 {
         return f64::NAN;
     }
     let observations = b[b.len() - 1].1;
@@ -1352,8 +1362,10 @@ fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
-fn bucket_fraction(lower: f64, upper: f64, mut b: Vec<(f64, f64)>) -> f64 {
-    if !prepare_buckets(&mut b) {
+/// The fraction of observations of classic buckets between `lower` and
+/// `upper`; `b` is left sorted and merged.
+pub(crate) fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    if !prepare_buckets(b) {
         return f64::NAN;
     }
     let count = b[b.len() - 1].1;
@@ -1418,11 +1430,11 @@ fn histogram_quantile(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(1)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
+    for (metric, mut buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
         out.push(Sample {
             metric,
             t,
-            f: bucket_quantile(q, buckets),
+            f: bucket_quantile(q, &mut buckets),
             drop_name: false,
         });
     }
@@ -1434,11 +1446,11 @@ fn histogram_fraction(a: &mut Args) -> Result<Val, PromqlError> {
     let t = a.t;
     let v = a.vector(2)?;
     let mut out = Vec::new();
-    for (metric, buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
+    for (metric, mut buckets) in bucket_groups(v, a.memos.of(a.node, MemoKind::Bucket))? {
         out.push(Sample {
             metric,
             t,
-            f: bucket_fraction(lower, upper, buckets),
+            f: bucket_fraction(lower, upper, &mut buckets),
             drop_name: false,
         });
     }
@@ -1464,10 +1476,14 @@ mod tests {
             (1.0, 90.0),
             (f64::INFINITY, 100.0),
         ];
-        assert!((bucket_quantile(0.5, b.clone()) - 0.5).abs() < 1e-9);
-        assert_eq!(bucket_quantile(0.99, b.clone()), 1.0);
-        assert!(bucket_quantile(0.5, vec![(1.0, 3.0)]).is_nan());
-        assert!((bucket_fraction(0.0, 0.5, b) - 0.5).abs() < 1e-9);
+        assert!((bucket_quantile(0.5, &mut b.clone()) - 0.5).abs() < 1e-9);
+        assert_eq!(bucket_quantile(0.99, &mut b.clone()), 1.0);
+        assert!(bucket_quantile(0.5, &mut vec![(1.0, 3.0)]).is_nan());
+        assert!((bucket_fraction(0.0, 0.5, &mut b.clone()) - 0.5).abs() < 1e-9);
+        // Equal bounds merge (their counts add up), in place.
+        let mut m = vec![(1.0, 2.0), (f64::INFINITY, 5.0), (1.0, 1.0), (0.5, 1.0)];
+        assert!(prepare_buckets(&mut m));
+        assert_eq!(m, vec![(0.5, 1.0), (1.0, 3.0), (f64::INFINITY, 5.0)]);
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! delayed `__name__` removal).
 //!
 //! [`Engine`] answers instant and range queries; `value` holds the result
-//! shapes; `functions`, `aggregate` and `binary` hold the operators;
+//! shapes; `functions`, `aggregate` and `binary` hold the operators
+//! (`window` and `columns` evaluate range functions, aggregations and
+//! classic-histogram functions of a range query over all steps at once);
 //! [`promqltest`] runs Prometheus' own `.test` scripts against the engine.
 
 mod aggregate;
 mod binary;
 mod budget;
+mod columns;
 mod engine;
 mod functions;
 mod literal;

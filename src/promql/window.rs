@@ -30,8 +30,9 @@ use crate::storage::RollupPoint;
 pub(crate) struct StepValues {
     /// Per series with a value at some step: its labels and, per step, the
     /// value (`None`: no value at that step).
-    series: Vec<(Labels, Vec<Option<f64>>)>,
-    drop_name: bool,
+    pub series: Vec<(Labels, Vec<Option<f64>>)>,
+    /// Whether the call marks its results for `__name__` removal.
+    pub drop_name: bool,
 }
 
 impl StepValues {
@@ -54,7 +55,7 @@ impl StepValues {
 /// An instant selector's samples at every step of the range query.
 pub(crate) struct StepSamples {
     /// Per series: its labels and, per step, the sample the step sees.
-    series: Vec<(Labels, Vec<Option<StoredSample>>)>,
+    pub series: Vec<(Labels, Vec<Option<StoredSample>>)>,
 }
 
 impl StepSamples {
@@ -144,6 +145,20 @@ impl Evaluator {
         Ok(self.windows[&id]
             .as_ref()
             .map(|w| Val::Vector(w.at(((t - start) / step) as usize, t))))
+    }
+
+    /// Computes call `c` over all steps when it takes the one-pass path
+    /// (see `columns`); whether it does.
+    pub(crate) fn window_ready(&mut self, c: &Call) -> Result<bool, PromqlError> {
+        let Some((start, end, step)) = self.steps else {
+            return Ok(false);
+        };
+        let id = node_id(c);
+        if !self.windows.contains_key(&id) {
+            let values = self.step_values(c, start, end, step)?;
+            self.windows.insert(id, values);
+        }
+        Ok(self.windows[&id].is_some())
     }
 
     /// Walks every series of the call's selector across all steps.
@@ -298,7 +313,7 @@ fn gallop(samples: &[StoredSample], t: i64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::Cell;
     use std::sync::Arc;
 
@@ -308,7 +323,7 @@ mod tests {
 
     thread_local! {
         /// Sends every call of this thread's queries down the step-by-step path.
-        pub(super) static STEP_BY_STEP: Cell<bool> = const { Cell::new(false) };
+        pub(crate) static STEP_BY_STEP: Cell<bool> = const { Cell::new(false) };
     }
 
     fn walk_raw(
