@@ -383,13 +383,21 @@ fn maintain(dir: &str) {
             .get(..2)
             .map_or(0, |b| i64::from(u16::from_be_bytes([b[0], b[1]])));
     }
+    // The 5-minute rollups of ended days: kept for `rollup_retention`
+    // (400 d), a store of their own the peers do not keep.
+    let rollup_bytes: i64 = conn
+        .query_row("SELECT coalesce(sum(length(data)), 0) FROM rollups", [], |r| {
+            r.get(0)
+        })
+        .expect("rollup bytes");
     let sum = |i: usize| kinds.values().map(|k| k[i]).sum::<i64>();
     let (old_bytes, old_samples) = (sum(0), sum(1));
     let samples = old_samples + sum(3) + head_samples;
-    // The file's overhead over the chunk bytes it holds (pages, rows,
+    // The file's overhead over the blob bytes it holds (pages, rows,
     // index, series), applied to the old data's chunk bytes.
-    let blobs = (old_bytes + sum(2) + head_bytes).max(1);
+    let blobs = (old_bytes + sum(2) + head_bytes + rollup_bytes).max(1);
     let overhead = bytes as f64 / blobs as f64;
+    let rollup_file_bytes = (rollup_bytes as f64 * overhead) as i64;
     let per_kind: Vec<String> = kinds
         .iter()
         .map(|(k, v)| {
@@ -404,7 +412,7 @@ fn maintain(dir: &str) {
     println!(
         "{{\"bytes_before_maintenance\":{before},\"bytes\":{bytes},\"stored_samples\":{samples},\"head_bytes\":{head_bytes},\"head_samples\":{head_samples},\
 \"old_chunk_bytes\":{old_bytes},\"old_samples\":{old_samples},\"old_bytes_per_sample\":{:.3},\"old_file_bytes_per_sample_est\":{:.3},\"file_overhead\":{overhead:.3},\
-\"chunks_by_encoding\":{encodings:?},\"maintenance_cpu_s\":{cpu:.3},\"chunks_compacted\":{},\"kinds\":{{{}}}}}",
+\"rollup_bytes\":{rollup_bytes},\"rollup_file_bytes_est\":{rollup_file_bytes},\"chunks_by_encoding\":{encodings:?},\"maintenance_cpu_s\":{cpu:.3},\"chunks_compacted\":{},\"kinds\":{{{}}}}}",
         old_bytes as f64 / old_samples.max(1) as f64,
         old_bytes as f64 * overhead / old_samples.max(1) as f64,
         report.chunks_compacted,

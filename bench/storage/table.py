@@ -42,6 +42,14 @@ if inf and "old_bytes_per_sample" in inf:
         f"{inf['old_file_bytes_per_sample_est']:.3f} with the file's overhead; "
         f"every day compacted: {inf['forced_bytes'] / inf['samples']:.3f} bytes/sample."
     )
+    if "rollup_file_bytes_est" in inf:
+        r = inf["rollup_file_bytes_est"]
+        print()
+        print(
+            f"Of the store's {inf['bytes']} bytes, ~{r} are the 5-minute rollups of ended days "
+            f"(kept 400 d, which the peers do not keep); without them "
+            f"{(inf['bytes'] - r) / inf['samples']:.3f} bytes/sample."
+        )
     print()
     print("| kind | older than 3 h, bytes/sample | newer, bytes/sample |")
     print("|---|---|---|")
