@@ -386,9 +386,11 @@ fn maintain(dir: &str) {
     // The 5-minute rollups of ended days: kept for `rollup_retention`
     // (400 d), a store of their own the peers do not keep.
     let rollup_bytes: i64 = conn
-        .query_row("SELECT coalesce(sum(length(data)), 0) FROM rollups", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT coalesce(sum(length(data)), 0) FROM rollups",
+            [],
+            |r| r.get(0),
+        )
         .expect("rollup bytes");
     let sum = |i: usize| kinds.values().map(|k| k[i]).sum::<i64>();
     let (old_bytes, old_samples) = (sum(0), sum(1));

@@ -469,10 +469,10 @@ impl Evaluator {
 mod tests {
     use std::sync::Arc;
 
-    use crate::model::{Labels, Sample as StoredSample, stale_nan};
+    use crate::model::{Labels, stale_nan};
     use crate::promql::window::tests::STEP_BY_STEP;
     use crate::promql::{Engine, EngineOptions, Value};
-    use crate::storage::{AppendSample, Appender, MemoryStorage};
+    use crate::storage::MemoryStorage;
 
     /// Classic buckets of two models (one with a bucket that is not a
     /// number, one with two spellings of one bound, one whose buckets start
@@ -518,21 +518,7 @@ mod tests {
             let labels = Labels::new([("__name__", "g"), ("gpu", gpu), ("model", model)]);
             series.push((labels, points));
         }
-        let st = Arc::new(MemoryStorage::new());
-        let batch: Vec<AppendSample> = series
-            .iter()
-            .flat_map(|(labels, points)| {
-                points.iter().map(|&(t, v)| AppendSample {
-                    labels: labels.clone(),
-                    sample: StoredSample {
-                        timestamp_ms: t,
-                        value: v,
-                    },
-                })
-            })
-            .collect();
-        st.append(&batch).unwrap();
-        st
+        Arc::new(MemoryStorage::from_points(&series))
     }
 
     /// A result series: its labels and (time, value bits) points.

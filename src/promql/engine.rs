@@ -1159,20 +1159,8 @@ mod tests {
     use crate::storage::{AppendSample, Appender, MemoryStorage};
 
     fn store(points: &[(i64, f64)]) -> Arc<MemoryStorage> {
-        let st = Arc::new(MemoryStorage::new());
         let labels = Labels::new([("__name__", "x"), ("job", "a")]);
-        let batch: Vec<AppendSample> = points
-            .iter()
-            .map(|&(t, v)| AppendSample {
-                labels: labels.clone(),
-                sample: StoredSample {
-                    timestamp_ms: t,
-                    value: v,
-                },
-            })
-            .collect();
-        st.append(&batch).unwrap();
-        st
+        Arc::new(MemoryStorage::from_points(&[(labels, points.to_vec())]))
     }
 
     fn vector_len(v: Value) -> usize {

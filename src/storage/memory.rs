@@ -18,6 +18,27 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// A store holding `series`, each as (time ms, value) points.
+    pub fn from_points(series: &[(Labels, Vec<(i64, f64)>)]) -> Self {
+        let store = Self::new();
+        {
+            let mut map = store.series.write().unwrap_or_else(|p| p.into_inner());
+            for (labels, points) in series {
+                let samples = map.entry(labels.clone()).or_default();
+                for &(timestamp_ms, value) in points {
+                    insert(
+                        samples,
+                        Sample {
+                            timestamp_ms,
+                            value,
+                        },
+                    );
+                }
+            }
+        }
+        store
+    }
+
     /// Removes every series.
     pub fn clear(&self) {
         self.series
@@ -35,13 +56,17 @@ impl Appender for MemoryStorage {
     fn append(&self, batch: &[AppendSample]) -> Result<(), StorageError> {
         let mut map = self.series.write().unwrap_or_else(|p| p.into_inner());
         for s in batch {
-            let samples = map.entry(s.labels.clone()).or_default();
-            match samples.binary_search_by(|x| x.timestamp_ms.cmp(&s.sample.timestamp_ms)) {
-                Ok(i) => samples[i] = s.sample,
-                Err(i) => samples.insert(i, s.sample),
-            }
+            insert(map.entry(s.labels.clone()).or_default(), s.sample);
         }
         Ok(())
+    }
+}
+
+/// Puts `sample` in time order; a repeated timestamp overwrites.
+fn insert(samples: &mut Vec<Sample>, sample: Sample) {
+    match samples.binary_search_by(|x| x.timestamp_ms.cmp(&sample.timestamp_ms)) {
+        Ok(i) => samples[i] = sample,
+        Err(i) => samples.insert(i, sample),
     }
 }
 
