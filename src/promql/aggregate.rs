@@ -149,10 +149,13 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Val,
     } else {
         0.0
     };
+    // One buffer for every group's values.
+    let mut values: Vec<f64> = Vec::new();
     for (key, members) in groups {
         let drop_name =
             key.get(METRIC_NAME).is_some() && members.first().is_some_and(|s| s.drop_name);
-        let mut values: Vec<f64> = members.iter().map(|s| s.f).collect();
+        values.clear();
+        values.extend(members.iter().map(|s| s.f));
         let f = aggregate_floats(op, &mut values, q)?;
         out.push(Sample {
             metric: key,

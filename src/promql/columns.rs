@@ -268,21 +268,14 @@ impl Evaluator {
         Ok(self.columns[&id].clone())
     }
 
-    /// The index of `t` on the range query's step grid.
+    /// The index of `t` on the range query's step grid (`None` in tests
+    /// that send every node down the step-by-step path).
     fn grid_step(&self, t: i64) -> Option<usize> {
-        let (start, end, step) = self.steps?;
         #[cfg(test)]
         if super::window::tests::STEP_BY_STEP.get() {
             return None;
         }
-        (t >= start && t <= end && (t - start) % step == 0).then(|| ((t - start) / step) as usize)
-    }
-
-    /// Number of steps of the range query.
-    fn step_count(&self) -> usize {
-        self.steps.map_or(0, |(start, end, step)| {
-            (end.saturating_sub(start) / step) as usize + 1
-        })
+        self.grid_index(t)
     }
 
     /// Evaluates `e` over all steps when it is evaluated by columns; where
@@ -298,11 +291,9 @@ impl Evaluator {
                 return Ok(self.window_ready(c)?.then(|| Source::Window(node_id(c))));
             }
             Expr::VectorSelector(vs) => {
-                let Some((start, _, _)) = self.steps else {
-                    return Ok(None);
-                };
-                let ready = self.selector_steps(vs, start)?.is_some();
-                return Ok(ready.then(|| Source::Selector(node_id(vs))));
+                return Ok(self
+                    .selector_ready(vs)?
+                    .then(|| Source::Selector(node_id(vs))));
             }
             _ => None,
         };

@@ -84,17 +84,38 @@ impl Evaluator {
         vs: &VectorSelector,
         t: i64,
     ) -> Result<Option<Vec<Sample>>, PromqlError> {
-        let Some((start, end, step)) = self.steps else {
+        let Some(i) = self.grid_index(t) else {
             return Ok(None);
         };
-        if t < start || t > end || (t - start) % step != 0 {
-            return Ok(None);
-        }
+        self.selector_ready(vs)?;
+        Ok(Some(self.selectors[&node_id(vs)].at(i)))
+    }
+
+    /// The index of `t` on the range query's step grid; `None` off it or
+    /// outside a range query.
+    pub(super) fn grid_index(&self, t: i64) -> Option<usize> {
+        let (start, end, step) = self.steps?;
+        (t >= start && t <= end && (t - start) % step == 0).then(|| ((t - start) / step) as usize)
+    }
+
+    /// Number of steps of the range query (0 outside one).
+    pub(super) fn step_count(&self) -> usize {
+        self.steps.map_or(0, |(start, end, step)| {
+            (end.saturating_sub(start) / step) as usize + 1
+        })
+    }
+
+    /// Walks the instant selector `vs` over all steps, once per query, into
+    /// `selectors`; whether this is a range query (so it was walked).
+    pub(crate) fn selector_ready(&mut self, vs: &VectorSelector) -> Result<bool, PromqlError> {
+        let Some((start, _, step)) = self.steps else {
+            return Ok(false);
+        };
         let id = node_id(vs);
         if !self.selectors.contains_key(&id) {
             let at = self.at_ms(&vs.at);
             let offset = offset_ms(&vs.offset);
-            let steps = (end.saturating_sub(start) / step) as usize + 1;
+            let steps = self.step_count();
             let per_series = steps * std::mem::size_of::<Option<StoredSample>>() + SERIES_BYTES;
             self.budget.fits(0, per_series)?;
             let mut series = Vec::new();
@@ -120,42 +141,37 @@ impl Evaluator {
             }
             self.selectors.insert(id, StepSamples { series });
         }
-        Ok(Some(self.selectors[&id].at(((t - start) / step) as usize)))
+        Ok(true)
     }
 
     /// The value of call `c` at `t` from its one-pass evaluation, when it
     /// qualifies (see the module doc); `None` sends it down the step-by-step
     /// path.
     pub(crate) fn window_call(&mut self, c: &Call, t: i64) -> Result<Option<Val>, PromqlError> {
-        let Some((start, end, step)) = self.steps else {
-            return Ok(None);
-        };
         #[cfg(test)]
         if tests::STEP_BY_STEP.get() {
             return Ok(None);
         }
-        if t < start || t > end || (t - start) % step != 0 {
+        let Some(i) = self.grid_index(t) else {
+            return Ok(None);
+        };
+        if !self.window_ready(c)? {
             return Ok(None);
         }
-        let id = node_id(c);
-        if !self.windows.contains_key(&id) {
-            let values = self.step_values(c, start, end, step)?;
-            self.windows.insert(id, values);
-        }
-        Ok(self.windows[&id]
+        Ok(self.windows[&node_id(c)]
             .as_ref()
-            .map(|w| Val::Vector(w.at(((t - start) / step) as usize, t))))
+            .map(|w| Val::Vector(w.at(i, t))))
     }
 
     /// Computes call `c` over all steps when it takes the one-pass path
     /// (see `columns`); whether it does.
     pub(crate) fn window_ready(&mut self, c: &Call) -> Result<bool, PromqlError> {
-        let Some((start, end, step)) = self.steps else {
+        let Some((start, _, step)) = self.steps else {
             return Ok(false);
         };
         let id = node_id(c);
         if !self.windows.contains_key(&id) {
-            let values = self.step_values(c, start, end, step)?;
+            let values = self.step_values(c, start, step)?;
             self.windows.insert(id, values);
         }
         Ok(self.windows[&id].is_some())
@@ -166,7 +182,6 @@ impl Evaluator {
         &self,
         c: &Call,
         start: i64,
-        end: i64,
         step: i64,
     ) -> Result<Option<StepValues>, PromqlError> {
         let Some(&(_, kernel, drop_name)) =
@@ -192,7 +207,7 @@ impl Evaluator {
         let range = ms.range.as_millis() as i64;
         let at = self.at_ms(&ms.vs.at);
         let offset = offset_ms(&ms.vs.offset);
-        let steps = (end.saturating_sub(start) / step) as usize + 1;
+        let steps = self.step_count();
         let window_end = |i: usize| at.unwrap_or(start + i as i64 * step) - offset;
         let per_series = steps * std::mem::size_of::<Option<f64>>() + SERIES_BYTES;
         self.budget

@@ -381,11 +381,8 @@ pub fn decode_known(
     let mut request = super::borrowed::decode_write_request(&raw)
         .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
     let mut dropped = Vec::new();
-    // The series within every limit: their spans in `request`, and whether
-    // their set is one the store could hold as it is (names unique, no
-    // empty value), so worth looking up; the others are checked and
-    // refused below.
-    let mut kept: Vec<(Range<usize>, Range<usize>, bool)> = Vec::with_capacity(request.len());
+    // Sets that are not plain are checked and refused below.
+    let mut kept: Vec<KeptSeries> = Vec::with_capacity(request.len());
     let spans: Vec<_> = request.spans().collect();
     for (label_span, sample_span) in spans {
         let pairs = &mut request.labels[label_span.clone()];
@@ -407,18 +404,27 @@ pub fn decode_known(
         }
         let plain =
             pairs.windows(2).all(|w| w[0].0 != w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
-        kept.push((label_span, sample_span, plain));
+        kept.push(KeptSeries {
+            labels: label_span,
+            samples: sample_span,
+            plain,
+        });
     }
-    let request = request;
     let sets: Vec<&[(&[u8], &[u8])]> = kept
         .iter()
-        .filter(|k| k.2)
-        .map(|k| &request.labels[k.0.clone()])
+        .filter(|k| k.plain)
+        .map(|k| &request.labels[k.labels.clone()])
         .collect();
     let mut found = store.find_series(&sets).into_iter();
     let known: Vec<Option<(SeriesRef, Labels)>> = kept
         .iter()
-        .map(|k| if k.2 { found.next().flatten() } else { None })
+        .map(|k| {
+            if k.plain {
+                found.next().flatten()
+            } else {
+                None
+            }
+        })
         .collect();
     // The sets the store does not have, as text (empty for known ones):
     // every one is checked for UTF-8 before any is built, so that error
@@ -428,7 +434,7 @@ pub fn decode_known(
         .zip(&known)
         .map(|(k, found)| match found {
             Some(_) => Ok(Vec::new()),
-            None => utf8_pairs(&request.labels[k.0.clone()]),
+            None => utf8_pairs(&request.labels[k.labels.clone()]),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Decoded {
@@ -436,12 +442,12 @@ pub fn decode_known(
         refs: Vec::with_capacity(kept.len()),
         dropped,
     };
-    for ((_, sample_span, _), (found, text)) in kept.into_iter().zip(known.into_iter().zip(texts)) {
+    for (k, (found, text)) in kept.into_iter().zip(known.into_iter().zip(texts)) {
         let (labels, r) = match found {
             Some((r, labels)) => (labels, Some(r)),
             None => (new_series_labels(&text)?, None),
         };
-        let mut samples: Vec<Sample> = request.samples[sample_span]
+        let mut samples: Vec<Sample> = request.samples[k.samples]
             .iter()
             .map(|&(timestamp_ms, value)| Sample {
                 timestamp_ms,
@@ -458,6 +464,16 @@ pub fn decode_known(
         out.refs.push(r);
     }
     Ok(out)
+}
+
+/// A series of a request within every label limit: where its labels and
+/// samples are in the decoded request, and whether its set is one the
+/// store could hold as it is (names unique, no empty value), so worth
+/// looking up.
+struct KeptSeries {
+    labels: Range<usize>,
+    samples: Range<usize>,
+    plain: bool,
 }
 
 /// A request with a label that is not UTF-8.
