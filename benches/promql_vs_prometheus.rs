@@ -18,7 +18,7 @@ use infermon::promql::{Engine, EngineOptions};
 use infermon::storage::{SqliteStorage, StorageOptions};
 
 const DAY_MS: i64 = 86_400_000;
-const RUNS: usize = 15;
+const RUNS: usize = 21;
 
 struct Peer {
     name: &'static str,
@@ -108,6 +108,12 @@ fn main() {
         dir.path().join("infermon"),
         StorageOptions {
             min_free_disk: 0,
+            // `DECODED_CACHE=0` measures every query decoding its chunks,
+            // as the first query over a range does.
+            decoded_cache_bytes: match std::env::var("DECODED_CACHE").as_deref() {
+                Ok("0") => 0,
+                _ => StorageOptions::default().decoded_cache_bytes,
+            },
             ..StorageOptions::default()
         },
     )
@@ -240,28 +246,35 @@ fn main() {
                 .append_pair("end", &format!("{}", end as f64 / 1000.0))
                 .append_pair("step", &format!("{}", step as f64 / 1000.0));
             let qs = qs.finish();
-            let mut medians = Vec::new();
-            let mut series_counts = Vec::new();
-            for p in &peers {
-                let url = format!("{}/api/v1/query_range?{qs}", p.url);
-                let mut times = Vec::with_capacity(RUNS);
-                let mut n = 0;
-                for _ in 0..RUNS {
+            // The peers take turns, one request each, so a swing in the
+            // host's speed falls on all of them alike.
+            let urls: Vec<String> = peers
+                .iter()
+                .map(|p| format!("{}/api/v1/query_range?{qs}", p.url))
+                .collect();
+            let mut times = vec![Vec::with_capacity(RUNS); peers.len()];
+            let mut series_counts = vec![0; peers.len()];
+            for _ in 0..RUNS {
+                for (i, p) in peers.iter().enumerate() {
                     let t = Instant::now();
                     let body: serde_json::Value = client
-                        .get(&url)
+                        .get(&urls[i])
                         .send()
                         .expect("query")
                         .json()
                         .expect("json");
-                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                    times[i].push(t.elapsed().as_secs_f64() * 1000.0);
                     assert_eq!(body["status"], "success", "{}: {q}: {body}", p.name);
-                    n = body["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
+                    series_counts[i] = body["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
                 }
-                times.sort_by(|a, b| a.total_cmp(b));
-                medians.push(times[RUNS / 2]);
-                series_counts.push(n);
             }
+            let medians: Vec<f64> = times
+                .iter_mut()
+                .map(|t| {
+                    t.sort_by(|a, b| a.total_cmp(b));
+                    t[RUNS / 2]
+                })
+                .collect();
             rows.push((
                 format!("{name} ({range_name}, step {}s)", step / 1000),
                 medians,

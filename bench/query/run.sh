@@ -8,4 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # PROFILE=bench-storage (release without LTO) builds much faster than the
 # default bench profile (release, thin LTO) on a small machine.
+# DECODED_CACHE=0 turns infermon's decoded-chunk cache off, so every query
+# decodes its chunks, as the first query over a range does. The peers take
+# turns, one request each, so a swing in the host's speed hits all alike.
 cargo bench --profile "${PROFILE:-bench}" --bench promql_vs_prometheus 2>&1 | sed -n '/^| query/,$p'

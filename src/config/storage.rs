@@ -55,6 +55,12 @@ pub struct StorageConfig {
     /// When a commit is forced to the disk (default `checkpoint`).
     #[serde(default)]
     pub fsync: Fsync,
+    /// Most memory kept for decoded chunks and rollup rows, so a dashboard
+    /// refreshing the same ranges decodes each stored chunk once, not at
+    /// every refresh (default `64MB`, about four million samples; `0`
+    /// keeps none).
+    #[serde(default)]
+    pub decoded_cache_size: Option<String>,
     /// Prometheus' TSDB settings: accepted and warned about, no effect here.
     #[serde(default, skip_serializing)]
     pub tsdb: Option<serde_yaml_ng::Value>,

@@ -11,6 +11,7 @@ mod bounds;
 pub mod chunk;
 mod chunk_ids;
 mod compaction;
+mod decoded_cache;
 mod follow;
 mod head;
 mod index;

@@ -34,6 +34,11 @@ impl Encoding {
             _ => Err(ChunkError("unknown chunk encoding")),
         }
     }
+
+    /// The code stored for this encoding.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
 }
 
 /// Most values one pco stream may declare. A stream's header says how many

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, params};
 
 use super::chunk;
+use super::decoded_cache::DecodedCache;
 use super::index::SeriesId;
-use super::pco_chunk::{self, Encoding};
-use super::rollup::{self, RollupPoint};
+use super::pco_chunk::Encoding;
+use super::rollup::RollupPoint;
 use super::sqlite::{SqliteStorage, backend, normalize};
 use super::{ReadLimit, Series, StorageError};
 use crate::model::{Labels, Sample};
@@ -55,13 +56,15 @@ impl Job {
 
     /// The series' rollup points and samples (the points' `last` values
     /// leading the raw samples).
-    fn decode(&self, mint: i64, maxt: i64) -> Decoded {
+    fn decode(&self, cache: &DecodedCache, mint: i64, maxt: i64) -> Decoded {
         let labels = &self.labels;
         let fail =
             |e: &dyn std::fmt::Display| StorageError::Backend(format!("series {labels}: {e}"));
         let mut points = Vec::new();
         for data in &self.rollups {
-            rollup::decode_into(data, mint, maxt, &mut points).map_err(|e| fail(&e))?;
+            cache
+                .rollups(data, mint, maxt, &mut points)
+                .map_err(|e| fail(&e))?;
         }
         let mut samples: Vec<Sample> = points
             .iter()
@@ -72,7 +75,8 @@ impl Job {
             .collect();
         let start = samples.len();
         for (enc, data) in &self.chunks {
-            pco_chunk::decode_any(*enc, data, self.from, maxt, &mut samples)
+            cache
+                .samples(*enc, data, self.from, maxt, &mut samples)
                 .map_err(|e| fail(&e))?;
         }
         samples.extend_from_slice(&self.head);
@@ -94,14 +98,19 @@ impl Job {
 
 /// Decodes every job, on up to [`DECODE_THREADS`] threads when they hold
 /// enough bytes; results in job order.
-fn decode_all(jobs: &[Job], (mint, maxt): (i64, i64), min_bytes: usize) -> Vec<Decoded> {
+fn decode_all(
+    jobs: &[Job],
+    cache: &DecodedCache,
+    (mint, maxt): (i64, i64),
+    min_bytes: usize,
+) -> Vec<Decoded> {
     let bytes: usize = jobs.iter().map(Job::bytes).sum();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(DECODE_THREADS)
         .min(jobs.len());
     if threads <= 1 || bytes < min_bytes {
-        return jobs.iter().map(|j| j.decode(mint, maxt)).collect();
+        return jobs.iter().map(|j| j.decode(cache, mint, maxt)).collect();
     }
     let next = AtomicUsize::new(0);
     let work = || {
@@ -111,7 +120,7 @@ fn decode_all(jobs: &[Job], (mint, maxt): (i64, i64), min_bytes: usize) -> Vec<D
             let Some(job) = jobs.get(i) else {
                 return done;
             };
-            done.push((i, job.decode(mint, maxt)));
+            done.push((i, job.decode(cache, mint, maxt)));
         }
     };
     let mut out: Vec<Option<Decoded>> = (0..jobs.len()).map(|_| None).collect();
@@ -154,6 +163,7 @@ fn taken(limit: &dyn ReadLimit, series: usize, samples: usize) -> Result<(), Sto
 /// the rollup point lists are empty. The limit sees every series and batch.
 pub(super) fn select(
     conn: &Connection,
+    cache: &DecodedCache,
     heads: &HashMap<SeriesId, Vec<u8>>,
     matched: Vec<(SeriesId, Labels)>,
     (mint, maxt): (i64, i64),
@@ -207,7 +217,7 @@ pub(super) fn select(
         batch_bytes += job.bytes();
         batch.push(job);
         if batch_bytes >= BATCH_BYTES || matched.peek().is_none() {
-            for r in decode_all(&batch, (mint, maxt), PARALLEL_MIN_BYTES) {
+            for r in decode_all(&batch, cache, (mint, maxt), PARALLEL_MIN_BYTES) {
                 let (series, points) = r?;
                 taken(limit, 0, series.samples.len())?;
                 if !series.samples.is_empty() {
@@ -254,18 +264,26 @@ mod tests {
         let range = (60_000, 20_000_000);
         let one: Vec<_> = jobs
             .iter()
-            .map(|j| j.decode(range.0, range.1).unwrap())
+            .map(|j| j.decode(&DecodedCache::new(0), range.0, range.1).unwrap())
             .collect();
-        let many: Vec<_> = decode_all(&jobs, range, 0)
+        let cache = DecodedCache::new(1 << 20);
+        let many: Vec<_> = decode_all(&jobs, &cache, range, 0)
             .into_iter()
             .map(Result::unwrap)
             .collect();
         assert_eq!(one, many);
+        // Served from the cache the second time, the same again.
+        let again: Vec<_> = decode_all(&jobs, &cache, range, 0)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(one, again);
+        assert_eq!(cache.counts().hits, 13 * 4);
         assert!(one.iter().all(|(s, _)| s.samples.len() > 1000));
         // Damage in one series is that series' error, the others decode.
         let mut bad = jobs;
         bad[5].chunks[1].1.truncate(3);
-        let got = decode_all(&bad, range, 0);
+        let got = decode_all(&bad, &DecodedCache::new(0), range, 0);
         assert!(got[5].is_err());
         assert!(got.iter().enumerate().all(|(i, r)| i == 5 || r.is_ok()));
     }

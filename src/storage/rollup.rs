@@ -507,6 +507,7 @@ impl SqliteStorage {
     /// Rollup points of the given series in `[mint, maxt]`, read in `conn`'s snapshot.
     pub(super) fn read_rollups(
         conn: &Connection,
+        cache: &super::decoded_cache::DecodedCache,
         matched: Vec<(SeriesId, Labels)>,
         mint: i64,
         maxt: i64,
@@ -529,7 +530,8 @@ impl SqliteStorage {
             let mut rows = stmt.query(params![id, mint, maxt]).map_err(backend)?;
             while let Some(row) = rows.next().map_err(backend)? {
                 let data: Vec<u8> = row.get(0).map_err(backend)?;
-                decode_into(&data, mint, maxt, &mut points)
+                cache
+                    .rollups(&data, mint, maxt, &mut points)
                     .map_err(|e| StorageError::Backend(format!("series {labels}: {e}")))?;
             }
             if !points.is_empty() {

@@ -56,6 +56,9 @@ pub struct StorageOptions {
     pub commit_interval: Duration,
     /// When commits are forced to the disk (`storage.fsync`).
     pub fsync: crate::config::Fsync,
+    /// Most bytes of decoded chunks kept for later queries
+    /// (`storage.decoded_cache_size`); 0 keeps none.
+    pub decoded_cache_bytes: u64,
 }
 
 impl Default for StorageOptions {
@@ -73,6 +76,7 @@ impl Default for StorageOptions {
             bounds: super::SampleBounds::default(),
             commit_interval: Duration::from_millis(1),
             fsync: crate::config::Fsync::default(),
+            decoded_cache_bytes: super::decoded_cache::DEFAULT_BYTES,
         }
     }
 }
@@ -97,6 +101,8 @@ impl StorageOptions {
             rollup_after_ms: c.rollup_after.as_millis(),
             rollup_retention_ms: c.rollup_retention.as_millis(),
             min_free_disk: size("min_free_disk", &c.min_free_disk)?.unwrap_or(256 << 20),
+            decoded_cache_bytes: size("decoded_cache_size", &c.decoded_cache_size)?
+                .unwrap_or(super::decoded_cache::DEFAULT_BYTES),
             bounds: super::SampleBounds {
                 max_future_ms: c.max_future_skew.as_millis(),
             },
@@ -146,6 +152,8 @@ pub(super) struct Inner {
     pub head: RwLock<Head>,
     pub index: RwLock<SeriesIndex>,
     readers: Mutex<Vec<Connection>>,
+    /// Decoded chunks and rollup rows kept for the next query.
+    pub decoded: super::decoded_cache::DecodedCache,
     pub counters: Counters,
     /// Why ingestion is stopped (disk nearly full), if it is.
     pub blocked: Mutex<Option<String>>,
@@ -323,6 +331,7 @@ impl SqliteStorage {
             .store(rollup_bytes as u64, Ordering::Relaxed);
         let head = load_head(&conn)?;
         let newest_seq = super::follow::newest_seq(&conn).map_err(backend)?;
+        let decoded = super::decoded_cache::DecodedCache::new(opts.decoded_cache_bytes);
         let storage = SqliteStorage {
             inner: Arc::new(Inner {
                 dir,
@@ -338,6 +347,7 @@ impl SqliteStorage {
                 head: RwLock::new(head),
                 index: RwLock::new(index),
                 readers: Mutex::new(Vec::new()),
+                decoded,
                 counters,
                 blocked: Mutex::new(None),
                 _lock: lock,
@@ -1269,7 +1279,15 @@ impl Querier for SqliteStorage {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         let read = self.with_snapshot(&ids, |conn, heads| {
-            super::read::select(conn, &heads, matched, (mint, maxt), limit, false)
+            super::read::select(
+                conn,
+                &self.inner.decoded,
+                &heads,
+                matched,
+                (mint, maxt),
+                limit,
+                false,
+            )
         })?;
         Ok(read.into_iter().map(|(s, _)| s).collect())
     }
@@ -1286,7 +1304,15 @@ impl Querier for SqliteStorage {
         let matched = self.matching(matchers);
         let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
         self.with_snapshot(&ids, |conn, heads| {
-            super::read::select(conn, &heads, matched, (mint, maxt), limit, summarize)
+            super::read::select(
+                conn,
+                &self.inner.decoded,
+                &heads,
+                matched,
+                (mint, maxt),
+                limit,
+                summarize,
+            )
         })
     }
 
@@ -1301,7 +1327,7 @@ impl Querier for SqliteStorage {
         }
         let matched = self.matching(matchers);
         self.with_snapshot(&[], |conn, _| {
-            SqliteStorage::read_rollups(conn, matched, mint, maxt)
+            SqliteStorage::read_rollups(conn, &self.inner.decoded, matched, mint, maxt)
         })
     }
 
@@ -1375,6 +1401,24 @@ impl Drop for Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_cache_size_is_read_with_a_default_and_a_clear_error() {
+        let config = |yaml: &str| -> StorageConfig { serde_yaml_ng::from_str(yaml).unwrap() };
+        let bytes =
+            |yaml: &str| StorageOptions::from_config(&config(yaml)).map(|o| o.decoded_cache_bytes);
+        assert_eq!(bytes("{}").unwrap(), 64 << 20);
+        assert_eq!(bytes("decoded_cache_size: 0").unwrap(), 0);
+        assert_eq!(
+            bytes("decoded_cache_size: 1GB").unwrap(),
+            crate::util::parse_bytes("1GB").unwrap()
+        );
+        let err = bytes("decoded_cache_size: lots").unwrap_err().to_string();
+        assert!(
+            err.contains("storage.decoded_cache_size") && err.contains("lots"),
+            "{err}"
+        );
+    }
 
     fn sample(labels: &Labels, t: i64, v: f64) -> AppendSample {
         AppendSample {

@@ -42,6 +42,13 @@ pub struct StorageStats {
     pub rollup_points: u64,
     /// Encoded bytes of the rollup points.
     pub rollup_bytes: u64,
+    /// Bytes of decoded chunks and rollup rows kept for later queries.
+    pub decoded_cache_bytes: u64,
+    /// Stored chunks and rollup rows read since start whose decoding was
+    /// kept from an earlier read.
+    pub decoded_cache_hits_total: u64,
+    /// Stored chunks and rollup rows read since start that were decoded.
+    pub decoded_cache_misses_total: u64,
 }
 
 impl SqliteStorage {
@@ -72,6 +79,7 @@ pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
         (head.samples() as u64, head.bytes() as u64)
     };
     let chunk_samples = c.chunk_samples.load(Ordering::Relaxed);
+    let decoded = s.inner.decoded.counts();
     StorageStats {
         series: read(&s.inner.index).len() as u64,
         samples: chunk_samples + head_samples,
@@ -87,6 +95,9 @@ pub(super) fn collect(s: &SqliteStorage) -> StorageStats {
         rollup_series: c.rollup_series.load(Ordering::Relaxed),
         rollup_points: c.rollup_points.load(Ordering::Relaxed),
         rollup_bytes: c.rollup_bytes.load(Ordering::Relaxed),
+        decoded_cache_bytes: s.inner.decoded.bytes(),
+        decoded_cache_hits_total: decoded.hits,
+        decoded_cache_misses_total: decoded.misses,
     }
 }
 
@@ -106,6 +117,8 @@ pub struct StorageCollector {
     rollup_series: IntGauge,
     rollup_points: IntGauge,
     rollup_bytes: IntGauge,
+    decoded_cache_bytes: IntGauge,
+    decoded_cache_reads: IntCounterVec,
 }
 
 impl StorageCollector {
@@ -163,6 +176,17 @@ impl StorageCollector {
                 "infermon_storage_rollup_bytes",
                 "Encoded bytes of the 5-minute rollup points.",
             )?,
+            decoded_cache_bytes: g(
+                "infermon_storage_decoded_cache_bytes",
+                "Bytes of decoded chunks kept for later queries (storage.decoded_cache_size).",
+            )?,
+            decoded_cache_reads: IntCounterVec::new(
+                Opts::new(
+                    "infermon_storage_decoded_cache_reads_total",
+                    "Stored chunks and rollup rows read by queries, by whether their decoding was kept from an earlier read (hit) or done (miss).",
+                ),
+                &["result"],
+            )?,
         })
     }
 }
@@ -183,6 +207,8 @@ impl Collector for StorageCollector {
             self.rollup_series.desc(),
             self.rollup_points.desc(),
             self.rollup_bytes.desc(),
+            self.decoded_cache_bytes.desc(),
+            self.decoded_cache_reads.desc(),
         ]
         .concat()
     }
@@ -208,6 +234,15 @@ impl Collector for StorageCollector {
         self.rollup_series.set(s.rollup_series as i64);
         self.rollup_points.set(s.rollup_points as i64);
         self.rollup_bytes.set(s.rollup_bytes as i64);
+        self.decoded_cache_bytes.set(s.decoded_cache_bytes as i64);
+        for (result, n) in [
+            ("hit", s.decoded_cache_hits_total),
+            ("miss", s.decoded_cache_misses_total),
+        ] {
+            let c = self.decoded_cache_reads.with_label_values(&[result]);
+            c.reset();
+            c.inc_by(n);
+        }
         [
             self.series.collect(),
             self.samples.collect(),
@@ -222,6 +257,8 @@ impl Collector for StorageCollector {
             self.rollup_series.collect(),
             self.rollup_points.collect(),
             self.rollup_bytes.collect(),
+            self.decoded_cache_bytes.collect(),
+            self.decoded_cache_reads.collect(),
         ]
         .concat()
     }
