@@ -276,6 +276,18 @@ fn walk(
     (buf, aggs): (&mut Vec<Point>, &mut Vec<RollupPoint>),
 ) -> Vec<Option<f64>> {
     let Rolled { samples, prefix } = series;
+    let point = |x: &StoredSample| Point {
+        t: x.timestamp_ms,
+        f: x.value,
+    };
+    // A series without stale markers (the usual case) is converted once and
+    // each window read in place; otherwise every window is copied without
+    // its markers.
+    let clean = !samples.iter().any(|x| is_stale_nan(x.value));
+    if clean {
+        buf.clear();
+        buf.extend(samples.iter().map(point));
+    }
     let (mut lo, mut hi) = (0, 0);
     let mut out = Vec::with_capacity(per_step.len());
     for (i, count) in per_step.iter_mut().enumerate() {
@@ -291,25 +303,27 @@ fn walk(
         lo += gallop(&samples[lo..], s);
         hi = hi.max(lo);
         hi += gallop(&samples[hi..], e);
-        buf.clear();
-        buf.extend(
-            samples[lo..hi]
-                .iter()
-                .filter(|x| !is_stale_nan(x.value))
-                .map(|x| Point {
-                    t: x.timestamp_ms,
-                    f: x.value,
-                }),
-        );
-        *count += buf.len();
+        let window: &[Point] = if clean {
+            &buf[lo..hi]
+        } else {
+            buf.clear();
+            buf.extend(
+                samples[lo..hi]
+                    .iter()
+                    .filter(|x| !is_stale_nan(x.value))
+                    .map(point),
+            );
+            buf
+        };
+        *count += window.len();
         out.push(match rolled {
-            _ if buf.is_empty() => None,
+            _ if window.is_empty() => None,
             Some(rolled) if lo < prefix.len() => {
                 aggs.clear();
                 aggs.extend(window_summaries(samples, prefix, lo..hi));
-                rolled(aggs, buf, s, e)
+                rolled(aggs, window, s, e)
             }
-            _ => kernel(buf, s, e),
+            _ => kernel(window, s, e),
         });
     }
     out
