@@ -116,24 +116,12 @@ impl DecodedCache {
         maxt: i64,
         out: &mut Vec<Sample>,
     ) -> Result<(), ChunkError> {
-        let Some(cache) = &self.cache else {
+        if self.cache.is_none() {
             return pco_chunk::decode_any(encoding, bytes, mint, maxt, out);
-        };
-        let key = (hash(bytes), encoding.code());
-        let all = match self.lookup(&key) {
-            Some(Entry::Samples(all)) => all,
-            _ => {
-                let mut all = Vec::new();
-                pco_chunk::decode_any(encoding, bytes, i64::MIN, i64::MAX, &mut all)?;
-                let all: Arc<[Sample]> = all.into();
-                cache.insert(key, Entry::Samples(all.clone()));
-                all
-            }
-        };
-        let lo = all.partition_point(|s| s.timestamp_ms < mint);
-        let hi = all.partition_point(|s| s.timestamp_ms <= maxt);
-        out.extend_from_slice(&all[lo.min(hi)..hi]);
-        Ok(())
+        }
+        self.through((hash(bytes), encoding.code()), (mint, maxt), out, |all| {
+            pco_chunk::decode_any(encoding, bytes, i64::MIN, i64::MAX, all)
+        })
     }
 
     /// Appends the points in `[mint, maxt]` of a stored rollup row to `out`,
@@ -145,24 +133,77 @@ impl DecodedCache {
         maxt: i64,
         out: &mut Vec<RollupPoint>,
     ) -> Result<(), StorageError> {
-        let Some(cache) = &self.cache else {
+        if self.cache.is_none() {
             return rollup::decode_into(bytes, mint, maxt, out);
-        };
-        let key = (hash(bytes), ROLLUP_KIND);
-        let all = match self.lookup(&key) {
-            Some(Entry::Rollup(all)) => all,
-            _ => {
+        }
+        self.through((hash(bytes), ROLLUP_KIND), (mint, maxt), out, |all| {
+            rollup::decode_into(bytes, i64::MIN, i64::MAX, all)
+        })
+    }
+
+    /// Appends the points of `key`'s entry in `[mint, maxt]` to `out`,
+    /// decoding them with `decode` (which fills a vector with every point)
+    /// and keeping them when the cache does not have them.
+    fn through<P: Points, E>(
+        &self,
+        key: Key,
+        (mint, maxt): (i64, i64),
+        out: &mut Vec<P>,
+        decode: impl FnOnce(&mut Vec<P>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let all = match self.lookup(&key).and_then(P::of) {
+            Some(all) => all,
+            None => {
                 let mut all = Vec::new();
-                rollup::decode_into(bytes, i64::MIN, i64::MAX, &mut all)?;
-                let all: Arc<[RollupPoint]> = all.into();
-                cache.insert(key, Entry::Rollup(all.clone()));
+                decode(&mut all)?;
+                let all: Arc<[P]> = all.into();
+                if let Some(cache) = &self.cache {
+                    cache.insert(key, P::entry(all.clone()));
+                }
                 all
             }
         };
-        let lo = all.partition_point(|p| p.t < mint);
-        let hi = all.partition_point(|p| p.t <= maxt);
+        let lo = all.partition_point(|p| p.t() < mint);
+        let hi = all.partition_point(|p| p.t() <= maxt);
         out.extend_from_slice(&all[lo.min(hi)..hi]);
         Ok(())
+    }
+}
+
+/// What an entry holds: points in time order.
+trait Points: Copy + Sized {
+    fn t(&self) -> i64;
+    fn entry(all: Arc<[Self]>) -> Entry;
+    fn of(e: Entry) -> Option<Arc<[Self]>>;
+}
+
+impl Points for Sample {
+    fn t(&self) -> i64 {
+        self.timestamp_ms
+    }
+    fn entry(all: Arc<[Self]>) -> Entry {
+        Entry::Samples(all)
+    }
+    fn of(e: Entry) -> Option<Arc<[Self]>> {
+        match e {
+            Entry::Samples(all) => Some(all),
+            Entry::Rollup(_) => None,
+        }
+    }
+}
+
+impl Points for RollupPoint {
+    fn t(&self) -> i64 {
+        self.t
+    }
+    fn entry(all: Arc<[Self]>) -> Entry {
+        Entry::Rollup(all)
+    }
+    fn of(e: Entry) -> Option<Arc<[Self]>> {
+        match e {
+            Entry::Rollup(all) => Some(all),
+            Entry::Samples(_) => None,
+        }
     }
 }
 

@@ -641,6 +641,23 @@ impl SqliteStorage {
         result
     }
 
+    /// The series matching `matchers` in `[mint, maxt]`, read in one
+    /// snapshot ([`super::read::select`]).
+    fn read_selection(
+        &self,
+        matchers: &[Matcher],
+        range: (i64, i64),
+        limit: &dyn super::ReadLimit,
+        summarize: bool,
+    ) -> Result<Vec<(Series, Vec<super::RollupPoint>)>, StorageError> {
+        let matched = self.matching(matchers);
+        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
+        self.with_snapshot(&ids, |conn, heads| {
+            let cache = &self.inner.decoded;
+            super::read::select(conn, cache, &heads, matched, range, limit, summarize)
+        })
+    }
+
     fn series_with_data(
         &self,
         matchers: &[Matcher],
@@ -1276,19 +1293,7 @@ impl Querier for SqliteStorage {
         maxt: i64,
         limit: &dyn super::ReadLimit,
     ) -> Result<Vec<Series>, StorageError> {
-        let matched = self.matching(matchers);
-        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
-        let read = self.with_snapshot(&ids, |conn, heads| {
-            super::read::select(
-                conn,
-                &self.inner.decoded,
-                &heads,
-                matched,
-                (mint, maxt),
-                limit,
-                false,
-            )
-        })?;
+        let read = self.read_selection(matchers, (mint, maxt), limit, false)?;
         Ok(read.into_iter().map(|(s, _)| s).collect())
     }
 
@@ -1301,19 +1306,7 @@ impl Querier for SqliteStorage {
     ) -> Result<Vec<(Series, Vec<super::RollupPoint>)>, StorageError> {
         // No rollup reaches the range: nothing to look up per series.
         let summarize = mint <= self.inner.counters.rollup_max_t.load(Ordering::Relaxed);
-        let matched = self.matching(matchers);
-        let ids: Vec<SeriesId> = matched.iter().map(|(id, _)| *id).collect();
-        self.with_snapshot(&ids, |conn, heads| {
-            super::read::select(
-                conn,
-                &self.inner.decoded,
-                &heads,
-                matched,
-                (mint, maxt),
-                limit,
-                summarize,
-            )
-        })
+        self.read_selection(matchers, (mint, maxt), limit, summarize)
     }
 
     fn select_rollups(
