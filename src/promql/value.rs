@@ -79,16 +79,33 @@ impl Value {
 /// Formats a float as Prometheus does in JSON (`+Inf`, `-Inf`, `NaN`,
 /// shortest round-trip decimal otherwise).
 pub fn format_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".to_string()
-    } else if f == f64::INFINITY {
-        "+Inf".to_string()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Prometheus writes strconv.FormatFloat(f, 'f', -1, 64): shortest
-        // round-trip digits, never an exponent — what Rust's Display does.
-        format!("{f}")
+    PromFloat(f).to_string()
+}
+
+/// A float as Prometheus writes it, for writing without an allocation.
+struct PromFloat(f64);
+
+impl std::fmt::Display for PromFloat {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = self.0;
+        if f.is_nan() {
+            out.write_str("NaN")
+        } else if f == f64::INFINITY {
+            out.write_str("+Inf")
+        } else if f == f64::NEG_INFINITY {
+            out.write_str("-Inf")
+        } else {
+            // Prometheus writes strconv.FormatFloat(f, 'f', -1, 64): shortest
+            // round-trip digits, never an exponent — what Rust's Display does.
+            write!(out, "{f}")
+        }
+    }
+}
+
+impl Serialize for PromFloat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // serde_json writes a Display straight into its output.
+        s.collect_str(self)
     }
 }
 
@@ -99,7 +116,7 @@ impl Serialize for Pair {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(2))?;
         seq.serialize_element(&(self.0 as f64 / 1000.0))?;
-        seq.serialize_element(&format_float(self.1))?;
+        seq.serialize_element(&PromFloat(self.1))?;
         seq.end()
     }
 }
@@ -160,6 +177,19 @@ mod tests {
         assert_eq!(format_float(f64::NAN), "NaN");
         assert_eq!(format_float(1e21), "1000000000000000000000");
         assert_eq!(format_float(1.5e-7), "0.00000015");
+    }
+
+    #[test]
+    fn sample_pairs_write_values_as_prometheus_strings() {
+        for (v, text) in [
+            (1.0, r#"[1.5,"1"]"#),
+            (-0.25, r#"[1.5,"-0.25"]"#),
+            (f64::NEG_INFINITY, r#"[1.5,"-Inf"]"#),
+            (f64::NAN, r#"[1.5,"NaN"]"#),
+            (1e21, r#"[1.5,"1000000000000000000000"]"#),
+        ] {
+            assert_eq!(serde_json::to_string(&Pair(1500, v)).unwrap(), text);
+        }
     }
 
     #[test]
