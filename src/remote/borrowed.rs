@@ -13,8 +13,6 @@
 //! not have yet (a set equal to a stored one is valid by that fact), and
 //! decoding allocates per request, not per series.
 
-use std::ops::Range;
-
 use thiserror::Error;
 
 /// Why a body is not a `WriteRequest`.
@@ -68,7 +66,10 @@ impl WriteRequestRef<'_> {
     }
 
     /// Per series, the ranges of its labels and samples.
-    pub fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    #[cfg(test)]
+    pub fn spans(
+        &self,
+    ) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
         let mut start = (0, 0);
         self.ends.iter().map(move |&end| {
             let span = (start.0..end.0, start.1..end.1);

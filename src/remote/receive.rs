@@ -489,99 +489,58 @@ pub fn decode_cached(
         super::borrowed::decode_write_request_known(&raw, |key| reader.as_ref()?.get(key))
             .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
     drop(reader);
-    let mut dropped = Vec::new();
-    // Sets that are not plain are checked and refused below.
-    let mut kept: Vec<KeptSeries> = Vec::with_capacity(request.len());
-    let spans: Vec<_> = request.spans().collect();
+    let mut out = Decoded {
+        series: Vec::with_capacity(request.len()),
+        samples: Vec::with_capacity(request.samples.len()),
+        refs: Vec::with_capacity(request.len()),
+        dropped: Vec::new(),
+        keys: Vec::with_capacity(request.len()),
+        raw: Vec::new(),
+    };
+    // Series not in the cache: where they are in `out.series` (their label
+    // set is filled in below), their labels in `request.labels`, and
+    // whether their set is one the store could hold as it is (names
+    // unique, no empty value), so worth looking up; others are checked
+    // and refused below.
+    let mut misses: Vec<(usize, Range<usize>, bool)> = Vec::new();
     let base = raw.as_ptr() as usize;
-    for ((label_span, sample_span), (run, hit)) in spans.into_iter().zip(slots) {
+    let mut start = (0, 0);
+    for (&end, (run, hit)) in request.ends.iter().zip(slots) {
+        let (label_span, sample_span) = (start.0..end.0, start.1..end.1);
+        start = end;
         let key = run.map(|r| {
             let at = r.as_ptr() as usize - base;
             at..at + r.len()
         });
-        if let Some(hit) = hit {
+        let (labels, r, cached) = match hit {
             // Checked (limits, names, UTF-8) when it was cached.
-            kept.push(KeptSeries {
-                labels: label_span,
-                samples: sample_span,
-                plain: false,
-                key: key.map(|k| (k, hit.current)),
-                hit: Some((hit.series, hit.labels)),
-            });
-            continue;
-        }
-        let pairs = &mut request.labels[label_span.clone()];
-        if let Some((limit, why)) = over_label_limit(pairs, limits) {
-            // A label that is not UTF-8 refuses the request, as it did
-            // when every label was checked while decoding.
-            if pairs
-                .iter()
-                .any(|(n, v)| std::str::from_utf8(n).is_err() || std::str::from_utf8(v).is_err())
-            {
-                return Err(not_utf8());
+            Some(hit) => (hit.labels, Some(hit.series), hit.current),
+            None => {
+                let pairs = &mut request.labels[label_span.clone()];
+                if let Some((limit, why)) = over_label_limit(pairs, limits) {
+                    // A label that is not UTF-8 refuses the request, as it
+                    // did when every label was checked while decoding.
+                    if pairs.iter().any(|(n, v)| {
+                        std::str::from_utf8(n).is_err() || std::str::from_utf8(v).is_err()
+                    }) {
+                        return Err(not_utf8());
+                    }
+                    out.dropped.push((limit, sample_span.len() as u64, why));
+                    continue;
+                }
+                // Senders send names sorted; the store's sets are.
+                if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+                    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                }
+                let plain = pairs.windows(2).all(|w| w[0].0 != w[1].0)
+                    && pairs.iter().all(|(_, v)| !v.is_empty());
+                misses.push((out.series.len(), label_span, plain));
+                (Labels::default(), None, false)
             }
-            dropped.push((limit, sample_span.len() as u64, why));
-            continue;
-        }
-        // Senders send names sorted; the store's sets are.
-        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        }
-        let plain =
-            pairs.windows(2).all(|w| w[0].0 != w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
-        kept.push(KeptSeries {
-            labels: label_span,
-            samples: sample_span,
-            plain,
-            key: key.map(|k| (k, false)),
-            hit: None,
-        });
-    }
-    let sets: Vec<&[(&[u8], &[u8])]> = kept
-        .iter()
-        .filter(|k| k.plain)
-        .map(|k| &request.labels[k.labels.clone()])
-        .collect();
-    let mut found = store.find_series(&sets).into_iter();
-    let known: Vec<Option<(SeriesRef, Labels)>> = kept
-        .iter_mut()
-        .map(|k| {
-            if k.hit.is_some() {
-                k.hit.take()
-            } else if k.plain {
-                found.next().flatten()
-            } else {
-                None
-            }
-        })
-        .collect();
-    // The sets the store does not have, as text (empty for known ones):
-    // every one is checked for UTF-8 before any is built, so that error
-    // comes first, as it did from the decoder.
-    let texts = kept
-        .iter()
-        .zip(&known)
-        .map(|(k, found)| match found {
-            Some(_) => Ok(Vec::new()),
-            None => utf8_pairs(&request.labels[k.labels.clone()]),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Decoded {
-        series: Vec::with_capacity(kept.len()),
-        samples: Vec::with_capacity(request.samples.len()),
-        refs: Vec::with_capacity(kept.len()),
-        dropped,
-        keys: Vec::with_capacity(kept.len()),
-        raw: Vec::new(),
-    };
-    for (k, (found, text)) in kept.into_iter().zip(known.into_iter().zip(texts)) {
-        let (labels, r) = match found {
-            Some((r, labels)) => (labels, Some(r)),
-            None => (new_series_labels(&text)?, None),
         };
         let start = out.samples.len();
         out.samples.extend(
-            request.samples[k.samples]
+            request.samples[sample_span]
                 .iter()
                 .map(|&(timestamp_ms, value)| Sample {
                     timestamp_ms,
@@ -600,26 +559,42 @@ pub fn decode_cached(
             samples: start..out.samples.len(),
         });
         out.refs.push(r);
-        out.keys.push(k.key);
+        out.keys.push(key.map(|k| (k, cached)));
+    }
+    if !misses.is_empty() {
+        let sets: Vec<&[(&[u8], &[u8])]> = misses
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| &request.labels[m.1.clone()])
+            .collect();
+        let mut found = store.find_series(&sets).into_iter();
+        let known: Vec<Option<(SeriesRef, Labels)>> = misses
+            .iter()
+            .map(|m| if m.2 { found.next().flatten() } else { None })
+            .collect();
+        // The sets the store does not have, as text (empty for known
+        // ones): every one is checked for UTF-8 before any is built, so
+        // that error comes first, as it did from the decoder.
+        let texts = misses
+            .iter()
+            .zip(&known)
+            .map(|(m, found)| match found {
+                Some(_) => Ok(Vec::new()),
+                None => utf8_pairs(&request.labels[m.1.clone()]),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for ((m, found), text) in misses.iter().zip(known).zip(texts) {
+            let (labels, r) = match found {
+                Some((r, labels)) => (labels, Some(r)),
+                None => (new_series_labels(&text)?, None),
+            };
+            out.series[m.0].labels = labels;
+            out.refs[m.0] = r;
+        }
     }
     drop(request);
     out.raw = raw;
     Ok(out)
-}
-
-/// A series of a request within every label limit: where its labels and
-/// samples are in the decoded request, and whether its set is one the
-/// store could hold as it is (names unique, no empty value), so worth
-/// looking up.
-struct KeptSeries {
-    labels: Range<usize>,
-    samples: Range<usize>,
-    plain: bool,
-    /// Its label fields as sent (a cache key), and whether the cache's
-    /// newer generation holds them.
-    key: Option<(Range<usize>, bool)>,
-    /// The cache's ref and labels for it.
-    hit: Option<(SeriesRef, Labels)>,
 }
 
 /// A request with a label that is not UTF-8.
