@@ -13,8 +13,6 @@
 //! not have yet (a set equal to a stored one is valid by that fact), and
 //! decoding allocates per request, not per series.
 
-use std::ops::Range;
-
 use thiserror::Error;
 
 /// Why a body is not a `WriteRequest`.
@@ -68,7 +66,10 @@ impl WriteRequestRef<'_> {
     }
 
     /// Per series, the ranges of its labels and samples.
-    pub fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    #[cfg(test)]
+    pub fn spans(
+        &self,
+    ) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
         let mut start = (0, 0);
         self.ends.iter().map(move |&end| {
             let span = (start.0..end.0, start.1..end.1);
@@ -89,31 +90,95 @@ const MAX_DEPTH: u32 = 100;
 
 /// Decodes `prompb.WriteRequest`; fields other than the series, their
 /// labels and samples (metadata, exemplars, histograms) are skipped.
+#[cfg(test)]
 pub fn decode_write_request(buf: &[u8]) -> Result<WriteRequestRef<'_>, WireError> {
+    decode_write_request_known(buf, |_| None::<()>).map(|(request, _)| request)
+}
+
+/// [`decode_write_request`] for a receiver that knows series by their
+/// label fields as sent: a series whose label fields come first, as one run
+/// of bytes with no label field after it, is looked up by those bytes with
+/// `known`. On a hit its labels are not decoded (its span in
+/// [`WriteRequestRef::labels`] is empty) and the hit is returned in its
+/// slot; bytes equal to ones decoded before decode to the same pairs. Each
+/// slot also holds the run's bytes (`None` when the labels are not one
+/// leading run), for the caller to remember.
+pub fn decode_write_request_known<'a, T>(
+    buf: &'a [u8],
+    mut known: impl FnMut(&'a [u8]) -> Option<T>,
+) -> Result<KnownRequest<'a, T>, WireError> {
     let mut r = Reader { buf };
     let mut out = WriteRequestRef::default();
+    let mut slots = Vec::new();
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => {
-                time_series(r.message(field, wire)?, &mut out)?;
+                let slot = time_series_known(r.message(field, wire)?, &mut out, &mut known)?;
                 out.ends.push((out.labels.len(), out.samples.len()));
+                slots.push(slot);
             }
             _ => r.skip(field, wire, 0)?,
         }
     }
-    Ok(out)
+    Ok((out, slots))
 }
 
-fn time_series<'a>(buf: &'a [u8], out: &mut WriteRequestRef<'a>) -> Result<(), WireError> {
+/// A request decoded by [`decode_write_request_known`]: per series, its
+/// leading run of label fields and the hit found by it.
+pub type KnownRequest<'a, T> = (WriteRequestRef<'a>, Vec<(Option<&'a [u8]>, Option<T>)>);
+
+fn time_series_known<'a, T>(
+    buf: &'a [u8],
+    out: &mut WriteRequestRef<'a>,
+    known: &mut impl FnMut(&'a [u8]) -> Option<T>,
+) -> Result<(Option<&'a [u8]>, Option<T>), WireError> {
+    // The leading run of label fields, framed but not decoded yet.
     let mut r = Reader { buf };
+    loop {
+        let before = r.buf;
+        match r.key()? {
+            Some((1, wire)) => {
+                r.message(1, wire)?;
+            }
+            Some(_) => {
+                r.buf = before;
+                break;
+            }
+            None => break,
+        }
+    }
+    let run = &buf[..buf.len() - r.buf.len()];
+    let decode_run = |out: &mut WriteRequestRef<'a>| -> Result<(), WireError> {
+        let mut r = Reader { buf: run };
+        while let Some((field, wire)) = r.key()? {
+            out.labels.push(label(r.message(field, wire)?)?);
+        }
+        Ok(())
+    };
+    // The rest as `time_series` decodes it; a label field here means the
+    // run is not the whole set.
+    let mut mixed = false;
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => out.labels.push(label(r.message(field, wire)?)?),
+            1 => {
+                if !mixed {
+                    mixed = true;
+                    decode_run(out)?;
+                }
+                out.labels.push(label(r.message(field, wire)?)?);
+            }
             2 => out.samples.push(sample(r.message(field, wire)?)?),
             _ => r.skip(field, wire, 0)?,
         }
     }
-    Ok(())
+    if mixed || run.is_empty() {
+        return Ok((None, None));
+    }
+    if let Some(hit) = known(run) {
+        return Ok((Some(run), Some(hit)));
+    }
+    decode_run(out)?;
+    Ok((Some(run), None))
 }
 
 fn label(buf: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
@@ -360,6 +425,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn known_label_runs_skip_decoding_and_mixed_ones_are_not_keys() {
+        let ts = |labels: &[(&str, &str)], samples: usize| TimeSeries {
+            labels: labels
+                .iter()
+                .map(|&(n, v)| Label {
+                    name: n.into(),
+                    value: v.into(),
+                })
+                .collect(),
+            samples: (0..samples)
+                .map(|i| Sample {
+                    value: 1.0,
+                    timestamp: i as i64,
+                })
+                .collect(),
+        };
+        let a = ts(&[("__name__", "a"), ("job", "x")], 2);
+        let b = ts(&[("__name__", "b")], 1);
+        let key_a = TimeSeries {
+            samples: vec![],
+            ..a.clone()
+        }
+        .encode_to_vec();
+        // b's labels after its sample, then another label: not one run.
+        let mut mixed = ts(&[("__name__", "m")], 0).encode_to_vec();
+        mixed.extend(ts(&[], 1).encode_to_vec());
+        mixed.extend(ts(&[("job", "y")], 0).encode_to_vec());
+        let mut body = WriteRequest {
+            timeseries: vec![a, b],
+        }
+        .encode_to_vec();
+        body.push(0x0a);
+        body.push(mixed.len() as u8);
+        body.extend(&mixed);
+        let mut asked = Vec::new();
+        let (req, slots) = decode_write_request_known(&body, |key| {
+            asked.push(key.to_vec());
+            (key == key_a).then_some(7)
+        })
+        .unwrap();
+        assert_eq!(asked.len(), 2, "the mixed series is not looked up");
+        assert_eq!(asked[0], key_a);
+        assert_eq!(slots[0], (Some(&key_a[..]), Some(7)));
+        assert!(slots[1].0.is_some() && slots[1].1.is_none());
+        assert_eq!(slots[2], (None, None));
+        let spans: Vec<_> = req.spans().collect();
+        assert!(spans[0].0.is_empty(), "a hit's labels are not decoded");
+        assert_eq!(spans[0].1.len(), 2);
+        assert_eq!(
+            req.labels[spans[1].0.clone()],
+            [(&b"__name__"[..], &b"b"[..])]
+        );
+        assert_eq!(
+            req.labels[spans[2].0.clone()],
+            [(&b"__name__"[..], &b"m"[..]), (&b"job"[..], &b"y"[..])]
+        );
+        assert_eq!(spans[2].1.len(), 1);
+        // Without hits it decodes as `decode_write_request`.
+        let (all, _) = decode_write_request_known(&body, |_| None::<()>).unwrap();
+        assert_eq!(all, decode_write_request(&body).unwrap());
+        assert_eq!(all.labels.len(), 5);
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod queue;
 pub mod receive;
 mod retry;
 mod series;
+pub mod series_cache;
 
 pub use error::RemoteError;
 pub use metrics::RemoteMetrics;

@@ -43,6 +43,8 @@ use crate::storage::{
 };
 use crate::web::ApiError;
 
+use super::series_cache::SeriesCache;
+
 /// The receiver's limits (`remote_write_receiver:`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiveLimits {
@@ -138,12 +140,34 @@ impl LabelLimit {
 #[derive(Debug, Default)]
 pub struct Decoded {
     /// Series within every limit.
-    pub series: Vec<Series>,
+    pub series: Vec<DecodedSeries>,
+    /// Their samples, one series after another, each series' in time order
+    /// (one vector per request, not one per series).
+    pub samples: Vec<Sample>,
     /// The store's ref of each of `series`, where the store already had it
     /// (then its label set is the store's, not built again).
     pub refs: Vec<Option<SeriesRef>>,
-    /// Series dropped: the limit, its samples, and a message for the sender.
-    pub dropped: Vec<(LabelLimit, u64, String)>,
+    /// Series dropped for a label limit.
+    pub dropped: Vec<Dropped>,
+    /// Per series of `series`, where its label fields as sent are in `raw`
+    /// (a [`SeriesCache`] key; `None` when they were not one leading run),
+    /// and whether the cache's newer generation gave its ref in `refs`.
+    pub keys: Vec<Option<(Range<usize>, bool)>>,
+    /// The decompressed body.
+    pub raw: Vec<u8>,
+}
+
+/// A series dropped for a label limit: the limit, its samples, and a
+/// message for the sender.
+pub type Dropped = (LabelLimit, u64, String);
+
+/// A decoded series.
+#[derive(Debug)]
+pub struct DecodedSeries {
+    /// Its label set.
+    pub labels: Labels,
+    /// Where its samples are in [`Decoded::samples`].
+    pub samples: Range<usize>,
 }
 
 /// Ingest threads run at the lowest priority, as queries do: the model's
@@ -167,6 +191,8 @@ pub struct Receiver {
     /// the model's priority.
     pool: WorkerPool,
     metrics: ReceiverMetrics,
+    /// Known series by their label fields as sent.
+    cache: Arc<SeriesCache>,
 }
 
 /// `infermon_remote_write_received_*`.
@@ -237,51 +263,81 @@ impl Receiver {
             limits: ReceiveLimits::from_config(config),
             pool: WorkerPool::new("rw-ingest", config.concurrency(), INGEST_PRIORITY),
             metrics: ReceiverMetrics::new(registry)?,
+            cache: Arc::new(SeriesCache::default()),
         })
     }
 
     /// Stores one decoded request as of `now_ms`; samples outside the
     /// store's time window are left out and counted.
     pub fn store(&self, series: Vec<Series>, now_ms: i64) -> Result<Outcome, StorageError> {
-        let refs = vec![None; series.len()];
-        self.store_with_refs(series, refs, now_ms)
+        let mut samples = Vec::new();
+        let mut flat: Vec<DecodedSeries> = series
+            .into_iter()
+            .map(|s| {
+                let start = samples.len();
+                samples.extend(s.samples);
+                DecodedSeries {
+                    labels: s.labels,
+                    samples: start..samples.len(),
+                }
+            })
+            .collect();
+        let mut refs = vec![None; flat.len()];
+        self.store_with_refs(&mut flat, &mut samples, &mut refs, now_ms)
     }
 
     /// [`Receiver::store`] with the store's ref of each series where known
-    /// ([`Decoded::refs`]), so the store skips looking them up.
+    /// ([`Decoded::refs`]), so the store skips looking them up; each stored
+    /// series' slot then holds the ref the store gave it.
     pub fn store_with_refs(
         &self,
-        mut series: Vec<Series>,
-        series_refs: Vec<Option<SeriesRef>>,
+        series: &mut [DecodedSeries],
+        samples: &mut Vec<Sample>,
+        series_refs: &mut [Option<SeriesRef>],
         now_ms: i64,
     ) -> Result<Outcome, StorageError> {
+        // Samples outside the window are dropped in place; the series'
+        // ranges are in order and apart, so each moves only down.
         let bounds = self.appender.sample_bounds();
-        let mut out_of_bounds = 0u64;
-        for s in &mut series {
-            let before = s.samples.len();
-            s.samples
-                .retain(|x| bounds.contains(x.timestamp_ms, now_ms));
-            out_of_bounds += (before - s.samples.len()) as u64;
+        let mut kept_samples = 0;
+        for s in series.iter_mut() {
+            let start = kept_samples;
+            for i in s.samples.clone() {
+                let x = samples[i];
+                if bounds.contains(x.timestamp_ms, now_ms) {
+                    samples[kept_samples] = x;
+                    kept_samples += 1;
+                }
+            }
+            s.samples = start..kept_samples;
         }
-        let total: usize = series.iter().map(|s| s.samples.len()).sum();
+        let out_of_bounds = (samples.len() - kept_samples) as u64;
+        samples.truncate(kept_samples);
+        let samples = &samples[..];
+        let total = samples.len();
         let mut batch: Vec<AppendSample> = Vec::with_capacity(total);
         let mut refs: Vec<Option<SeriesRef>> = Vec::with_capacity(total);
+        // Indices of the series with samples left.
         let mut kept = Vec::with_capacity(series.len());
-        for (s, r) in series
-            .into_iter()
-            .zip(series_refs.into_iter().chain(std::iter::repeat(None)))
-        {
+        for (i, s) in series.iter().enumerate() {
             if s.samples.is_empty() {
                 continue;
             }
-            batch.extend(appends(&s));
+            let r = series_refs.get(i).copied().flatten();
+            batch.extend(appends(&s.labels, &samples[s.samples.clone()]));
             refs.extend(std::iter::repeat_n(r, s.samples.len()));
-            kept.push(s);
+            kept.push(i);
         }
-        let series = kept;
         let total = batch.len() as u64;
         match self.appender.append_with_refs(&batch, &mut refs) {
             Ok(()) => {
+                let mut at = 0;
+                for &i in &kept {
+                    if let Some(slot) = series_refs.get_mut(i) {
+                        *slot = refs[at];
+                    }
+                    at += series[i].samples.len();
+                }
                 return Ok(Outcome {
                     stored: total,
                     too_old: 0,
@@ -296,19 +352,25 @@ impl Receiver {
             ..Outcome::default()
         };
         let oldest_allowed = now_ms.saturating_sub(self.window_ms);
-        for s in series {
-            let one: Vec<AppendSample> = appends(&s).collect();
-            match self.appender.append(&one) {
-                Ok(()) => outcome.stored += one.len() as u64,
+        for i in kept {
+            let s = &series[i];
+            let one: Vec<AppendSample> = appends(&s.labels, &samples[s.samples.clone()]).collect();
+            let mut one_refs = vec![series_refs.get(i).copied().flatten(); one.len()];
+            match self.appender.append_with_refs(&one, &mut one_refs) {
+                Ok(()) => {
+                    outcome.stored += one.len() as u64;
+                    if let Some(slot) = series_refs.get_mut(i) {
+                        *slot = one_refs[0];
+                    }
+                }
                 Err(StorageError::Rejected(_)) => {
-                    let (recent, old): (Vec<Sample>, Vec<Sample>) = s
-                        .samples
+                    let (recent, old): (Vec<Sample>, Vec<Sample>) = samples[s.samples.clone()]
                         .iter()
                         .partition(|x| x.timestamp_ms >= oldest_allowed);
                     outcome.too_old += old.len() as u64;
                     if !recent.is_empty() {
                         let report = self.backfill.backfill(&[Series {
-                            labels: s.labels,
+                            labels: s.labels.clone(),
                             samples: recent,
                         }])?;
                         outcome.stored += report.samples_added + report.samples_existing;
@@ -320,6 +382,36 @@ impl Receiver {
         Ok(outcome)
     }
 
+    /// Decodes and stores one request body as of `now_ms`, finding known
+    /// series in the cache and caching the ones stored.
+    fn take(
+        &self,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(Result<Outcome, StorageError>, Vec<Dropped>), ReceiveError> {
+        let mut decoded = decode_cached(body, &self.limits, &*self.appender, Some(&self.cache))?;
+        let mut refs = decoded.refs.clone();
+        let stored =
+            self.store_with_refs(&mut decoded.series, &mut decoded.samples, &mut refs, now_ms);
+        if stored.is_ok() {
+            // New series, ones found in the older generation, and ones whose
+            // cached ref the store replaced (the series was created again).
+            let items = decoded
+                .keys
+                .iter()
+                .zip(&decoded.series)
+                .zip(refs.iter().zip(&decoded.refs))
+                .filter_map(|((key, s), (now, given))| {
+                    let (range, cached) = key.as_ref()?;
+                    let r = (*now)?;
+                    (!cached || *given != Some(r))
+                        .then(|| (&decoded.raw[range.clone()], r, &s.labels))
+                });
+            self.cache.insert(items);
+        }
+        Ok((stored, decoded.dropped))
+    }
+
     /// `POST /api/v1/write`.
     pub fn routes(self) -> Router {
         Router::new()
@@ -329,9 +421,12 @@ impl Receiver {
 }
 
 /// The samples of one series as appends.
-fn appends(s: &Series) -> impl Iterator<Item = AppendSample> + '_ {
-    s.samples.iter().map(|&sample| AppendSample {
-        labels: s.labels.clone(),
+fn appends<'a>(
+    labels: &'a Labels,
+    samples: &'a [Sample],
+) -> impl Iterator<Item = AppendSample> + 'a {
+    samples.iter().map(|&sample| AppendSample {
+        labels: labels.clone(),
         sample,
     })
 }
@@ -349,14 +444,25 @@ pub fn decode(body: &[u8], limits: &ReceiveLimits) -> Result<Decoded, ReceiveErr
     decode_known(body, limits, &NoStore)
 }
 
-/// [`decode`], taking from `store` the label set (and ref) of every series
-/// it already has, found by the hash of the decoded pairs: such a series'
-/// labels were checked when it was created, and no label set is built for
-/// it. Only new series are checked and built.
+/// [`decode_cached`] without a cache.
 pub fn decode_known(
     body: &[u8],
     limits: &ReceiveLimits,
     store: &dyn Appender,
+) -> Result<Decoded, ReceiveError> {
+    decode_cached(body, limits, store, None)
+}
+
+/// [`decode`], taking the label set (and ref) of every series in `cache`
+/// (found by its label fields as sent, which are then not even decoded) or
+/// else in `store` (found by the hash of the decoded pairs): such a
+/// series' labels were checked when it was created, and no label set is
+/// built for it. Only new series are checked and built.
+pub fn decode_cached(
+    body: &[u8],
+    limits: &ReceiveLimits,
+    store: &dyn Appender,
+    cache: Option<&SeriesCache>,
 ) -> Result<Decoded, ReceiveError> {
     if body.len() > limits.max_request_bytes {
         return Err(ReceiveError::BodyTooLarge {
@@ -378,102 +484,117 @@ pub fn decode_known(
                 "snappy: {e} (remote_write bodies use the snappy block format)"
             ))
         })?;
-    let mut request = super::borrowed::decode_write_request(&raw)
-        .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
-    let mut dropped = Vec::new();
-    // Sets that are not plain are checked and refused below.
-    let mut kept: Vec<KeptSeries> = Vec::with_capacity(request.len());
-    let spans: Vec<_> = request.spans().collect();
-    for (label_span, sample_span) in spans {
-        let pairs = &mut request.labels[label_span.clone()];
-        if let Some((limit, why)) = over_label_limit(pairs, limits) {
-            // A label that is not UTF-8 refuses the request, as it did
-            // when every label was checked while decoding.
-            if pairs
-                .iter()
-                .any(|(n, v)| std::str::from_utf8(n).is_err() || std::str::from_utf8(v).is_err())
-            {
-                return Err(not_utf8());
-            }
-            dropped.push((limit, sample_span.len() as u64, why));
-            continue;
-        }
-        // Senders send names sorted; the store's sets are.
-        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        }
-        let plain =
-            pairs.windows(2).all(|w| w[0].0 != w[1].0) && pairs.iter().all(|(_, v)| !v.is_empty());
-        kept.push(KeptSeries {
-            labels: label_span,
-            samples: sample_span,
-            plain,
-        });
-    }
-    let sets: Vec<&[(&[u8], &[u8])]> = kept
-        .iter()
-        .filter(|k| k.plain)
-        .map(|k| &request.labels[k.labels.clone()])
-        .collect();
-    let mut found = store.find_series(&sets).into_iter();
-    let known: Vec<Option<(SeriesRef, Labels)>> = kept
-        .iter()
-        .map(|k| {
-            if k.plain {
-                found.next().flatten()
-            } else {
-                None
-            }
-        })
-        .collect();
-    // The sets the store does not have, as text (empty for known ones):
-    // every one is checked for UTF-8 before any is built, so that error
-    // comes first, as it did from the decoder.
-    let texts = kept
-        .iter()
-        .zip(&known)
-        .map(|(k, found)| match found {
-            Some(_) => Ok(Vec::new()),
-            None => utf8_pairs(&request.labels[k.labels.clone()]),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let reader = cache.map(SeriesCache::reader);
+    let (mut request, slots) =
+        super::borrowed::decode_write_request_known(&raw, |key| reader.as_ref()?.get(key))
+            .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
+    drop(reader);
     let mut out = Decoded {
-        series: Vec::with_capacity(kept.len()),
-        refs: Vec::with_capacity(kept.len()),
-        dropped,
+        series: Vec::with_capacity(request.len()),
+        samples: Vec::with_capacity(request.samples.len()),
+        refs: Vec::with_capacity(request.len()),
+        dropped: Vec::new(),
+        keys: Vec::with_capacity(request.len()),
+        raw: Vec::new(),
     };
-    for (k, (found, text)) in kept.into_iter().zip(known.into_iter().zip(texts)) {
-        let (labels, r) = match found {
-            Some((r, labels)) => (labels, Some(r)),
-            None => (new_series_labels(&text)?, None),
+    // Series not in the cache: where they are in `out.series` (their label
+    // set is filled in below), their labels in `request.labels`, and
+    // whether their set is one the store could hold as it is (names
+    // unique, no empty value), so worth looking up; others are checked
+    // and refused below.
+    let mut misses: Vec<(usize, Range<usize>, bool)> = Vec::new();
+    let base = raw.as_ptr() as usize;
+    let mut start = (0, 0);
+    for (&end, (run, hit)) in request.ends.iter().zip(slots) {
+        let (label_span, sample_span) = (start.0..end.0, start.1..end.1);
+        start = end;
+        let key = run.map(|r| {
+            let at = r.as_ptr() as usize - base;
+            at..at + r.len()
+        });
+        let (labels, r, cached) = match hit {
+            // Checked (limits, names, UTF-8) when it was cached.
+            Some(hit) => (hit.labels, Some(hit.series), hit.current),
+            None => {
+                let pairs = &mut request.labels[label_span.clone()];
+                if let Some((limit, why)) = over_label_limit(pairs, limits) {
+                    // A label that is not UTF-8 refuses the request, as it
+                    // did when every label was checked while decoding.
+                    if pairs.iter().any(|(n, v)| {
+                        std::str::from_utf8(n).is_err() || std::str::from_utf8(v).is_err()
+                    }) {
+                        return Err(not_utf8());
+                    }
+                    out.dropped.push((limit, sample_span.len() as u64, why));
+                    continue;
+                }
+                // Senders send names sorted; the store's sets are.
+                if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+                    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                }
+                let plain = pairs.windows(2).all(|w| w[0].0 != w[1].0)
+                    && pairs.iter().all(|(_, v)| !v.is_empty());
+                misses.push((out.series.len(), label_span, plain));
+                (Labels::default(), None, false)
+            }
         };
-        let mut samples: Vec<Sample> = request.samples[k.samples]
-            .iter()
-            .map(|&(timestamp_ms, value)| Sample {
-                timestamp_ms,
-                value,
-            })
-            .collect();
+        let start = out.samples.len();
+        out.samples.extend(
+            request.samples[sample_span]
+                .iter()
+                .map(|&(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                }),
+        );
+        let samples = &mut out.samples[start..];
         if !samples
             .windows(2)
             .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
         {
             samples.sort_by_key(|s| s.timestamp_ms);
         }
-        out.series.push(Series { labels, samples });
+        out.series.push(DecodedSeries {
+            labels,
+            samples: start..out.samples.len(),
+        });
         out.refs.push(r);
+        out.keys.push(key.map(|k| (k, cached)));
     }
+    if !misses.is_empty() {
+        let sets: Vec<&[(&[u8], &[u8])]> = misses
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| &request.labels[m.1.clone()])
+            .collect();
+        let mut found = store.find_series(&sets).into_iter();
+        let known: Vec<Option<(SeriesRef, Labels)>> = misses
+            .iter()
+            .map(|m| if m.2 { found.next().flatten() } else { None })
+            .collect();
+        // The sets the store does not have, as text (empty for known
+        // ones): every one is checked for UTF-8 before any is built, so
+        // that error comes first, as it did from the decoder.
+        let texts = misses
+            .iter()
+            .zip(&known)
+            .map(|(m, found)| match found {
+                Some(_) => Ok(Vec::new()),
+                None => utf8_pairs(&request.labels[m.1.clone()]),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for ((m, found), text) in misses.iter().zip(known).zip(texts) {
+            let (labels, r) = match found {
+                Some((r, labels)) => (labels, Some(r)),
+                None => (new_series_labels(&text)?, None),
+            };
+            out.series[m.0].labels = labels;
+            out.refs[m.0] = r;
+        }
+    }
+    drop(request);
+    out.raw = raw;
     Ok(out)
-}
-
-/// A series of a request within every label limit: where its labels and
-/// samples are in the decoded request, and whether its set is one the
-/// store could hold as it is (names unique, no empty value), so worth
-/// looking up.
-struct KeptSeries {
-    labels: Range<usize>,
-    samples: Range<usize>,
-    plain: bool,
 }
 
 /// A request with a label that is not UTF-8.
@@ -633,13 +754,7 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> Res
     let now = crate::util::now_ms();
     let result = r
         .pool
-        .run(INGEST_WAIT, move |_| {
-            let decoded = decode_known(&body, &worker.limits, &*worker.appender)?;
-            Ok::<_, ReceiveError>((
-                worker.store_with_refs(decoded.series, decoded.refs, now),
-                decoded.dropped,
-            ))
-        })
+        .run(INGEST_WAIT, move |_| worker.take(&body, now))
         .await;
     let (stored, dropped) = match result {
         Ok(Ok(done)) => done,
@@ -839,6 +954,69 @@ mod tests {
             &store,
         );
         assert!(matches!(dup, Err(ReceiveError::Malformed(_))), "{dup:?}");
+    }
+
+    #[test]
+    fn cached_series_with_stale_refs_are_stored_as_themselves() {
+        use crate::storage::Querier;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            crate::storage::SqliteStorage::open(
+                dir.path(),
+                crate::storage::StorageOptions::default(),
+            )
+            .unwrap(),
+        );
+        let r = Receiver::new(
+            store.clone(),
+            store.clone(),
+            0,
+            &ReceiverConfig::default(),
+            &Registry::new(),
+        )
+        .unwrap();
+        let now = crate::util::now_ms();
+        let series = |name: &str, t: i64| {
+            let mut s = ts(vec![("__name__", name.into()), ("job", "j".into())]);
+            s.samples[0].timestamp = t;
+            s
+        };
+        let key = |name: &str| {
+            TimeSeries {
+                samples: vec![],
+                ..series(name, 0)
+            }
+            .encode_to_vec()
+        };
+        let send = |t: i64| {
+            let (stored, dropped) = r
+                .take(&body(vec![series("a", t), series("b", t)]), now)
+                .unwrap();
+            assert_eq!(stored.unwrap().stored, 2);
+            assert!(dropped.is_empty());
+        };
+        send(now - 3000);
+        assert_eq!(r.cache.len(), 2);
+        let cached = |name: &str| r.cache.reader().get(&key(name)).unwrap();
+        let (a, b) = (cached("a"), cached("b"));
+        assert_ne!(a.series, b.series);
+        // As if `a` had been deleted and its id reused by `b`; then as if
+        // its id were gone altogether.
+        for stale in [b.series, SeriesRef(1 << 40)] {
+            r.cache.insert([(&key("a")[..], stale, &a.labels)]);
+            assert_eq!(cached("a").series, stale);
+            send(now - 2000 + stale.0.min(1000) as i64);
+            assert_eq!(cached("a").series, a.series, "the store's ref replaces it");
+            assert_eq!(cached("b").series, b.series);
+        }
+        let m = |n: &str| {
+            vec![crate::model::Matcher::new("__name__", crate::model::MatchOp::Equal, n).unwrap()]
+        };
+        for name in ["a", "b"] {
+            let got = store.select(&m(name), 0, now).unwrap();
+            assert_eq!(got.len(), 1, "{name}");
+            assert_eq!(got[0].samples.len(), 3, "{name}: {got:?}");
+        }
     }
 
     #[test]
