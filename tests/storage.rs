@@ -658,8 +658,29 @@ fn ingestion_stops_while_the_disk_is_nearly_full() {
 
 #[test]
 fn online_backup_while_ingest_continues_is_consistent() {
+    // A loaded machine may not run the writer at all during a short
+    // backup; a backup that blocked ingest would stop it in every try.
+    for attempt in 1..=5 {
+        if backup_during_ingest(attempt == 5) {
+            return;
+        }
+    }
+}
+
+/// One backup taken while a writer appends; whether the writer got on
+/// during it (asserted when `last_try`). The copy is checked either way.
+fn backup_during_ingest(last_try: bool) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(SqliteStorage::open(dir.path(), opts()).unwrap());
+    // Enough data that the copy takes a while: the writer below gets time
+    // to append during it even on a loaded machine.
+    for t in (0..2_000_000i64).step_by(10_000) {
+        let batch: Vec<_> = (1..200)
+            .map(|i| sample(&series("backup-fill", i), t, (t + i as i64) as f64))
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    store.checkpoint().unwrap();
     let labels = series("backup", 0);
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -688,12 +709,11 @@ fn online_backup_while_ingest_continues_is_consistent() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     assert!(bytes > 0 && !backup_dir.path().join("infermon.partial").exists());
-    assert!(
-        acked_after > acked_before,
-        "ingest went on during the backup"
-    );
+    let went_on = acked_after > acked_before;
+    assert!(went_on || !last_try, "ingest went on during the backup");
     // The copy opens as a store: every sample acknowledged before the backup
-    // started is there, in order, with nothing invented.
+    // started is there, in order, with nothing invented. A sample can be in
+    // the copy a moment before its append returns and is counted as acked.
     let copy = SqliteStorage::open(backup_dir.path(), opts()).unwrap();
     let got = copy
         .select(&[m("job", MatchOp::Equal, "backup")], 0, i64::MAX)
@@ -704,11 +724,12 @@ fn online_backup_while_ingest_continues_is_consistent() {
         "{} < {acked_before}",
         samples.last().unwrap().timestamp_ms
     );
-    assert!(samples.last().unwrap().timestamp_ms <= acked_after);
+    assert!(samples.last().unwrap().timestamp_ms <= acked_after + 1_000);
     for (i, s) in samples.iter().enumerate() {
         assert_eq!(s.timestamp_ms, 1_000 * (i as i64 + 1));
         assert_eq!(s.value, s.timestamp_ms as f64);
     }
+    went_on
 }
 
 /// Backfilled samples interleave with appended ones: reads and compaction
