@@ -43,7 +43,7 @@ use crate::storage::{
 };
 use crate::web::ApiError;
 
-use super::series_cache::SeriesCache;
+use super::series_cache::SentLabelsCache;
 
 /// The receiver's limits (`remote_write_receiver:`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub struct Decoded {
     /// Series dropped for a label limit.
     pub dropped: Vec<Dropped>,
     /// Per series of `series`, where its label fields as sent are in `raw`
-    /// (a [`SeriesCache`] key; `None` when they were not one leading run),
+    /// (a [`SentLabelsCache`] key; `None` when they were not one leading run),
     /// and whether the cache's newer generation gave its ref in `refs`.
     pub keys: Vec<Option<(Range<usize>, bool)>>,
     /// The decompressed body.
@@ -192,7 +192,7 @@ pub struct Receiver {
     pool: WorkerPool,
     metrics: ReceiverMetrics,
     /// Known series by their label fields as sent.
-    cache: Arc<SeriesCache>,
+    cache: Arc<SentLabelsCache>,
 }
 
 /// `infermon_remote_write_received_*`.
@@ -263,7 +263,7 @@ impl Receiver {
             limits: ReceiveLimits::from_config(config),
             pool: WorkerPool::new("rw-ingest", config.concurrency(), INGEST_PRIORITY),
             metrics: ReceiverMetrics::new(registry)?,
-            cache: Arc::new(SeriesCache::default()),
+            cache: Arc::new(SentLabelsCache::default()),
         })
     }
 
@@ -462,7 +462,7 @@ pub fn decode_cached(
     body: &[u8],
     limits: &ReceiveLimits,
     store: &dyn Appender,
-    cache: Option<&SeriesCache>,
+    cache: Option<&SentLabelsCache>,
 ) -> Result<Decoded, ReceiveError> {
     if body.len() > limits.max_request_bytes {
         return Err(ReceiveError::BodyTooLarge {
@@ -484,7 +484,7 @@ pub fn decode_cached(
                 "snappy: {e} (remote_write bodies use the snappy block format)"
             ))
         })?;
-    let reader = cache.map(SeriesCache::reader);
+    let reader = cache.map(SentLabelsCache::reader);
     let (mut request, slots) =
         super::borrowed::decode_write_request_known(&raw, |key| reader.as_ref()?.get(key))
             .map_err(|e| ReceiveError::Malformed(format!("protobuf: {e}")))?;
@@ -497,12 +497,8 @@ pub fn decode_cached(
         keys: Vec::with_capacity(request.len()),
         raw: Vec::new(),
     };
-    // Series not in the cache: where they are in `out.series` (their label
-    // set is filled in below), their labels in `request.labels`, and
-    // whether their set is one the store could hold as it is (names
-    // unique, no empty value), so worth looking up; others are checked
-    // and refused below.
-    let mut misses: Vec<(usize, Range<usize>, bool)> = Vec::new();
+    // Series not in the cache; their label sets are filled in below.
+    let mut misses: Vec<Miss> = Vec::new();
     let base = raw.as_ptr() as usize;
     let mut start = (0, 0);
     for (&end, (run, hit)) in request.ends.iter().zip(slots) {
@@ -534,7 +530,11 @@ pub fn decode_cached(
                 }
                 let plain = pairs.windows(2).all(|w| w[0].0 != w[1].0)
                     && pairs.iter().all(|(_, v)| !v.is_empty());
-                misses.push((out.series.len(), label_span, plain));
+                misses.push(Miss {
+                    at: out.series.len(),
+                    labels: label_span,
+                    plain,
+                });
                 (Labels::default(), None, false)
             }
         };
@@ -564,13 +564,19 @@ pub fn decode_cached(
     if !misses.is_empty() {
         let sets: Vec<&[(&[u8], &[u8])]> = misses
             .iter()
-            .filter(|m| m.2)
-            .map(|m| &request.labels[m.1.clone()])
+            .filter(|m| m.plain)
+            .map(|m| &request.labels[m.labels.clone()])
             .collect();
         let mut found = store.find_series(&sets).into_iter();
         let known: Vec<Option<(SeriesRef, Labels)>> = misses
             .iter()
-            .map(|m| if m.2 { found.next().flatten() } else { None })
+            .map(|m| {
+                if m.plain {
+                    found.next().flatten()
+                } else {
+                    None
+                }
+            })
             .collect();
         // The sets the store does not have, as text (empty for known
         // ones): every one is checked for UTF-8 before any is built, so
@@ -580,7 +586,7 @@ pub fn decode_cached(
             .zip(&known)
             .map(|(m, found)| match found {
                 Some(_) => Ok(Vec::new()),
-                None => utf8_pairs(&request.labels[m.1.clone()]),
+                None => utf8_pairs(&request.labels[m.labels.clone()]),
             })
             .collect::<Result<Vec<_>, _>>()?;
         for ((m, found), text) in misses.iter().zip(known).zip(texts) {
@@ -588,13 +594,24 @@ pub fn decode_cached(
                 Some((r, labels)) => (labels, Some(r)),
                 None => (new_series_labels(&text)?, None),
             };
-            out.series[m.0].labels = labels;
-            out.refs[m.0] = r;
+            out.series[m.at].labels = labels;
+            out.refs[m.at] = r;
         }
     }
     drop(request);
     out.raw = raw;
     Ok(out)
+}
+
+/// A series of a request the cache did not know: where it is in
+/// [`Decoded::series`] (its label set is filled in once looked up), where
+/// its labels are in the decoded request, and whether its set is one the
+/// store could hold as it is (names unique, no empty value), so worth
+/// looking up; others are checked and refused.
+struct Miss {
+    at: usize,
+    labels: Range<usize>,
+    plain: bool,
 }
 
 /// A request with a label that is not UTF-8.

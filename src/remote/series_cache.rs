@@ -72,7 +72,7 @@ pub struct Hit {
 }
 
 /// Series by their raw label fields; see the module docs.
-pub struct SeriesCache {
+pub struct SentLabelsCache {
     /// Seed of the key hash, random per process so that senders cannot
     /// choose label sets that collide.
     seed: u64,
@@ -81,16 +81,16 @@ pub struct SeriesCache {
     inner: RwLock<Generations>,
 }
 
-impl Default for SeriesCache {
+impl Default for SentLabelsCache {
     fn default() -> Self {
         Self::with_capacity(CACHE_BYTES)
     }
 }
 
-impl SeriesCache {
+impl SentLabelsCache {
     /// A cache holding at most about `bytes`.
     pub fn with_capacity(bytes: usize) -> Self {
-        SeriesCache {
+        SentLabelsCache {
             seed: std::collections::hash_map::RandomState::new().hash_one(0u64),
             generation_bytes: bytes / 2,
             inner: RwLock::new(Generations::default()),
@@ -153,7 +153,7 @@ impl SeriesCache {
 
 /// Lookups under a read lock.
 pub struct CacheReader<'a> {
-    cache: &'a SeriesCache,
+    cache: &'a SentLabelsCache,
     inner: RwLockReadGuard<'a, Generations>,
 }
 
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn colliding_hashes_never_return_another_series() {
-        let cache = SeriesCache::default();
+        let cache = SentLabelsCache::default();
         let (a, b) = (labels("a"), labels("b"));
         cache.insert([(&b"key-a"[..], SeriesRef(1), &a)]);
         // Force b's key into a's slot, as a colliding hash would put it.
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn bounded_by_two_generations_and_hits_survive_in_the_older() {
-        let cache = SeriesCache::with_capacity(2 * 10 * (8 + ENTRY_OVERHEAD));
+        let cache = SentLabelsCache::with_capacity(2 * 10 * (8 + ENTRY_OVERHEAD));
         let l = labels("x");
         let key = |i: usize| format!("key-{i:04}").into_bytes();
         for i in 0..10 {
