@@ -3,9 +3,8 @@
 //! silences and inhibition, and delivery through the durable outbox to real
 //! local receivers (HTTP robots that check signatures, SMTP, Alertmanager).
 
-#[path = "support/receivers.rs"]
-mod receivers;
-mod support;
+use crate::support;
+use crate::support::receivers;
 
 use std::collections::BTreeMap;
 use std::path::Path;

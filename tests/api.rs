@@ -1,7 +1,7 @@
 //! The Prometheus HTTP API against the real binary: envelope, result shapes,
 //! Prometheus' error shape, and the real `promtool` as a client.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

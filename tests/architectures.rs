@@ -8,7 +8,7 @@
 //! Gemma3's local windows, Mistral's sliding window and MPNet's exact
 //! relative-position buckets).
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{

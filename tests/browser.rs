@@ -8,7 +8,7 @@
 //! Without a browser: uploads survive a restart, and the Overview for 24h
 //! of data stays under its size budget.
 
-mod support;
+use crate::support;
 
 #[path = "../bench/dashboard/series.rs"]
 mod series;

@@ -122,7 +122,7 @@ fn kill_9_during_compaction_loses_no_acknowledged_sample() {
             .args([
                 "--ignored",
                 "--exact",
-                "compaction_crash_child",
+                "compaction_crash::compaction_crash_child",
                 "--nocapture",
                 "--test-threads=1",
             ])

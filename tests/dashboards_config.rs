@@ -2,7 +2,7 @@
 //! like the plain form, and a file that is not a dashboard stops the start
 //! with its name and the reason — never an empty, untitled page.
 
-mod support;
+use crate::support;
 
 use support::{TestServer, client};
 

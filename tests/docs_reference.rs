@@ -4,7 +4,7 @@
 //! family a running binary exposes — or the built-in rules and dashboards
 //! read — is in README's metrics table.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

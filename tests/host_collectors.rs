@@ -2,7 +2,7 @@
 //! prometheus-node-exporter): every node_* series infermon exposes must exist
 //! there with the same labels and a value that agrees.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! the two tiny reranker fixtures, checked against the reference outputs of
 //! sentence-transformers / transformers in `tests/fixtures`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

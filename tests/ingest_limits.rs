@@ -5,7 +5,7 @@
 //! with JSON errors that name the config key; a snapshot of a day that has
 //! not ended is refused, and exports and backups are streamed.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -5,7 +5,7 @@
 //! Grafana dashboard in the HTTP API form. The series arrive, the rules load
 //! and the error-ratio alert fires, the dashboard draws every panel with data.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

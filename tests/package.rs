@@ -7,7 +7,7 @@
 //! the test says so and passes without running.
 //! The systemd notifications are also checked without root, on the binary.
 
-mod support;
+use crate::support;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! first value counts as absent. Before, the three disagreed (first
 //! non-empty, first, last).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{TestServer, client};

@@ -6,7 +6,7 @@
 //! reporting them; tokenizers built from a BERT `vocab.txt`; and the options
 //! infermon does not implement refusing to load.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

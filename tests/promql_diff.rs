@@ -11,7 +11,7 @@
 //! Samples therefore sit at `…15s + 7ms`, never on a window edge, and
 //! evaluation times sit at `:30` so subquery steps never fall on an edge either.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

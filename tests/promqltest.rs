@@ -2,7 +2,7 @@
 //! against the engine, prints pass/fail/skip per file, and fails when a case
 //! listed in `tests/testdata/promql-expected-passes.txt` no longer passes.
 //!
-//! `PROMQLTEST_WRITE=1 cargo test --test promqltest` rewrites the list from
+//! `PROMQLTEST_WRITE=1 cargo nextest run -E "test(/^promqltest::/)"` rewrites the list from
 //! the current passes (do it only when the pass set grew).
 //! `PROMQLTEST_VERBOSE=1` prints every failing case with its reason.
 

@@ -4,7 +4,7 @@
 //! requests, ETag / X-Linked-Etag) and serves a fixture folder plus the
 //! copies a model does not need. No network.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! `query.max_concurrency` wait and then get 503, and a query whose client
 //! went away stops and frees its slot.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

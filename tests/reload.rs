@@ -4,9 +4,8 @@
 //! reported with its `file:line:col`; `infermon check --diff` shows what a
 //! reload would change.
 
-#[path = "support/receivers.rs"]
-mod receivers;
-mod support;
+use crate::support;
+use crate::support::receivers;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! an outage of the destination, `kill -9` of infermon during an outage, and
 //! a destination that refuses a batch with 400.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,7 +3,7 @@
 //! exporters' series land in the SQLite store; `/api/v1/targets` reports
 //! them in Prometheus' shape; after SIGTERM the store reopens intact.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! operator; HTTP input cannot grow metric label sets. Every test runs the
 //! real binary over HTTP.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (tests/fixtures/tiny-st-*, made by scripts/make-fixtures.py); and folders
 //! infermon cannot serve exactly refuse to load, naming the file and key.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{TestServer, client, fixture_json, floats, rewrite, start_fails};

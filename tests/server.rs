@@ -1,7 +1,7 @@
 //! The binary itself: CLI, config checking, server start-up rules, auth,
 //! limits, /metrics and graceful shutdown. Every test runs the real binary.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! within the deadline, and a backup racing SIGTERM never leaves a partial
 //! file or a damaged store.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! `promtool tsdb create-blocks-from openmetrics` answers the same sample
 //! counts and values as infermon's store held.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};

@@ -311,7 +311,7 @@ fn kill_9_during_ingest_loses_no_acknowledged_batch() {
             .args([
                 "--ignored",
                 "--exact",
-                "crash_child",
+                "storage::crash_child",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -437,7 +437,7 @@ fn kill_9_during_group_commits_loses_no_acknowledged_batch() {
             .args([
                 "--ignored",
                 "--exact",
-                "group_crash_child",
+                "storage::group_crash_child",
                 "--nocapture",
                 "--test-threads=1",
             ])

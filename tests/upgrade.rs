@@ -6,7 +6,7 @@
 //! was. The Status page's Operations section is checked on such a store too,
 //! since it shows what an operator watches after an upgrade.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Starts the real `infermon` binary for integration tests.
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
