@@ -19,13 +19,79 @@ pub struct FetchRequest {
     pub body_limit: Option<u64>,
 }
 
-/// A fetched body.
+/// A fetched body, as it came over the wire.
 #[derive(Clone, Debug)]
 pub struct FetchResponse {
     /// `Content-Type` (decides the parser).
     pub content_type: String,
-    /// The body, decompressed.
+    /// How `body` is encoded (`Content-Encoding`).
+    pub encoding: BodyEncoding,
+    /// The body as sent: still compressed when `encoding` says so.
     pub body: Vec<u8>,
+}
+
+/// The `Content-Encoding`s a scrape accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// As is.
+    Identity,
+    /// gzip (what Prometheus asks for, and exporters send).
+    Gzip,
+}
+
+impl FetchResponse {
+    /// An uncompressed body.
+    pub fn plain(content_type: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        FetchResponse {
+            content_type: content_type.into(),
+            encoding: BodyEncoding::Identity,
+            body: body.into(),
+        }
+    }
+
+    /// The body decompressed, refused once it passes `limit` bytes
+    /// (`body_size_limit` counts decompressed bytes, as in Prometheus).
+    /// Inflating here rather than in the HTTP client keeps it off the
+    /// async threads, on the scrape threads' lower priority, and into one
+    /// buffer of `size_hint` bytes (the last body's size) instead of
+    /// chunk by chunk.
+    pub fn into_decoded(self, limit: Option<u64>, size_hint: usize) -> Result<Vec<u8>, String> {
+        match self.encoding {
+            BodyEncoding::Identity => {
+                check_limit(self.body.len() as u64, limit, limit)?;
+                Ok(self.body)
+            }
+            BodyEncoding::Gzip => {
+                use std::io::Read;
+                let cap = limit.map_or(u64::MAX, |l| l.saturating_add(1));
+                let mut out = Vec::with_capacity(size_hint);
+                flate2::read::MultiGzDecoder::new(self.body.as_slice())
+                    .take(cap)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("cannot decompress the gzip body: {e}"))?;
+                check_limit(out.len() as u64, limit, limit)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Refuses `len` bytes over `cap`, naming the configured `limit`.
+fn check_limit(len: u64, cap: Option<u64>, limit: Option<u64>) -> Result<(), String> {
+    match (cap, limit) {
+        (Some(cap), Some(limit)) if len > cap => Err(format!(
+            "body size limit exceeded: more than {limit} bytes (body_size_limit)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Most compressed bytes a body of `limit` decompressed bytes can take:
+/// deflate's worst case is a fixed-Huffman block of bytes that each take 9
+/// bits (an eighth more; fast encoders do send that for noise), plus block
+/// and gzip framing well under 1 KiB.
+fn compressed_limit(limit: u64) -> u64 {
+    limit.saturating_add(limit / 8).saturating_add(1024)
 }
 
 /// Gets a target's metrics.
@@ -42,6 +108,8 @@ text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 pub struct HttpFetcher {
     client: reqwest::Client,
     authorization: Option<String>,
+    /// Ask for gzip (`enable_compression`); the scrape thread inflates it.
+    gzip: bool,
 }
 
 fn read_secret_file(path: &str) -> Result<String, ScrapeError> {
@@ -59,10 +127,9 @@ impl HttpFetcher {
                 reqwest::redirect::Policy::limited(10)
             } else {
                 reqwest::redirect::Policy::none()
-            });
-        if !job.enable_compression {
-            b = b.no_gzip();
-        }
+            })
+            // Bodies are inflated on the scrape threads, not in the client.
+            .no_gzip();
         if let Some(tls) = &job.tls_config {
             if tls.insecure_skip_verify {
                 b = b.danger_accept_invalid_certs(true);
@@ -117,6 +184,7 @@ impl HttpFetcher {
         Ok(HttpFetcher {
             client,
             authorization,
+            gzip: job.enable_compression,
         })
     }
 }
@@ -136,6 +204,9 @@ impl Fetcher for HttpFetcher {
             if let Some(a) = &self.authorization {
                 r = r.header(reqwest::header::AUTHORIZATION, a);
             }
+            if self.gzip {
+                r = r.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+            }
             let mut resp = r.send().await.map_err(|e| describe(&e))?;
             if !resp.status().is_success() {
                 return Err(format!("server returned HTTP status {}", resp.status()));
@@ -146,18 +217,39 @@ impl Fetcher for HttpFetcher {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-                body.extend_from_slice(&chunk);
-                if let Some(limit) = req.body_limit
-                    && body.len() as u64 > limit
-                {
+            let encoding = match resp
+                .headers()
+                .get(reqwest::header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("" | "identity") => BodyEncoding::Identity,
+                Some("gzip" | "x-gzip") => BodyEncoding::Gzip,
+                Some(other) => {
                     return Err(format!(
-                        "body size limit exceeded: more than {limit} bytes (body_size_limit)"
+                        "unsupported Content-Encoding {other:?} (gzip or none are accepted)"
                     ));
                 }
+            };
+            // The decompressed size is checked where the body is inflated;
+            // here only what no body within the limit can exceed.
+            let wire_limit = req.body_limit.map(|l| match encoding {
+                BodyEncoding::Identity => l,
+                BodyEncoding::Gzip => compressed_limit(l),
+            });
+            let expected = resp.content_length().unwrap_or(0);
+            let mut body = Vec::with_capacity(
+                expected.min(wire_limit.unwrap_or(u64::MAX)).min(64 << 20) as usize,
+            );
+            while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+                body.extend_from_slice(&chunk);
+                check_limit(body.len() as u64, wire_limit, req.body_limit)?;
             }
-            Ok(FetchResponse { content_type, body })
+            Ok(FetchResponse {
+                content_type,
+                encoding,
+                body,
+            })
         })
     }
 }
@@ -175,4 +267,37 @@ fn describe(e: &reqwest::Error) -> String {
         msg = format!("scrape timed out: {msg}");
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compressed_limit;
+    use std::io::Write;
+
+    #[test]
+    fn no_body_within_the_limit_is_refused_for_its_compressed_size() {
+        // Incompressible bytes at every level, stored blocks included.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..1_100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for len in [0, 1, 1000, 65_536, 1_000_000] {
+            for level in [0, 1, 6, 9] {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                gz.write_all(&noise[..len]).unwrap();
+                let z = gz.finish().unwrap();
+                assert!(
+                    z.len() as u64 <= compressed_limit(len as u64),
+                    "{len} bytes at level {level}: {} compressed",
+                    z.len()
+                );
+            }
+        }
+    }
 }

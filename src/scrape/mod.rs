@@ -13,7 +13,7 @@ mod pool;
 mod scrape_loop;
 mod target;
 
-pub use fetch::{ACCEPT, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
+pub use fetch::{ACCEPT, BodyEncoding, FetchRequest, FetchResponse, Fetcher, HttpFetcher};
 pub use manager::{Manager, PreparedScrape, SELF_JOB, ScrapeReloader, self_scrape_job};
 pub use metrics::ScrapeMetrics;
 pub use pool::{ActiveTarget, PoolCarry, PoolStop, PoolView, ScrapePool, TargetKey, TargetsView};

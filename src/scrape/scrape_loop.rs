@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::{FetchRequest, Fetcher};
+use super::fetch::{FetchRequest, FetchResponse, Fetcher};
 use super::metrics::ScrapeMetrics;
 use super::target::{JobSettings, Target};
 use crate::background::{Priority, WorkerPool};
@@ -213,9 +213,26 @@ struct BodyProcessor {
     bounds: SampleBounds,
     /// What the last scrapes made of each series text (the scrape cache).
     cache: SeriesCache,
+    /// The last decompressed body's size: the next one's buffer.
+    last_body_len: usize,
 }
 
 impl BodyProcessor {
+    /// Decompresses a fetched body and [`process`](Self::process)es it.
+    fn scrape(&mut self, resp: FetchResponse, ts: i64) -> Result<Scraped, String> {
+        let format = Format::from_content_type(&resp.content_type);
+        let raw = resp.into_decoded(self.settings.limits.body_size_limit, self.last_body_len)?;
+        self.last_body_len = raw.len();
+        // Validating first takes std's word-at-a-time ASCII path; the lossy
+        // conversion walks byte by byte even when the body is valid, as it
+        // nearly always is.
+        let body = match std::str::from_utf8(&raw) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&raw),
+        };
+        self.process(&body, format, ts)
+    }
+
     /// Parses the body line by line and applies target labels, metric
     /// relabelling, limits and de-duplication to each sample as it comes,
     /// so a limit stops the scrape before the rest of the body is parsed.
@@ -397,6 +414,7 @@ impl ScrapeLoop {
                 settings: self.settings.clone(),
                 bounds: self.appender.sample_bounds(),
                 cache: SeriesCache::default(),
+                last_body_len: 0,
             })
         })
     }
@@ -492,15 +510,7 @@ impl ScrapeLoop {
             Ok(resp) => {
                 let mut processor = self.take_processor();
                 let parsed = on_scrape_thread(move || {
-                    // Validating first takes std's word-at-a-time ASCII path;
-                    // the lossy conversion walks byte by byte even when the
-                    // body is valid, as it nearly always is.
-                    let body = match std::str::from_utf8(&resp.body) {
-                        Ok(s) => std::borrow::Cow::Borrowed(s),
-                        Err(_) => String::from_utf8_lossy(&resp.body),
-                    };
-                    let format = Format::from_content_type(&resp.content_type);
-                    let r = processor.process(&body, format, ts);
+                    let r = processor.scrape(resp, ts);
                     (processor, r)
                 })
                 .await;

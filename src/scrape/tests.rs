@@ -24,11 +24,8 @@ impl FakeFetcher {
         let answers = answers
             .into_iter()
             .map(|a| {
-                a.map(|b| FetchResponse {
-                    content_type: "text/plain; version=0.0.4".into(),
-                    body: b.as_bytes().to_vec(),
-                })
-                .map_err(str::to_string)
+                a.map(|b| FetchResponse::plain("text/plain; version=0.0.4", b))
+                    .map_err(str::to_string)
             })
             .collect();
         Arc::new(FakeFetcher {
@@ -393,12 +390,7 @@ impl Fetcher for Switching {
         } else {
             "a 1\nb 1\n"
         };
-        Box::pin(async move {
-            Ok(FetchResponse {
-                content_type: "text/plain; version=0.0.4".into(),
-                body: body.as_bytes().to_vec(),
-            })
-        })
+        Box::pin(async move { Ok(FetchResponse::plain("text/plain; version=0.0.4", body)) })
     }
 }
 
@@ -510,12 +502,7 @@ async fn scrape_all(bodies: &[&str], content_type: &str, cached: bool) -> (Memor
     let store = Arc::new(MemoryStorage::new());
     let answers = bodies
         .iter()
-        .map(|b| {
-            Ok(FetchResponse {
-                content_type: content_type.into(),
-                body: b.as_bytes().to_vec(),
-            })
-        })
+        .map(|b| Ok(FetchResponse::plain(content_type, *b)))
         .collect();
     let fetcher = Arc::new(FakeFetcher {
         answers: Mutex::new(answers),
@@ -583,5 +570,149 @@ async fn the_scrape_cache_stores_what_parsing_every_line_stores() {
     assert!(
         got.iter().any(|(l, _)| l.starts_with("r_created")),
         "a gauge's _created is a series"
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn gzipped(body: Vec<u8>) -> FetchResponse {
+    FetchResponse {
+        content_type: "text/plain; version=0.0.4".into(),
+        encoding: BodyEncoding::Gzip,
+        body,
+    }
+}
+
+#[test]
+fn gzip_bodies_are_inflated_and_body_size_limit_counts_decompressed_bytes() {
+    let text: String = (0..2000).map(|i| format!("m{{i=\"{i}\"}} 1\n")).collect();
+    let z = gzip(text.as_bytes());
+    assert!(z.len() < text.len() / 4);
+    let limit = text.len() as u64;
+    // At the limit, with any size hint.
+    for hint in [0, 10, text.len(), 1 << 20] {
+        let out = gzipped(z.clone()).into_decoded(Some(limit), hint).unwrap();
+        assert_eq!(out, text.as_bytes());
+    }
+    assert_eq!(
+        gzipped(z.clone()).into_decoded(None, 0).unwrap(),
+        text.as_bytes()
+    );
+    // One byte under what it inflates to: refused, though the wire bytes are few.
+    let e = gzipped(z.clone())
+        .into_decoded(Some(limit - 1), 0)
+        .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "body size limit exceeded: more than {} bytes",
+            limit - 1
+        )),
+        "{e}"
+    );
+    let plain = FetchResponse::plain("text/plain", text.clone());
+    assert!(plain.into_decoded(Some(limit - 1), 0).is_err());
+    let plain = FetchResponse::plain("text/plain", text.clone());
+    assert_eq!(plain.into_decoded(Some(limit), 0).unwrap(), text.as_bytes());
+    // Two gzip members, as `cat a.gz b.gz` makes: both are read.
+    let mut two = gzip(b"a 1\n");
+    two.extend(gzip(b"b 2\n"));
+    assert_eq!(gzipped(two).into_decoded(None, 0).unwrap(), b"a 1\nb 2\n");
+    // Damaged or cut short: a reason, not a panic or a partial body.
+    let mut bad = z.clone();
+    bad[z.len() / 2] ^= 0xff;
+    let e = gzipped(bad).into_decoded(None, 0).unwrap_err();
+    assert!(e.contains("cannot decompress the gzip body"), "{e}");
+    let e = gzipped(z[..z.len() - 9].to_vec())
+        .into_decoded(None, 0)
+        .unwrap_err();
+    assert!(e.contains("cannot decompress the gzip body"), "{e}");
+    let e = gzipped(b"plain text".to_vec())
+        .into_decoded(None, 0)
+        .unwrap_err();
+    assert!(e.contains("cannot decompress the gzip body"), "{e}");
+}
+
+/// One HTTP exchange on 127.0.0.1: answers with `head` and `body` and
+/// hands back the request's head.
+async fn one_answer(
+    head: &'static str,
+    body: Vec<u8>,
+) -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let served = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "request cut short");
+            req.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(reply.as_bytes()).await.unwrap();
+        conn.write_all(&body).await.unwrap();
+        conn.shutdown().await.unwrap();
+        String::from_utf8(req).unwrap().to_ascii_lowercase()
+    });
+    (url, served)
+}
+
+fn fetch_request(url: String, body_limit: Option<u64>) -> FetchRequest {
+    FetchRequest {
+        url,
+        timeout: Duration::from_secs(10),
+        body_limit,
+    }
+}
+
+#[tokio::test]
+async fn http_fetcher_asks_for_gzip_and_hands_the_body_over_compressed() {
+    let text = "up 1\nm{a=\"b\"} 2\n".repeat(50);
+    let fetcher = HttpFetcher::new(&job("job_name: a")).unwrap();
+    let (url, served) = one_answer("Content-Encoding: gzip\r\n", gzip(text.as_bytes())).await;
+    let resp = fetcher
+        .fetch(fetch_request(url, Some(1 << 20)))
+        .await
+        .unwrap();
+    assert!(served.await.unwrap().contains("accept-encoding: gzip"));
+    assert_eq!(resp.encoding, BodyEncoding::Gzip);
+    assert!(resp.body.len() < text.len());
+    assert_eq!(
+        resp.into_decoded(Some(1 << 20), 0).unwrap(),
+        text.as_bytes()
+    );
+
+    // enable_compression: false asks for none; a plain body is as sent.
+    let fetcher = HttpFetcher::new(&job("job_name: a\nenable_compression: false")).unwrap();
+    let (url, served) = one_answer("", text.clone().into_bytes()).await;
+    let resp = fetcher.fetch(fetch_request(url, None)).await.unwrap();
+    assert!(!served.await.unwrap().contains("accept-encoding"));
+    assert_eq!(resp.encoding, BodyEncoding::Identity);
+    assert_eq!(resp.body, text.as_bytes());
+
+    // An encoding the scrape cannot read is a reason, not garbage parsed.
+    let (url, _served) = one_answer("Content-Encoding: br\r\n", b"\x0b\x02".to_vec()).await;
+    let e = fetcher.fetch(fetch_request(url, None)).await.unwrap_err();
+    assert!(e.contains("unsupported Content-Encoding \"br\""), "{e}");
+
+    // A plain body over the limit stops at the wire.
+    let (url, _served) = one_answer("", text.clone().into_bytes()).await;
+    let e = fetcher
+        .fetch(fetch_request(url, Some(100)))
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("body size limit exceeded: more than 100 bytes"),
+        "{e}"
     );
 }
