@@ -85,6 +85,9 @@ fn exposition(data: &[(Labels, Vec<infermon::model::Sample>)], seconds: bool) ->
 }
 
 fn main() {
+    // The heap as the binary sets it (`util::heap`), since infermon's
+    // handlers run in this process.
+    infermon::util::heap::tune();
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
     let end = infermon::util::now_ms() / 60_000 * 60_000 - 60_000;
     let start = end - 7 * DAY_MS;

@@ -158,6 +158,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: glibc's heap set for bursts of queries.
+    infermon::util::heap::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {

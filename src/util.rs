@@ -1,5 +1,6 @@
 //! Small helpers shared by several parts.
 
+pub mod heap;
 pub mod redact;
 pub mod retry;
 pub mod systemd;
