@@ -71,23 +71,32 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn mid_sized_blocks_come_from_the_heap_once_tuned() {
-        // Bytes glibc holds in blocks of their own mmap.
+        // Bytes glibc holds in blocks of their own mmap; process-wide, so
+        // other tests' threads (under plain `cargo test`) can move it:
+        // each check may take a few tries.
         // SAFETY: mallinfo2 only reads the allocator's statistics.
         let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
-        let take = |len: usize| {
+        let grew_by = |len: usize| {
             let before = mapped();
             let block = vec![1u8; len];
-            let grew = mapped() - before;
+            let grew = mapped().saturating_sub(before);
             assert_eq!(block[len - 1], 1);
             grew
         };
-        // glibc's default: a fresh mmap for 4 MiB.
-        assert!(take(4 << 20) >= 4 << 20);
-        // The cargo test environment sets no MALLOC_* variable.
+        let holds = |len: usize, check: &dyn Fn(usize) -> bool| (0..5).any(|_| check(grew_by(len)));
+        // glibc's default in a fresh process (nextest runs each test in
+        // one): a 4 MiB block gets its own mmap.
+        if std::env::var_os("NEXTEST_EXECUTION_MODE").is_some_and(|m| m == "process-per-test") {
+            assert!(holds(4 << 20, &|g| g >= 4 << 20));
+        }
+        // The test environment sets no MALLOC_* variable.
         assert!(super::tune(), "mallopt refused the thresholds");
-        assert_eq!(take(4 << 20), 0);
-        assert_eq!(take(24 << 20), 0);
-        assert!(take(40 << 20) >= 40 << 20);
+        assert!(holds(4 << 20, &|g| g == 0), "a 4 MiB block was mapped");
+        assert!(holds(24 << 20, &|g| g == 0), "a 24 MiB block was mapped");
+        assert!(
+            holds(40 << 20, &|g| g >= 40 << 20),
+            "a 40 MiB block was not mapped"
+        );
         super::release_free();
     }
 }
