@@ -275,19 +275,22 @@ async fn start(
     life.spawn(Stage::Maintenance, async move {
         let _ = maintenance.await;
     });
-    // Heap memory a burst of queries left free goes back to the kernel.
-    let heap_stop = life.signal(Stage::Maintenance);
-    life.spawn(Stage::Maintenance, async move {
-        let mut tick = tokio::time::interval(crate::util::heap::RELEASE_EVERY);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = heap_stop.wait() => break,
-                _ = tick.tick() => {}
+    // Heap memory a burst of queries left free goes back to the kernel
+    // (only where `main` set glibc's heap; its defaults need no help).
+    if crate::util::heap::tuned() {
+        let heap_stop = life.signal(Stage::Maintenance);
+        life.spawn(Stage::Maintenance, async move {
+            let mut tick = tokio::time::interval(crate::util::heap::RELEASE_EVERY);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = heap_stop.wait() => break,
+                    _ = tick.tick() => {}
+                }
+                let _ = tokio::task::spawn_blocking(crate::util::heap::release_free).await;
             }
-            let _ = tokio::task::spawn_blocking(crate::util::heap::release_free).await;
-        }
-    });
+        });
+    }
     let remote_reloader;
     // remote_write follows the store's WAL from a durable
     // position per destination; starts after the store opens, stops before

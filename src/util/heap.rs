@@ -39,6 +39,12 @@ pub fn tune() -> bool {
 /// Whether [`tune`] applied its settings (and so [`release_free`] has work).
 static TUNED: AtomicBool = AtomicBool::new(false);
 
+/// Whether [`tune`] applied its settings: only then is [`release_free`]
+/// worth scheduling.
+pub fn tuned() -> bool {
+    TUNED.load(Ordering::Relaxed)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_thresholds() -> bool {
     // SAFETY: mallopt only changes glibc's allocator parameters; it takes
@@ -58,7 +64,7 @@ fn set_thresholds() -> bool {
 /// raised the thresholds; glibc's own settings need no help.
 pub fn release_free() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if TUNED.load(Ordering::Relaxed) {
+    if tuned() {
         // SAFETY: malloc_trim only releases free memory, under glibc's locks.
         unsafe {
             libc::malloc_trim(0);
