@@ -14,6 +14,7 @@ use rusqlite::params;
 use super::StorageError;
 use super::chunk_ids::{self, Lifetime};
 use super::index::SeriesId;
+use super::page_pack::{self, RightEdge};
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock};
 use crate::model::Sample;
@@ -118,7 +119,7 @@ impl SqliteStorage {
         // cannot be rewritten (it is tried again next pass).
         let mut scan: (i64, i64) = (i64::MIN, i64::MIN);
         loop {
-            let w = lock(&self.inner.writer);
+            let mut w = lock(&self.inner.writer);
             let (groups, done) = next_groups(&w.conn, size, limit, tier, &mut scan, SCAN_ROWS)?;
             if groups.is_empty() {
                 if done {
@@ -127,6 +128,7 @@ impl SqliteStorage {
                 // Nothing to merge in this read: let appends in before the next.
                 continue;
             }
+            let mut edge = w.chunk_edge.take();
             let tx = w.conn.unchecked_transaction().map_err(backend)?;
             {
                 let mut read = tx
@@ -146,6 +148,7 @@ impl SqliteStorage {
                     ))
                     .map_err(backend)?;
                 let (ids_from, ids_to) = Lifetime::Compacted.ids();
+                let mut merged: Vec<Merged> = Vec::with_capacity(groups.len());
                 for (series, group) in groups {
                     let (from, to) = group_range(group, size);
                     let mut samples: Vec<Sample> = Vec::new();
@@ -171,18 +174,14 @@ impl SqliteStorage {
                     };
                     let (encoding, data) = pco_chunk::encode(&samples).map_err(backend)?;
                     delete.execute(params![series, from, to]).map_err(backend)?;
-                    insert
-                        .execute(params![
-                            series,
-                            first.timestamp_ms,
-                            last.timestamp_ms,
-                            samples.len() as i64,
-                            data,
-                            encoding as i64,
-                            ids_from,
-                            ids_to
-                        ])
-                        .map_err(backend)?;
+                    merged.push(Merged {
+                        series,
+                        min_t: first.timestamp_ms,
+                        max_t: last.timestamp_ms,
+                        samples: samples.len() as i64,
+                        encoding: encoding as i64,
+                        data,
+                    });
                     removed += count;
                     let c = &self.inner.counters;
                     c.chunks.fetch_sub(count as u64 - 1, Ordering::Relaxed);
@@ -191,9 +190,58 @@ impl SqliteStorage {
                         Ordering::Relaxed,
                     );
                 }
+                // Appended in the order that fills the table's last pages.
+                let edge = match &mut edge {
+                    Some(edge) => edge,
+                    None => edge.insert(RightEdge::of(&tx)?),
+                };
+                let cells: Vec<usize> = merged
+                    .iter()
+                    .map(|m| m.leaf_bytes(edge.page_size(), ids_from))
+                    .collect();
+                for i in edge.order(&cells) {
+                    let m = &merged[i];
+                    insert
+                        .execute(params![
+                            m.series, m.min_t, m.max_t, m.samples, m.data, m.encoding, ids_from,
+                            ids_to
+                        ])
+                        .map_err(backend)?;
+                }
             }
             tx.commit().map_err(backend)?;
+            w.chunk_edge = edge;
         }
+    }
+}
+
+/// A group's merged chunk, waiting to be inserted.
+struct Merged {
+    series: SeriesId,
+    min_t: i64,
+    max_t: i64,
+    samples: i64,
+    encoding: i64,
+    data: Vec<u8>,
+}
+
+impl Merged {
+    /// Bytes its row takes on a leaf page of `chunks` (columns in table
+    /// order: the id is the rowid, stored as NULL).
+    fn leaf_bytes(&self, page_size: usize, rowid: i64) -> usize {
+        let cols = [
+            None,
+            Some(self.series),
+            Some(self.min_t),
+            Some(self.max_t),
+            Some(self.samples),
+            Some(self.encoding),
+        ];
+        page_pack::leaf_cell_bytes(
+            page_size,
+            rowid,
+            page_pack::record_bytes(&cols, self.data.len()),
+        )
     }
 }
 

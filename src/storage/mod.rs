@@ -16,6 +16,7 @@ mod follow;
 mod head;
 mod index;
 mod memory;
+mod page_pack;
 pub mod pco_chunk;
 mod read;
 mod restore;

@@ -121,16 +121,69 @@ fn compress<T: pco::data_types::Number>(
 /// Compresses timestamps. At an exact step, pco's automatic mode detection
 /// pays for mode metadata that cannot help: classic mode halves such a
 /// stream in a 2 h block (55 → 36 bytes for 480 samples, 0.12 → 0.07
-/// bytes/sample). Jittered timestamps keep the automatic choice. Checking
-/// the steps costs far less than compressing twice and keeping the smaller.
+/// bytes/sample). Checking the steps costs far less than compressing twice
+/// and keeping the smaller.
+///
+/// Scraped timestamps jitter by a few milliseconds around the scrape step,
+/// which pco's automatic choice takes as first-order deltas: their spread is
+/// twice the jitter's. Split into multiples of the step and the remainder
+/// (pco's `IntMult` mode), the remainder carries the jitter once: ±5 ms of
+/// jitter at 15 s take 0.45 instead of 0.54 bytes/sample in a day, 0.59
+/// instead of 0.66 in a 2 h block. Whether the step found is really the
+/// data's is not known up front, so both are compressed and the smaller
+/// kept; the mode is in the stream, so reading needs nothing new.
 fn compress_timestamps(ts: &[i64]) -> Result<Vec<u8>, ChunkError> {
-    let regular = ts.windows(3).all(|w| w[2] - w[1] == w[1] - w[0]);
-    let cfg = if regular {
-        ChunkConfig::default().with_mode_spec(pco::ModeSpec::Classic)
-    } else {
-        ChunkConfig::default()
+    let step = |a: i64, b: i64| b.checked_sub(a);
+    if ts
+        .windows(3)
+        .all(|w| step(w[1], w[2]).is_some_and(|d| step(w[0], w[1]) == Some(d)))
+    {
+        return compress(
+            ts,
+            &ChunkConfig::default().with_mode_spec(pco::ModeSpec::Classic),
+        );
+    }
+    let auto = compress(ts, &ChunkConfig::default())?;
+    let Some(step) = typical_step(ts) else {
+        return Ok(auto);
     };
-    compress(ts, &cfg)
+    let stepped = compress(
+        ts,
+        &ChunkConfig::default().with_mode_spec(pco::ModeSpec::TryIntMult(step)),
+    )?;
+    Ok(if stepped.len() < auto.len() {
+        stepped
+    } else {
+        auto
+    })
+}
+
+/// The step timestamps keep on average, in whole milliseconds: the mean of
+/// the gaps within a tenth of the median gap (so missed scrapes and pauses
+/// do not count), where at least half the gaps are. `None` for fewer than
+/// three timestamps, a median under 2 ms, or gaps with no typical size.
+fn typical_step(ts: &[i64]) -> Option<u64> {
+    let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    if gaps.len() < 2 {
+        return None;
+    }
+    let mid = gaps.len() / 2;
+    let median = *gaps.select_nth_unstable(mid).1;
+    if median < 2 {
+        return None;
+    }
+    let tolerance = median / 10;
+    let (mut sum, mut n) = (0i128, 0i128);
+    for &g in &gaps {
+        if g.abs_diff(median) <= tolerance.unsigned_abs() {
+            sum += i128::from(g);
+            n += 1;
+        }
+    }
+    if n * 2 < gaps.len() as i128 {
+        return None;
+    }
+    u64::try_from((sum + n / 2) / n).ok().filter(|s| *s >= 2)
 }
 
 /// Encodes samples (timestamps increasing) in the smaller of the two pco
@@ -352,6 +405,69 @@ mod tests {
         let mut got = Vec::new();
         decode_any(enc, &bytes, i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(got, jittered);
+    }
+
+    /// xorshift64: deterministic noise for the tests below.
+    fn noise(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    #[test]
+    fn jittered_scrape_timestamps_are_split_at_their_step() {
+        // A day at 15 s with ±5 ms of jitter, a few missed scrapes, and an
+        // offset that puts some timestamps on either side of a multiple of
+        // the step: pco's automatic choice took 0.54 bytes/sample.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let ts: Vec<i64> = (0..5760i64)
+            .filter(|i| i % 997 != 0)
+            .map(|i| 1_790_000_010_000 + i * 15_000 + (noise(&mut x) % 11) as i64 - 5)
+            .collect();
+        assert_eq!(typical_step(&ts), Some(15_000));
+        let bytes = compress_timestamps(&ts).unwrap();
+        let auto = compress(&ts, &ChunkConfig::default()).unwrap();
+        let per_sample = bytes.len() as f64 / ts.len() as f64;
+        assert!(
+            per_sample < 0.47 && bytes.len() * 100 < auto.len() * 90,
+            "{per_sample:.3} bytes/sample, pco's default {} bytes, ours {}",
+            auto.len(),
+            bytes.len()
+        );
+        assert_eq!(decompress::<i64>(&bytes).unwrap(), ts);
+        // Timestamps with no step (events) keep pco's own choice, never
+        // larger than it.
+        let mut t = 1_790_000_000_000i64;
+        let events: Vec<i64> = (0..3000)
+            .map(|_| {
+                t += 1 + (noise(&mut x) % 40_000) as i64;
+                t
+            })
+            .collect();
+        let bytes = compress_timestamps(&events).unwrap();
+        assert!(bytes.len() <= compress(&events, &ChunkConfig::default()).unwrap().len());
+        assert_eq!(decompress::<i64>(&bytes).unwrap(), events);
+    }
+
+    #[test]
+    fn the_typical_step_ignores_gaps_and_needs_a_majority() {
+        assert_eq!(typical_step(&[0, 10]), None);
+        assert_eq!(typical_step(&[0, 1, 2, 4]), None);
+        // Pauses and a late scrape do not move the step.
+        assert_eq!(
+            typical_step(&[0, 1_000, 2_001, 2_999, 60_000, 61_000, 62_000]),
+            Some(1_000)
+        );
+        // Gaps of no common size.
+        assert_eq!(typical_step(&[0, 100, 300, 700, 1_500, 3_100]), None);
+        // Extreme timestamps neither overflow nor panic.
+        let extreme = [i64::MIN, 0, i64::MAX];
+        assert_eq!(typical_step(&extreme), Some(i64::MAX as u64));
+        assert_eq!(
+            decompress::<i64>(&compress_timestamps(&extreme).unwrap()).unwrap(),
+            extreme
+        );
     }
 
     #[test]

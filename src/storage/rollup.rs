@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::compaction::{DAY_MS, SCAN_ROWS, day_range, walk_index};
 use super::index::SeriesId;
+use super::page_pack::{self, RightEdge};
 use super::pco_chunk::{self, Encoding};
 use super::sqlite::{SqliteStorage, backend, lock, normalize};
 use super::{Series, StorageError};
@@ -296,6 +297,36 @@ pub struct RollupReport {
     pub expired_rows: usize,
 }
 
+/// One series-day's rollup row, waiting to be inserted.
+struct RollupRow {
+    series: SeriesId,
+    min_t: i64,
+    max_t: i64,
+    points: i64,
+    raw_samples: i64,
+    data: Vec<u8>,
+}
+
+impl RollupRow {
+    /// Bytes its row takes on a leaf page of `rollups` (columns in table
+    /// order: the id is the rowid, stored as NULL).
+    fn leaf_bytes(&self, page_size: usize, rowid: i64) -> usize {
+        let cols = [
+            None,
+            Some(self.series),
+            Some(self.min_t),
+            Some(self.max_t),
+            Some(self.points),
+            Some(self.raw_samples),
+        ];
+        page_pack::leaf_cell_bytes(
+            page_size,
+            rowid,
+            page_pack::record_bytes(&cols, self.data.len()),
+        )
+    }
+}
+
 impl SqliteStorage {
     /// Rolls up every series-day that ended `rollup_after` ago (or about to
     /// reach raw retention, whichever comes first) that has raw samples not
@@ -323,15 +354,51 @@ impl SqliteStorage {
         };
         let mut done = opts.rollup_retention_ms <= 0;
         while !done {
-            let w = lock(&self.inner.writer);
+            let mut w = lock(&self.inner.writer);
             let groups;
             (groups, done) = rollup_candidates(&w.conn, &mut scan, SCAN_ROWS, due)?;
             if !groups.is_empty() {
+                let mut edge = w.rollup_edge.take();
                 let tx = w.conn.unchecked_transaction().map_err(backend)?;
+                let mut rows = Vec::with_capacity(groups.len());
                 for &(series, day) in &groups {
-                    self.rollup_day(&tx, series, day)?;
+                    rows.extend(self.rollup_day(&tx, series, day)?);
                 }
+                // Appended in the order that fills the table's last pages.
+                let packer = match &mut edge {
+                    Some(packer) => packer,
+                    None => edge.insert(RightEdge::of(&tx)?),
+                };
+                let next_id: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM rollups", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(backend)?;
+                let cells: Vec<usize> = rows
+                    .iter()
+                    .map(|r| r.leaf_bytes(packer.page_size(), next_id))
+                    .collect();
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO rollups (series_id, min_t, max_t, points, raw_samples, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(backend)?;
+                for i in packer.order(&cells) {
+                    let r = &rows[i];
+                    insert
+                        .execute(params![
+                            r.series,
+                            r.min_t,
+                            r.max_t,
+                            r.points,
+                            r.raw_samples,
+                            r.data
+                        ])
+                        .map_err(backend)?;
+                }
+                drop(insert);
                 tx.commit().map_err(backend)?;
+                w.rollup_edge = edge;
                 report.days_rolled_up += groups.len();
             }
         }
@@ -357,13 +424,14 @@ impl SqliteStorage {
     }
 
     /// Summarises one series' UTC day, keeping already rolled-up points of
-    /// buckets whose raw samples are gone.
+    /// buckets whose raw samples are gone: the row to write, if the day has
+    /// any point (the caller inserts the rows of a batch together).
     fn rollup_day(
         &self,
         conn: &Connection,
         series: SeriesId,
         day: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<RollupRow>, StorageError> {
         let (from, to) = day_range(day);
         let mut samples: Vec<Sample> = Vec::new();
         let mut raw_count = 0i64;
@@ -405,30 +473,24 @@ impl SqliteStorage {
         }
         points.extend(fresh);
         let Some(last) = points.last().copied() else {
-            return Ok(());
+            return Ok(None);
         };
         let data = encode(&points)?;
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO rollups (series_id, min_t, max_t, points, raw_samples, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(backend)?
-        .execute(params![
-            series,
-            from,
-            // The raw chunks' newest time (stale markers included), so a day
-            // is summarised again only when newer raw samples turn up.
-            last.t.max(raw_max_t),
-            points.len() as i64,
-            raw_count,
-            data
-        ])
-        .map_err(backend)?;
         c.rollup_points
             .fetch_add(points.len() as u64, Ordering::Relaxed);
         c.rollup_max_t.fetch_max(last.t, Ordering::Relaxed);
         c.rollup_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(Some(RollupRow {
+            series,
+            min_t: from,
+            // The raw chunks' newest time (stale markers included), so a day
+            // is summarised again only when newer raw samples turn up.
+            max_t: last.t.max(raw_max_t),
+            points: points.len() as i64,
+            raw_samples: raw_count,
+            data,
+        }))
     }
 
     /// Recounts the series that have rollups (for the Status page).

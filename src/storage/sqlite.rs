@@ -140,6 +140,11 @@ pub(super) struct Writer {
     wal_bytes: u64,
     last_checkpoint: Instant,
     pub closed: bool,
+    /// Where compaction's next `chunks` rows land, once it has run
+    /// (`page_pack.rs`).
+    pub chunk_edge: Option<super::page_pack::RightEdge>,
+    /// Where the rollup pass's next `rollups` rows land, once it has run.
+    pub rollup_edge: Option<super::page_pack::RightEdge>,
 }
 
 pub(super) struct Inner {
@@ -342,6 +347,8 @@ impl SqliteStorage {
                     wal_bytes: 0,
                     last_checkpoint: Instant::now(),
                     closed: false,
+                    chunk_edge: None,
+                    rollup_edge: None,
                 }),
                 queue: Mutex::new(Vec::new()),
                 head: RwLock::new(head),
