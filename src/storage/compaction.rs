@@ -227,21 +227,16 @@ struct Merged {
 
 impl Merged {
     /// Bytes its row takes on a leaf page of `chunks` (columns in table
-    /// order: the id is the rowid, stored as NULL).
+    /// order after the id).
     fn leaf_bytes(&self, page_size: usize, rowid: i64) -> usize {
-        let cols = [
-            None,
-            Some(self.series),
-            Some(self.min_t),
-            Some(self.max_t),
-            Some(self.samples),
-            Some(self.encoding),
+        let ints = [
+            self.series,
+            self.min_t,
+            self.max_t,
+            self.samples,
+            self.encoding,
         ];
-        page_pack::leaf_cell_bytes(
-            page_size,
-            rowid,
-            page_pack::record_bytes(&cols, self.data.len()),
-        )
+        page_pack::rowid_row_bytes(page_size, rowid, &ints, self.data.len())
     }
 }
 

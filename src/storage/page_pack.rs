@@ -84,6 +84,23 @@ pub(super) fn leaf_cell_bytes(page_size: usize, rowid: i64, payload: usize) -> u
     varint_len(payload as u64) + varint_len(rowid as u64) + local + CELL_POINTER
 }
 
+/// Bytes a row of a rowid table whose first column is its `INTEGER
+/// PRIMARY KEY`, followed by the integer columns `ints` and a trailing blob
+/// of `blob_len` bytes (the shape of `chunks` and `rollups` rows), takes on
+/// a leaf page: [`leaf_cell_bytes`] of its record.
+pub(super) fn rowid_row_bytes(
+    page_size: usize,
+    rowid: i64,
+    ints: &[i64],
+    blob_len: usize,
+) -> usize {
+    // The key column is stored as NULL: its value is the rowid.
+    let cols: Vec<Option<i64>> = std::iter::once(None)
+        .chain(ints.iter().copied().map(Some))
+        .collect();
+    leaf_cell_bytes(page_size, rowid, record_bytes(&cols, blob_len))
+}
+
 /// The room left on the rightmost leaf page of the compacted rows, as far
 /// as this connection has seen it.
 #[derive(Debug)]
@@ -193,16 +210,7 @@ mod tests {
             for (n, &i) in order.iter().enumerate() {
                 let (series, t, len) = rows[i];
                 let id = (1i64 << 62) + n as i64 + 1;
-                let ints = [
-                    Some(series),
-                    Some(t),
-                    Some(t + 7_000_000),
-                    Some(480),
-                    Some(2),
-                ];
-                let mut cols = vec![None];
-                cols.extend(ints);
-                cells += leaf_cell_bytes(16_384, id, record_bytes(&cols, len));
+                cells += rowid_row_bytes(16_384, id, &[series, t, t + 7_000_000, 480, 2], len);
                 conn.execute(
                     "INSERT INTO chunks VALUES (?1, ?2, ?3, ?4, 480, 2, zeroblob(?5))",
                     params![id, series, t, t + 7_000_000, len as i64],
@@ -232,15 +240,7 @@ mod tests {
                 .map(|&i| {
                     let (series, t, len) = rows[i];
                     let id = (1i64 << 62) + packed.len() as i64 + 1;
-                    let cols = [
-                        None,
-                        Some(series),
-                        Some(t),
-                        Some(t + 7_000_000),
-                        Some(480),
-                        Some(2),
-                    ];
-                    leaf_cell_bytes(16_384, id, record_bytes(&cols, len))
+                    rowid_row_bytes(16_384, id, &[series, t, t + 7_000_000, 480, 2], len)
                 })
                 .collect();
             packed.extend(edge.order(&cells).into_iter().map(|k| batch[k]));

@@ -309,21 +309,16 @@ struct RollupRow {
 
 impl RollupRow {
     /// Bytes its row takes on a leaf page of `rollups` (columns in table
-    /// order: the id is the rowid, stored as NULL).
+    /// order after the id).
     fn leaf_bytes(&self, page_size: usize, rowid: i64) -> usize {
-        let cols = [
-            None,
-            Some(self.series),
-            Some(self.min_t),
-            Some(self.max_t),
-            Some(self.points),
-            Some(self.raw_samples),
+        let ints = [
+            self.series,
+            self.min_t,
+            self.max_t,
+            self.points,
+            self.raw_samples,
         ];
-        page_pack::leaf_cell_bytes(
-            page_size,
-            rowid,
-            page_pack::record_bytes(&cols, self.data.len()),
-        )
+        page_pack::rowid_row_bytes(page_size, rowid, &ints, self.data.len())
     }
 }
 
