@@ -163,8 +163,16 @@ impl DecodedCache {
                 all
             }
         };
-        let lo = all.partition_point(|p| p.t() < mint);
-        let hi = all.partition_point(|p| p.t() <= maxt);
+        // Most chunks lie wholly inside the asked range: their ends say so
+        // without two binary searches over the entry (scattered reads, the
+        // hottest instructions of cached reads in a profile of a 24 h query).
+        let (lo, hi) = match (all.first(), all.last()) {
+            (Some(first), Some(last)) if first.t() >= mint && last.t() <= maxt => (0, all.len()),
+            _ => (
+                all.partition_point(|p| p.t() < mint),
+                all.partition_point(|p| p.t() <= maxt),
+            ),
+        };
         out.extend_from_slice(&all[lo.min(hi)..hi]);
         Ok(())
     }
@@ -257,6 +265,24 @@ mod tests {
         }
         assert_eq!(cache.counts(), CacheCounts { hits: 5, misses: 1 });
         assert_eq!(off.counts(), CacheCounts::default());
+        // Ranges at and just inside the chunk's own ends (whole chunks are
+        // served without searching).
+        let all = decoded(&off, &bytes, i64::MIN, i64::MAX);
+        let (first, last) = (all[0].timestamp_ms, all[all.len() - 1].timestamp_ms);
+        for (mint, maxt) in [
+            (first, last),
+            (first + 1, last),
+            (first, last - 1),
+            (first - 1, last + 1),
+        ] {
+            let want = decoded(&off, &bytes, mint, maxt);
+            assert_eq!(
+                decoded(&cache, &bytes, mint, maxt),
+                want,
+                "[{mint}, {maxt}]"
+            );
+        }
+        assert_eq!(decoded(&cache, &bytes, first, last), all);
     }
 
     #[test]
