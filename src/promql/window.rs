@@ -282,12 +282,13 @@ fn walk(
     };
     // A series without stale markers (the usual case) is converted once and
     // each window read in place; otherwise every window is copied without
-    // its markers.
-    let clean = !samples.iter().any(|x| is_stale_nan(x.value));
-    if clean {
-        buf.clear();
-        buf.extend(samples.iter().map(point));
-    }
+    // its markers. The conversion looks for markers on its way (one pass).
+    buf.clear();
+    let mut clean = true;
+    buf.extend(samples.iter().map(|x| {
+        clean &= !is_stale_nan(x.value);
+        point(x)
+    }));
     let (mut lo, mut hi) = (0, 0);
     let mut out = Vec::with_capacity(per_step.len());
     for (i, count) in per_step.iter_mut().enumerate() {
