@@ -191,23 +191,21 @@ impl SqliteStorage {
                     );
                 }
                 // Appended in the order that fills the table's last pages.
-                let edge = match &mut edge {
-                    Some(edge) => edge,
-                    None => edge.insert(RightEdge::of(&tx)?),
-                };
-                let cells: Vec<usize> = merged
-                    .iter()
-                    .map(|m| m.leaf_bytes(edge.page_size(), ids_from))
-                    .collect();
-                for i in edge.order(&cells) {
-                    let m = &merged[i];
-                    insert
-                        .execute(params![
-                            m.series, m.min_t, m.max_t, m.samples, m.data, m.encoding, ids_from,
-                            ids_to
-                        ])
-                        .map_err(backend)?;
-                }
+                RightEdge::insert_packed(
+                    &mut edge,
+                    &tx,
+                    &merged,
+                    |m, page_size| m.leaf_bytes(page_size, ids_from),
+                    |m| {
+                        insert
+                            .execute(params![
+                                m.series, m.min_t, m.max_t, m.samples, m.data, m.encoding,
+                                ids_from, ids_to
+                            ])
+                            .map(drop)
+                            .map_err(backend)
+                    },
+                )?;
             }
             tx.commit().map_err(backend)?;
             w.chunk_edge = edge;

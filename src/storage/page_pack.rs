@@ -1,5 +1,6 @@
-//! The order a batch of compacted chunk rows is inserted in, so the rows
-//! fill the pages they land on.
+//! The order a batch of compacted chunk rows (or rollup rows, appended to
+//! `rollups` the same way) is inserted in, so the rows fill the pages they
+//! land on.
 //!
 //! Compacted chunks take ever-growing ids (`chunk_ids.rs`), so SQLite
 //! appends them at the right edge of the `chunks` table. When a row does
@@ -101,8 +102,8 @@ pub(super) fn rowid_row_bytes(
     leaf_cell_bytes(page_size, rowid, record_bytes(&cols, blob_len))
 }
 
-/// The room left on the rightmost leaf page of the compacted rows, as far
-/// as this connection has seen it.
+/// The room left on the rightmost leaf page of a table that rows are
+/// appended to, as far as this connection has seen it.
 #[derive(Debug)]
 pub(super) struct RightEdge {
     page_size: usize,
@@ -127,9 +128,26 @@ impl RightEdge {
         Ok(Self::new(size.clamp(512, 65_536) as usize))
     }
 
-    /// The page size this edge was made for.
-    pub(super) fn page_size(&self) -> usize {
-        self.page_size
+    /// Inserts `rows` in the order that fills the table's last pages, on
+    /// the edge kept in `slot` (made from `conn`'s page size the first
+    /// time): `leaf_bytes(row, page_size)` is what a row takes on a leaf
+    /// page, `insert` writes one row.
+    pub(super) fn insert_packed<R>(
+        slot: &mut Option<RightEdge>,
+        conn: &rusqlite::Connection,
+        rows: &[R],
+        leaf_bytes: impl Fn(&R, usize) -> usize,
+        mut insert: impl FnMut(&R) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let edge = match slot {
+            Some(edge) => edge,
+            None => slot.insert(RightEdge::of(conn)?),
+        };
+        let cells: Vec<usize> = rows.iter().map(|r| leaf_bytes(r, edge.page_size)).collect();
+        for i in edge.order(&cells) {
+            insert(&rows[i])?;
+        }
+        Ok(())
     }
 
     /// The order to append rows taking `cells` bytes each (from

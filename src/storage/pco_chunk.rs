@@ -133,10 +133,10 @@ fn compress<T: pco::data_types::Number>(
 /// data's is not known up front, so both are compressed and the smaller
 /// kept; the mode is in the stream, so reading needs nothing new.
 fn compress_timestamps(ts: &[i64]) -> Result<Vec<u8>, ChunkError> {
-    let step = |a: i64, b: i64| b.checked_sub(a);
+    let gap = |a: i64, b: i64| b.checked_sub(a);
     if ts
         .windows(3)
-        .all(|w| step(w[1], w[2]).is_some_and(|d| step(w[0], w[1]) == Some(d)))
+        .all(|w| gap(w[1], w[2]).is_some_and(|d| gap(w[0], w[1]) == Some(d)))
     {
         return compress(
             ts,

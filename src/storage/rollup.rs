@@ -360,37 +360,35 @@ impl SqliteStorage {
                     rows.extend(self.rollup_day(&tx, series, day)?);
                 }
                 // Appended in the order that fills the table's last pages.
-                let packer = match &mut edge {
-                    Some(packer) => packer,
-                    None => edge.insert(RightEdge::of(&tx)?),
-                };
                 let next_id: i64 = tx
                     .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM rollups", [], |r| {
                         r.get(0)
                     })
                     .map_err(backend)?;
-                let cells: Vec<usize> = rows
-                    .iter()
-                    .map(|r| r.leaf_bytes(packer.page_size(), next_id))
-                    .collect();
                 let mut insert = tx
                     .prepare_cached(
                         "INSERT OR REPLACE INTO rollups (series_id, min_t, max_t, points, raw_samples, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .map_err(backend)?;
-                for i in packer.order(&cells) {
-                    let r = &rows[i];
-                    insert
-                        .execute(params![
-                            r.series,
-                            r.min_t,
-                            r.max_t,
-                            r.points,
-                            r.raw_samples,
-                            r.data
-                        ])
-                        .map_err(backend)?;
-                }
+                RightEdge::insert_packed(
+                    &mut edge,
+                    &tx,
+                    &rows,
+                    |r, page_size| r.leaf_bytes(page_size, next_id),
+                    |r| {
+                        insert
+                            .execute(params![
+                                r.series,
+                                r.min_t,
+                                r.max_t,
+                                r.points,
+                                r.raw_samples,
+                                r.data
+                            ])
+                            .map(drop)
+                            .map_err(backend)
+                    },
+                )?;
                 drop(insert);
                 tx.commit().map_err(backend)?;
                 w.rollup_edge = edge;
