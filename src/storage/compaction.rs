@@ -148,7 +148,30 @@ impl SqliteStorage {
                     ))
                     .map_err(backend)?;
                 let (ids_from, ids_to) = Lifetime::Compacted.ids();
-                let mut merged: Vec<Merged> = Vec::with_capacity(groups.len());
+                let mut write = |m: &Merged| {
+                    insert
+                        .execute(params![
+                            m.series, m.min_t, m.max_t, m.samples, m.data, m.encoding, ids_from,
+                            ids_to
+                        ])
+                        .map(drop)
+                        .map_err(backend)
+                };
+                // Appended in the order that fills the table's last pages,
+                // a few MiB at a time.
+                let mut merged: Vec<Merged> = Vec::new();
+                let mut held = 0usize;
+                let mut flush = |merged: &mut Vec<Merged>| {
+                    RightEdge::insert_packed(
+                        &mut edge,
+                        &tx,
+                        merged,
+                        |m, page_size| m.leaf_bytes(page_size, ids_from),
+                        &mut write,
+                    )?;
+                    merged.clear();
+                    Ok::<(), StorageError>(())
+                };
                 for (series, group) in groups {
                     let (from, to) = group_range(group, size);
                     let mut samples: Vec<Sample> = Vec::new();
@@ -174,6 +197,7 @@ impl SqliteStorage {
                     };
                     let (encoding, data) = pco_chunk::encode(&samples).map_err(backend)?;
                     delete.execute(params![series, from, to]).map_err(backend)?;
+                    held += data.len();
                     merged.push(Merged {
                         series,
                         min_t: first.timestamp_ms,
@@ -189,23 +213,12 @@ impl SqliteStorage {
                         stored.saturating_sub(samples.len() as u64),
                         Ordering::Relaxed,
                     );
+                    if held >= page_pack::HELD_BYTES {
+                        flush(&mut merged)?;
+                        held = 0;
+                    }
                 }
-                // Appended in the order that fills the table's last pages.
-                RightEdge::insert_packed(
-                    &mut edge,
-                    &tx,
-                    &merged,
-                    |m, page_size| m.leaf_bytes(page_size, ids_from),
-                    |m| {
-                        insert
-                            .execute(params![
-                                m.series, m.min_t, m.max_t, m.samples, m.data, m.encoding,
-                                ids_from, ids_to
-                            ])
-                            .map(drop)
-                            .map_err(backend)
-                    },
-                )?;
+                flush(&mut merged)?;
             }
             tx.commit().map_err(backend)?;
             w.chunk_edge = edge;
@@ -543,6 +556,77 @@ mod tests {
         for b in batch.chunks(500) {
             store.append(b).unwrap();
         }
+    }
+
+    /// A batch whose merged chunks hold more than `page_pack::HELD_BYTES`
+    /// is written a few MiB at a time, and every sample still comes back
+    /// exactly once, in pco chunks.
+    #[test]
+    fn a_batch_beyond_the_held_bytes_is_written_in_parts_losing_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path(), StorageOptions::default()).unwrap();
+        let start = 20_000 * DAY_MS;
+        // 96 series of random floats at 1 s for a 2 h block: ~7 bytes a
+        // sample compacted, ~5 MiB in one batch.
+        let names: Vec<Labels> = (0..96)
+            .map(|i| Labels::new([("__name__", "m"), ("i", i.to_string().as_str())]))
+            .collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut want: Vec<Vec<(i64, u64)>> = vec![Vec::new(); names.len()];
+        // The last round, at the block's end, closes the block's chunks.
+        for t in (start..=start + 7_200_000).step_by(1_000) {
+            let batch: Vec<AppendSample> = names
+                .iter()
+                .zip(&mut want)
+                .map(|(l, w)| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let value = (x >> 11) as f64 / (1u64 << 53) as f64;
+                    w.push((t, value.to_bits()));
+                    AppendSample {
+                        labels: l.clone(),
+                        sample: Sample {
+                            timestamp_ms: t,
+                            value,
+                        },
+                    }
+                })
+                .collect();
+            store.append(&batch).unwrap();
+        }
+        let report = store
+            .compact_tiers(start + 7_200_000 + BLOCK_GRACE_MS, false)
+            .unwrap();
+        assert!(report.block_chunks >= names.len(), "{report:?}");
+        let (bytes, gorilla): (i64, i64) = lock(&store.inner.writer)
+            .conn
+            .query_row(
+                "SELECT SUM(length(data)), SUM(encoding = 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(bytes as usize > page_pack::HELD_BYTES, "{bytes} bytes");
+        assert_eq!(gorilla, 0);
+        let got = store
+            .select(
+                &[Matcher::new("__name__", MatchOp::Equal, "m").unwrap()],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(got.len(), names.len());
+        for s in &got {
+            let i: usize = s.labels.get("i").unwrap().parse().unwrap();
+            let samples: Vec<(i64, u64)> = s
+                .samples
+                .iter()
+                .map(|x| (x.timestamp_ms, x.value.to_bits()))
+                .collect();
+            assert_eq!(samples, want[i], "series {i}");
+        }
+        counters_match(&store);
     }
 
     /// A sender replays a day while maintenance compacts behind it (what

@@ -19,6 +19,11 @@
 use super::StorageError;
 use super::sqlite::backend;
 
+/// Encoded bytes a batch holds before its rows are written: packing needs a
+/// choice of rows, not every row of a batch, and a batch of day chunks at a
+/// 1 s scrape interval could otherwise hold ~100 MiB.
+pub(super) const HELD_BYTES: usize = 4 << 20;
+
 /// Bytes of a table leaf page's header (no right-child pointer).
 const LEAF_HEADER: usize = 8;
 /// Bytes of a cell's entry in the page's cell pointer array.
