@@ -7,6 +7,16 @@ pub mod systemd;
 
 use std::path::Path;
 
+/// Deterministic noise for tests (xorshift64): the next value of the
+/// sequence in `x`, which must not start at zero.
+#[cfg(test)]
+pub(crate) fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// Parses a size like `10MB`, `512KiB`, `1GB` or `2048` (bytes). Like
 /// Prometheus, `KB`/`MB`/`GB` are powers of 1024.
 pub fn parse_bytes(text: &str) -> Option<u64> {

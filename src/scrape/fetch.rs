@@ -279,12 +279,7 @@ mod tests {
         // Incompressible bytes at every level, stored blocks included.
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
         let noise: Vec<u8> = (0..1_100_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
+            .map(|_| crate::util::xorshift(&mut x) as u8)
             .collect();
         for len in [0, 1, 1000, 65_536, 1_000_000] {
             for level in [0, 1, 6, 9] {

@@ -579,10 +579,7 @@ mod tests {
                 .iter()
                 .zip(&mut want)
                 .map(|(l, w)| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let value = (x >> 11) as f64 / (1u64 << 53) as f64;
+                    let value = (crate::util::xorshift(&mut x) >> 11) as f64 / (1u64 << 53) as f64;
                     w.push((t, value.to_bits()));
                     AppendSample {
                         labels: l.clone(),

@@ -183,14 +183,8 @@ impl RightEdge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::xorshift;
     use rusqlite::{Connection, params};
-
-    fn xorshift(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
 
     #[test]
     fn varint_lengths() {

@@ -311,6 +311,7 @@ pub fn decode_any(
 mod tests {
     use super::*;
     use crate::model::{STALE_NAN_BITS, stale_nan};
+    use crate::util::xorshift;
 
     #[test]
     fn a_stream_declaring_billions_of_values_is_refused_without_allocating() {
@@ -407,14 +408,6 @@ mod tests {
         assert_eq!(got, jittered);
     }
 
-    /// xorshift64: deterministic noise for the tests below.
-    fn noise(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
-
     #[test]
     fn jittered_scrape_timestamps_are_split_at_their_step() {
         // A day at 15 s with ±5 ms of jitter, a few missed scrapes, and an
@@ -423,7 +416,7 @@ mod tests {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         let ts: Vec<i64> = (0..5760i64)
             .filter(|i| i % 997 != 0)
-            .map(|i| 1_790_000_010_000 + i * 15_000 + (noise(&mut x) % 11) as i64 - 5)
+            .map(|i| 1_790_000_010_000 + i * 15_000 + (xorshift(&mut x) % 11) as i64 - 5)
             .collect();
         assert_eq!(typical_step(&ts), Some(15_000));
         let bytes = compress_timestamps(&ts).unwrap();
@@ -441,7 +434,7 @@ mod tests {
         let mut t = 1_790_000_000_000i64;
         let events: Vec<i64> = (0..3000)
             .map(|_| {
-                t += 1 + (noise(&mut x) % 40_000) as i64;
+                t += 1 + (xorshift(&mut x) % 40_000) as i64;
                 t
             })
             .collect();
@@ -477,10 +470,7 @@ mod tests {
         let (mut v, mut x) = (1e9_f64, 0x9e37_79b9_7f4a_7c15_u64);
         let gauge: Vec<Sample> = (0..5760)
             .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                v += ((x % 2048) as f64 - 1024.0) * 4096.0;
+                v += ((xorshift(&mut x) % 2048) as f64 - 1024.0) * 4096.0;
                 Sample {
                     timestamp_ms: at(i),
                     value: v,
