@@ -352,26 +352,26 @@ fn coarse_range_queries_read_ended_days_from_rollups() {
     }
     let now = D0 + DAYS * DAY;
     let report = store.maintain(now).unwrap();
-    // Day 9 ended just now: raw only.
-    assert_eq!(report.days_rolled_up, 2 * 9, "{report:?}");
+    // Day 9 ended just now: its blocks that ended an hour ago (up to 22:00)
+    // are summarised, its last block stays raw.
+    assert_eq!(report.days_rolled_up, 2 * 10, "{report:?}");
+    let summarised = 9 * 288 + 22 * 12;
 
-    // The store hands out days 0-8 as rollup points, day 9 raw.
+    // The store hands out days 0-8 and day 9 to 22:00 as rollup points, the
+    // rest raw.
     let c = [Matcher::new("__name__", MatchOp::Equal, "requests_total").unwrap()];
-    struct Unlimited;
-    impl infermon::storage::ReadLimit for Unlimited {
-        fn take(&self, _: usize, _: usize) -> bool {
-            true
-        }
-    }
     let got = store.select_summarized(&c, D0, now, &Unlimited).unwrap();
     assert_eq!(got.len(), 1);
     let (series, points) = &got[0];
-    assert_eq!(points.len(), 9 * 288);
-    assert_eq!(series.samples.len(), 9 * 288 + (DAY / STEP) as usize);
+    assert_eq!(points.len(), summarised);
+    assert_eq!(
+        series.samples.len(),
+        summarised + (2 * 3_600_000 / STEP) as usize
+    );
     assert!(
-        series.samples[9 * 288..]
+        series.samples[summarised..]
             .iter()
-            .all(|s| s.timestamp_ms >= D0 + 9 * DAY)
+            .all(|s| s.timestamp_ms >= now - 2 * 3_600_000)
     );
     // Where raw samples cover the range, reads that keep raw samples (steps
     // below 5 minutes) get no rollup rows to decode and throw away.
@@ -456,6 +456,174 @@ fn coarse_range_queries_read_ended_days_from_rollups() {
     // The next pass summarises day 2 again, and the rollups take over.
     store.maintain(now + 60_000).unwrap();
     let after = store.select_summarized(&g, D0, now, &Unlimited).unwrap();
-    assert_eq!(after[0].1.len(), 9 * 288);
+    assert_eq!(after[0].1.len(), summarised);
     assert_eq!(peak(&coarse), 1e6);
+}
+
+/// Samples of [`generate`] before `to`, in append batches.
+fn generate_until(to: i64) -> Vec<Vec<AppendSample>> {
+    let all: Vec<AppendSample> = generate()
+        .into_iter()
+        .flatten()
+        .filter(|s| s.sample.timestamp_ms < to)
+        .collect();
+    all.chunks(960).map(<[AppendSample]>::to_vec).collect()
+}
+
+struct Unlimited;
+impl infermon::storage::ReadLimit for Unlimited {
+    fn take(&self, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
+/// Today is summarised block by block as each block ended `rollup_after`
+/// ago, so coarse queries over today read raw samples only for the newest
+/// hours; a row extended block by block equals one made in a single pass,
+/// a late sample sends the day back to raw samples until the next pass,
+/// and a day whose series went quiet before midnight is followed by the
+/// next day's row.
+#[test]
+fn todays_blocks_are_summarised_as_they_end() {
+    const HOUR: i64 = 3_600_000;
+    let options = StorageOptions {
+        min_free_disk: 0,
+        retention_ms: 1000 * DAY,
+        ..StorageOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(dir.path(), options.clone()).unwrap();
+    for batch in generate_until(D0 + 10 * HOUR) {
+        store.append(&batch).unwrap();
+    }
+    // At 10:00 the blocks up to 08:00 ended an hour ago (rollup_after 1h).
+    let report = store.maintain(D0 + 10 * HOUR).unwrap();
+    assert_eq!(report.days_rolled_up, 2, "{report:?}");
+    let c = [Matcher::new("__name__", MatchOp::Equal, "requests_total").unwrap()];
+    let got = store
+        .select_summarized(&c, D0, D0 + 10 * HOUR, &Unlimited)
+        .unwrap();
+    let (series, points) = &got[0];
+    assert_eq!(points.len(), 8 * 12);
+    assert_eq!(
+        series.samples.len(),
+        8 * 12 + (2 * HOUR / STEP) as usize,
+        "raw samples from 08:00 on"
+    );
+    assert_eq!(series.samples[8 * 12].timestamp_ms, D0 + 8 * HOUR);
+
+    // Coarse queries over today stay close to the raw samples'.
+    let raw = Engine::new(
+        Arc::new(store.clone()),
+        EngineOptions {
+            rollup_min_step: std::time::Duration::ZERO,
+            ..EngineOptions::default()
+        },
+    );
+    let coarse = Engine::new(Arc::new(store.clone()), EngineOptions::default());
+    for (q, bound) in [
+        ("rate(requests_total[5m])", 0.05),
+        ("rate(requests_total[1h])", 0.02),
+        ("avg_over_time(queue_depth[30m])", 0.05),
+        ("queue_depth", 0.05),
+    ] {
+        let (start, end) = (D0 + HOUR, D0 + 10 * HOUR);
+        let worst = max_rel_diff(
+            q,
+            &matrix(&raw, q, start, end, 345_000),
+            &matrix(&coarse, q, start, end, 345_000),
+        );
+        assert!(worst <= bound, "{q}: {:.3}%", worst * 100.0);
+    }
+
+    // Three hours later the rows grow by the blocks that ended (to 12:00);
+    // they equal
+    // rows made in one pass over the same data.
+    for batch in generate_until(D0 + 13 * HOUR) {
+        let newer: Vec<AppendSample> = batch
+            .into_iter()
+            .filter(|s| s.sample.timestamp_ms >= D0 + 10 * HOUR)
+            .collect();
+        if !newer.is_empty() {
+            store.append(&newer).unwrap();
+        }
+    }
+    let report = store.maintain(D0 + 13 * HOUR).unwrap();
+    assert_eq!(report.days_rolled_up, 2, "{report:?}");
+    let once_dir = tempfile::tempdir().unwrap();
+    let once = SqliteStorage::open(once_dir.path(), options.clone()).unwrap();
+    for batch in generate_until(D0 + 13 * HOUR) {
+        once.append(&batch).unwrap();
+    }
+    once.maintain(D0 + 13 * HOUR).unwrap();
+    let all = [Matcher::new("job", MatchOp::Equal, "app").unwrap()];
+    let grown = store
+        .select_summarized(&all, D0, D0 + 13 * HOUR, &Unlimited)
+        .unwrap();
+    assert_eq!(grown[0].1.len(), 12 * 12);
+    assert_eq!(
+        grown,
+        once.select_summarized(&all, D0, D0 + 13 * HOUR, &Unlimited)
+            .unwrap()
+    );
+
+    // A late sample at 03:00:07.5 makes the row incomplete: read raw at once.
+    let late = D0 + 3 * HOUR + 7_500;
+    let backfilled = infermon::storage::Series {
+        labels: gauge(),
+        samples: vec![Sample {
+            timestamp_ms: late,
+            value: 1e6,
+        }],
+    };
+    let r = infermon::storage::Backfill::backfill(&store, &[backfilled]).unwrap();
+    assert_eq!(r.samples_added, 1, "{r:?}");
+    let g = [Matcher::new("__name__", MatchOp::Equal, "queue_depth").unwrap()];
+    let read = store
+        .select_summarized(&g, D0, D0 + 13 * HOUR, &Unlimited)
+        .unwrap();
+    assert!(read[0].1.is_empty(), "an incomplete row was used");
+    assert!(read[0].0.samples.iter().any(|s| s.timestamp_ms == late));
+    // The next pass rebuilds the row with it.
+    store.maintain(D0 + 13 * HOUR + 60_000).unwrap();
+    let read = store
+        .select_summarized(&g, D0, D0 + 13 * HOUR, &Unlimited)
+        .unwrap();
+    let points = &read[0].1;
+    assert_eq!(points.len(), 12 * 12);
+    assert_eq!(
+        points.iter().map(|p| p.count).sum::<u64>(),
+        (12 * HOUR / STEP) as u64 + 1
+    );
+    assert!(points.iter().any(|p| p.max == 1e6));
+
+    // A series quiet from 20:00 to midnight: its day's row covers it to
+    // 20:00, and the next day's row follows it (no raw sample between).
+    let quiet = Labels::new([("__name__", "quiet"), ("job", "app")]);
+    let samples: Vec<AppendSample> = (0..(DAY + 10 * HOUR) / STEP)
+        .map(|i| D0 + i * STEP)
+        .filter(|&t| !(D0 + 20 * HOUR..D0 + DAY).contains(&t))
+        .map(|t| AppendSample {
+            labels: quiet.clone(),
+            sample: Sample {
+                timestamp_ms: t,
+                value: (t % 7_000) as f64,
+            },
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStorage::open(dir.path(), options).unwrap();
+    for batch in samples.chunks(960) {
+        store.append(batch).unwrap();
+    }
+    store.maintain(D0 + DAY + 10 * HOUR).unwrap();
+    let q = [Matcher::new("__name__", MatchOp::Equal, "quiet").unwrap()];
+    let read = store
+        .select_summarized(&q, D0, D0 + DAY + 10 * HOUR, &Unlimited)
+        .unwrap();
+    assert_eq!(read[0].1.len(), 20 * 12 + 8 * 12);
+    assert_eq!(
+        read[0].0.samples.len(),
+        20 * 12 + 8 * 12 + (2 * HOUR / STEP) as usize
+    );
 }

@@ -45,8 +45,9 @@ pub struct QueryConfig {
     /// model when both want it (default 19: queries only use CPU the model leaves).
     #[serde(default = "default_nice")]
     pub nice: i32,
-    /// Range queries with at least this step read ended UTC days from their
-    /// 5-minute rollups instead of raw samples (`rate`, `increase`,
+    /// Range queries with at least this step read summarised days and
+    /// blocks (all but the newest hours) from their 5-minute rollups instead
+    /// of raw samples (`rate`, `increase`,
     /// `*_over_time` windows of 5m or more, instant selectors; windows snap
     /// to 5-minute buckets), which makes week-long panels cheap (default
     /// 5m; `0s` reads raw samples wherever they exist).

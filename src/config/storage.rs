@@ -15,12 +15,14 @@ pub struct StorageConfig {
     /// 5-minute rollups until `rollup_retention`.
     #[serde(default = "default_retention")]
     pub retention: PromDuration,
-    /// A UTC day's raw samples are also summarised into 5-minute rollup
-    /// points once the day ended this long ago (default 1h: late and
-    /// out-of-order samples are in by then; a day that still changes is
-    /// summarised again). Range queries with a step of
-    /// `query.rollup_min_step` or more read those days from the rollups;
-    /// data about to reach `retention` is summarised first even when younger.
+    /// Raw samples are also summarised into 5-minute rollup points once
+    /// their block (the 2h chunk window) ended this long ago, so a UTC day
+    /// is whole in the rollups this long after it ended (default 1h: late
+    /// and out-of-order samples are in by then; data that still changes is
+    /// summarised again). Range queries
+    /// with a step of `query.rollup_min_step` or more read what is
+    /// summarised from the rollups; data about to reach `retention` is
+    /// summarised first even when younger.
     #[serde(default = "default_rollup_after")]
     pub rollup_after: PromDuration,
     /// How long the 5-minute rollups are kept (default 400d); `0s` turns

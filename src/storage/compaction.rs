@@ -259,7 +259,7 @@ pub(super) const SCAN_ROWS: i64 = 8192;
 #[derive(Clone, Copy)]
 pub(super) struct IndexRow {
     series: SeriesId,
-    min_t: i64,
+    pub min_t: i64,
     /// Newest sample time.
     pub max_t: i64,
     /// Sample count.

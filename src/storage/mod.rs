@@ -203,10 +203,11 @@ pub trait Querier: Send + Sync {
     }
 
     /// [`Querier::select_bounded`] for range queries with a step of 5
-    /// minutes or more: where whole UTC days at the start of the range are
-    /// summarised in 5-minute rollups that are complete (no raw sample of the
-    /// day newer or more than they summarise), those days come as rollup
-    /// points instead of raw samples, which is what makes long ranges cheap.
+    /// minutes or more: where the start of the range is summarised in
+    /// 5-minute rollups that are complete (no raw sample newer or more than
+    /// they summarise; ended days, and today's ended blocks), that part comes
+    /// as rollup points instead of raw samples, which is what makes long
+    /// ranges cheap.
     /// Each series comes with the rollup points its first samples stand for
     /// (their `last` values lead `samples`, as [`merge_rollups`] builds them),
     /// raw samples after them. Sorted by labels. Stores without rollups keep

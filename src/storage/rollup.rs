@@ -1,9 +1,10 @@
-//! Rollups: once a UTC day ended `storage.rollup_after` ago, each series'
-//! day is reduced to one point per 5-minute bucket that keeps
-//! what `rate`, `increase` and the `*_over_time` functions need over windows
-//! of 10 minutes or more (last sample and its time, first, min, max, sum,
-//! count, reset-adjusted increase). The points live in the `rollups` table
-//! (one pco-encoded row per series and day, `FORMAT.md`) until
+//! Rollups: each series' UTC day is reduced to one point per 5-minute bucket
+//! that keeps what `rate`, `increase` and the `*_over_time` functions need
+//! over windows of 10 minutes or more (last sample and its time, first, min,
+//! max, sum, count, reset-adjusted increase). A day is summarised block by
+//! block (the blocks compaction cuts) as each block ended
+//! `storage.rollup_after` ago, so coarse queries over today read rollups
+//! too. The points live in the `rollups` table (one pco-encoded row per series and day, `FORMAT.md`) until
 //! `storage.rollup_retention`, long after raw retention removed the samples.
 
 use std::sync::atomic::Ordering;
@@ -86,6 +87,14 @@ pub struct RollupSeries {
     pub labels: Labels,
     /// Points sorted by `t`.
     pub points: Vec<RollupPoint>,
+}
+
+/// The end of the 5-minute bucket holding `t`: a rollup row whose newest
+/// time is `t` stands for its series' raw samples up to there.
+pub(super) fn covered_to(t: i64) -> i64 {
+    t.div_euclid(BUCKET_MS)
+        .saturating_add(1)
+        .saturating_mul(BUCKET_MS)
 }
 
 /// Counter increase from `prev` to `next`: a drop means the counter
@@ -323,16 +332,15 @@ impl RollupRow {
 }
 
 impl SqliteStorage {
-    /// Rolls up every series-day that ended `rollup_after` ago (or about to
-    /// reach raw retention, whichever comes first) that has raw samples not
-    /// yet summarised, then deletes rollup rows older than `rollup_retention`.
-    /// Runs in maintenance before raw retention, so raw samples are always
-    /// summarised before they are deleted. A `rollup_retention` of zero
-    /// turns rollups off (existing rows are deleted).
+    /// Rolls up the raw samples not yet summarised of every block that
+    /// ended `rollup_after` ago, and of every day about to reach raw
+    /// retention (whole), then deletes rollup rows older than
+    /// `rollup_retention`. Runs in maintenance before raw retention, so raw
+    /// samples are always summarised before they are deleted. A
+    /// `rollup_retention` of zero turns rollups off (existing rows are deleted).
     pub fn rollup(&self, now_ms: i64) -> Result<RollupReport, StorageError> {
         let opts = &self.inner.opts;
         let mut report = RollupReport::default();
-        let done_before = now_ms.saturating_sub(opts.rollup_after_ms);
         // A day some of whose chunks raw retention deletes in this pass is
         // summarised first, even if it is younger than rollup_after.
         let expiring_before = now_ms.saturating_sub(opts.retention_ms);
@@ -343,9 +351,18 @@ impl SqliteStorage {
         // day yields no point (it is looked at again next pass).
         let mut scan: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
         // A rollup retention of zero turns rollups off.
+        // Blocks of whole 5-minute buckets, as compaction cuts them; days
+        // that do not split into such blocks are summarised whole only.
+        let block = match self.block_ms() {
+            b if b % BUCKET_MS == 0 => b,
+            _ => DAY_MS,
+        };
         let due = Due {
-            ended_by: done_before,
             expiring_before,
+            blocks_before: now_ms
+                .saturating_sub(opts.rollup_after_ms)
+                .div_euclid(block)
+                .saturating_mul(block),
         };
         let mut done = opts.rollup_retention_ms <= 0;
         while !done {
@@ -356,8 +373,8 @@ impl SqliteStorage {
                 let mut edge = w.rollup_edge.take();
                 let tx = w.conn.unchecked_transaction().map_err(backend)?;
                 let mut rows = Vec::with_capacity(groups.len());
-                for &(series, day) in &groups {
-                    rows.extend(self.rollup_day(&tx, series, day)?);
+                for &(series, day, upto) in &groups {
+                    rows.extend(self.rollup_day(&tx, series, day, upto)?);
                 }
                 // Appended in the order that fills the table's last pages.
                 let next_id: i64 = tx
@@ -416,26 +433,63 @@ impl SqliteStorage {
         Ok(report)
     }
 
-    /// Summarises one series' UTC day, keeping already rolled-up points of
-    /// buckets whose raw samples are gone: the row to write, if the day has
-    /// any point (the caller inserts the rows of a batch together).
+    /// Summarises one series' UTC day from its chunks that start before
+    /// `upto` (the whole day, or the blocks that ended), keeping already
+    /// rolled-up points of buckets whose raw samples are gone: the row to
+    /// write, if the day has any point (the caller inserts the rows of a
+    /// batch together). A row that still summarises every chunk it covers
+    /// is extended with the newer chunks only, so a day summarised block by
+    /// block decodes each block once.
     fn rollup_day(
         &self,
         conn: &Connection,
         series: SeriesId,
         day: i64,
+        upto: i64,
     ) -> Result<Option<RollupRow>, StorageError> {
         let (from, to) = day_range(day);
-        let mut samples: Vec<Sample> = Vec::new();
+        let upto = upto.min(to);
+        let old: Option<(Vec<u8>, i64, i64, i64)> = conn
+            .prepare_cached(
+                "SELECT data, points, raw_samples, max_t FROM rollups WHERE series_id = ?1 AND min_t = ?2",
+            )
+            .map_err(backend)?
+            .query_row(params![series, from], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(backend)?;
+        let mut points: Vec<RollupPoint> = Vec::new();
+        let c = &self.inner.counters;
+        // Where chunks are read from, and what the kept points summarise.
+        let mut read_from = from;
         let mut raw_count = 0i64;
         let mut raw_max_t = i64::MIN;
+        let mut extend = false;
+        if let Some((data, n, old_raw, old_max_t)) = &old {
+            decode_into(data, i64::MIN, i64::MAX, &mut points)?;
+            c.rollup_points.fetch_sub(*n as u64, Ordering::Relaxed);
+            c.rollup_bytes
+                .fetch_sub(data.len() as u64, Ordering::Relaxed);
+            let covered = covered_to(*old_max_t).min(to);
+            let (held, newest) = chunk_totals(conn, series, from, covered)?;
+            extend = held == *old_raw && newest <= *old_max_t && covered <= upto;
+            if extend {
+                read_from = covered;
+                raw_count = *old_raw;
+                raw_max_t = *old_max_t;
+            }
+        }
+        let mut samples: Vec<Sample> = Vec::new();
         {
             let mut read = conn
                 .prepare_cached(
                     "SELECT data, encoding, samples, max_t FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3 ORDER BY min_t",
                 )
                 .map_err(backend)?;
-            let mut rows = read.query(params![series, from, to]).map_err(backend)?;
+            let mut rows = read
+                .query(params![series, read_from, upto])
+                .map_err(backend)?;
             while let Some(row) = rows.next().map_err(backend)? {
                 let data: Vec<u8> = row.get(0).map_err(backend)?;
                 let enc = Encoding::from_code(row.get(1).map_err(backend)?).map_err(backend)?;
@@ -447,22 +501,11 @@ impl SqliteStorage {
         }
         normalize(&mut samples);
         let fresh = summarize(&samples);
-        let mut points: Vec<RollupPoint> = Vec::new();
-        let old: Option<(Vec<u8>, i64)> = conn
-            .query_row(
-                "SELECT data, points FROM rollups WHERE series_id = ?1 AND min_t = ?2",
-                params![series, from],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ok();
-        let c = &self.inner.counters;
-        if let Some((data, n)) = &old {
-            decode_into(data, i64::MIN, i64::MAX, &mut points)?;
+        if !extend {
+            // Rebuilt from the chunks: old points stay only for the buckets
+            // before them (their raw samples are gone).
             let raw_from = fresh.first().map_or(i64::MAX, RollupPoint::bucket);
             points.retain(|p| p.bucket() < raw_from);
-            c.rollup_points.fetch_sub(*n as u64, Ordering::Relaxed);
-            c.rollup_bytes
-                .fetch_sub(data.len() as u64, Ordering::Relaxed);
         }
         points.extend(fresh);
         let Some(last) = points.last().copied() else {
@@ -504,11 +547,14 @@ impl SqliteStorage {
     /// one series' data in `[mint, maxt]`, and where they end (`i64::MIN`
     /// when none do): raw samples from there on are read from chunks.
     ///
-    /// A day counts while its row summarises every raw sample the day still
-    /// has (no more and no newer ones than when it was written: backfill and
-    /// late samples make it wait for the next rollup pass) and the open head
-    /// chunk (first sample `head_from`) starts after it; the days must follow
-    /// one another, and no raw sample in the range may come before them.
+    /// A row covers its day up to the end of the bucket of its newest time
+    /// ([`covered_to`]: the whole day once it ended, else the blocks summarised
+    /// so far). It counts while it summarises every raw sample the chunks
+    /// starting in what it covers still hold (no more and no newer ones than
+    /// when it was written: backfill and late samples make it wait for the
+    /// next rollup pass) and the open head chunk (first sample `head_from`)
+    /// starts after it; no raw sample may lie between one row's cover and the
+    /// next, nor in the range before the first.
     pub(super) fn leading_rollups(
         conn: &Connection,
         series: SeriesId,
@@ -518,42 +564,45 @@ impl SqliteStorage {
     ) -> Result<(Vec<Vec<u8>>, i64), StorageError> {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT r.min_t, r.data,
+                "SELECT r.min_t, r.max_t, r.data,
                    (SELECT COALESCE(SUM(c.samples), 0) <= r.raw_samples
                            AND COALESCE(MAX(c.max_t), r.max_t) <= r.max_t
                       FROM chunks c
-                     WHERE c.series_id = r.series_id AND c.min_t >= r.min_t AND c.min_t < r.min_t + ?4)
+                     WHERE c.series_id = r.series_id AND c.min_t >= r.min_t
+                       AND c.min_t < MIN(r.min_t + ?4, r.max_t - ((r.max_t % ?5) + ?5) % ?5 + ?5))
                  FROM rollups r
                 WHERE r.series_id = ?1 AND r.min_t <= ?3 AND r.max_t >= ?2
                 ORDER BY r.min_t",
             )
             .map_err(backend)?;
         let mut rows = stmt
-            .query(params![series, mint, maxt, DAY_MS])
+            .query(params![series, mint, maxt, DAY_MS, BUCKET_MS])
             .map_err(backend)?;
         let mut rollups = Vec::new();
         let mut end = i64::MIN;
+        // Whether a raw sample of the range lies in `[since, before)`.
+        let raw_between = |since: i64, before: i64| -> Result<bool, StorageError> {
+            conn.prepare_cached(
+                "SELECT 1 FROM chunks WHERE series_id = ?1 AND min_t < ?2 AND max_t >= ?3 LIMIT 1",
+            )
+            .map_err(backend)?
+            .exists(params![series, before, since])
+            .map_err(backend)
+        };
         while let Some(row) = rows.next().map_err(backend)? {
             let from: i64 = row.get(0).map_err(backend)?;
-            let complete: bool = row.get(2).map_err(backend)?;
-            let to = from.saturating_add(DAY_MS);
+            let max_t: i64 = row.get(1).map_err(backend)?;
+            let complete: bool = row.get(3).map_err(backend)?;
+            let to = covered_to(max_t).min(from.saturating_add(DAY_MS));
             let follows = if end == i64::MIN {
-                // Nothing raw in the range before the first day.
-                let mut before = conn
-                    .prepare_cached(
-                        "SELECT 1 FROM chunks WHERE series_id = ?1 AND min_t < ?2 AND max_t >= ?3 LIMIT 1",
-                    )
-                    .map_err(backend)?;
-                !before
-                    .exists(params![series, from, mint])
-                    .map_err(backend)?
+                !raw_between(mint, from)?
             } else {
-                from == end
+                from == end || !raw_between(end, from)?
             };
             if !complete || !follows || to > head_from {
                 break;
             }
-            rollups.push(row.get(1).map_err(backend)?);
+            rollups.push(row.get(2).map_err(backend)?);
             end = to;
         }
         Ok((rollups, end))
@@ -598,26 +647,47 @@ impl SqliteStorage {
     }
 }
 
-/// Which series-days a rollup pass summarises: those that ended by
-/// `ended_by`, and those with a chunk that raw retention is about to delete.
+/// Which series-days a rollup pass summarises: whole, those with a chunk
+/// that raw retention is about to delete (`max_t` before `expiring_before`);
+/// of the others, the chunks that start before `blocks_before`.
 #[derive(Clone, Copy)]
 struct Due {
-    ended_by: i64,
     expiring_before: i64,
+    blocks_before: i64,
 }
 
-/// The next series-days (series, day number) to roll up, at most
-/// [`GROUPS_PER_BATCH`], from one read of at most `scan_rows` rows of the
-/// chunks' `(series_id, min_t)` index from `scan`, which moves past every
-/// day looked at; `true` once the read reached the end of the table. A day
-/// is due per `due` and taken when it has no rollup row yet, or its row
-/// summarises fewer raw samples than the chunks hold, or older ones.
+/// Samples held by one series' chunks that start in `[from, to)`, and the
+/// newest time among them (`i64::MIN` when there are none).
+fn chunk_totals(
+    conn: &Connection,
+    series: SeriesId,
+    from: i64,
+    to: i64,
+) -> Result<(i64, i64), StorageError> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(samples), 0), COALESCE(MAX(max_t), ?4) FROM chunks
+          WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
+    )
+    .map_err(backend)?
+    .query_row(params![series, from, to, i64::MIN], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .map_err(backend)
+}
+
+/// The next series-days to roll up (series, day number, and the time
+/// before which its chunks are summarised), at most [`GROUPS_PER_BATCH`],
+/// from one read of at most `scan_rows` rows of the chunks'
+/// `(series_id, min_t)` index from `scan`, which moves past every day looked
+/// at; `true` once the read reached the end of the table. A day is due per
+/// `due` and taken when it has no rollup row yet, or its row summarises
+/// fewer raw samples than the due chunks hold, or older ones.
 fn rollup_candidates(
     conn: &Connection,
     scan: &mut (SeriesId, i64),
     scan_rows: i64,
     due: Due,
-) -> Result<(Vec<(SeriesId, i64)>, bool), StorageError> {
+) -> Result<(Vec<(SeriesId, i64, i64)>, bool), StorageError> {
     walk_index(
         conn,
         scan,
@@ -626,22 +696,35 @@ fn rollup_candidates(
         GROUPS_PER_BATCH,
         |series, day, rows, whole_read| {
             let (from, to) = day_range(day);
-            let (n, oldest, newest) = if whole_read {
-                // The day fills the whole read: count it in SQL.
-                conn.query_row(
-                    "SELECT SUM(samples), MIN(max_t), MAX(max_t) FROM chunks
-                 WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
-                    params![series, from, to],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            let oldest = if whole_read {
+                // The day fills the whole read: ask SQL.
+                conn.prepare_cached(
+                    "SELECT MIN(max_t) FROM chunks WHERE series_id = ?1 AND min_t >= ?2 AND min_t < ?3",
                 )
                 .map_err(backend)?
+                .query_row(params![series, from, to], |r| r.get(0))
+                .map_err(backend)?
+            } else {
+                rows.iter().map(|r| r.max_t).min().unwrap_or(i64::MAX)
+            };
+            let upto = if oldest < due.expiring_before {
+                to
+            } else {
+                due.blocks_before.min(to)
+            };
+            if upto <= from {
+                return Ok(None);
+            }
+            let (n, newest) = if whole_read {
+                chunk_totals(conn, series, from, upto)?
             } else {
                 rows.iter()
-                    .fold((0i64, i64::MAX, i64::MIN), |(n, lo, hi), r| {
-                        (n + r.samples, lo.min(r.max_t), hi.max(r.max_t))
+                    .filter(|r| r.min_t < upto)
+                    .fold((0i64, i64::MIN), |(n, hi), r| {
+                        (n + r.samples, hi.max(r.max_t))
                     })
             };
-            if to > due.ended_by && oldest >= due.expiring_before {
+            if n == 0 {
                 return Ok(None);
             }
             let row: Option<(i64, i64)> = conn
@@ -654,7 +737,7 @@ fn rollup_candidates(
                 .map_err(backend)?;
             Ok(row
                 .is_none_or(|(raw, max_t)| raw < n || max_t < newest)
-                .then_some((series, day)))
+                .then_some((series, day, upto)))
         },
     )
 }
@@ -772,19 +855,32 @@ mod tests {
                 .unwrap();
         }
         let ended = Due {
-            ended_by: 5 * d,
             expiring_before: i64::MIN,
+            blocks_before: 5 * d,
         };
-        // Day 5 of series 2 is due only once its chunk is about to expire.
+        // Day 5 of series 2 is due whole once its chunk is about to expire,
+        // and up to the blocks that ended once its chunk starts before them.
         let expiring = Due {
-            ended_by: 5 * d,
             expiring_before: 5 * d + 11,
+            ..ended
         };
-        let want = vec![(1, 0), (1, 2), (2, 0), (3, 1)];
+        let blocks = Due {
+            blocks_before: 5 * d + 5,
+            ..ended
+        };
+        let want: Vec<_> = [(1, 0), (1, 2), (2, 0), (3, 1)]
+            .map(|(s, day)| (s, day, (day + 1) * d))
+            .to_vec();
         let mut want_expiring = want.clone();
-        want_expiring.insert(3, (2, 5));
+        want_expiring.insert(3, (2, 5, 6 * d));
+        let mut want_blocks = want.clone();
+        want_blocks.insert(3, (2, 5, 5 * d + 5));
         for rows in [1, 2, 3, 4, 100] {
-            for (due, want) in [(ended, &want), (expiring, &want_expiring)] {
+            for (due, want) in [
+                (ended, &want),
+                (expiring, &want_expiring),
+                (blocks, &want_blocks),
+            ] {
                 let mut scan = (SeriesId::MIN, i64::MIN);
                 let mut found = Vec::new();
                 for reads in 0.. {

@@ -38,7 +38,8 @@ pub struct StorageOptions {
     pub min_free_disk: u64,
     /// When open chunks are closed.
     pub chunk: ChunkPolicy,
-    /// A UTC day is summarised into 5-minute rollups once it ended this long ago.
+    /// A block (and so a UTC day) is summarised into 5-minute rollups once
+    /// it ended this long ago.
     pub rollup_after_ms: i64,
     /// Rollup points whose bucket is older than this are deleted.
     pub rollup_retention_ms: i64,
