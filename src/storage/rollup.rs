@@ -373,8 +373,8 @@ impl SqliteStorage {
                 let mut edge = w.rollup_edge.take();
                 let tx = w.conn.unchecked_transaction().map_err(backend)?;
                 let mut rows = Vec::with_capacity(groups.len());
-                for &(series, day, upto) in &groups {
-                    rows.extend(self.rollup_day(&tx, series, day, upto)?);
+                for d in &groups {
+                    rows.extend(self.rollup_day(&tx, d.series, d.day, d.upto)?);
                 }
                 // Appended in the order that fills the table's last pages.
                 let next_id: i64 = tx
@@ -656,6 +656,15 @@ struct Due {
     blocks_before: i64,
 }
 
+/// One series-day a rollup pass summarises, from its chunks that start
+/// before `upto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DueDay {
+    series: SeriesId,
+    day: i64,
+    upto: i64,
+}
+
 /// Samples held by one series' chunks that start in `[from, to)`, and the
 /// newest time among them (`i64::MIN` when there are none).
 fn chunk_totals(
@@ -687,7 +696,7 @@ fn rollup_candidates(
     scan: &mut (SeriesId, i64),
     scan_rows: i64,
     due: Due,
-) -> Result<(Vec<(SeriesId, i64, i64)>, bool), StorageError> {
+) -> Result<(Vec<DueDay>, bool), StorageError> {
     walk_index(
         conn,
         scan,
@@ -737,7 +746,7 @@ fn rollup_candidates(
                 .map_err(backend)?;
             Ok(row
                 .is_none_or(|(raw, max_t)| raw < n || max_t < newest)
-                .then_some((series, day, upto)))
+                .then_some(DueDay { series, day, upto }))
         },
     )
 }
@@ -868,13 +877,14 @@ mod tests {
             blocks_before: 5 * d + 5,
             ..ended
         };
+        let due_day = |series, day, upto| DueDay { series, day, upto };
         let want: Vec<_> = [(1, 0), (1, 2), (2, 0), (3, 1)]
-            .map(|(s, day)| (s, day, (day + 1) * d))
+            .map(|(s, day)| due_day(s, day, (day + 1) * d))
             .to_vec();
         let mut want_expiring = want.clone();
-        want_expiring.insert(3, (2, 5, 6 * d));
+        want_expiring.insert(3, due_day(2, 5, 6 * d));
         let mut want_blocks = want.clone();
-        want_blocks.insert(3, (2, 5, 5 * d + 5));
+        want_blocks.insert(3, due_day(2, 5, 5 * d + 5));
         for rows in [1, 2, 3, 4, 100] {
             for (due, want) in [
                 (ended, &want),
