@@ -169,47 +169,6 @@ fn take_stream<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], StorageError> {
     Ok(stream)
 }
 
-/// The float columns of a row, in stored order.
-const FLOAT_FIELDS: usize = 6;
-
-/// Float field `k` of a point (`last`, `first`, `min`, `max`, `sum`, `inc`).
-fn float_field(p: &RollupPoint, k: usize) -> f64 {
-    [p.last, p.first, p.min, p.max, p.sum, p.inc][k]
-}
-
-fn set_float_field(p: &mut RollupPoint, k: usize, v: f64) {
-    let field = match k {
-        0 => &mut p.last,
-        1 => &mut p.first,
-        2 => &mut p.min,
-        3 => &mut p.max,
-        4 => &mut p.sum,
-        _ => &mut p.inc,
-    };
-    *field = v;
-}
-
-/// What float field `k` of `p` is predicted to be from the fields before
-/// it and the previous point (`FORMAT.md`): a counter's `last` is near the
-/// previous point's, its `first` near its `last`; without a reset in the
-/// bucket `min == first`, `max == last` and `inc == last - first`; rising
-/// steadily, `sum` is near the mean of its ends times `count`. Stored as
-/// the difference to the prediction, such a column is small numbers or
-/// all zeros.
-fn predict(k: usize, p: &RollupPoint, prev: Option<&RollupPoint>) -> f64 {
-    match k {
-        0 => prev.map_or(0.0, |q| q.last),
-        1 | 3 => p.last,
-        2 => p.first,
-        4 => p.count as f64 * (p.first + p.last) / 2.0,
-        _ => p.last - p.first,
-    }
-}
-
-/// Flag bits a row may set (one per float field); others mean a row
-/// written by a newer build.
-const KNOWN_FLAGS: i64 = (1 << FLOAT_FIELDS) - 1;
-
 /// Encodes points as two pco streams (layout in `FORMAT.md`): the integer
 /// fields, then the float fields, each field's column after the other.
 /// Two streams rather than one per field because a pco stream has a fixed
@@ -219,7 +178,7 @@ pub fn encode(points: &[RollupPoint]) -> Result<Vec<u8>, StorageError> {
     let cfg = ChunkConfig::default();
     let fail = |_| StorageError::Backend("pco cannot encode a rollup".to_string());
     let n = points.len();
-    let mut ints: Vec<i64> = Vec::with_capacity(3 * n + 1);
+    let mut ints: Vec<i64> = Vec::with_capacity(3 * n);
     // Point times as deltas, so all integer columns are small numbers.
     let mut prev = 0i64;
     for p in points {
@@ -230,36 +189,17 @@ pub fn encode(points: &[RollupPoint]) -> Result<Vec<u8>, StorageError> {
     // nearly constant for a regular scrape.
     ints.extend(points.iter().map(|p| p.t.wrapping_sub(p.first_t)));
     ints.extend(points.iter().map(|p| p.count as i64));
-    let mut floats: Vec<f64> = Vec::with_capacity(FLOAT_FIELDS * n);
-    let mut flags = 0i64;
-    for k in 0..FLOAT_FIELDS {
-        let plain: Vec<f64> = points.iter().map(|p| float_field(p, k)).collect();
-        let predicted: Vec<f64> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| predict(k, p, i.checked_sub(1).map(|j| &points[j])))
-            .collect();
-        let residual: Vec<f64> = plain.iter().zip(&predicted).map(|(v, e)| v - e).collect();
-        // The reader adds the prediction back: only where that gives every
-        // value back bit for bit.
-        let exact = plain
-            .iter()
-            .zip(&predicted)
-            .zip(&residual)
-            .all(|((v, e), r)| (r + e).to_bits() == v.to_bits());
-        let smaller = exact
-            && simple_compress(&residual, &cfg).map_err(fail)?.len()
-                < simple_compress(&plain, &cfg).map_err(fail)?.len();
-        if smaller {
-            flags |= 1 << k;
-            floats.extend(residual);
-        } else {
-            floats.extend(plain);
-        }
-    }
-    // Rows without predicted columns keep the first layout (no flags word).
-    if flags != 0 {
-        ints.push(flags);
+    let fields: [fn(&RollupPoint) -> f64; 6] = [
+        |p| p.last,
+        |p| p.first,
+        |p| p.min,
+        |p| p.max,
+        |p| p.sum,
+        |p| p.inc,
+    ];
+    let mut floats: Vec<f64> = Vec::with_capacity(6 * n);
+    for f in fields {
+        floats.extend(points.iter().map(f));
     }
     let mut out = Vec::new();
     put_stream(&mut out, &simple_compress(&ints, &cfg).map_err(fail)?);
@@ -274,57 +214,36 @@ pub fn decode_into(
     maxt: i64,
     out: &mut Vec<RollupPoint>,
 ) -> Result<(), StorageError> {
-    let unreadable = || StorageError::Backend("unreadable rollup row".to_string());
-    let ints: Vec<i64> =
-        super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(|_| unreadable())?;
-    let floats: Vec<f64> =
-        super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(|_| unreadable())?;
-    let n = floats.len() / FLOAT_FIELDS;
-    let flags = match ints.len().checked_sub(3 * n) {
-        Some(0) => 0,
-        Some(1) => ints[3 * n],
-        _ => -1,
-    };
-    if floats.len() != FLOAT_FIELDS * n || flags < 0 || !bytes.is_empty() {
+    let bad = |_| StorageError::Backend("unreadable rollup row".to_string());
+    let ints: Vec<i64> = super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let floats: Vec<f64> = super::pco_chunk::decompress(take_stream(&mut bytes)?).map_err(bad)?;
+    let n = ints.len() / 3;
+    if ints.len() != 3 * n || floats.len() != 6 * n || !bytes.is_empty() {
         return Err(StorageError::Backend(
             "rollup row columns differ in length".to_string(),
         ));
     }
-    if flags & !KNOWN_FLAGS != 0 {
-        return Err(StorageError::Backend(format!(
-            "rollup row with unknown encoding flags {flags:#x} (written by a newer build)"
-        )));
-    }
     let mut t = 0i64;
-    let mut prev: Option<RollupPoint> = None;
     for i in 0..n {
         t = t.wrapping_add(ints[i]);
+        if t < mint {
+            continue;
+        }
         if t > maxt {
             break;
         }
-        let mut p = RollupPoint {
+        out.push(RollupPoint {
             t,
             first_t: t.wrapping_sub(ints[n + i]),
-            count: u64::try_from(ints[2 * n + i]).map_err(|_| unreadable())?,
+            count: u64::try_from(ints[2 * n + i])
+                .map_err(|_| StorageError::Backend("unreadable rollup row".to_string()))?,
             last: floats[i],
             first: floats[n + i],
             min: floats[2 * n + i],
             max: floats[3 * n + i],
             sum: floats[4 * n + i],
             inc: floats[5 * n + i],
-        };
-        // In field order: each prediction reads only fields before it
-        // (and the previous point), already restored.
-        for k in (0..FLOAT_FIELDS).filter(|k| flags & (1 << k) != 0) {
-            let v = float_field(&p, k) + predict(k, &p, prev.as_ref());
-            set_float_field(&mut p, k, v);
-        }
-        // Points before the range are restored too: the next one's `last`
-        // is predicted from theirs.
-        if t >= mint {
-            out.push(p);
-        }
-        prev = Some(p);
+        });
     }
     Ok(())
 }
@@ -883,133 +802,6 @@ mod tests {
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode_into(&bytes[..cut], i64::MIN, i64::MAX, &mut Vec::new()).is_err());
         }
-    }
-
-    /// The row layout before predicted columns: three integer and six float
-    /// columns, no flags word.
-    fn first_layout(points: &[RollupPoint]) -> Vec<u8> {
-        let cfg = ChunkConfig::default();
-        let mut ints = Vec::new();
-        let mut prev = 0;
-        for p in points {
-            ints.push(p.t - prev);
-            prev = p.t;
-        }
-        ints.extend(points.iter().map(|p| p.t - p.first_t));
-        ints.extend(points.iter().map(|p| p.count as i64));
-        let mut floats = Vec::new();
-        let fields: [fn(&RollupPoint) -> f64; 6] = [
-            |p| p.last,
-            |p| p.first,
-            |p| p.min,
-            |p| p.max,
-            |p| p.sum,
-            |p| p.inc,
-        ];
-        for f in fields {
-            floats.extend(points.iter().map(f));
-        }
-        let mut out = Vec::new();
-        put_stream(&mut out, &simple_compress(&ints, &cfg).unwrap());
-        put_stream(&mut out, &simple_compress(&floats, &cfg).unwrap());
-        out
-    }
-
-    fn bits(p: &RollupPoint) -> [u64; 9] {
-        [
-            p.t as u64,
-            p.first_t as u64,
-            p.count,
-            p.last.to_bits(),
-            p.first.to_bits(),
-            p.min.to_bits(),
-            p.max.to_bits(),
-            p.sum.to_bits(),
-            p.inc.to_bits(),
-        ]
-    }
-
-    #[test]
-    fn counter_rows_store_predicted_columns_as_differences() {
-        // A counter with uneven increments and two resets, at 15 s.
-        let t0 = 1_700_000_000_000;
-        let mut v = 1e6;
-        let samples: Vec<Sample> = (0..5760i64)
-            .map(|i| {
-                v = if i % 2000 == 1999 {
-                    3.0
-                } else {
-                    v + (i * 7 % 13) as f64
-                };
-                s(t0 + i * 15_000, v)
-            })
-            .collect();
-        let points = summarize(&samples);
-        let bytes = encode(&points).unwrap();
-        let mut got = Vec::new();
-        decode_into(&bytes, i64::MIN, i64::MAX, &mut got).unwrap();
-        assert_eq!(got, points);
-        // Rows in the first layout still read, and cost more.
-        let old = first_layout(&points);
-        let mut got_old = Vec::new();
-        decode_into(&old, i64::MIN, i64::MAX, &mut got_old).unwrap();
-        assert_eq!(got_old, points);
-        assert!(
-            bytes.len() * 100 < old.len() * 85,
-            "{} bytes, {} in the first layout",
-            bytes.len(),
-            old.len()
-        );
-    }
-
-    #[test]
-    fn float_rows_round_trip_bit_for_bit() {
-        // Gauges whose differences do not round-trip (signed zeros,
-        // infinities, NaN, magnitudes far apart) keep those columns plain.
-        let t0 = 1_700_000_000_000;
-        let special = [
-            -0.0,
-            0.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NAN,
-            1e300,
-            1e-300,
-        ];
-        let mut seed = 7u64;
-        let samples: Vec<Sample> = (0..2880i64)
-            .map(|i| {
-                let x = crate::util::xorshift(&mut seed) as f64 / u64::MAX as f64;
-                let v = if i % 97 == 0 {
-                    special[(i / 97) as usize % special.len()]
-                } else {
-                    0.1 + x * 1e3
-                };
-                s(t0 + i * 15_000 + (i * 37 % 11), v)
-            })
-            .collect();
-        let points = summarize(&samples);
-        let bytes = encode(&points).unwrap();
-        let mut got = Vec::new();
-        decode_into(&bytes, i64::MIN, i64::MAX, &mut got).unwrap();
-        assert_eq!(
-            got.iter().map(bits).collect::<Vec<_>>(),
-            points.iter().map(bits).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn rows_with_unknown_flags_are_refused() {
-        let points = summarize(&[s(1_000, 1.0), s(2_000, 2.0)]);
-        let cfg = ChunkConfig::default();
-        let ints = [1_000i64, 1_000, 2, 1 << 7];
-        let floats = [2.0, 1.0, 0.0, 0.0, 0.0, 0.0];
-        let mut row = Vec::new();
-        put_stream(&mut row, &simple_compress(&ints, &cfg).unwrap());
-        put_stream(&mut row, &simple_compress(&floats, &cfg).unwrap());
-        let err = decode_into(&row, i64::MIN, i64::MAX, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("newer build"), "{err}");
-        assert_eq!(points.len(), 1);
     }
 
     #[test]
