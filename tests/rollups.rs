@@ -96,6 +96,20 @@ fn matrix(
     }
 }
 
+/// Engines over `store` that read raw samples at every step, and that read
+/// rollups at steps of 5 minutes or more (the default).
+fn raw_and_coarse(store: &SqliteStorage) -> (Engine, Engine) {
+    let raw = Engine::new(
+        Arc::new(store.clone()),
+        EngineOptions {
+            rollup_min_step: std::time::Duration::ZERO,
+            ..EngineOptions::default()
+        },
+    );
+    let coarse = Engine::new(Arc::new(store.clone()), EngineOptions::default());
+    (raw, coarse)
+}
+
 /// Largest relative difference between the two results; they must have
 /// the same series and the same steps.
 fn max_rel_diff(
@@ -383,14 +397,7 @@ fn coarse_range_queries_read_ended_days_from_rollups() {
             .is_empty()
     );
 
-    let raw = Engine::new(
-        Arc::new(store.clone()),
-        EngineOptions {
-            rollup_min_step: std::time::Duration::ZERO,
-            ..EngineOptions::default()
-        },
-    );
-    let coarse = Engine::new(Arc::new(store.clone()), EngineOptions::default());
+    let (raw, coarse) = raw_and_coarse(&store);
     // A week at ~250 points (step 2419s, as a dashboard panel asks) and
     // 30-minute steps off the 5-minute grid; bounds in FORMAT.md.
     for (start, step) in [
@@ -513,14 +520,7 @@ fn todays_blocks_are_summarised_as_they_end() {
     assert_eq!(series.samples[8 * 12].timestamp_ms, D0 + 8 * HOUR);
 
     // Coarse queries over today stay close to the raw samples'.
-    let raw = Engine::new(
-        Arc::new(store.clone()),
-        EngineOptions {
-            rollup_min_step: std::time::Duration::ZERO,
-            ..EngineOptions::default()
-        },
-    );
-    let coarse = Engine::new(Arc::new(store.clone()), EngineOptions::default());
+    let (raw, coarse) = raw_and_coarse(&store);
     for (q, bound) in [
         ("rate(requests_total[5m])", 0.05),
         ("rate(requests_total[1h])", 0.02),

@@ -383,7 +383,7 @@ fn maintain(dir: &str) {
             .get(..2)
             .map_or(0, |b| i64::from(u16::from_be_bytes([b[0], b[1]])));
     }
-    // The 5-minute rollups of ended days: kept for `rollup_retention`
+    // The 5-minute rollups (every block that ended `rollup_after` ago): kept for `rollup_retention`
     // (400 d), a store of their own the peers do not keep.
     let rollup_bytes: i64 = conn
         .query_row(

@@ -46,7 +46,7 @@ if inf and "old_bytes_per_sample" in inf:
         r = inf["rollup_file_bytes_est"]
         print()
         print(
-            f"Of the store's {inf['bytes']} bytes, ~{r} are the 5-minute rollups of ended days "
+            f"Of the store's {inf['bytes']} bytes, ~{r} are the 5-minute rollups (every block that ended 1 h ago) "
             f"(kept 400 d, which the peers do not keep); without them "
             f"{(inf['bytes'] - r) / inf['samples']:.3f} bytes/sample."
         )
