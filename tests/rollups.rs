@@ -110,6 +110,20 @@ fn raw_and_coarse(store: &SqliteStorage) -> (Engine, Engine) {
     (raw, coarse)
 }
 
+/// Backfills one gauge sample of 1e6 at `t` (a late sample in data that
+/// may be rolled up already).
+fn backfill_spike(store: &SqliteStorage, t: i64) {
+    let backfilled = infermon::storage::Series {
+        labels: gauge(),
+        samples: vec![Sample {
+            timestamp_ms: t,
+            value: 1e6,
+        }],
+    };
+    let r = infermon::storage::Backfill::backfill(store, &[backfilled]).unwrap();
+    assert_eq!(r.samples_added, 1, "{r:?}");
+}
+
 /// Largest relative difference between the two results; they must have
 /// the same series and the same steps.
 fn max_rel_diff(
@@ -438,15 +452,7 @@ fn coarse_range_queries_read_ended_days_from_rollups() {
     // A backfilled sample in day 2 makes the day's rollup stale: the day
     // and the ones after it are read raw, so the sample shows at once.
     let spike = D0 + 2 * DAY + 12 * 3_600_000 + 7_500;
-    let backfilled = infermon::storage::Series {
-        labels: gauge(),
-        samples: vec![Sample {
-            timestamp_ms: spike,
-            value: 1e6,
-        }],
-    };
-    let r = infermon::storage::Backfill::backfill(&store, &[backfilled]).unwrap();
-    assert_eq!(r.samples_added, 1, "{r:?}");
+    backfill_spike(&store, spike);
     let q = "max_over_time(queue_depth[30m])";
     let peak = |e: &Engine| {
         matrix(e, q, D0 + DAY, now, 1_800_000)[0]
@@ -569,15 +575,7 @@ fn todays_blocks_are_summarised_as_they_end() {
 
     // A late sample at 03:00:07.5 makes the row incomplete: read raw at once.
     let late = D0 + 3 * HOUR + 7_500;
-    let backfilled = infermon::storage::Series {
-        labels: gauge(),
-        samples: vec![Sample {
-            timestamp_ms: late,
-            value: 1e6,
-        }],
-    };
-    let r = infermon::storage::Backfill::backfill(&store, &[backfilled]).unwrap();
-    assert_eq!(r.samples_added, 1, "{r:?}");
+    backfill_spike(&store, late);
     let g = [Matcher::new("__name__", MatchOp::Equal, "queue_depth").unwrap()];
     let read = store
         .select_summarized(&g, D0, D0 + 13 * HOUR, &Unlimited)

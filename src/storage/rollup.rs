@@ -89,12 +89,15 @@ pub struct RollupSeries {
     pub points: Vec<RollupPoint>,
 }
 
-/// The end of the 5-minute bucket holding `t`: a rollup row whose newest
-/// time is `t` stands for its series' raw samples up to there.
-pub(super) fn covered_to(t: i64) -> i64 {
-    t.div_euclid(BUCKET_MS)
+/// Where the rollup row of the day starting at `day_from`, whose newest
+/// time is `max_t`, stops standing for its series' raw samples: the end of
+/// the 5-minute bucket holding `max_t`, within the day.
+fn covered_to(day_from: i64, max_t: i64) -> i64 {
+    max_t
+        .div_euclid(BUCKET_MS)
         .saturating_add(1)
         .saturating_mul(BUCKET_MS)
+        .min(day_from.saturating_add(DAY_MS))
 }
 
 /// Counter increase from `prev` to `next`: a drop means the counter
@@ -350,7 +353,6 @@ impl SqliteStorage {
         // made it quadratic in the number of chunks) and ends even when a
         // day yields no point (it is looked at again next pass).
         let mut scan: (SeriesId, i64) = (SeriesId::MIN, i64::MIN);
-        // A rollup retention of zero turns rollups off.
         // Blocks of whole 5-minute buckets, as compaction cuts them; days
         // that do not split into such blocks are summarised whole only.
         let block = match self.block_ms() {
@@ -364,6 +366,7 @@ impl SqliteStorage {
                 .div_euclid(block)
                 .saturating_mul(block),
         };
+        // A rollup retention of zero turns rollups off.
         let mut done = opts.rollup_retention_ms <= 0;
         while !done {
             let mut w = lock(&self.inner.writer);
@@ -471,7 +474,7 @@ impl SqliteStorage {
             c.rollup_points.fetch_sub(*n as u64, Ordering::Relaxed);
             c.rollup_bytes
                 .fetch_sub(data.len() as u64, Ordering::Relaxed);
-            let covered = covered_to(*old_max_t).min(to);
+            let covered = covered_to(from, *old_max_t);
             let (held, newest) = chunk_totals(conn, series, from, covered)?;
             extend = held == *old_raw && newest <= *old_max_t && covered <= upto;
             if extend {
@@ -568,6 +571,7 @@ impl SqliteStorage {
                    (SELECT COALESCE(SUM(c.samples), 0) <= r.raw_samples
                            AND COALESCE(MAX(c.max_t), r.max_t) <= r.max_t
                       FROM chunks c
+                     -- what the row covers, as covered_to computes it
                      WHERE c.series_id = r.series_id AND c.min_t >= r.min_t
                        AND c.min_t < MIN(r.min_t + ?4, r.max_t - ((r.max_t % ?5) + ?5) % ?5 + ?5))
                  FROM rollups r
@@ -593,7 +597,7 @@ impl SqliteStorage {
             let from: i64 = row.get(0).map_err(backend)?;
             let max_t: i64 = row.get(1).map_err(backend)?;
             let complete: bool = row.get(3).map_err(backend)?;
-            let to = covered_to(max_t).min(from.saturating_add(DAY_MS));
+            let to = covered_to(from, max_t);
             let follows = if end == i64::MIN {
                 !raw_between(mint, from)?
             } else {
